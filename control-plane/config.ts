@@ -1,0 +1,57 @@
+// The one place the control plane reads process.env. Every bad value is reported at once and the
+// process exits non-zero (STYLE.md: options are validated and rejected up front).
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const ms = z.coerce.number().int().min(1);
+
+export const ControlPlaneConfigSchema = z.object({
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  HCP_DATA_DIR: z.string().min(1).default('./data'),
+  HCP_HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  HCP_HTTP_PORT: port.default(8080),
+  HCP_GRPC_HOST: z.string().min(1).default('127.0.0.1'),
+  HCP_GRPC_PORT: port.default(50051),
+  /** 'embedded' runs Aedes in-process; 'external' only subscribes to HCP_MQTT_URL */
+  HCP_BROKER: z.enum(['embedded', 'external']).default('embedded'),
+  HCP_MQTT_HOST: z.string().min(1).default('127.0.0.1'),
+  HCP_MQTT_PORT: port.default(1883),
+  HCP_MQTT_URL: z.string().regex(/^mqtts?:\/\//, 'must be an mqtt:// or mqtts:// URL').optional(),
+  HCP_HEARTBEAT_MS: ms.default(2000),
+  /** a site or device with no sign of life for this long is offline */
+  HCP_STALE_AFTER_MS: ms.default(10000),
+  HCP_INGEST_FLUSH_MS: ms.default(250),
+  HCP_INGEST_MAX_ROWS: ms.default(5000),
+  /** let an agent with a new site id register it on hello (logged and audited) */
+  HCP_AUTO_REGISTER_SITES: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type ControlPlaneConfig = z.infer<typeof ControlPlaneConfigSchema>;
+
+export class ConfigError extends Error {
+  readonly code = 'invalid_config';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+export function loadControlPlaneConfig(env: NodeJS.ProcessEnv = process.env): ControlPlaneConfig {
+  const picked = Object.fromEntries(
+    Object.keys(ControlPlaneConfigSchema.shape)
+      .filter((k) => env[k] !== undefined && env[k] !== '')
+      .map((k) => [k, env[k]]),
+  );
+  const r = ControlPlaneConfigSchema.safeParse(picked);
+  if (!r.success) throw new ConfigError(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(picked[String(i.path[0])])})`));
+  return r.data;
+}
+
+/** the broker URL ingest subscribes to */
+export function mqttUrlOf(c: ControlPlaneConfig, embeddedPort: number): string {
+  if (c.HCP_BROKER === 'external') return c.HCP_MQTT_URL ?? `mqtt://${c.HCP_MQTT_HOST}:${c.HCP_MQTT_PORT}`;
+  return `mqtt://127.0.0.1:${embeddedPort}`;
+}

@@ -1,0 +1,124 @@
+// Wires the control plane's parts. Start order: database (migrated) → registry → broker →
+// ingest → gRPC → HTTP. Shutdown (STYLE.md): stop intake (HTTP, gRPC, subscriber) → drain the
+// telemetry writer → close the broker and the database. close() is idempotent.
+import { serve, type ServerType } from '@hono/node-server';
+import type { Logger } from 'pino';
+import { mqttUrlOf, type ControlPlaneConfig } from './config.js';
+import { createDb, type Db } from './db/client.js';
+import { hasTimescale, migrate } from './db/migrate.js';
+import { loadRegistry } from './db/registry-store.js';
+import { createTelemetryWriter } from './db/telemetry-writer.js';
+import { createAgentGateway } from './grpc/agent-gateway.js';
+import { startGrpcServer } from './grpc/server.js';
+import { createHttpApp } from './http/app.js';
+import { createIngest } from './ingest/ingest.js';
+import { createMetrics } from './metrics.js';
+import { createBroker, type Broker } from './mqtt/broker.js';
+import { createSubscriber } from './mqtt/subscriber.js';
+import { Registry } from './registry/registry.js';
+import { createRegistryTracker } from './registry/tracker.js';
+
+export interface ControlPlane {
+  readonly httpPort: number;
+  readonly grpcPort: number;
+  readonly mqttUrl: string;
+  readonly db: Db;
+  readonly registry: Registry;
+  close(): Promise<void>;
+}
+
+export async function createControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
+  const metrics = createMetrics();
+  const db = await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR });
+  const cleanup: Array<() => Promise<void>> = [() => db.close()];
+  const unwind = async () => {
+    for (const f of cleanup.reverse()) await f().catch(() => {});
+  };
+  try {
+    const outcomes = await migrate(db);
+    log.info(
+      { backend: db.kind, timescaledb: await hasTimescale(db), migrations: outcomes.filter((o) => o.status !== 'already').map((o) => `${o.name}:${o.status}`) },
+      'database ready',
+    );
+
+    const registry = new Registry({ staleAfterMs: config.HCP_STALE_AFTER_MS });
+    await loadRegistry(db, registry);
+    const tracker = createRegistryTracker({ registry, db, log: log.child({ component: 'registry' }), metrics, intervalMs: 1000 });
+    cleanup.push(() => tracker.close());
+
+    let broker: Broker | null = null;
+    if (config.HCP_BROKER === 'embedded') {
+      broker = await createBroker({ host: config.HCP_MQTT_HOST, port: config.HCP_MQTT_PORT, log: log.child({ component: 'broker' }), metrics });
+      cleanup.push(() => broker!.close());
+    }
+    const mqttUrl = mqttUrlOf(config, broker?.port ?? config.HCP_MQTT_PORT);
+
+    const writer = createTelemetryWriter({
+      db, metrics, log: log.child({ component: 'ingest-writer' }),
+      flushIntervalMs: config.HCP_INGEST_FLUSH_MS, maxRows: config.HCP_INGEST_MAX_ROWS,
+    });
+    cleanup.push(() => writer.close());
+    const ingest = createIngest({ registry, writer, metrics, log: log.child({ component: 'ingest' }) });
+    const ingestLog = log.child({ component: 'ingest' });
+    const subscriber = await createSubscriber({
+      url: mqttUrl,
+      clientId: `hcp-ingest-${config.HCP_GRPC_PORT}`,
+      log: ingestLog,
+      onMessage: (topic, payload) => {
+        ingest.handle(topic, payload);
+        // A last will (site offline) should show at once, not at the next sweep.
+        if (topic.endsWith('/status')) tracker.poke();
+      },
+    });
+    cleanup.push(() => subscriber.close());
+
+    const gateway = createAgentGateway({
+      registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
+      heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
+    });
+    const grpc = await startGrpcServer({
+      host: config.HCP_GRPC_HOST,
+      port: config.HCP_GRPC_PORT,
+      services: [{ service: gateway.service, impl: gateway.impl }],
+    });
+    cleanup.push(async () => {
+      gateway.closeAll();
+      await grpc.close();
+    });
+
+    const app = createHttpApp({
+      registry, db, metrics, log: log.child({ component: 'http' }),
+      readiness: async () => ({
+        database: await db.ping(),
+        broker: subscriber.connected(),
+      }),
+    });
+    const { server, port: httpPort } = await listenHttp(app.fetch, config.HCP_HTTP_HOST, config.HCP_HTTP_PORT);
+    cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+    log.info({ http: `http://${config.HCP_HTTP_HOST}:${httpPort}`, grpc: `${config.HCP_GRPC_HOST}:${grpc.port}`, mqtt: mqttUrl, database: db.kind }, 'control plane listening');
+
+    let closing: Promise<void> | null = null;
+    return {
+      httpPort,
+      grpcPort: grpc.port,
+      mqttUrl,
+      db,
+      registry,
+      close() {
+        closing ??= unwind();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await unwind();
+    throw err;
+  }
+}
+
+function listenHttp(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number) {
+  return new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
+    const server = serve({ fetch, hostname, port }, (info) => resolve({ server, port: info.port }));
+    server.once('error', reject);
+  });
+}

@@ -1,0 +1,105 @@
+// One database handle for both back ends: a real PostgreSQL/TimescaleDB server (postgres.js)
+// when DATABASE_URL is set, PGlite on disk otherwise. Drizzle serves ordinary queries; `query`
+// is the raw path for bulk statements that bind whole arrays as single parameters.
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import postgres from 'postgres';
+import * as schema from './schema.js';
+
+export type Drizzle = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export interface Db {
+  readonly kind: 'postgres' | 'pglite';
+  readonly orm: Drizzle;
+  /** one statement with $n parameters; arrays are bound as one parameter each */
+  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+  /** several statements, no parameters */
+  exec(text: string): Promise<void>;
+  /** runs fn in one transaction on one connection */
+  transaction<T>(fn: (tx: Pick<Db, 'query' | 'exec'>) => Promise<T>): Promise<T>;
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export interface DbOptions {
+  /** postgres://… ; when absent PGlite is used */
+  url?: string;
+  /** PGlite data directory; ':memory:' for none */
+  dataDir: string;
+  maxConnections?: number;
+}
+
+export async function createDb(opts: DbOptions): Promise<Db> {
+  return opts.url ? createPostgresDb(opts.url, opts.maxConnections ?? 10) : createPgliteDb(opts.dataDir);
+}
+
+function createPostgresDb(url: string, max: number): Db {
+  const sql = postgres(url, { max, onnotice: () => {}, connect_timeout: 10 });
+  let closed = false;
+  const query = async <T>(text: string, params: unknown[] = []) =>
+    (await sql.unsafe(text, params as never[])) as unknown as T[];
+  return {
+    kind: 'postgres',
+    orm: drizzlePostgres(sql, { schema }) as unknown as Drizzle,
+    query,
+    exec: async (text) => {
+      await sql.unsafe(text);
+    },
+    transaction: async (fn) =>
+      (await sql.begin(async (tx) =>
+        fn({
+          query: async <T>(text: string, params: unknown[] = []) =>
+            (await tx.unsafe(text, params as never[])) as unknown as T[],
+          exec: async (text: string) => {
+            await tx.unsafe(text);
+          },
+        }),
+      )) as never,
+    ping: async () => {
+      try {
+        await sql`select 1`;
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await sql.end({ timeout: 5 });
+    },
+  };
+}
+
+async function createPgliteDb(dataDir: string): Promise<Db> {
+  if (dataDir !== ':memory:') mkdirSync(dataDir, { recursive: true });
+  const pg = dataDir === ':memory:' ? new PGlite() : new PGlite(dataDir);
+  await pg.waitReady;
+  let closed = false;
+  return {
+    kind: 'pglite',
+    orm: drizzlePglite(pg, { schema }) as unknown as Drizzle,
+    query: async <T>(text: string, params: unknown[] = []) => (await pg.query<T>(text, params)).rows,
+    exec: async (text) => {
+      await pg.exec(text);
+    },
+    transaction: (fn) =>
+      pg.transaction((tx) =>
+        fn({
+          query: async <T>(text: string, params: unknown[] = []) => (await tx.query<T>(text, params)).rows,
+          exec: async (text: string) => {
+            await tx.exec(text);
+          },
+        }),
+      ),
+    ping: async () => !closed && !pg.closed,
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await pg.close();
+    },
+  };
+}

@@ -1,0 +1,94 @@
+// Persistence of the registry: facilities and resources rows, loaded at start and kept current
+// from hellos and online/offline transitions.
+import { eq, sql } from 'drizzle-orm';
+import type { DeviceState, Registry, RegistryChange, SiteState } from '../registry/registry.js';
+import type { Db } from './client.js';
+import { auditLog, facilities, resources } from './schema.js';
+
+export async function loadRegistry(db: Db, registry: Registry): Promise<void> {
+  for (const f of await db.orm.select().from(facilities)) {
+    registry.addSite(
+      { id: f.id, name: f.name, region: f.region, powerCapacityKw: f.powerCapacityKw },
+      {
+        lastSeenMs: f.lastSeenAt?.getTime() ?? null,
+        agentVersion: f.agentVersion,
+        agentSession: f.agentSession,
+        agentHostname: f.agentHostname,
+      },
+    );
+  }
+  for (const r of await db.orm.select().from(resources)) {
+    registry.addDevice({
+      id: r.id,
+      siteId: r.facilityId,
+      kind: r.kind,
+      model: r.model,
+      driver: r.driver,
+      endpoint: r.endpoint,
+      serial: r.serial,
+      ratedPowerW: r.ratedPowerW,
+      ratedHashrateThs: r.ratedHashrateThs,
+      memoryTotalMib: r.memoryTotalMib,
+      lastSeenMs: r.lastSeenAt?.getTime() ?? null,
+    });
+  }
+}
+
+/** a site first announced by an agent (HCP_AUTO_REGISTER_SITES) */
+export async function registerSite(db: Db, id: string): Promise<void> {
+  await db.orm
+    .insert(facilities)
+    .values({ id, name: id, region: 'unassigned', powerCapacityKw: 0, timezone: 'UTC', online: false })
+    .onConflictDoNothing();
+}
+
+export async function saveHello(db: Db, site: SiteState, devices: DeviceState[]): Promise<void> {
+  await db.orm
+    .update(facilities)
+    .set({
+      agentVersion: site.agentVersion,
+      agentSession: site.agentSession,
+      agentHostname: site.agentHostname,
+      lastSeenAt: site.lastSeenMs ? new Date(site.lastSeenMs) : null,
+      updatedAt: sql`now()`,
+    })
+    .where(eq(facilities.id, site.id));
+  if (devices.length === 0) return;
+  // A site may have thousands of devices: one statement with one array parameter per column.
+  await db.query(
+    `INSERT INTO resources (id, facility_id, kind, model, driver, endpoint, serial, rated_power_w, rated_hashrate_ths, memory_total_mib)
+     SELECT id, f, k, m, dr, nullif(ep, ''), nullif(se, ''), p, h, mem
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::float8[])
+       AS r(id, f, k, m, dr, ep, se, p, h, mem)
+     ON CONFLICT (id) DO UPDATE SET facility_id = excluded.facility_id, kind = excluded.kind, model = excluded.model,
+       driver = excluded.driver, endpoint = excluded.endpoint, serial = excluded.serial, rated_power_w = excluded.rated_power_w,
+       rated_hashrate_ths = excluded.rated_hashrate_ths, memory_total_mib = excluded.memory_total_mib, updated_at = now()`,
+    [
+      devices.map((d) => d.id), devices.map((d) => d.siteId), devices.map((d) => d.kind), devices.map((d) => d.model),
+      devices.map((d) => d.driver), devices.map((d) => d.endpoint ?? ''), devices.map((d) => d.serial ?? ''),
+      devices.map((d) => d.ratedPowerW), devices.map((d) => d.ratedHashrateThs), devices.map((d) => d.memoryTotalMib),
+    ],
+  );
+}
+
+export async function saveChanges(db: Db, changes: RegistryChange[]): Promise<void> {
+  const sites = changes.flatMap((c) => (c.type === 'site' ? [c.site] : []));
+  const devices = changes.flatMap((c) => (c.type === 'device' ? [c.device] : []));
+  for (const s of sites) {
+    await db.orm
+      .update(facilities)
+      .set({ online: s.online, lastSeenAt: s.lastSeenMs ? new Date(s.lastSeenMs) : null, updatedAt: sql`now()` })
+      .where(eq(facilities.id, s.id));
+  }
+  if (devices.length > 0) {
+    await db.query(
+      `UPDATE resources SET online = r.o, last_seen_at = to_timestamp(r.t / 1000.0), updated_at = now()
+       FROM unnest($1::text[], $2::bool[], $3::float8[]) AS r(id, o, t) WHERE resources.id = r.id`,
+      [devices.map((d) => d.id), devices.map((d) => d.online), devices.map((d) => d.lastSeenMs)],
+    );
+  }
+}
+
+export async function audit(db: Db, actor: string, action: string, subject: string | null, details: Record<string, unknown> = {}): Promise<void> {
+  await db.orm.insert(auditLog).values({ actor, action, subject, details });
+}

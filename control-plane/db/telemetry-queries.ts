@@ -1,0 +1,136 @@
+// Time-bucketed telemetry for the REST API. date_bin() exists on PostgreSQL 14+ and PGlite, and
+// plans like time_bucket() on a hypertable, so one query serves every back end.
+import { GpuState, MiningState, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
+import type { Db } from './client.js';
+import { GPU_STATE_NAME, MINING_STATE_NAME } from './telemetry-writer.js';
+
+export interface SeriesQuery {
+  fromMs: number;
+  toMs: number;
+  bucketS: number;
+}
+
+export interface GpuPoint {
+  ts: string;
+  utilization_pct: number;
+  power_w: number;
+  max_temperature_c: number;
+  memory_used_mib: number;
+  samples: number;
+}
+
+export interface AsicPoint {
+  ts: string;
+  hashrate_ths: number;
+  power_w: number;
+  max_chip_temperature_c: number | null;
+  samples: number;
+}
+
+export interface SitePoint {
+  ts: string;
+  power_w: number;
+  hashrate_ths: number;
+  gpu_utilization_pct: number | null;
+  gpus_reporting: number;
+  asics_reporting: number;
+}
+
+const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+const iso = (v: unknown) => new Date(v as string | Date).toISOString();
+const params = (q: SeriesQuery) => [`${q.bucketS} seconds`, new Date(q.fromMs).toISOString(), new Date(q.toMs).toISOString()];
+const BIN = `date_bin($1::interval, time, TIMESTAMPTZ '2000-01-01')`;
+
+export async function gpuSeries(db: Db, deviceId: string, q: SeriesQuery): Promise<GpuPoint[]> {
+  const rows = await db.query(
+    `SELECT ${BIN} AS b, avg(utilization_pct) AS u, avg(power_w) AS p, max(temperature_c) AS t,
+            avg(memory_used_mib) AS m, count(*) AS n
+     FROM gpu_telemetry WHERE device_id = $4 AND time >= $2::timestamptz AND time < $3::timestamptz
+     GROUP BY b ORDER BY b`,
+    [...params(q), deviceId],
+  );
+  return rows.map((r) => ({
+    ts: iso(r.b), utilization_pct: num(r.u)!, power_w: num(r.p)!, max_temperature_c: num(r.t)!,
+    memory_used_mib: num(r.m)!, samples: num(r.n)!,
+  }));
+}
+
+export async function asicSeries(db: Db, deviceId: string, q: SeriesQuery): Promise<AsicPoint[]> {
+  const rows = await db.query(
+    `SELECT ${BIN} AS b, avg(hashrate_5s_ths) AS h, avg(power_w) AS p, max(max_chip_temperature_c) AS t, count(*) AS n
+     FROM asic_telemetry WHERE device_id = $4 AND time >= $2::timestamptz AND time < $3::timestamptz
+     GROUP BY b ORDER BY b`,
+    [...params(q), deviceId],
+  );
+  return rows.map((r) => ({ ts: iso(r.b), hashrate_ths: num(r.h)!, power_w: num(r.p)!, max_chip_temperature_c: num(r.t), samples: num(r.n)! }));
+}
+
+/**
+ * A site's totals per bucket: each device's mean within the bucket, summed over devices, so a
+ * bucket holding two samples of one device is not counted twice.
+ */
+export async function siteSeries(db: Db, siteId: string, q: SeriesQuery): Promise<SitePoint[]> {
+  const gpu = await db.query(
+    `SELECT b, sum(p) AS p, avg(u) AS u, count(*) AS n FROM (
+       SELECT ${BIN} AS b, device_id, avg(power_w) AS p, avg(utilization_pct) AS u
+       FROM gpu_telemetry WHERE site_id = $4 AND time >= $2::timestamptz AND time < $3::timestamptz
+       GROUP BY b, device_id) d GROUP BY b`,
+    [...params(q), siteId],
+  );
+  const asic = await db.query(
+    `SELECT b, sum(p) AS p, sum(h) AS h, count(*) AS n FROM (
+       SELECT ${BIN} AS b, device_id, avg(power_w) AS p, avg(hashrate_5s_ths) AS h
+       FROM asic_telemetry WHERE site_id = $4 AND time >= $2::timestamptz AND time < $3::timestamptz
+       GROUP BY b, device_id) d GROUP BY b`,
+    [...params(q), siteId],
+  );
+  const points = new Map<string, SitePoint>();
+  const at = (b: unknown) => {
+    const ts = iso(b);
+    let p = points.get(ts);
+    if (!p) points.set(ts, (p = { ts, power_w: 0, hashrate_ths: 0, gpu_utilization_pct: null, gpus_reporting: 0, asics_reporting: 0 }));
+    return p;
+  };
+  for (const r of gpu) {
+    const p = at(r.b);
+    p.power_w += num(r.p)!;
+    p.gpu_utilization_pct = num(r.u);
+    p.gpus_reporting = num(r.n)!;
+  }
+  for (const r of asic) {
+    const p = at(r.b);
+    p.power_w += num(r.p)!;
+    p.hashrate_ths = num(r.h)!;
+    p.asics_reporting = num(r.n)!;
+  }
+  return [...points.values()].sort((a, b) => a.ts.localeCompare(b.ts));
+}
+
+const STATE_OF_GPU = Object.fromEntries(Object.entries(GPU_STATE_NAME).map(([k, v]) => [v, Number(k)]));
+const STATE_OF_ASIC = Object.fromEntries(Object.entries(MINING_STATE_NAME).map(([k, v]) => [v, Number(k)]));
+
+/** the newest stored sample of a device, for a device the control plane has not heard since start */
+export async function latestGpuSample(db: Db, deviceId: string): Promise<GpuSample | null> {
+  const [r] = await db.query(`SELECT * FROM gpu_telemetry WHERE device_id = $1 ORDER BY time DESC LIMIT 1`, [deviceId]);
+  if (!r) return null;
+  return {
+    deviceId, tsMs: new Date(r.time as string).getTime(), utilizationPct: num(r.utilization_pct)!,
+    memoryUsedMib: num(r.memory_used_mib)!, memoryTotalMib: num(r.memory_total_mib)!, temperatureC: num(r.temperature_c)!,
+    powerW: num(r.power_w)!, smClockMhz: num(r.sm_clock_mhz)!, state: STATE_OF_GPU[r.state as string] ?? GpuState.GPU_STATE_UNSPECIFIED,
+    workloadId: (r.workload_id as string | null) ?? '', memoryTemperatureC: num(r.memory_temperature_c) ?? 0,
+    powerLimitW: num(r.power_limit_w) ?? 0, energyMj: num(r.energy_mj) ?? 0, xidErrors: num(r.xid_errors) ?? 0,
+  };
+}
+
+export async function latestAsicSample(db: Db, deviceId: string): Promise<AsicSample | null> {
+  const [r] = await db.query(`SELECT * FROM asic_telemetry WHERE device_id = $1 ORDER BY time DESC LIMIT 1`, [deviceId]);
+  if (!r) return null;
+  return {
+    deviceId, tsMs: new Date(r.time as string).getTime(), hashrate5sThs: num(r.hashrate_5s_ths)!,
+    hashrateAvgThs: num(r.hashrate_avg_ths)!, powerW: num(r.power_w)!,
+    boardTemperaturesC: (r.board_temperatures_c as number[]) ?? [], chipTemperaturesC: (r.chip_temperatures_c as number[]) ?? [],
+    fanRpm: (r.fan_rpm as number[]) ?? [], acceptedShares: num(r.accepted_shares)!, rejectedShares: num(r.rejected_shares)!,
+    hardwareErrors: num(r.hardware_errors)!, miningState: STATE_OF_ASIC[r.mining_state as string] ?? MiningState.MINING_STATE_UNSPECIFIED,
+    powerTargetW: num(r.power_target_w) ?? 0,
+  };
+}

@@ -1,0 +1,38 @@
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+
+export interface GrpcServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startGrpcServer(o: {
+  host: string;
+  port: number;
+  services: Array<{ service: ServiceDefinition; impl: UntypedServiceImplementation }>;
+}): Promise<GrpcServer> {
+  const server = new Server({
+    // Agents hold one stream for days; keepalive pings find dead peers behind NAT.
+    'grpc.keepalive_time_ms': 20_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  });
+  for (const s of o.services) server.addService(s.service, s.impl);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${o.host}:${o.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  let closing: Promise<void> | null = null;
+  return {
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.forceShutdown(), 3000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,36 @@
+// The REST API (hono). Routes are declared with zod schemas, so requests are validated where
+// they enter and the OpenAPI document at /openapi.json is generated from the same schemas.
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Logger } from 'pino';
+import type { Db } from '../db/client.js';
+import type { Metrics } from '../metrics.js';
+import type { Registry } from '../registry/registry.js';
+import { errorBody, onError, validationHook } from './errors.js';
+import { registerFleetRoutes } from './routes/fleet.js';
+import { registerHealthRoutes } from './routes/health.js';
+import { registerTelemetryRoutes } from './routes/telemetry.js';
+
+export interface HttpDeps {
+  registry: Registry;
+  db: Db;
+  metrics: Metrics;
+  log: Logger;
+  /** what /ready checks */
+  readiness: () => Promise<Record<string, boolean>>;
+}
+
+export type Api = OpenAPIHono;
+
+export function createHttpApp(deps: HttpDeps): Api {
+  const app = new OpenAPIHono({ defaultHook: validationHook as never });
+  app.onError(onError(deps.log));
+  app.notFound((c) => c.json(errorBody('not_found', 'no_route', `no route ${c.req.method} ${c.req.path}`), 404));
+  registerHealthRoutes(app, deps);
+  registerFleetRoutes(app, deps);
+  registerTelemetryRoutes(app, deps);
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'HCP control plane', version: '1' },
+  });
+  return app;
+}

@@ -1,0 +1,46 @@
+// The one error path of the REST API: typed errors become { error: { code, reason, message } }
+// with the matching status; anything else is a logged 500 that leaks no internals.
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { Logger } from 'pino';
+import { HcpError, type ErrorCode } from '../errors.js';
+
+const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+  not_found: 404,
+  invalid_argument: 400,
+  conflict: 409,
+  unavailable: 503,
+  unauthenticated: 401,
+  internal: 500,
+};
+
+export function errorBody(code: string, reason: string, message: string, extra: Record<string, unknown> = {}) {
+  return { error: { code, reason, message, ...extra } };
+}
+
+export function onError(log: Logger) {
+  return (err: Error, c: Context) => {
+    if (err instanceof HcpError) {
+      return c.json(errorBody(err.code, err.reason, err.message, err.details ?? {}), STATUS[err.code]);
+    }
+    // A body hono could not parse as JSON.
+    if ('status' in err && (err as { status: number }).status === 400) {
+      return c.json(errorBody('invalid_argument', 'malformed_body', err.message), 400);
+    }
+    log.error({ err, path: c.req.path }, 'request failed');
+    return c.json(errorBody('internal', 'internal', 'internal error'), 500);
+  };
+}
+
+/** zod-openapi's validation hook: 400 naming every bad field */
+export function validationHook(result: { success: boolean; error?: { issues: Array<{ path: PropertyKey[]; message: string }> }; target: string }, c: Context) {
+  if (result.success) return;
+  const fields = (result.error?.issues ?? []).map((i) => ({
+    field: i.path.map(String).join('.') || result.target,
+    message: i.message,
+  }));
+  return c.json(
+    errorBody('invalid_argument', 'validation_failed', `invalid ${result.target}: ${fields.map((f) => `${f.field}: ${f.message}`).join('; ')}`, { fields }),
+    400,
+  );
+}

@@ -1,0 +1,76 @@
+// Prometheus metrics of the control plane. One Registry per instance (no module singletons, so
+// tests can run several control planes in one process). No per-device labels (cardinality).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    ingestSamples: new Counter({
+      name: 'hcp_ingest_samples_total',
+      help: 'Device samples written to the telemetry tables',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    ingestRejected: new Counter({
+      name: 'hcp_ingest_rejected_total',
+      help: 'Telemetry messages or samples dropped at ingest, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    ingestBatches: new Counter({
+      name: 'hcp_ingest_batches_total',
+      help: 'Telemetry batches accepted',
+      registers: [registry],
+    }),
+    ingestSeqGaps: new Counter({
+      name: 'hcp_ingest_seq_gap_batches_total',
+      help: 'Batches missing between consecutive sequence numbers of one agent session',
+      registers: [registry],
+    }),
+    ingestLag: new Histogram({
+      name: 'hcp_ingest_lag_seconds',
+      help: 'Time from a batch being sent by the agent to its rows being committed',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    ingestFlush: new Histogram({
+      name: 'hcp_ingest_flush_seconds',
+      help: 'Duration of one bulk write of buffered samples',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    ingestBuffered: new Gauge({
+      name: 'hcp_ingest_buffered_samples',
+      help: 'Samples waiting for the next bulk write',
+      registers: [registry],
+    }),
+    brokerRejected: new Counter({
+      name: 'hcp_broker_rejected_publishes_total',
+      help: 'Publishes the embedded broker refused, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    sitesOnline: new Gauge({ name: 'hcp_sites_online', help: 'Sites online', registers: [registry] }),
+    devicesOnline: new Gauge({
+      name: 'hcp_devices_online',
+      help: 'Devices reporting, by kind',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    agentStreams: new Gauge({
+      name: 'hcp_agent_streams',
+      help: 'Open agent Connect streams',
+      registers: [registry],
+    }),
+    agentMessagesRejected: new Counter({
+      name: 'hcp_agent_messages_rejected_total',
+      help: 'Messages on agent streams that were refused, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,78 @@
+// Keeps the registry's online flags current and durable: sweeps on a timer (and at once when
+// poked by a disconnect), persists transitions to facilities/resources, logs and audits site
+// transitions, and updates the online gauges.
+import type { Logger } from 'pino';
+import type { Db } from '../db/client.js';
+import { audit, saveChanges } from '../db/registry-store.js';
+import type { Metrics } from '../metrics.js';
+import type { Registry } from './registry.js';
+
+export interface RegistryTracker {
+  /** sweep soon (a stream closed, a last will arrived) */
+  poke(): void;
+  /** sweep now and wait for the writes */
+  sweep(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function createRegistryTracker(o: { registry: Registry; db: Db; log: Logger; metrics: Metrics; intervalMs: number; now?: () => number }): RegistryTracker {
+  const now = o.now ?? Date.now;
+  let running: Promise<void> | null = null;
+  let again = false;
+  let closed = false;
+
+  const runSweep = async () => {
+    const changes = o.registry.sweep(now());
+    for (const c of changes) {
+      if (c.type !== 'site') continue;
+      o.log.info({ site: c.site.id, online: c.site.online, session: c.site.agentSession }, c.site.online ? 'site online' : 'site offline');
+    }
+    let sitesOnline = 0;
+    const devicesOnline = { gpu: 0, asic: 0 };
+    for (const s of o.registry.sites()) if (s.online) sitesOnline++;
+    for (const d of o.registry.devices()) if (d.online) devicesOnline[d.kind]++;
+    o.metrics.sitesOnline.set(sitesOnline);
+    o.metrics.devicesOnline.set({ kind: 'gpu' }, devicesOnline.gpu);
+    o.metrics.devicesOnline.set({ kind: 'asic' }, devicesOnline.asic);
+    if (changes.length === 0) return;
+    try {
+      await saveChanges(o.db, changes);
+      for (const c of changes) {
+        if (c.type === 'site') await audit(o.db, 'system', c.site.online ? 'site.online' : 'site.offline', c.site.id, { session: c.site.agentSession });
+      }
+    } catch (err) {
+      o.log.error({ err }, 'could not persist registry changes');
+    }
+  };
+
+  const sweep = (): Promise<void> => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = runSweep().finally(() => {
+      running = null;
+      if (again && !closed) {
+        again = false;
+        void sweep();
+      }
+    });
+    return running;
+  };
+
+  const timer = setInterval(() => void sweep(), o.intervalMs);
+  timer.unref();
+
+  return {
+    poke: () => {
+      if (!closed) setImmediate(() => void sweep());
+    },
+    sweep,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
