@@ -1,0 +1,152 @@
+// The one place the agent reads its configuration: a JSON file (--config), then environment
+// (HCP_AGENT_*), then flags, later ones winning. Every problem is reported at once and the
+// process exits non-zero.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { isValidSiteId } from '../proto/topics.js';
+
+const hostPort = z
+  .string()
+  .regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port')
+  .refine((v) => Number(v.split(':').pop()) <= 65535, 'port must be at most 65535');
+
+export const AgentConfigSchema = z
+  .object({
+    site: z.string().refine(isValidSiteId, 'must be lowercase letters, digits and dashes (e.g. texas-1)'),
+    controlPlane: hostPort.default('127.0.0.1:50051'),
+    mqtt: z.string().regex(/^mqtts?:\/\//, 'must be an mqtt:// or mqtts:// URL').default('mqtt://127.0.0.1:1883'),
+    simGpus: z.coerce.number().int().min(0).max(10_000).default(0),
+    simAsics: z.coerce.number().int().min(0).max(20_000).default(0),
+    asicModel: z.enum(['s21', 's21-pro', 's21-xp']).default('s21-xp'),
+    /** how the agent reads its ASICs: in-process, or the cgminer API over TCP */
+    asicDriver: z.enum(['sim', 'cgminer']).default('sim'),
+    /** real miners for the cgminer driver: host:port,host:port… (else the simulated ones) */
+    asicEndpoints: z.string().optional(),
+    simApiHost: z.string().min(1).default('127.0.0.1'),
+    /** first port of the simulated miners' cgminer API; 0 = random ports */
+    simApiPortBase: z.coerce.number().int().min(0).max(65535).default(0),
+    seed: z.coerce.number().int().default(1),
+    /** sim clock speed: 1 = real time */
+    simSpeed: z.coerce.number().positive().max(10_000).default(1),
+    /** S21 start-up time in sim seconds */
+    simStartupS: z.coerce.number().min(0).max(3600).default(240),
+    sampleIntervalMs: z.coerce.number().int().min(100).max(60_000).default(1000),
+    /** batches kept while the broker is unreachable (1 per sample interval) */
+    spoolBatches: z.coerce.number().int().min(1).max(1_000_000).default(3600),
+    httpHost: z.string().min(1).default('127.0.0.1'),
+    httpPort: z.coerce.number().int().min(0).max(65535).default(0),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .superRefine((c, ctx) => {
+    if (c.asicEndpoints !== undefined) {
+      if (c.asicDriver !== 'cgminer') ctx.addIssue({ code: 'custom', path: ['asicEndpoints'], message: 'needs --asic-driver cgminer' });
+      for (const e of c.asicEndpoints.split(',')) {
+        if (!hostPort.safeParse(e.trim()).success) ctx.addIssue({ code: 'custom', path: ['asicEndpoints'], message: `${JSON.stringify(e)} is not host:port` });
+      }
+    }
+    if (c.simGpus + c.simAsics === 0 && !c.asicEndpoints) {
+      ctx.addIssue({ code: 'custom', path: ['simGpus'], message: 'the agent has no devices: give --sim-gpus, --sim-asics or --asic-endpoints' });
+    }
+  });
+
+export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+
+const FLAGS = {
+  config: { type: 'string' },
+  site: { type: 'string' },
+  'control-plane': { type: 'string' },
+  mqtt: { type: 'string' },
+  'sim-gpus': { type: 'string' },
+  'sim-asics': { type: 'string' },
+  'asic-model': { type: 'string' },
+  'asic-driver': { type: 'string' },
+  'asic-endpoints': { type: 'string' },
+  'sim-api-host': { type: 'string' },
+  'sim-api-port-base': { type: 'string' },
+  seed: { type: 'string' },
+  'sim-speed': { type: 'string' },
+  'sim-startup-s': { type: 'string' },
+  'sample-interval-ms': { type: 'string' },
+  'spool-batches': { type: 'string' },
+  'http-host': { type: 'string' },
+  'http-port': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+export const USAGE = `hcp-agent — one per site: reads the site's devices and reports them to the HCP control plane.
+
+Usage: hcp-agent --site <id> [options]
+
+  --site ID                 site id, e.g. texas-1                    (HCP_AGENT_SITE)
+  --control-plane HOST:PORT gRPC AgentGateway [127.0.0.1:50051]      (HCP_AGENT_CONTROL_PLANE)
+  --mqtt URL                telemetry broker [mqtt://127.0.0.1:1883] (HCP_AGENT_MQTT)
+  --sim-gpus N              simulated H100s [0]                      (HCP_AGENT_SIM_GPUS)
+  --sim-asics N             simulated S21s [0]                       (HCP_AGENT_SIM_ASICS)
+  --asic-model M            s21 | s21-pro | s21-xp [s21-xp]          (HCP_AGENT_ASIC_MODEL)
+  --asic-driver D           sim | cgminer [sim]: cgminer reads ASICs over the cgminer API (TCP 4028)
+  --asic-endpoints LIST     real miners for the cgminer driver: host:port,host:port…
+  --sim-api-port-base P     first port of the simulated miners' cgminer API; 0 = random [0]
+  --seed N                  simulation seed [1]
+  --sim-speed X             simulation clock speed [1]
+  --sim-startup-s S         S21 start-up time in sim seconds [240]
+  --sample-interval-ms MS   sampling and publishing interval [1000]
+  --spool-batches N         batches kept while the broker is unreachable [3600]
+  --http-host H --http-port P   local /health and /metrics [127.0.0.1, 0 = random]
+  --log-level L             fatal|error|warn|info|debug|trace|silent [info]
+  --config FILE             JSON file with any of the options above (camelCase keys)
+  -h, --help                this text
+`;
+
+export class ConfigError extends Error {
+  readonly code = 'invalid_config';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+const envName = (key: string) => `HCP_AGENT_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+
+export type ParsedArgs = { help: true } | { version: true } | { config: AgentConfig };
+
+export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ParsedArgs {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new ConfigError([(err as Error).message]);
+  }
+  if (values.help) return { help: true };
+  if (values.version) return { version: true };
+
+  const problems: string[] = [];
+  let fromFile: Record<string, unknown> = {};
+  if (typeof values.config === 'string') {
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(values.config, 'utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) problems.push(`--config ${values.config}: not a JSON object`);
+      else fromFile = parsed as Record<string, unknown>;
+    } catch (err) {
+      problems.push(`--config ${values.config}: ${(err as Error).message}`);
+    }
+  }
+  const keys = Object.keys(AgentConfigSchema.shape);
+  const fromEnv = Object.fromEntries(keys.flatMap((k) => (env[envName(k)] ? [[k, env[envName(k)]]] : [])));
+  const fromFlags = Object.fromEntries(
+    Object.entries(values).flatMap(([k, v]) => (k === 'config' || v === undefined ? [] : [[camel(k), v]])),
+  );
+  for (const k of Object.keys(fromFile)) if (!keys.includes(k)) problems.push(`--config: unknown option ${JSON.stringify(k)}`);
+  const r = AgentConfigSchema.safeParse({ ...fromFile, ...fromEnv, ...fromFlags });
+  if (!r.success) {
+    for (const i of r.error.issues) {
+      const key = String(i.path[0] ?? '');
+      const flag = key ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : 'options';
+      problems.push(`${flag}: ${i.message}`);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return { config: r.data! };
+}

@@ -1,0 +1,118 @@
+// The agent's side of hcp.v1.AgentGateway/Connect. The agent dials out (no inbound port at the
+// site), says Hello with its inventory, heartbeats at the interval the control plane sets, and
+// on any end or error reconnects with capped exponential backoff and full jitter, so a thousand
+// sites do not stampede a restarted control plane.
+import { credentials, Metadata, status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { AgentGatewayClient, type AgentMessage, type ControlMessage, type Hello } from '../../proto/gen/hcp/v1/gateway.js';
+import type { AgentMetrics } from '../metrics.js';
+
+export interface GatewayClient {
+  connected(): boolean;
+  close(): Promise<void>;
+}
+
+export interface GatewayClientOptions {
+  address: string;
+  hello: () => Hello;
+  /** devices read in the last tick, for heartbeats */
+  health: () => { reporting: number; total: number };
+  log: Logger;
+  metrics: AgentMetrics;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** commands arrive here (the commands issue) */
+  onControl?: (m: ControlMessage) => void;
+}
+
+export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
+  const client = new AgentGatewayClient(o.address, credentials.createInsecure(), {
+    'grpc.keepalive_time_ms': 20_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  const minBackoff = o.minBackoffMs ?? 500;
+  const maxBackoff = o.maxBackoffMs ?? 15_000;
+  let attempt = 0;
+  let stream: ClientDuplexStream<AgentMessage, ControlMessage> | null = null;
+  let acked = false;
+  let heartbeat: NodeJS.Timeout | null = null;
+  let retry: NodeJS.Timeout | null = null;
+  let closed = false;
+  let seq = 0;
+
+  const stopHeartbeat = () => {
+    if (heartbeat) clearInterval(heartbeat);
+    heartbeat = null;
+  };
+
+  const scheduleReconnect = (why: string) => {
+    stopHeartbeat();
+    acked = false;
+    o.metrics.grpcConnected.set(0);
+    stream = null;
+    if (closed || retry) return;
+    const ceiling = Math.min(maxBackoff, minBackoff * 2 ** attempt);
+    const delay = Math.round(Math.random() * ceiling);
+    attempt = Math.min(attempt + 1, 16);
+    o.log.warn({ why, retryInMs: delay }, 'control plane stream down');
+    retry = setTimeout(() => {
+      retry = null;
+      open();
+    }, delay);
+  };
+
+  const open = () => {
+    if (closed) return;
+    const s = client.connect(new Metadata());
+    stream = s;
+    s.on('data', (m: ControlMessage) => {
+      if (m.body?.$case === 'helloAck') {
+        const every = Math.max(200, m.body.value.heartbeatIntervalMs || 5000);
+        acked = true;
+        attempt = 0;
+        o.metrics.grpcConnected.set(1);
+        o.log.info({ heartbeatMs: every, devicesRegistered: m.body.value.devicesRegistered }, 'control plane connected');
+        stopHeartbeat();
+        heartbeat = setInterval(() => {
+          const h = o.health();
+          s.write({ body: { $case: 'heartbeat', value: { seq: ++seq, tsMs: Date.now(), devicesReporting: h.reporting, devicesTotal: h.total } } });
+        }, every);
+        return;
+      }
+      o.onControl?.(m);
+    });
+    s.on('error', (err: ServiceError) => {
+      if (stream !== s) return;
+      const reason = err.metadata?.get('hcp-reason')?.[0];
+      if (err.code === status.INVALID_ARGUMENT || err.code === status.NOT_FOUND) {
+        o.log.error({ code: err.code, reason, details: err.details }, 'control plane refused this agent');
+      }
+      scheduleReconnect(`${status[err.code] ?? err.code}${reason ? ` (${reason})` : ''}: ${err.details}`);
+    });
+    s.on('end', () => {
+      if (stream === s) scheduleReconnect('stream ended');
+    });
+    s.write({ body: { $case: 'hello', value: o.hello() } });
+  };
+
+  open();
+
+  return {
+    connected: () => acked,
+    async close() {
+      if (closed) return;
+      closed = true;
+      stopHeartbeat();
+      if (retry) clearTimeout(retry);
+      const s = stream;
+      stream = null;
+      if (s) {
+        s.end();
+        s.cancel();
+      }
+      client.close();
+      o.metrics.grpcConnected.set(0);
+    },
+  };
+}

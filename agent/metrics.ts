@@ -1,0 +1,20 @@
+// The agent's own Prometheus metrics, served on its local /metrics. No per-device labels.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createAgentMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    batchesPublished: new Counter({ name: 'hcp_agent_batches_published_total', help: 'Telemetry batches handed to the broker', registers: [registry] }),
+    batchesSpooled: new Gauge({ name: 'hcp_agent_spooled_batches', help: 'Batches waiting for the broker', registers: [registry] }),
+    batchesDropped: new Counter({ name: 'hcp_agent_batches_dropped_total', help: 'Batches dropped because the spool was full', registers: [registry] }),
+    readErrors: new Counter({ name: 'hcp_agent_device_read_errors_total', help: 'Device reads that failed, by driver and code', labelNames: ['driver', 'code'] as const, registers: [registry] }),
+    readDuration: new Histogram({ name: 'hcp_agent_read_seconds', help: 'Time to read every device once', buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
+    devicesReporting: new Gauge({ name: 'hcp_agent_devices_reporting', help: 'Devices read successfully in the last tick', labelNames: ['kind'] as const, registers: [registry] }),
+    mqttConnected: new Gauge({ name: 'hcp_agent_mqtt_connected', help: '1 while connected to the broker', registers: [registry] }),
+    grpcConnected: new Gauge({ name: 'hcp_agent_control_plane_connected', help: '1 while the Connect stream is open and acknowledged', registers: [registry] }),
+  };
+}
+
+export type AgentMetrics = ReturnType<typeof createAgentMetrics>;

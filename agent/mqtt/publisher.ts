@@ -1,0 +1,100 @@
+// Publishes telemetry batches (QoS 1) and the site's retained status. While the broker is
+// unreachable, batches wait in a bounded spool, oldest dropped first and counted, and go out in
+// order on reconnect; the control plane's sequence check tells the gap from a replay.
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { encodeStatus, topics } from '../../proto/topics.js';
+import type { AgentMetrics } from '../metrics.js';
+
+export interface Publisher {
+  publishBatch(payload: Uint8Array): void;
+  connected(): boolean;
+  spooled(): number;
+  /** publishes offline, then disconnects; idempotent */
+  close(): Promise<void>;
+}
+
+export function createPublisher(o: {
+  url: string;
+  site: string;
+  session: string;
+  version: string;
+  spoolBatches: number;
+  log: Logger;
+  metrics: AgentMetrics;
+}): Publisher {
+  const status = (state: 'online' | 'offline') =>
+    encodeStatus({ site: o.site, state, session: o.session, ts: new Date().toISOString(), agent_version: o.version });
+  const client: MqttClient = mqtt.connect(o.url, {
+    clientId: `hcp-agent-${o.site}`,
+    clean: true,
+    reconnectPeriod: 1000,
+    connectTimeout: 5000,
+    keepalive: 15,
+    // The broker publishes this if the agent vanishes without DISCONNECT (MQTT 3.1.1 §3.1.2.5).
+    will: { topic: topics.status(o.site), payload: Buffer.from(status('offline')), qos: 1, retain: true },
+    // The spool below holds what the agent sends while offline; mqtt.js' own queue would grow
+    // without bound.
+    queueQoSZero: false,
+  });
+  const spool: Uint8Array[] = [];
+  const topic = topics.telemetry(o.site);
+  let draining = false;
+
+  const send = (payload: Uint8Array) =>
+    new Promise<boolean>((resolve) => {
+      client.publish(topic, Buffer.from(payload), { qos: 1 }, (err) => resolve(!err));
+    });
+
+  const drain = async () => {
+    if (draining) return;
+    draining = true;
+    try {
+      while (spool.length && client.connected) {
+        const next = spool[0]!;
+        if (!(await send(next))) break;
+        spool.shift();
+        o.metrics.batchesPublished.inc();
+      }
+    } finally {
+      draining = false;
+      o.metrics.batchesSpooled.set(spool.length);
+    }
+  };
+
+  client.on('connect', () => {
+    o.metrics.mqttConnected.set(1);
+    o.log.info({ url: o.url, spooled: spool.length }, 'mqtt connected');
+    client.publish(topics.status(o.site), status('online'), { qos: 1, retain: true });
+    void drain();
+  });
+  client.on('close', () => o.metrics.mqttConnected.set(0));
+  client.on('offline', () => o.log.warn({ url: o.url }, 'mqtt offline; spooling telemetry'));
+  client.on('error', (err) => o.log.warn({ err: err.message }, 'mqtt error'));
+
+  let closing: Promise<void> | null = null;
+  return {
+    publishBatch(payload) {
+      if (closing) return;
+      spool.push(payload);
+      if (spool.length > o.spoolBatches) {
+        spool.shift();
+        o.metrics.batchesDropped.inc();
+      }
+      o.metrics.batchesSpooled.set(spool.length);
+      if (client.connected) void drain();
+    },
+    connected: () => client.connected,
+    spooled: () => spool.length,
+    close() {
+      closing ??= (async () => {
+        if (client.connected) {
+          await drain();
+          await client.publishAsync(topics.status(o.site), status('offline'), { qos: 1, retain: true }).catch(() => undefined);
+        }
+        await client.endAsync();
+      })();
+      return closing;
+    },
+  };
+}
