@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# One image for both processes:
+#   control plane (default): docker run hcp
+#   agent:                   docker run hcp npm run agent -- --site texas-1 --control-plane host:50051 …
+
+# ---- deps: node_modules from the lockfile only, so source edits keep this layer cached -----
+FROM node:20-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Dev dependencies stay: the processes run through tsx (`npm run control-plane` / `agent`).
+RUN npm ci --no-audit --no-fund && npm cache clean --force
+
+# ---- check: the image is only built from code that type-checks ---------------------------
+FROM deps AS check
+COPY . .
+RUN npx tsc --noEmit
+
+# ---- runtime -------------------------------------------------------------------------------
+FROM node:20-bookworm-slim AS runtime
+WORKDIR /app
+ENV NODE_ENV=production \
+    HCP_HTTP_HOST=0.0.0.0 \
+    HCP_GRPC_HOST=0.0.0.0 \
+    HCP_MQTT_HOST=0.0.0.0 \
+    HCP_DATA_DIR=/app/data \
+    NPM_CONFIG_UPDATE_NOTIFIER=false
+# Copying from `check` (node_modules included) makes the type-check a dependency of the image.
+COPY --from=check --chown=node:node /app ./
+RUN rm -rf test .ci && mkdir -p /app/data && chown node:node /app/data
+USER node
+# REST + dashboard, gRPC (agents and Fleet API), MQTT
+EXPOSE 8080 50051 1883
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:8080/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+CMD ["npm", "run", "control-plane"]
