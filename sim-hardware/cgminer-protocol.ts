@@ -60,7 +60,7 @@ function textReply(o: Outcome, nowS: number): string {
 
 /** Strips the NUL some clients send and surrounding whitespace. */
 function clean(raw: string): string {
-  return raw.replace(/\0+$/g, '').trim();
+  return raw.replace(/[\0\s]+$/, '').trim();
 }
 
 export function handleCgminerRequest(raw: string, miner: CgminerMiner, nowS: number): string {

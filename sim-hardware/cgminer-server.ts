@@ -35,7 +35,7 @@ export interface CgminerServer {
 
 /** True when the bytes so far form a whole request, so we can answer before EOF. */
 function looksComplete(text: string): boolean {
-  const t = text.replace(/\0+$/, '').trim();
+  const t = text.replace(/[\0\s]+$/, '').trim();
   if (t.startsWith('{')) {
     try {
       JSON.parse(t);
