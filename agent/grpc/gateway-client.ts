@@ -85,8 +85,10 @@ export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
     s.on('error', (err: ServiceError) => {
       if (stream !== s) return;
       const reason = err.metadata?.get('hcp-reason')?.[0];
-      if (err.code === status.INVALID_ARGUMENT || err.code === status.NOT_FOUND) {
+      if (err.code === status.INVALID_ARGUMENT || err.code === status.NOT_FOUND || err.code === status.ALREADY_EXISTS) {
         o.log.error({ code: err.code, reason, details: err.details }, 'control plane refused this agent');
+        // Retrying at once cannot help; wait the longest backoff.
+        attempt = 16;
       }
       scheduleReconnect(`${status[err.code] ?? err.code}${reason ? ` (${reason})` : ''}: ${err.details}`);
     });

@@ -26,7 +26,9 @@ export function createPublisher(o: {
   const status = (state: 'online' | 'offline') =>
     encodeStatus({ site: o.site, state, session: o.session, ts: new Date().toISOString(), agent_version: o.version });
   const client: MqttClient = mqtt.connect(o.url, {
-    clientId: `hcp-agent-${o.site}`,
+    // Unique per session: two processes with one client id would disconnect each other in turn
+    // (MQTT 3.1.1 §3.1.4-2); the status payload's session tells the control plane whose will it is.
+    clientId: `hcp-agent-${o.site}-${o.session.slice(0, 8)}`,
     clean: true,
     reconnectPeriod: 1000,
     connectTimeout: 5000,

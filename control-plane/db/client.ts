@@ -1,7 +1,8 @@
 // One database handle for both back ends: a real PostgreSQL/TimescaleDB server (postgres.js)
 // when DATABASE_URL is set, PGlite on disk otherwise. Drizzle serves ordinary queries; `query`
 // is the raw path for bulk statements that bind whole arrays as single parameters.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
@@ -74,9 +75,35 @@ function createPostgresDb(url: string, max: number): Db {
   };
 }
 
+/**
+ * PGlite is one process's database: two control planes on one data directory would corrupt it.
+ * A lock file holding the owner's pid refuses the second; a lock left by a dead process is taken.
+ */
+function lockDataDir(dataDir: string): () => void {
+  const file = join(dataDir, 'hcp.lock');
+  try {
+    writeFileSync(file, String(process.pid), { flag: 'wx' });
+  } catch {
+    const pid = Number(readFileSync(file, 'utf8'));
+    let alive = false;
+    try {
+      alive = pid > 0 && pid !== process.pid && process.kill(pid, 0);
+    } catch {
+      alive = false;
+    }
+    if (alive) throw new Error(`the data directory ${dataDir} is in use by another control plane (pid ${pid}); stop it or set HCP_DATA_DIR`);
+    writeFileSync(file, String(process.pid));
+  }
+  return () => rmSync(file, { force: true });
+}
+
 async function createPgliteDb(dataDir: string): Promise<Db> {
-  if (dataDir !== ':memory:') mkdirSync(dataDir, { recursive: true });
-  const pg = dataDir === ':memory:' ? new PGlite() : new PGlite(dataDir);
+  let unlock = () => {};
+  if (dataDir !== ':memory:') {
+    mkdirSync(dataDir, { recursive: true });
+    unlock = lockDataDir(dataDir);
+  }
+  const pg = dataDir === ':memory:' ? new PGlite() : new PGlite(join(dataDir, 'pglite'));
   await pg.waitReady;
   let closed = false;
   return {
@@ -100,6 +127,7 @@ async function createPgliteDb(dataDir: string): Promise<Db> {
       if (closed) return;
       closed = true;
       await pg.close();
+      unlock();
     },
   };
 }

@@ -54,7 +54,10 @@ export function checkHello(h: Hello): string[] {
 
 export function createAgentGateway(deps: GatewayDeps) {
   const { registry, log, metrics } = deps;
-  const streams = new Map<string, { session: string; stream: Stream }>();
+  const streams = new Map<string, { session: string; stream: Stream; lastSeenMs: number }>();
+  // A stream that has not heartbeated for this long belongs to an agent that is gone (a crashed
+  // host behind NAT can leave a half-open TCP connection for minutes); a new agent may take over.
+  const staleMs = deps.heartbeatMs * 3;
 
   const reject = (stream: Stream, code: status, reason: string, details: string) => {
     metrics.agentMessagesRejected.inc({ reason });
@@ -79,12 +82,20 @@ export function createAgentGateway(deps: GatewayDeps) {
         log.warn({ site: h.siteId }, 'site registered by its agent');
       }
       const previous = streams.get(h.siteId);
+      const now = Date.now();
+      // Two live agents claiming one site would take turns superseding each other forever: the
+      // one already connected keeps the site, unless it is the same agent reconnecting (same
+      // session) or it has gone silent.
+      if (previous && previous.session !== h.agentSession && now - previous.lastSeenMs < staleMs) {
+        log.warn({ site: h.siteId, connected: previous.session, refused: h.agentSession, hostname: h.hostname }, 'second agent for a site refused');
+        return reject(stream, status.ALREADY_EXISTS, 'site_in_use', `site ${h.siteId} already has a connected agent (session ${previous.session})`);
+      }
       site = h.siteId;
       session = h.agentSession;
-      streams.set(site, { session, stream });
+      streams.set(site, { session, stream, lastSeenMs: now });
       metrics.agentStreams.set(streams.size);
       if (previous && previous.stream !== stream) {
-        log.warn({ site, old: previous.session, new: session }, 'agent stream superseded by a newer one');
+        log.warn({ site, old: previous.session, new: session }, 'agent stream replaced');
         previous.stream.emit('error', grpcError(status.ABORTED, 'superseded', 'a newer stream for this site connected'));
       }
       const { site: s, devices } = registry.hello(h, Date.now());
@@ -112,7 +123,10 @@ export function createAgentGateway(deps: GatewayDeps) {
         return;
       }
       if (!site) return reject(stream, status.FAILED_PRECONDITION, 'hello_required', 'the first message must be a Hello');
-      registry.heartbeat(site, session, Date.now());
+      const now = Date.now();
+      const cur = streams.get(site);
+      if (cur?.stream === stream) cur.lastSeenMs = now;
+      registry.heartbeat(site, session, now);
     });
 
     const closed = () => {

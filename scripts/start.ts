@@ -1,0 +1,151 @@
+// `npm start`: the whole system on one machine. The control plane (embedded PGlite under ./data
+// and its own Aedes broker) and three simulated sites, each a separate agent process, exactly as
+// they would run apart. Full JSON logs go to data/logs/<name>.log; warnings and errors are echoed
+// here. Ctrl-C stops the agents first, then the control plane.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const root = resolve(import.meta.dirname, '..');
+const env = process.env;
+const httpPort = Number(env.HCP_HTTP_PORT ?? 8080);
+const grpcPort = Number(env.HCP_GRPC_PORT ?? 50051);
+const mqttPort = Number(env.HCP_MQTT_PORT ?? 1883);
+const host = '127.0.0.1';
+const dataDir = resolve(env.HCP_DATA_DIR ?? join(root, 'data'));
+const logDir = join(dataDir, 'logs');
+mkdirSync(logDir, { recursive: true });
+
+// The demo's fleet: 10 H100s and 50 S21 XPs per site. texas-1 reads its ASICs over the cgminer
+// TCP API so that path always runs; the others read the simulation in-process. S21s start up in
+// 20 sim seconds here instead of the real ~4 minutes, so mining commands show quickly.
+const SITES = [
+  { site: 'texas-1', seed: 1, extra: ['--asic-driver', 'cgminer'] },
+  { site: 'texas-2', seed: 2, extra: [] },
+  { site: 'canada-1', seed: 3, extra: [] },
+];
+
+const children: Array<{ name: string; proc: ChildProcess }> = [];
+let stopping = false;
+
+function run(name: string, args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
+  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: root,
+    env: { ...env, ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const file = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
+  for (const stream of [proc.stdout!, proc.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      file.write(`${line}\n`);
+      let level = 50;
+      let msg = line;
+      try {
+        const j = JSON.parse(line) as { level?: number; msg?: string };
+        level = j.level ?? 30;
+        msg = j.msg ?? line;
+        if (level >= 40) msg = line;
+      } catch {
+        /* not JSON: echo it */
+      }
+      if (level >= 40 && !stopping) console.log(`[${name}] ${msg}`);
+    });
+  }
+  proc.on('exit', (code, signal) => {
+    file.end();
+    if (!stopping) {
+      console.error(`[${name}] exited (${signal ?? code}); see ${join(logDir, `${name}.log`)}`);
+      if (name === 'control-plane') void stop(1);
+    }
+  });
+  children.push({ name, proc });
+  return proc;
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | null>, timeoutMs: number): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (stopping) throw new Error('stopping');
+    const v = await fn().catch(() => null);
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function stop(code = 0): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  console.log('\nstopping…');
+  const exited = (p: ChildProcess) => new Promise<void>((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', () => r())));
+  const agents = children.filter((c) => c.name !== 'control-plane');
+  for (const a of agents) a.proc.kill('SIGTERM');
+  await Promise.all(agents.map((a) => exited(a.proc)));
+  const cp = children.find((c) => c.name === 'control-plane');
+  if (cp) {
+    cp.proc.kill('SIGTERM');
+    await exited(cp.proc);
+  }
+  process.exit(code);
+}
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+
+const base = `http://${host}:${httpPort}`;
+// Agents of this run must not attach to a control plane left over from another run.
+if (await fetch(`${base}/health`).then(() => true, () => false)) {
+  console.error(`something already answers on ${base}: is HCP already running? Stop it, or set HCP_HTTP_PORT, HCP_GRPC_PORT and HCP_MQTT_PORT.`);
+  process.exit(1);
+}
+console.log(`HCP: starting the control plane (${env.DATABASE_URL ? 'PostgreSQL at DATABASE_URL' : `embedded PGlite in ${dataDir}`})…`);
+run('control-plane', ['control-plane/main.ts'], {
+  HCP_DATA_DIR: dataDir,
+  HCP_HTTP_PORT: String(httpPort),
+  HCP_GRPC_PORT: String(grpcPort),
+  HCP_MQTT_PORT: String(mqttPort),
+});
+try {
+  await waitFor('the control plane', async () => ((await fetch(`${base}/ready`)).ok ? true : null), 60_000);
+} catch (err) {
+  console.error(`the control plane did not become ready: ${(err as Error).message}; see ${join(logDir, 'control-plane.log')}`);
+  await stop(1);
+}
+
+for (const s of SITES) {
+  run(`agent-${s.site}`, [
+    'agent/main.ts', '--site', s.site, '--control-plane', `${host}:${grpcPort}`, '--mqtt', `mqtt://${host}:${mqttPort}`,
+    '--sim-gpus', '10', '--sim-asics', '50', '--asic-model', 's21-xp', '--seed', String(s.seed), '--sim-startup-s', '20',
+    ...s.extra,
+  ]);
+}
+
+interface Status {
+  sites: Array<{ id: string; online: boolean; gpus_online: number; asics_online: number; hashrate_ths: number; power_w: number }>;
+  fleet: { sites_online: number; devices_online: number; hashrate_ths: number; power_w: number };
+}
+try {
+  const st = await waitFor(
+    'all sites online',
+    async () => {
+      const s = (await (await fetch(`${base}/api/v1/status`)).json()) as Status;
+      const ours = s.sites.filter((x) => SITES.some((y) => y.site === x.id));
+      return ours.every((x) => x.online && x.gpus_online + x.asics_online === 60) ? s : null;
+    },
+    60_000,
+  );
+  console.log(`
+HCP is running.
+  REST API        ${base}/api/v1/status   (OpenAPI: ${base}/openapi.json)
+  metrics         ${base}/metrics
+  gRPC            ${host}:${grpcPort}   (hcp.v1.AgentGateway)
+  MQTT broker     mqtt://${host}:${mqttPort}   (telemetry: hcp/v1/sites/+/telemetry)
+  logs            ${logDir}/
+`);
+  for (const s of st.sites) {
+    console.log(`  ${s.id.padEnd(10)} ${s.online ? 'online ' : 'offline'}  ${s.gpus_online} GPUs, ${s.asics_online} ASICs, ${s.hashrate_ths.toFixed(0)} TH/s, ${(s.power_w / 1000).toFixed(1)} kW`);
+  }
+  console.log(`  fleet      ${st.fleet.sites_online} sites, ${st.fleet.devices_online} devices, ${(st.fleet.hashrate_ths / 1000).toFixed(2)} PH/s, ${(st.fleet.power_w / 1000).toFixed(1)} kW\n\nCtrl-C stops everything.`);
+} catch (err) {
+  if (!stopping) console.error(`not every site came online within 60 s (${(err as Error).message}); the processes keep running — see ${logDir}/`);
+}
