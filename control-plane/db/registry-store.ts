@@ -82,9 +82,10 @@ export async function saveChanges(db: Db, changes: RegistryChange[]): Promise<vo
   }
   if (devices.length > 0) {
     await db.query(
-      `UPDATE resources SET online = r.o, last_seen_at = to_timestamp(r.t / 1000.0), updated_at = now()
-       FROM unnest($1::text[], $2::bool[], $3::float8[]) AS r(id, o, t) WHERE resources.id = r.id`,
-      [devices.map((d) => d.id), devices.map((d) => d.online), devices.map((d) => d.lastSeenMs)],
+      // Flags travel as 0/1: postgres.js cannot bind a JS boolean[] as one bool[] parameter.
+      `UPDATE resources SET online = r.o = 1, last_seen_at = to_timestamp(r.t / 1000.0), updated_at = now()
+       FROM unnest($1::text[], $2::int2[], $3::float8[]) AS r(id, o, t) WHERE resources.id = r.id`,
+      [devices.map((d) => d.id), devices.map((d) => (d.online ? 1 : 0)), devices.map((d) => d.lastSeenMs)],
     );
   }
 }

@@ -50,6 +50,11 @@ export function createIngest(deps: IngestDeps): Ingest {
     } catch (err) {
       return reject('malformed', 1, { topic, bytes: payload.length, error: (err as Error).message });
     }
+    // Protobuf decoding is lenient (unknown fields are skipped), so arbitrary bytes can decode
+    // to an empty message; a batch without its identity is as malformed as one that throws.
+    if (!batch.siteId || !batch.agentSession || batch.seq < 1) {
+      return reject('malformed', 1, { topic, bytes: payload.length, error: 'site_id, agent_session or seq missing' });
+    }
     if (batch.siteId !== site) return reject('site_mismatch', 1, { topic, batchSite: batch.siteId });
     if (!registry.site(site)) return reject('unknown_site', 1, { topic });
     const verdict = seqs.observe(site, batch.agentSession, batch.seq);

@@ -1,0 +1,70 @@
+// Real processes for end-to-end tests: spawned with tsx, their JSON log lines collected so a
+// test can wait for one ("control plane listening") instead of sleeping.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { waitFor } from './wait-for.js';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+
+export interface Proc {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly lines: Array<Record<string, unknown>>;
+  /** raw output, for failure messages */
+  output(): string;
+  waitForLog(pred: (l: Record<string, unknown>) => boolean, message: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export function startTs(name: string, script: string, args: string[], env: Record<string, string | undefined> = {}): Proc {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return wrap(name, child);
+}
+
+export function startBinary(name: string, file: string, args: string[], env: Record<string, string | undefined> = {}): Proc {
+  const child = spawn(file, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return wrap(name, child);
+}
+
+function wrap(name: string, child: ChildProcess): Proc {
+  const lines: Array<Record<string, unknown>> = [];
+  const raw: string[] = [];
+  for (const s of [child.stdout!, child.stderr!]) {
+    createInterface({ input: s }).on('line', (line) => {
+      raw.push(line);
+      if (raw.length > 2000) raw.shift();
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ raw: line });
+      }
+    });
+  }
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('exit', (code, signal) => r({ code, signal })));
+  return {
+    name,
+    child,
+    lines,
+    output: () => raw.slice(-40).join('\n'),
+    async waitForLog(pred, message, timeoutMs = 30_000) {
+      return waitFor(
+        () => {
+          if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${raw.slice(-20).join('\n')}`);
+          return lines.find(pred);
+        },
+        { timeoutMs, intervalMs: 50, message: `${name}: ${message}` },
+      );
+    },
+    exited: () => exit,
+    async kill(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exit;
+    },
+  };
+}
