@@ -1,0 +1,53 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseAgentArgs } from './config.js';
+
+const config = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+  const r = parseAgentArgs(argv, env);
+  if (!('config' in r)) throw new Error('expected a config');
+  return r.config;
+};
+const problems = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+  try {
+    parseAgentArgs(argv, env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('agent configuration', () => {
+  it('takes flags with defaults for the rest', () => {
+    const c = config(['--site', 'texas-1', '--sim-gpus', '10', '--sim-asics', '50']);
+    expect(c).toMatchObject({ site: 'texas-1', simGpus: 10, simAsics: 50, controlPlane: '127.0.0.1:50051', mqtt: 'mqtt://127.0.0.1:1883', asicModel: 's21-xp', asicDriver: 'sim' });
+  });
+
+  it('layers file < environment < flags', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hcp-agent-'));
+    const file = join(dir, 'agent.json');
+    writeFileSync(file, JSON.stringify({ site: 'canada-1', simGpus: 1, simAsics: 2, seed: 7 }));
+    const c = config(['--config', file, '--sim-asics', '3'], { HCP_AGENT_SIM_GPUS: '5' });
+    expect(c).toMatchObject({ site: 'canada-1', simGpus: 5, simAsics: 3, seed: 7 });
+  });
+
+  it('reports every problem at once, naming the flag', () => {
+    const p = problems(['--site', 'Texas 1', '--sim-gpus=-1', '--mqtt', 'http://x', '--control-plane', 'nohost', '--asic-model', 's9']);
+    expect(p.map((x) => x.split(':')[0]).sort()).toEqual(['--asic-model', '--control-plane', '--mqtt', '--sim-gpus', '--site'].sort());
+  });
+
+  it('refuses unknown flags, unknown file keys, and an agent with no devices', () => {
+    expect(problems(['--site', 'a', '--bogus'])[0]).toMatch(/bogus/);
+    const dir = mkdtempSync(join(tmpdir(), 'hcp-agent-'));
+    writeFileSync(join(dir, 'c.json'), JSON.stringify({ site: 'a', simGpus: 1, colour: 'red' }));
+    expect(problems(['--config', join(dir, 'c.json')])).toEqual(['--config: unknown option "colour"']);
+    expect(problems(['--site', 'a'])[0]).toMatch(/no devices/);
+    expect(problems(['--site', 'a', '--asic-endpoints', '10.0.0.1:4028'])[0]).toMatch(/--asic-endpoints: needs --asic-driver cgminer/);
+  });
+
+  it('answers --help without needing a site', () => {
+    expect(parseAgentArgs(['--help'], {})).toEqual({ help: true });
+  });
+});
