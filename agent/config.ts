@@ -8,8 +8,7 @@ import { isValidSiteId } from '../proto/topics.js';
 
 const hostPort = z
   .string()
-  .regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port')
-  .refine((v) => Number(v.split(':').pop()) <= 65535, 'port must be at most 65535');
+  .refine((v) => /^[^\s:]+:\d{1,5}$/.test(v) && Number(v.split(':').pop()) <= 65535, 'must be host:port with a port up to 65535');
 
 export const AgentConfigSchema = z
   .object({
