@@ -1,6 +1,7 @@
 // The agent reads and (later) commands devices only through this interface, so a driver for
 // real hardware is a drop-in for the simulated one (ARCHITECTURE.md "Devices behind drivers").
 import type { Device } from '../../proto/gen/hcp/v1/gateway.js';
+import type { DeviceState } from '../../proto/gen/hcp/v1/commands.js';
 import type { AsicSample, GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
 
 export interface DriverReadError {
@@ -25,4 +26,29 @@ export interface DeviceDriver {
   read(nowMs: number): Promise<DriverReading>;
   /** idempotent */
   close(): Promise<void>;
+}
+
+/** One change to one device, routed by the agent to the driver that owns the device. */
+export type DeviceOp =
+  | { kind: 'assign'; deviceId: string; workloadId: string }
+  | { kind: 'release'; deviceId: string }
+  | { kind: 'mining'; deviceId: string; enabled: boolean; /** null = the model's stock power */ powerTargetW: number | null };
+
+export interface DeviceOpResult {
+  deviceId: string;
+  ok: boolean;
+  /** 'ok', or a stable failure code: 'unknown_device', 'device_busy', 'not_allocated', 'unsupported', 'driver_error', 'invalid_command' */
+  code: string;
+  message: string;
+  /** the device's state after the op (or as it stands, when the op failed) */
+  state: DeviceState;
+}
+
+export interface CommandableDriver extends DeviceDriver {
+  /**
+   * Applies ops to devices this driver owns, each independently: one failing device never stops
+   * the others. Idempotent per device: assigning a GPU the workload it already runs, or sleeping
+   * a sleeping miner, succeeds and changes nothing. Never throws.
+   */
+  apply(ops: DeviceOp[]): Promise<DeviceOpResult[]>;
 }

@@ -17,6 +17,7 @@ import {
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Command, CommandAck, CommandResult } from "./commands.js";
 
 export const protobufPackage = "hcp.v1";
 
@@ -98,7 +99,12 @@ export interface Heartbeat {
 }
 
 export interface AgentMessage {
-  body: { $case: "hello"; value: Hello } | { $case: "heartbeat"; value: Heartbeat } | undefined;
+  body:
+    | { $case: "hello"; value: Hello }
+    | { $case: "heartbeat"; value: Heartbeat }
+    | { $case: "commandAck"; value: CommandAck }
+    | { $case: "commandResult"; value: CommandResult }
+    | undefined;
 }
 
 export interface HelloAck {
@@ -108,7 +114,7 @@ export interface HelloAck {
 }
 
 export interface ControlMessage {
-  body: { $case: "helloAck"; value: HelloAck } | undefined;
+  body: { $case: "helloAck"; value: HelloAck } | { $case: "command"; value: Command } | undefined;
 }
 
 function createBaseDevice(): Device {
@@ -617,6 +623,12 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "heartbeat":
         Heartbeat.encode(message.body.value, writer.uint32(18).fork()).join();
         break;
+      case "commandAck":
+        CommandAck.encode(message.body.value, writer.uint32(26).fork()).join();
+        break;
+      case "commandResult":
+        CommandResult.encode(message.body.value, writer.uint32(34).fork()).join();
+        break;
     }
     return writer;
   },
@@ -650,6 +662,22 @@ export const AgentMessage: MessageFns<AgentMessage> = {
             message.body = { $case: "heartbeat", value: Heartbeat.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = { $case: "commandAck", value: CommandAck.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.body = { $case: "commandResult", value: CommandResult.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -668,6 +696,14 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         ? { $case: "hello", value: Hello.fromJSON(object.hello) }
         : isSet(object.heartbeat)
         ? { $case: "heartbeat", value: Heartbeat.fromJSON(object.heartbeat) }
+        : isSet(object.commandAck)
+        ? { $case: "commandAck", value: CommandAck.fromJSON(object.commandAck) }
+        : isSet(object.command_ack)
+        ? { $case: "commandAck", value: CommandAck.fromJSON(object.command_ack) }
+        : isSet(object.commandResult)
+        ? { $case: "commandResult", value: CommandResult.fromJSON(object.commandResult) }
+        : isSet(object.command_result)
+        ? { $case: "commandResult", value: CommandResult.fromJSON(object.command_result) }
         : undefined,
     };
   },
@@ -678,6 +714,10 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       obj.hello = Hello.toJSON(message.body.value);
     } else if (message.body?.$case === "heartbeat") {
       obj.heartbeat = Heartbeat.toJSON(message.body.value);
+    } else if (message.body?.$case === "commandAck") {
+      obj.commandAck = CommandAck.toJSON(message.body.value);
+    } else if (message.body?.$case === "commandResult") {
+      obj.commandResult = CommandResult.toJSON(message.body.value);
     }
     return obj;
   },
@@ -697,6 +737,18 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "heartbeat": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "heartbeat", value: Heartbeat.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "commandAck": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "commandAck", value: CommandAck.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "commandResult": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "commandResult", value: CommandResult.fromPartial(object.body.value) };
         }
         break;
       }
@@ -828,6 +880,9 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       case "helloAck":
         HelloAck.encode(message.body.value, writer.uint32(10).fork()).join();
         break;
+      case "command":
+        Command.encode(message.body.value, writer.uint32(18).fork()).join();
+        break;
     }
     return writer;
   },
@@ -853,6 +908,14 @@ export const ControlMessage: MessageFns<ControlMessage> = {
             message.body = { $case: "helloAck", value: HelloAck.decode(reader, reader.uint32()) };
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.body = { $case: "command", value: Command.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -871,6 +934,8 @@ export const ControlMessage: MessageFns<ControlMessage> = {
         ? { $case: "helloAck", value: HelloAck.fromJSON(object.helloAck) }
         : isSet(object.hello_ack)
         ? { $case: "helloAck", value: HelloAck.fromJSON(object.hello_ack) }
+        : isSet(object.command)
+        ? { $case: "command", value: Command.fromJSON(object.command) }
         : undefined,
     };
   },
@@ -879,6 +944,8 @@ export const ControlMessage: MessageFns<ControlMessage> = {
     const obj: any = {};
     if (message.body?.$case === "helloAck") {
       obj.helloAck = HelloAck.toJSON(message.body.value);
+    } else if (message.body?.$case === "command") {
+      obj.command = Command.toJSON(message.body.value);
     }
     return obj;
   },
@@ -892,6 +959,12 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       case "helloAck": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "helloAck", value: HelloAck.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "command": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "command", value: Command.fromPartial(object.body.value) };
         }
         break;
       }
