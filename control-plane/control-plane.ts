@@ -8,7 +8,12 @@ import { createDb, type Db } from './db/client.js';
 import { hasTimescale, migrate } from './db/migrate.js';
 import { loadRegistry } from './db/registry-store.js';
 import { createTelemetryWriter } from './db/telemetry-writer.js';
-import { createAgentGateway } from './grpc/agent-gateway.js';
+import { createCommandBus, type CommandBus } from './commands/bus.js';
+import { createOperations } from './commands/operations.js';
+import { createAuditWriter } from './db/audit-writer.js';
+import { createAgentGateway, type GatewayHooks } from './grpc/agent-gateway.js';
+import { createFleetService } from './grpc/fleet-service.js';
+import { addReflection } from './grpc/reflection.js';
 import { startGrpcServer } from './grpc/server.js';
 import { createHttpApp } from './http/app.js';
 import { createIngest } from './ingest/ingest.js';
@@ -24,6 +29,7 @@ export interface ControlPlane {
   readonly mqttUrl: string;
   readonly db: Db;
   readonly registry: Registry;
+  readonly bus: CommandBus;
   close(): Promise<void>;
 }
 
@@ -72,14 +78,35 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     });
     cleanup.push(() => subscriber.close());
 
+    const audit = createAuditWriter({ db, log: log.child({ component: 'audit' }) });
+    cleanup.push(() => audit.close());
+    // The gateway and the command bus need each other: the bus sends down agent streams, the
+    // gateway hands acks and results to the bus. The hooks are bound once both exist.
+    let bus: CommandBus | null = null;
+    const need = () => {
+      if (!bus) throw new Error('command bus not ready');
+      return bus;
+    };
+    const hooks: GatewayHooks = {
+      siteConnected: (s) => bus?.siteConnected(s),
+      siteDisconnected: (s) => bus?.siteDisconnected(s),
+      onAck: (s, id) => (bus ? bus.onAck(s, id) : 'not_ready'),
+      onResult: (s, r) => (bus ? bus.onResult(s, r) : 'not_ready'),
+    };
     const gateway = createAgentGateway({
-      registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
+      hooks, registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
       heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
     });
+    const ops = createOperations({ db, registry, bus: need, metrics, audit, log: log.child({ component: 'operations' }) });
+    bus = await createCommandBus({ db, audit, metrics, log: log.child({ component: 'commands' }), send: gateway.send, onFinal: ops.onFinal });
+    cleanup.push(() => bus!.close());
+    await ops.refreshActive();
+    const fleet = createFleetService({ registry, ops: () => ops, bus: need, log: log.child({ component: 'fleet-api' }) });
     const grpc = await startGrpcServer({
       host: config.HCP_GRPC_HOST,
       port: config.HCP_GRPC_PORT,
-      services: [{ service: gateway.service, impl: gateway.impl }],
+      services: [{ service: gateway.service, impl: gateway.impl }, { service: fleet.service, impl: fleet.impl }],
+      extend: addReflection,
     });
     cleanup.push(async () => {
       gateway.closeAll();
@@ -87,7 +114,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     });
 
     const app = createHttpApp({
-      registry, db, metrics, log: log.child({ component: 'http' }),
+      registry, db, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops,
       readiness: async () => ({
         database: await db.ping(),
         broker: subscriber.connected(),
@@ -105,6 +132,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       mqttUrl,
       db,
       registry,
+      bus,
       close() {
         closing ??= unwind();
         return closing;

@@ -70,6 +70,44 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    commandTransitions: new Counter({
+      name: 'hcp_command_transitions_total',
+      help: 'Commands entering each state, by command type',
+      labelNames: ['type', 'state'] as const,
+      registers: [registry],
+    }),
+    commandRoundTrip: new Histogram({
+      name: 'hcp_command_roundtrip_seconds',
+      help: 'Time from a command being stored to its final state, by type and final state',
+      labelNames: ['type', 'state'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    commandMessagesRejected: new Counter({
+      name: 'hcp_command_results_rejected_total',
+      help: 'Acks and results from agents that were refused, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    // The seed's names (ARCHITECTURE.md), kept.
+    allocations: new Counter({
+      name: 'orchestrator_allocations_total',
+      help: 'Allocate and release operations by outcome',
+      labelNames: ['type', 'status'] as const,
+      registers: [registry],
+    }),
+    allocationDuration: new Histogram({
+      name: 'orchestrator_allocation_duration_seconds',
+      help: 'Time from an allocate or release request to the agent confirming it',
+      labelNames: ['type'] as const,
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    activeWorkloads: new Gauge({
+      name: 'orchestrator_active_workloads',
+      help: 'Workloads running on GPUs',
+      registers: [registry],
+    }),
   };
 }
 

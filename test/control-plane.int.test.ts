@@ -7,26 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status } from '@grpc/grpc-js';
 import { loadControlPlaneConfig } from '../control-plane/config.js';
 import { createControlPlane, type ControlPlane } from '../control-plane/control-plane.js';
-import { GpuState, MiningState, TelemetryBatch, type AsicSample, type GpuSample } from '../proto/gen/hcp/v1/telemetry.js';
+import { TelemetryBatch, type AsicSample, type GpuSample } from '../proto/gen/hcp/v1/telemetry.js';
+import { asic, gpu } from './harness/samples.js';
 import { encodeStatus, topics } from '../proto/topics.js';
 import { device, openAgentStream, type TestAgentStream } from './harness/grpc-agent.js';
 import { describePg } from './harness/pg.js';
 import { waitFor } from './harness/wait-for.js';
-
-export function gpu(deviceId: string, tsMs: number, util: number, powerW: number): GpuSample {
-  return {
-    deviceId, tsMs, utilizationPct: util, memoryUsedMib: util > 50 ? 60000 : 0, memoryTotalMib: 81559, temperatureC: 50,
-    powerW, smClockMhz: 1980, state: util > 50 ? GpuState.GPU_STATE_BUSY : GpuState.GPU_STATE_IDLE, workloadId: util > 50 ? 'wl-1' : '',
-    memoryTemperatureC: 52, powerLimitW: 700, energyMj: 1000, xidErrors: 0,
-  };
-}
-
-export function asic(deviceId: string, tsMs: number, ths: number, powerW: number): AsicSample {
-  return {
-    deviceId, tsMs, hashrate5sThs: ths, hashrateAvgThs: ths, powerW, boardTemperaturesC: [60, 61, 62], chipTemperaturesC: [70, 71, 75],
-    fanRpm: [4000, 4100, 4050, 4020], acceptedShares: 10, rejectedShares: 1, hardwareErrors: 2, miningState: MiningState.MINING_STATE_MINING, powerTargetW: 0,
-  };
-}
 
 const batch = (siteId: string, seq: number, session: string, gpus: GpuSample[], asics: AsicSample[]) =>
   Buffer.from(TelemetryBatch.encode({ siteId, seq, sentAtMs: Date.now(), agentSession: session, gpus, asics }).finish());
@@ -70,7 +56,7 @@ describePg('control plane on PostgreSQL', (pg) => {
 
   it('migrates: seed rows, and the TimescaleDB migration is skipped on plain PostgreSQL', async () => {
     const migrations = await sql`SELECT name, status FROM hcp_migrations ORDER BY name`;
-    expect(migrations.map((m) => `${m.name}:${m.status}`)).toEqual(['0001_schema.sql:applied', '0002_timescale.sql:skipped']);
+    expect(migrations.map((m) => `${m.name}:${m.status}`)).toEqual(['0001_schema.sql:applied', '0002_timescale.sql:skipped', '0003_commands.sql:applied']);
     expect((await sql`SELECT id FROM facilities ORDER BY id`).map((r) => r.id)).toEqual(['canada-1', 'texas-1', 'texas-2']);
     expect((await sql`SELECT id FROM customers ORDER BY id`).map((r) => r.id)).toEqual(['cust-001', 'cust-002', 'cust-003']);
   });

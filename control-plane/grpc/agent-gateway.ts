@@ -11,6 +11,7 @@ import {
   type ControlMessage,
   type Hello,
 } from '../../proto/gen/hcp/v1/gateway.js';
+import type { CommandResult } from '../../proto/gen/hcp/v1/commands.js';
 import { isValidSiteId } from '../../proto/topics.js';
 import type { Db } from '../db/client.js';
 import { audit, registerSite, saveHello } from '../db/registry-store.js';
@@ -21,7 +22,17 @@ import { grpcError } from './status.js';
 
 type Stream = ServerDuplexStream<AgentMessage, ControlMessage>;
 
+/** what the command path needs to hear from agent streams */
+export interface GatewayHooks {
+  siteConnected(siteId: string): void;
+  siteDisconnected(siteId: string): void;
+  /** a reason when refused */
+  onAck(siteId: string, commandId: string): string | null;
+  onResult(siteId: string, result: CommandResult): string | null;
+}
+
 export interface GatewayDeps {
+  hooks: GatewayHooks;
   registry: Registry;
   tracker: RegistryTracker;
   db: Db;
@@ -108,6 +119,7 @@ export function createAgentGateway(deps: GatewayDeps) {
       });
       log.info({ site, session, version: h.agentVersion, devices: devices.length }, 'agent connected');
       deps.tracker.poke();
+      deps.hooks.siteConnected(site);
     };
 
     stream.on('data', (m: AgentMessage) => {
@@ -127,6 +139,19 @@ export function createAgentGateway(deps: GatewayDeps) {
       const cur = streams.get(site);
       if (cur?.stream === stream) cur.lastSeenMs = now;
       registry.heartbeat(site, session, now);
+      let refused: string | null = null;
+      let commandId = '';
+      if (body.$case === 'commandAck') {
+        commandId = body.value.commandId;
+        refused = deps.hooks.onAck(site, commandId);
+      } else if (body.$case === 'commandResult') {
+        commandId = body.value.commandId;
+        refused = deps.hooks.onResult(site, body.value);
+      }
+      if (refused) {
+        metrics.commandMessagesRejected.inc({ reason: refused });
+        log.warn({ site, command: commandId, reason: refused, kind: body.$case }, 'agent answered a command that was not sent to it');
+      }
     });
 
     const closed = () => {
@@ -136,6 +161,7 @@ export function createAgentGateway(deps: GatewayDeps) {
       if (cur?.stream === stream) streams.delete(site);
       metrics.agentStreams.set(streams.size);
       registry.streamClosed(site, session);
+      if (cur?.stream === stream) deps.hooks.siteDisconnected(site);
       log.info({ site, session }, 'agent stream closed');
       deps.tracker.poke();
       site = null;

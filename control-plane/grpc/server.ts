@@ -9,6 +9,8 @@ export async function startGrpcServer(o: {
   host: string;
   port: number;
   services: Array<{ service: ServiceDefinition; impl: UntypedServiceImplementation }>;
+  /** adds more services (reflection) */
+  extend?: (server: Server) => void;
 }): Promise<GrpcServer> {
   const server = new Server({
     // Agents hold one stream for days; keepalive pings find dead peers behind NAT.
@@ -18,6 +20,7 @@ export async function startGrpcServer(o: {
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   });
   for (const s of o.services) server.addService(s.service, s.impl);
+  o.extend?.(server);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${o.host}:${o.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );

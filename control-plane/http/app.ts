@@ -4,17 +4,25 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.js';
 import type { Metrics } from '../metrics.js';
+import type { CommandBus } from '../commands/bus.js';
+import type { Operations } from '../commands/operations.js';
+import type { AuditWriter } from '../db/audit-writer.js';
 import type { Registry } from '../registry/registry.js';
 import { errorBody, onError, validationHook } from './errors.js';
+import { registerCommandRoutes } from './routes/commands.js';
 import { registerFleetRoutes } from './routes/fleet.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerTelemetryRoutes } from './routes/telemetry.js';
+import { registerWorkloadRoutes } from './routes/workloads.js';
 
 export interface HttpDeps {
   registry: Registry;
   db: Db;
   metrics: Metrics;
   log: Logger;
+  audit: AuditWriter;
+  bus: () => CommandBus;
+  ops: () => Operations;
   /** what /ready checks */
   readiness: () => Promise<Record<string, boolean>>;
 }
@@ -28,6 +36,8 @@ export function createHttpApp(deps: HttpDeps): Api {
   registerHealthRoutes(app, deps);
   registerFleetRoutes(app, deps);
   registerTelemetryRoutes(app, deps);
+  registerCommandRoutes(app, deps);
+  registerWorkloadRoutes(app, deps);
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: { title: 'HCP control plane', version: '1' },

@@ -1,0 +1,246 @@
+// The one command path. Operators (REST, gRPC Fleet), the scheduler and the economic engine all
+// submit here. A command is stored (awaited) before it is sent; every later transition is kept
+// in memory first and written behind in batches, which is safe because the agent applies a
+// command id at most once: a transition lost to a crash only means a redelivery that the agent
+// answers with its earlier result.
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import { CommandOutcome, type Command, type CommandResult } from '../../proto/gen/hcp/v1/commands.js';
+import type { ControlMessage } from '../../proto/gen/hcp/v1/gateway.js';
+import type { AuditWriter } from '../db/audit-writer.js';
+import type { Db } from '../db/client.js';
+import { insertCommands, loadLiveCommands, updateCommands } from '../db/command-store.js';
+import type { Metrics } from '../metrics.js';
+import { canTransition, isFinal, type CommandPayload, type CommandRecord, type CommandState } from './model.js';
+
+export interface NewCommand {
+  id: string;
+  siteId: string;
+  payload: CommandPayload;
+  actor: string;
+  workloadId?: string | null;
+  deadlineMs: number;
+}
+
+export interface CommandBusDeps {
+  db: Db;
+  audit: AuditWriter;
+  metrics: Metrics;
+  log: Logger;
+  /** writes to a site's open agent stream; false when the site has none */
+  send: (siteId: string, msg: ControlMessage) => boolean;
+  /** called once per command when it reaches a final state, before waiters hear of it */
+  onFinal?: (rec: CommandRecord) => Promise<void>;
+  flushMs?: number;
+  /** finished commands stay in memory this long for fast reads and redelivered results */
+  keepFinishedMs?: number;
+}
+
+export type CommandEvent = CommandRecord;
+
+export function toProtoCommand(r: CommandRecord): Command {
+  const base = { commandId: r.id, deadlineMs: r.deadlineMs, actor: r.actor };
+  const p = r.payload;
+  switch (p.type) {
+    case 'allocate':
+      return { ...base, action: { $case: 'allocate', value: { workloadId: p.workloadId, deviceIds: p.deviceIds } } };
+    case 'release':
+      return { ...base, action: { $case: 'release', value: { workloadId: p.workloadId, deviceIds: p.deviceIds } } };
+    case 'set_mining':
+      return { ...base, action: { $case: 'setMining', value: { enabled: p.enabled, deviceIds: p.deviceIds, powerTargetW: p.powerTargetW ?? 0 } } };
+    case 'curtail':
+      return { ...base, action: { $case: 'curtail', value: { reason: p.reason } } };
+  }
+}
+
+export async function createCommandBus(d: CommandBusDeps) {
+  const live = new Map<string, CommandRecord>();
+  const finished = new Map<string, CommandRecord>();
+  const dirty = new Map<string, CommandRecord>();
+  const events = new EventEmitter();
+  events.setMaxListeners(0);
+  const keepFinishedMs = d.keepFinishedMs ?? 10 * 60_000;
+  let flushing: Promise<void> | null = null;
+  let closed = false;
+
+  // Commands that were in flight when the control plane stopped: back to pending, to be
+  // delivered again when their site's agent connects.
+  for (const r of await loadLiveCommands(d.db)) {
+    if (r.state !== 'pending') r.state = 'pending';
+    live.set(r.id, r);
+  }
+  if (live.size) d.log.info({ commands: live.size }, 'resuming commands that were not final');
+
+  const flush = async (): Promise<void> => {
+    while (flushing) await flushing;
+    if (dirty.size === 0) return;
+    const batch = [...dirty.values()].map((r) => ({ ...r }));
+    dirty.clear();
+    flushing = updateCommands(d.db, batch)
+      .catch((err) => {
+        d.log.error({ err, commands: batch.length }, 'command state write failed; retrying');
+        for (const r of batch) if (!dirty.has(r.id)) dirty.set(r.id, live.get(r.id) ?? finished.get(r.id) ?? r);
+      })
+      .finally(() => {
+        flushing = null;
+      });
+    await flushing;
+  };
+  const flushTimer = setInterval(() => {
+    if (dirty.size && !flushing) void flush();
+  }, d.flushMs ?? 20);
+  flushTimer.unref();
+
+  const transition = (r: CommandRecord, to: CommandState, now: number, extra: Partial<CommandRecord> = {}): boolean => {
+    if (!canTransition(r.state, to)) return false;
+    Object.assign(r, extra, { state: to });
+    if (to === 'sent') {
+      r.sentAtMs = now;
+      r.attempts += 1;
+    } else if (to === 'acked') r.ackedAtMs = now;
+    dirty.set(r.id, r);
+    d.metrics.commandTransitions.inc({ type: r.payload.type, state: to });
+    if (isFinal(to)) {
+      r.finishedAtMs = now;
+      live.delete(r.id);
+      finished.set(r.id, r);
+      setTimeout(() => finished.delete(r.id), keepFinishedMs).unref();
+      d.metrics.commandRoundTrip.observe({ type: r.payload.type, state: to }, (now - r.createdAtMs) / 1000);
+      d.audit.write({
+        actor: to === 'expired' ? 'system' : `agent:${r.siteId}`,
+        action: `command.${to}`,
+        subject: r.id,
+        details: { site: r.siteId, type: r.payload.type, reason_code: r.reasonCode, message: r.message, devices: r.devices?.length ?? 0 },
+        timeMs: now,
+      });
+      const done = d.onFinal ? d.onFinal(r).catch((err) => d.log.error({ err, command: r.id }, 'command follow-up failed')) : Promise.resolve();
+      void done.then(() => events.emit('event', r));
+    } else {
+      events.emit('event', r);
+    }
+    return true;
+  };
+
+  const deliver = (r: CommandRecord, now: number) => {
+    if (r.state !== 'pending') return;
+    if (d.send(r.siteId, { body: { $case: 'command', value: toProtoCommand(r) } })) transition(r, 'sent', now);
+  };
+
+  const expiryTimer = setInterval(() => {
+    const now = Date.now();
+    for (const r of live.values()) {
+      if (now >= r.deadlineMs) transition(r, 'expired', now, { reasonCode: 'expired', message: `no result before the deadline (${new Date(r.deadlineMs).toISOString()})` });
+    }
+  }, 100);
+  expiryTimer.unref();
+
+  return {
+    /** stores the commands (awaited), then sends those whose site is connected */
+    async submit(items: NewCommand[]): Promise<CommandRecord[]> {
+      if (closed) throw new Error('command bus is closed');
+      const now = Date.now();
+      const recs: CommandRecord[] = items.map((c) => ({
+        id: c.id, siteId: c.siteId, payload: c.payload, state: 'pending', actor: c.actor, workloadId: c.workloadId ?? null,
+        createdAtMs: now, deadlineMs: c.deadlineMs, sentAtMs: null, ackedAtMs: null, finishedAtMs: null, attempts: 0,
+        reasonCode: null, message: null, devices: null,
+      }));
+      await insertCommands(d.db, recs);
+      for (const r of recs) {
+        live.set(r.id, r);
+        d.metrics.commandTransitions.inc({ type: r.payload.type, state: 'pending' });
+        d.audit.write({ actor: r.actor, action: `command.submitted`, subject: r.id, details: { site: r.siteId, ...r.payload }, timeMs: now });
+        events.emit('event', r);
+      }
+      for (const r of recs) deliver(r, now);
+      return recs;
+    },
+
+    /** an agent's stream is up: everything not final for its site goes down it, oldest first */
+    siteConnected(siteId: string): void {
+      const now = Date.now();
+      const mine = [...live.values()].filter((r) => r.siteId === siteId).sort((a, b) => a.createdAtMs - b.createdAtMs);
+      for (const r of mine) {
+        if (r.state !== 'pending') transition(r, 'pending', now);
+        deliver(r, now);
+      }
+    },
+
+    /** the stream is gone: what was sent is redelivered on reconnect */
+    siteDisconnected(siteId: string): void {
+      const now = Date.now();
+      for (const r of live.values()) if (r.siteId === siteId && r.state !== 'pending') transition(r, 'pending', now);
+    },
+
+    /** returns a reason when the ack is refused */
+    onAck(siteId: string, commandId: string): string | null {
+      const r = live.get(commandId);
+      if (!r) return finished.has(commandId) ? null : 'unknown_command';
+      if (r.siteId !== siteId) return 'wrong_site';
+      if (r.state === 'sent') transition(r, 'acked', Date.now());
+      return null;
+    },
+
+    onResult(siteId: string, res: CommandResult): string | null {
+      const r = live.get(res.commandId);
+      if (!r) {
+        const f = finished.get(res.commandId);
+        if (f && f.siteId !== siteId) return 'wrong_site';
+        return f ? null : 'unknown_command';
+      }
+      if (r.siteId !== siteId) return 'wrong_site';
+      const ok = res.outcome === CommandOutcome.COMMAND_OUTCOME_APPLIED;
+      transition(r, ok ? 'succeeded' : 'failed', Date.now(), {
+        reasonCode: res.reasonCode || (ok ? 'ok' : 'failed'),
+        message: res.message || null,
+        devices: res.devices,
+      });
+      return null;
+    },
+
+    get(id: string): CommandRecord | undefined {
+      return live.get(id) ?? finished.get(id);
+    },
+
+    liveCount: () => live.size,
+
+    /** resolves with the records once every id is final, or as they stand at the timeout */
+    async waitFinal(ids: string[], timeoutMs: number): Promise<CommandRecord[]> {
+      const pending = new Set(ids.filter((id) => {
+        const r = live.get(id) ?? finished.get(id);
+        return r && !isFinal(r.state);
+      }));
+      if (pending.size > 0) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(done, timeoutMs);
+          function done() {
+            clearTimeout(t);
+            events.off('event', on);
+            resolve();
+          }
+          function on(r: CommandRecord) {
+            if (isFinal(r.state) && pending.delete(r.id) && pending.size === 0) done();
+          }
+          events.on('event', on);
+        });
+      }
+      return ids.map((id) => live.get(id) ?? finished.get(id)).filter((r): r is CommandRecord => !!r);
+    },
+
+    watch(listener: (r: CommandRecord) => void): () => void {
+      events.on('event', listener);
+      return () => events.off('event', listener);
+    },
+
+    flush,
+
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      clearInterval(flushTimer);
+      clearInterval(expiryTimer);
+      await flush();
+    },
+  };
+}
+
+export type CommandBus = Awaited<ReturnType<typeof createCommandBus>>;

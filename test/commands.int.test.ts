@@ -1,0 +1,249 @@
+// The command path on real PostgreSQL with real gRPC: REST and Fleet API in, agent streams out.
+import { credentials, loadPackageDefinition, status, type ServiceError } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import mqtt, { type MqttClient } from 'mqtt';
+import { pino } from 'pino';
+import postgres from 'postgres';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loadControlPlaneConfig } from '../control-plane/config.js';
+import { createControlPlane, type ControlPlane } from '../control-plane/control-plane.js';
+import { CommandState, FleetClient, type CommandsReply } from '../proto/gen/hcp/v1/fleet.js';
+import { TelemetryBatch } from '../proto/gen/hcp/v1/telemetry.js';
+import { topics } from '../proto/topics.js';
+import { asic, gpu } from './harness/samples.js';
+import { device, openAgentStream, type TestAgentStream } from './harness/grpc-agent.js';
+import { describePg } from './harness/pg.js';
+import { waitFor } from './harness/wait-for.js';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+describePg('commands', (pg) => {
+  let cp: ControlPlane;
+  let sql: postgres.Sql;
+  let pub: MqttClient;
+  let texas1: TestAgentStream;
+  const streams: TestAgentStream[] = [];
+  const base = () => `http://127.0.0.1:${cp.httpPort}`;
+  const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+    const r = await fetch(`${base()}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    return { status: r.status, body: (await r.json()) as Json };
+  };
+  const get = async (path: string) => {
+    const r = await fetch(`${base()}${path}`);
+    return { status: r.status, body: (await r.json()) as Json };
+  };
+  const start = async () => {
+    cp = await createControlPlane(
+      loadControlPlaneConfig({
+        DATABASE_URL: pg.url, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_INGEST_FLUSH_MS: '50',
+        HCP_HEARTBEAT_MS: '60000', HCP_STALE_AFTER_MS: '600000', LOG_LEVEL: 'silent',
+      }),
+      pino({ level: process.env.TEST_LOG ?? 'silent' }),
+    );
+  };
+  const open = (site: string, answer: 'apply' | 'ack' | 'none', devices = [device(`gpu-${site}-0001`, 'gpu'), device(`asic-${site}-00001`, 'asic')]) => {
+    const s = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: site, session: `${site}-${Math.random()}`, devices }, answer);
+    streams.push(s);
+    return s;
+  };
+
+  beforeAll(async () => {
+    await start();
+    sql = postgres(pg.url, { onnotice: () => {} });
+    texas1 = open('texas-1', 'apply', [device('gpu-texas-1-0001', 'gpu'), device('gpu-texas-1-0002', 'gpu'), device('asic-texas-1-00001', 'asic'), device('asic-texas-1-00002', 'asic')]);
+    await waitFor(() => texas1.received.length > 0, { message: 'HelloAck' });
+    pub = await mqtt.connectAsync(cp.mqttUrl);
+    const t = Date.now();
+    await pub.publishAsync(topics.telemetry('texas-1'), Buffer.from(TelemetryBatch.encode({
+      siteId: 'texas-1', seq: 1, sentAtMs: t, agentSession: 's',
+      gpus: [gpu('gpu-texas-1-0001', t, 0, 100), gpu('gpu-texas-1-0002', t, 0, 100)], asics: [asic('asic-texas-1-00001', t, 270, 3645), asic('asic-texas-1-00002', t, 270, 3645)],
+    }).finish()), { qos: 1 });
+    await waitFor(() => cp.registry.device('gpu-texas-1-0002')?.online, { message: 'texas-1 devices online' });
+  });
+
+  afterAll(async () => {
+    for (const s of streams) s.close();
+    await pub?.endAsync();
+    await sql?.end();
+    await cp?.close();
+  });
+
+  it('switches a site’s mining off and waits for the agent’s result, audited with its actor', async () => {
+    const r = await post('/api/v1/sites/texas-1/mining?wait=true', { enabled: false }, { 'x-hcp-actor': 'alice' });
+    expect(r.status).toBe(200);
+    const [c] = r.body.commands;
+    expect(c).toMatchObject({ site: 'texas-1', type: 'set_mining', state: 'succeeded', actor: 'operator:alice', params: { enabled: false, device_ids: [], power_target_w: null } });
+    const sent = texas1.commands().find((x) => x.commandId === c.id)!;
+    expect(sent.action).toEqual({ $case: 'setMining', value: { enabled: false, deviceIds: [], powerTargetW: 0 } });
+    await waitFor(async () => (await sql`SELECT state FROM commands WHERE id = ${c.id}`)[0]?.state === 'succeeded', { message: 'state persisted' });
+    const audit = await waitFor(async () => {
+      const rows = await sql`SELECT actor, action FROM audit_log WHERE subject = ${c.id} ORDER BY id`;
+      return rows.length === 2 ? rows : null;
+    }, { message: 'audit rows' });
+    expect(audit.map((a) => [a.actor, a.action])).toEqual([['operator:alice', 'command.submitted'], ['agent:texas-1', 'command.succeeded']]);
+    const got = await get(`/api/v1/commands/${c.id}`);
+    expect(got.body).toMatchObject({ id: c.id, state: 'succeeded', attempts: 1 });
+    expect(got.body.acked_at).not.toBeNull();
+  });
+
+  it('refuses bad mining and curtail requests, naming the field', async () => {
+    expect((await post('/api/v1/sites/atlantis/mining', { enabled: true })).status).toBe(404);
+    const noEnabled = await post('/api/v1/sites/texas-1/mining', { power_target_w: -5 });
+    expect(noEnabled.status).toBe(400);
+    expect(noEnabled.body.error.fields.map((f: Json) => f.field).sort()).toEqual(['enabled', 'power_target_w']);
+    const gpuAsAsic = await post('/api/v1/sites/texas-1/mining', { enabled: true, device_ids: ['gpu-texas-1-0001'] });
+    expect(gpuAsAsic.status).toBe(400);
+    expect(gpuAsAsic.body.error.fields[0].field).toBe('device_ids.0');
+    expect((await post('/api/v1/sites/texas-1/mining', { enabled: true, device_ids: ['asic-texas-2-00009'] })).status).toBe(404);
+    const both = await post('/api/v1/curtail', { all: true, sites: ['texas-1'], reason: 'x' });
+    expect(both.status).toBe(400);
+    expect((await post('/api/v1/curtail', { sites: ['mars-1'], reason: 'x' })).status).toBe(404);
+    const noReason = await post('/api/v1/curtail', { all: true });
+    expect(noReason.status).toBe(400);
+    expect(noReason.body.error.fields[0].field).toBe('reason');
+    const malformed = await fetch(`${base()}/api/v1/curtail`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"all": tru' });
+    expect(malformed.status).toBe(400);
+    expect((await get('/api/v1/commands/cmd-nope')).status).toBe(404);
+  });
+
+  it('holds a command for a disconnected site and delivers it when the agent connects', async () => {
+    const r = await post('/api/v1/sites/texas-2/mining', { enabled: false });
+    expect(r.status).toBe(202);
+    const id = r.body.commands[0].id as string;
+    expect(r.body.commands[0].state).toBe('pending');
+    const texas2 = open('texas-2', 'apply');
+    await waitFor(async () => (await get(`/api/v1/commands/${id}`)).body.state === 'succeeded', { message: 'delivered on connect' });
+    expect(texas2.commands().map((c) => c.commandId)).toContain(id);
+  });
+
+  it('expires a command that reaches no agent before its deadline', async () => {
+    const r = await post('/api/v1/sites/canada-1/mining', { enabled: false, deadline_s: 1 });
+    const id = r.body.commands[0].id as string;
+    const c = await waitFor(async () => {
+      const x = (await get(`/api/v1/commands/${id}`)).body;
+      return x.state === 'expired' ? x : null;
+    }, { message: 'expired', timeoutMs: 5000 });
+    expect(c.reason_code).toBe('expired');
+  });
+
+  it('redelivers a command whose agent vanished after the ack, and refuses results from the wrong site', async () => {
+    const silent = open('canada-1', 'ack');
+    await waitFor(() => silent.received.length > 0, { message: 'hello ack' });
+    const r = await post('/api/v1/curtail', { sites: ['canada-1'], reason: 'price spike' });
+    const id = r.body.commands[0].id as string;
+    await waitFor(async () => (await get(`/api/v1/commands/${id}`)).body.state === 'acked', { message: 'acked' });
+
+    const before = await metric('hcp_command_results_rejected_total{reason="wrong_site"}');
+    texas1.result(id, true);
+    await waitFor(async () => (await metric('hcp_command_results_rejected_total{reason="wrong_site"}')) === before + 1, { message: 'wrong-site result counted' });
+    expect((await get(`/api/v1/commands/${id}`)).body.state).toBe('acked');
+
+    silent.close();
+    await waitFor(async () => (await get(`/api/v1/commands/${id}`)).body.state === 'pending', { message: 'back to pending' });
+    open('canada-1', 'apply');
+    const done = await waitFor(async () => {
+      const x = (await get(`/api/v1/commands/${id}`)).body;
+      return x.state === 'succeeded' ? x : null;
+    }, { message: 'redelivered' });
+    expect(done.attempts).toBe(2);
+  });
+
+  it('runs a workload through allocate and release, refusing busy GPUs and double allocation', async () => {
+    const bad = await post('/api/v1/workloads', { customer_id: 'cust-001', workload_type: 'mining', priority: 11, requirements: { gpu_count: 0 } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.fields.map((f: Json) => f.field).sort()).toEqual(['priority', 'requirements.gpu_count', 'requirements.gpu_type', 'workload_type']);
+    expect((await post('/api/v1/workloads', { customer_id: 'cust-999', workload_type: 'ai_training', priority: 5, requirements: { gpu_type: 'H100', gpu_count: 1 } })).status).toBe(404);
+    expect((await post('/api/v1/workloads', { customer_id: 'cust-001', workload_type: 'ai_training', priority: 5, requirements: { gpu_type: 'TPU', gpu_count: 1 } })).status).toBe(400);
+
+    const w1 = (await post('/api/v1/workloads', { customer_id: 'cust-001', workload_type: 'ai_inference_batch', priority: 5, requirements: { gpu_type: 'H100', gpu_count: 1 } })).body;
+    const w2 = (await post('/api/v1/workloads', { customer_id: 'cust-002', workload_type: 'ai_inference_batch', priority: 5, requirements: { gpu_type: 'H100', gpu_count: 1 } })).body;
+    expect(w1.state).toBe('pending');
+
+    const a = await post('/api/v1/allocate?wait=true', { workload_id: w1.id, device_ids: ['gpu-texas-1-0001'] });
+    expect(a.status).toBe(200);
+    expect(a.body.commands[0]).toMatchObject({ type: 'allocate', state: 'succeeded', workload_id: w1.id });
+    const running = await waitFor(async () => {
+      const x = (await get(`/api/v1/workloads/${w1.id}`)).body;
+      return x.state === 'running' ? x : null;
+    }, { message: 'workload running' });
+    expect(running.allocations).toEqual([expect.objectContaining({ device_id: 'gpu-texas-1-0001', site: 'texas-1', live: true })]);
+
+    const busy = await post('/api/v1/allocate', { workload_id: w2.id, device_ids: ['gpu-texas-1-0001'] });
+    expect(busy.status).toBe(409);
+    expect(busy.body.error.reason).toBe('device_busy');
+    expect((await post('/api/v1/allocate', { workload_id: w1.id })).status).toBe(409);
+    expect((await post('/api/v1/allocate', { workload_id: 'wl-nope' })).status).toBe(404);
+    expect((await post('/api/v1/allocate', { workload_id: w2.id, device_ids: ['gpu-mars-0001'] })).status).toBe(404);
+
+    // without device ids the control plane picks the idle GPU
+    const auto = await post('/api/v1/allocate?wait=true', { workload_id: w2.id });
+    expect(auto.body.commands[0].params.device_ids).toEqual(['gpu-texas-1-0002']);
+
+    const rel = await post('/api/v1/release?wait=true', { workload_id: w1.id });
+    expect(rel.status).toBe(200);
+    expect(rel.body.commands[0]).toMatchObject({ type: 'release', state: 'succeeded', params: { device_ids: ['gpu-texas-1-0001'] } });
+    const done = await waitFor(async () => {
+      const x = (await get(`/api/v1/workloads/${w1.id}`)).body;
+      return x.state === 'completed' ? x : null;
+    }, { message: 'completed' });
+    expect(done.allocations[0].live).toBe(false);
+    expect((await post('/api/v1/release', { workload_id: w1.id })).status).toBe(409);
+    expect(await metric('orchestrator_allocations_total{type="allocate",status="succeeded"}')).toBe(2);
+    expect(await metric('orchestrator_active_workloads')).toBe(1);
+    const list = (await get('/api/v1/workloads?state=running')).body;
+    expect(list.workloads.map((w: Json) => w.id)).toEqual([w2.id]);
+    const history = await sql`SELECT from_state, to_state FROM allocation_history WHERE workload_id = ${w1.id} ORDER BY time`;
+    expect(history.map((h) => `${h.from_state}->${h.to_state}`)).toEqual(['pending->scheduled', 'scheduled->running', 'running->completed']);
+  });
+
+  it('serves hcp.v1.Fleet with reflection on', async () => {
+    const client = new FleetClient(`127.0.0.1:${cp.grpcPort}`, credentials.createInsecure());
+    const st = await new Promise<Json>((res, rej) => client.getStatus({}, (e, r) => (e ? rej(e) : res(r as Json))));
+    expect(st.sites.find((s: Json) => s.id === 'texas-1')).toMatchObject({ online: true, gpus: 2, asics: 2 });
+    const reply = await new Promise<CommandsReply>((res, rej) =>
+      client.curtail({ sites: ['texas-1'], all: false, reason: 'ERCOT EEA', actor: 'bob', wait: true, deadlineS: 0 }, (e, r) => (e ? rej(e) : res(r))),
+    );
+    expect(reply.commands[0]).toMatchObject({ site: 'texas-1', type: 'curtail', state: CommandState.COMMAND_STATE_SUCCEEDED, actor: 'operator:bob' });
+    const err = await new Promise<ServiceError>((res) => client.setMining({ site: 'mars-1', enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 0 }, (e) => res(e!)));
+    expect(err.code).toBe(status.NOT_FOUND);
+    expect(err.metadata.get('hcp-reason')).toEqual(['unknown_site']);
+    client.close();
+
+    const def = loadSync('grpc/reflection/v1alpha/reflection.proto', { includeDirs: ['node_modules/@grpc/reflection/build/proto'], keepCase: true });
+    const pkg = loadPackageDefinition(def) as Json;
+    const refl = new pkg.grpc.reflection.v1alpha.ServerReflection(`127.0.0.1:${cp.grpcPort}`, credentials.createInsecure());
+    const services = await new Promise<string[]>((res, rej) => {
+      const call = refl.ServerReflectionInfo();
+      call.on('data', (m: Json) => {
+        res(m.list_services_response.service.map((s: Json) => s.name));
+        call.end();
+      });
+      call.on('error', rej);
+      call.write({ list_services: '' });
+    });
+    expect(services).toEqual(expect.arrayContaining(['hcp.v1.Fleet', 'hcp.v1.AgentGateway']));
+    refl.close();
+  });
+
+  it('loses no pending command across a control-plane restart', async () => {
+    const r = await post('/api/v1/sites/texas-2/mining', { enabled: true });
+    for (const s of streams.filter((x) => x !== texas1)) s.close();
+    const id = r.body.commands[0].id as string;
+    // texas-2's stream was open: let the command go out; then pull the control plane away
+    const r2 = await post('/api/v1/sites/canada-1/mining', { enabled: true, power_target_w: 3000 });
+    const pendingId = r2.body.commands[0].id as string;
+    texas1.close();
+    await cp.close();
+    await start();
+    const back = open('canada-1', 'apply');
+    await waitFor(async () => (await get(`/api/v1/commands/${pendingId}`)).body.state === 'succeeded', { message: 'pending command delivered after restart' });
+    expect(back.commands().find((c) => c.commandId === pendingId)?.action).toEqual({ $case: 'setMining', value: { enabled: true, deviceIds: [], powerTargetW: 3000 } });
+    expect(['succeeded', 'pending']).toContain((await get(`/api/v1/commands/${id}`)).body.state);
+  });
+
+  async function metric(series: string): Promise<number> {
+    const text = await (await fetch(`${base()}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line ? Number(line.split(' ').pop()) : 0;
+  }
+});
