@@ -42,8 +42,20 @@ export const POWER_EXPONENT = 1.6;
 export const MIN_POWER_FRACTION = 0.5;
 export const MAX_POWER_FRACTION = 1.1;
 
+/**
+ * Antminer "low power" miner-mode (3). Bitmain publishes no wattage for it; we assume 75 % of
+ * stock power (≈ 83 % of rated hashrate on the curve below). agent/drivers/asic-models.ts
+ * states the same figure, since the cgminer driver can only ask for this one target.
+ */
+export const LOW_POWER_FRACTION = 0.75;
+
+export function lowPowerTargetW(m: S21Model): number {
+  return Math.round(m.ratedPowerW * LOW_POWER_FRACTION);
+}
+
+/** whole watts: firmware takes integer targets, and 1.1 × 3500 must read 3850, not 3850.0000000000005 */
 export function clampPowerTarget(m: S21Model, watts: number): number {
-  return Math.min(Math.max(watts, m.ratedPowerW * MIN_POWER_FRACTION), m.ratedPowerW * MAX_POWER_FRACTION);
+  return Math.min(Math.max(Math.round(watts), Math.ceil(m.ratedPowerW * MIN_POWER_FRACTION)), Math.floor(m.ratedPowerW * MAX_POWER_FRACTION));
 }
 
 /** hashrate as a fraction of rated, for a wall-power target (already clamped) */
