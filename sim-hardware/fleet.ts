@@ -1,5 +1,8 @@
 // One site's simulated devices: H100 GPUs and S21-family ASICs on a shared clock, each with its
-// own random stream derived from (seed, device id), plus optional cgminer API servers.
+// own random stream derived from (seed, device id), plus optional cgminer API servers and
+// Antminer web control servers.
+import { s21WebMiner } from './antminer-web.js';
+import { createAntminerWebServer, type AntminerWebServer } from './antminer-web-server.js';
 import { createCgminerServer, type CgminerServer, type CgminerServerLog } from './cgminer-server.js';
 import type { Clock } from './clock.js';
 import { createH100, type SimH100 } from './h100.js';
@@ -27,6 +30,10 @@ export interface CgminerEndpoint {
   port: number;
   /** "host:port" */
   endpoint: string;
+  /** the miner's web control port (80 on a real miner): get/set_miner_conf.cgi */
+  webPort: number;
+  /** "host:webPort" */
+  webEndpoint: string;
 }
 
 export interface SimFleet {
@@ -41,8 +48,11 @@ export interface SimFleet {
   /** steps on a real-time interval until stop() */
   start(tickMs: number): void;
   stop(): void;
-  /** one cgminer API server per ASIC; basePort 0 = random ports, else basePort + index */
-  serveCgminer(opts?: { host?: string; basePort?: number; log?: CgminerServerLog }): Promise<CgminerEndpoint[]>;
+  /**
+   * One cgminer API server and one web control server (digest auth root/root) per ASIC.
+   * basePort 0 = random ports, else basePort + index; the same for webBasePort (default 0).
+   */
+  serveCgminer(opts?: { host?: string; basePort?: number; webBasePort?: number; log?: CgminerServerLog }): Promise<CgminerEndpoint[]>;
   /** idempotent: stops the interval and the servers */
   close(): Promise<void>;
 }
@@ -76,7 +86,7 @@ export function createSimFleet(opts: SimFleetOptions): SimFleet {
 
   let lastMs = opts.clock.now();
   let timer: NodeJS.Timeout | undefined;
-  const servers: CgminerServer[] = [];
+  const servers: Array<CgminerServer | AntminerWebServer> = [];
   let closing: Promise<void> | undefined;
 
   const fleet: SimFleet = {
@@ -107,13 +117,24 @@ export function createSimFleet(opts: SimFleetOptions): SimFleet {
       if (closing) throw new Error('fleet is closed');
       const host = o.host ?? '127.0.0.1';
       const basePort = o.basePort ?? 0;
+      const webBasePort = o.webBasePort ?? 0;
       const out: CgminerEndpoint[] = [];
       for (const [i, a] of asics.entries()) {
         // Each request first advances the fleet, so a reply is current even without start().
         const miner = { cgminerStatus: () => (fleet.step(), a.cgminerStatus()) };
         const srv = await createCgminerServer({ miner, host, port: basePort === 0 ? 0 : basePort + i, clock: opts.clock, log: o.log });
         servers.push(srv);
-        out.push({ deviceId: a.id, host: srv.host, port: srv.port, endpoint: `${srv.host}:${srv.port}` });
+        const web = await createAntminerWebServer({
+          miner: s21WebMiner(a, () => fleet.step()),
+          host,
+          port: webBasePort === 0 ? 0 : webBasePort + i,
+          log: o.log,
+        });
+        servers.push(web);
+        out.push({
+          deviceId: a.id, host: srv.host, port: srv.port, endpoint: `${srv.host}:${srv.port}`,
+          webPort: web.port, webEndpoint: `${web.host}:${web.port}`,
+        });
       }
       return out;
     },

@@ -9,3 +9,5 @@ export * from './cgminer-commands.js';
 export * from './cgminer-protocol.js';
 export * from './cgminer-server.js';
 export * from './fleet.js';
+export * from './antminer-web.js';
+export * from './antminer-web-server.js';
