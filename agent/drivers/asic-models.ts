@@ -8,6 +8,11 @@ export interface AsicModelSpec {
   ratedPowerW: number;
   /** control board + idle fans with the hashboards off */
   standbyW: number;
+  /**
+   * wall power in the firmware's low-power miner-mode (3): assumed 75 % of stock, the same figure
+   * as sim-hardware/s21-models.ts LOW_POWER_FRACTION (Bitmain publishes none)
+   */
+  lowPowerW: number;
 }
 
 const spec = (name: string, ratedThs: number, jPerTh: number): AsicModelSpec => ({
@@ -16,6 +21,7 @@ const spec = (name: string, ratedThs: number, jPerTh: number): AsicModelSpec => 
   jPerTh,
   ratedPowerW: Math.round(ratedThs * jPerTh),
   standbyW: 35,
+  lowPowerW: Math.round(Math.round(ratedThs * jPerTh) * 0.75),
 });
 
 export const ASIC_MODELS: Readonly<Record<string, AsicModelSpec>> = {

@@ -1,13 +1,17 @@
-// DeviceDriver for Antminers over the cgminer API (TCP 4028). Each read is one joined
-// `stats+summary` request per miner, in parallel with bounded concurrency; a miner that cannot
-// be read is an entry in `errors`, never a throw.
+// CommandableDriver for Antminers on stock firmware. Reads use the cgminer API (TCP 4028): one
+// joined `stats+summary` request per miner, in parallel with bounded concurrency; a miner that
+// cannot be read is an entry in `errors`, never a throw. Commands use the web control endpoint
+// (port 80), since stock firmware denies privileged cgminer commands with code 45
+// (shared/reference/device-protocols.md "Privileged commands").
+import type { DeviceState } from '../../proto/gen/hcp/v1/commands.js';
 import type { Device } from '../../proto/gen/hcp/v1/gateway.js';
 import { DeviceKind } from '../../proto/gen/hcp/v1/gateway.js';
 import type { AsicSample } from '../../proto/gen/hcp/v1/telemetry.js';
 import { ASIC_MODELS } from './asic-models.js';
 import { CgminerError, queryCgminer, type CgminerReply } from './cgminer-client.js';
 import { mapCgminerToAsicSample } from './cgminer-mapping.js';
-import type { DeviceDriver, DriverReadError, DriverReading } from './driver.js';
+import { AntminerWebError, getMinerConf, setMinerConf, type AntminerWebTarget } from './antminer-web-client.js';
+import type { CommandableDriver, DeviceOp, DeviceOpResult, DriverReadError, DriverReading } from './driver.js';
 
 export interface CgminerDeviceConfig {
   id: string;
@@ -15,11 +19,16 @@ export interface CgminerDeviceConfig {
   port: number;
   /** a key of ASIC_MODELS: 's21' | 's21-pro' | 's21-xp' */
   model: string;
+  /** the web control port (get/set_miner_conf.cgi); default 80 */
+  webPort?: number;
 }
 
 export interface CgminerDriverOptions {
   devices: CgminerDeviceConfig[];
+  /** per cgminer request, and per web call (auth challenge included) */
   timeoutMs?: number;
+  /** web control login; default root/root, stock firmware's */
+  webCredentials?: { user: string; password: string };
   concurrency?: number;
 }
 
@@ -33,6 +42,9 @@ function validate(o: CgminerDriverOptions): void {
     ids.add(d.id);
     if (!d.host) problems.push(`devices[${i}].host is empty`);
     if (!Number.isInteger(d.port) || d.port < 1 || d.port > 65535) problems.push(`devices[${i}].port ${d.port} is not a TCP port`);
+    if (d.webPort !== undefined && !(Number.isInteger(d.webPort) && d.webPort >= 1 && d.webPort <= 65535)) {
+      problems.push(`devices[${i}].webPort ${d.webPort} is not a TCP port`);
+    }
     if (!ASIC_MODELS[d.model]) problems.push(`devices[${i}].model ${JSON.stringify(d.model)} is not one of ${Object.keys(ASIC_MODELS).join(', ')}`);
   });
   if (o.timeoutMs !== undefined && !(o.timeoutMs > 0)) problems.push(`timeoutMs must be positive, got ${o.timeoutMs}`);
@@ -55,10 +67,22 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (t: T) =
   return out;
 }
 
-export function createCgminerDriver(opts: CgminerDriverOptions): DeviceDriver {
+/** miner-mode (stock firmware): 0 normal, 1 sleep, 3 low power */
+type MinerMode = 0 | 1 | 3;
+
+/** conf miner-mode → DeviceState.state; the conf cannot tell mining from ramping */
+function stateOfMode(mode: unknown, wokenNow: boolean): string {
+  const m = Number(mode);
+  if (m === 1) return 'sleeping';
+  return wokenNow ? 'ramping' : 'mining';
+}
+
+export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriver {
   validate(opts);
   const timeoutMs = opts.timeoutMs ?? 3_000;
   const concurrency = opts.concurrency ?? 32;
+  const creds = opts.webCredentials ?? { user: 'root', password: 'root' };
+  const byId = new Map(opts.devices.map((d) => [d.id, d]));
   let closed = false;
 
   const inventory: Device[] = opts.devices.map((d) => {
@@ -99,6 +123,60 @@ export function createCgminerDriver(opts: CgminerDriverOptions): DeviceDriver {
     }
   }
 
+  const result = (deviceId: string, state: DeviceState, code = 'ok', message = ''): DeviceOpResult => ({ deviceId, ok: code === 'ok', code, message, state });
+
+  /**
+   * One mining op: read the conf, and write it back with the new miner-mode only if the mode
+   * differs — a conf write restarts bmminer on real firmware, so a repeated op must not cause
+   * one. The resulting state is derived from the conf read plus the mode the firmware accepted;
+   * no cgminer read follows, since the API is down for a while after the restart. Telemetry
+   * shows the actual ramp.
+   */
+  async function applyMining(d: CgminerDeviceConfig, op: Extract<DeviceOp, { kind: 'mining' }>): Promise<DeviceOpResult> {
+    const m = ASIC_MODELS[d.model]!;
+    const w = op.powerTargetW;
+    const stateOf = (mode: unknown, wokenNow = false): DeviceState => ({
+      deviceId: d.id, state: stateOfMode(mode, wokenNow), workloadId: '', powerTargetW: Number(mode) === 3 ? m.lowPowerW : 0,
+    });
+    const unreachable: DeviceState = { deviceId: d.id, state: 'unreachable', workloadId: '', powerTargetW: 0 };
+    if (w !== null && !(Number.isFinite(w) && w > 0)) {
+      return result(d.id, { ...unreachable, state: 'unknown' }, 'invalid_command', `power target ${w} W is not a positive number`);
+    }
+    const t: AntminerWebTarget = { host: d.host, port: d.webPort ?? 80, user: creds.user, password: creds.password, timeoutMs };
+    // Stock firmware sets power only through its modes: stock (0) or low power (3). Any other
+    // target is refused rather than approximated; ±1 W absorbs rounding by the caller. The code
+    // does not depend on the miner; the state is read if it can be.
+    if (w !== null && Math.abs(w - m.lowPowerW) > 1) {
+      const state = await getMinerConf(t).then((c) => stateOf(c['miner-mode']), () => unreachable);
+      return result(d.id, state, 'unsupported',
+        `stock firmware offers only stock power (${m.ratedPowerW} W) or low-power mode (${m.lowPowerW} W); ${w} W cannot be set`);
+    }
+    const want: MinerMode = !op.enabled ? 1 : w !== null ? 3 : 0;
+    try {
+      const conf = await getMinerConf(t);
+      const had = Number(conf['miner-mode']);
+      if (had === want) return result(d.id, stateOf(want));
+      await setMinerConf(t, { ...conf, 'miner-mode': want });
+      return result(d.id, stateOf(want, had === 1));
+    } catch (err) {
+      const code = err instanceof AntminerWebError ? err.code : 'error';
+      return result(d.id, unreachable, 'driver_error', `${code}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  async function applyOne(op: DeviceOp): Promise<DeviceOpResult> {
+    const unknown: DeviceState = { deviceId: op.deviceId, state: 'unknown', workloadId: '', powerTargetW: 0 };
+    try {
+      const d = byId.get(op.deviceId);
+      if (!d) return result(op.deviceId, unknown, 'unknown_device', `${op.deviceId} is not a device of the cgminer driver`);
+      if (closed) return result(op.deviceId, unknown, 'driver_error', 'driver is closed');
+      if (op.kind !== 'mining') return result(op.deviceId, unknown, 'invalid_command', `${op.kind} applies to GPUs, not ASICs`);
+      return await applyMining(d, op);
+    } catch (err) {
+      return result(op.deviceId, unknown, 'driver_error', err instanceof Error ? err.message : String(err));
+    }
+  }
+
   return {
     name: 'cgminer',
     inventory: () => inventory,
@@ -111,6 +189,17 @@ export function createCgminerDriver(opts: CgminerDriverOptions): DeviceDriver {
         else reading.asics.push(r);
       }
       return reading;
+    },
+    async apply(ops) {
+      // Ops on the same miner run in order (an off then an on must end on); different miners
+      // run in parallel, bounded like reads.
+      const groups = new Map<string, number[]>();
+      ops.forEach((op, i) => groups.set(op.deviceId, [...(groups.get(op.deviceId) ?? []), i]));
+      const out = new Array<DeviceOpResult>(ops.length);
+      await mapLimited([...groups.values()], concurrency, async (idx) => {
+        for (const i of idx) out[i] = await applyOne(ops[i]!);
+      });
+      return out;
     },
     async close() {
       closed = true;
