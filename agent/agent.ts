@@ -9,7 +9,8 @@ import { createSimClock } from '../sim-hardware/clock.js';
 import { createSimFleet, type SimFleet } from '../sim-hardware/fleet.js';
 import type { AgentConfig } from './config.js';
 import { createCgminerDriver, type CgminerDeviceConfig } from './drivers/cgminer-driver.js';
-import type { DeviceDriver } from './drivers/driver.js';
+import type { CommandableDriver } from './drivers/driver.js';
+import { createCommandHandler } from './commands/handler.js';
 import { createSimDriver } from './drivers/sim-driver.js';
 import { createGatewayClient } from './grpc/gateway-client.js';
 import { startAgentHttp } from './http/server.js';
@@ -25,7 +26,7 @@ export interface Agent {
   close(): Promise<void>;
 }
 
-async function createDrivers(c: AgentConfig, log: Logger): Promise<{ drivers: DeviceDriver[]; fleets: SimFleet[] }> {
+async function createDrivers(c: AgentConfig, log: Logger): Promise<{ drivers: CommandableDriver[]; fleets: SimFleet[] }> {
   const clock = createSimClock({ speed: c.simSpeed });
   const common = { site: c.site, asicModel: c.asicModel, seed: c.seed, clock, startupSeconds: c.simStartupS };
   if (c.asicDriver === 'sim') {
@@ -48,9 +49,9 @@ async function createDrivers(c: AgentConfig, log: Logger): Promise<{ drivers: De
     asicFleet.start(250);
     const endpoints = await asicFleet.serveCgminer({ host: c.simApiHost, basePort: c.simApiPortBase });
     log.info({ miners: endpoints.length, first: endpoints[0]?.endpoint, last: endpoints.at(-1)?.endpoint }, 'simulated miners serve the cgminer API');
-    devices = endpoints.map((e) => ({ id: e.deviceId, host: e.host, port: e.port, model: c.asicModel }));
+    devices = endpoints.map((e) => ({ id: e.deviceId, host: e.host, port: e.port, webPort: e.webPort, model: c.asicModel }));
   }
-  const drivers: DeviceDriver[] = [];
+  const drivers: CommandableDriver[] = [];
   if (c.simGpus > 0) drivers.push(createSimDriver(gpuFleet));
   if (devices.length > 0) drivers.push(createCgminerDriver({ devices, timeoutMs: Math.min(3000, c.sampleIntervalMs * 2) }));
   return { drivers, fleets };
@@ -62,10 +63,20 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
   const { drivers, fleets } = await createDrivers(c, log);
   const inventory = drivers.flatMap((d) => d.inventory());
   let reporting = { gpu: 0, asic: 0 };
+  const gpuWorkload = new Map<string, string>();
 
   const publisher = createPublisher({
     url: c.mqtt, site: c.site, session, version: AGENT_VERSION, spoolBatches: c.spoolBatches,
     log: log.child({ component: 'mqtt' }), metrics,
+  });
+  // tick is hoisted below; a command's effect is sampled and published at once
+  const handler = createCommandHandler({
+    drivers,
+    send: (m) => gateway.send(m),
+    gpuWorkload: (id) => gpuWorkload.get(id) ?? '',
+    changed: () => void tick(),
+    log: log.child({ component: 'commands' }),
+    metrics,
   });
   const gateway = createGatewayClient({
     address: c.controlPlane,
@@ -73,6 +84,9 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
     health: () => ({ reporting: reporting.gpu + reporting.asic, total: inventory.length }),
     log: log.child({ component: 'grpc' }),
     metrics,
+    onControl: (m) => {
+      if (m.body?.$case === 'command') handler.handle(m.body.value);
+    },
   });
   const http = await startAgentHttp({
     host: c.httpHost,
@@ -93,8 +107,13 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
 
   let seq = 0;
   let busy = false;
-  const tick = async () => {
-    if (busy) return; // a slow read (unreachable miners) must not pile up ticks
+  let again = false;
+  async function tick(): Promise<void> {
+    if (busy) {
+      // a slow read (unreachable miners) must not pile up ticks; one more after it is enough
+      again = true;
+      return;
+    }
     busy = true;
     const end = metrics.readDuration.startTimer();
     try {
@@ -107,6 +126,7 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
         if (r.errors.length) log.debug({ driver: drivers[i]!.name, errors: r.errors.slice(0, 5), count: r.errors.length }, 'device reads failed');
       }
       reporting = { gpu: gpus.length, asic: asics.length };
+      for (const g of gpus) gpuWorkload.set(g.deviceId, g.workloadId);
       metrics.devicesReporting.set({ kind: 'gpu' }, gpus.length);
       metrics.devicesReporting.set({ kind: 'asic' }, asics.length);
       const batch = TelemetryBatch.encode({ siteId: c.site, seq: ++seq, sentAtMs: Date.now(), agentSession: session, gpus, asics }).finish();
@@ -116,8 +136,12 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
     } finally {
       end();
       busy = false;
+      if (again) {
+        again = false;
+        void tick();
+      }
     }
-  };
+  }
   const timer = setInterval(() => void tick(), c.sampleIntervalMs);
 
   log.info(
@@ -133,6 +157,7 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
     close() {
       closing ??= (async () => {
         clearInterval(timer);
+        await handler.idle();
         await publisher.close();
         await gateway.close();
         await http.close();

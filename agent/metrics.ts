@@ -13,6 +13,7 @@ export function createAgentMetrics() {
     readDuration: new Histogram({ name: 'hcp_agent_read_seconds', help: 'Time to read every device once', buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
     devicesReporting: new Gauge({ name: 'hcp_agent_devices_reporting', help: 'Devices read successfully in the last tick', labelNames: ['kind'] as const, registers: [registry] }),
     mqttConnected: new Gauge({ name: 'hcp_agent_mqtt_connected', help: '1 while connected to the broker', registers: [registry] }),
+    commands: new Counter({ name: 'hcp_agent_commands_total', help: 'Commands from the control plane, by type and outcome', labelNames: ['type', 'outcome'] as const, registers: [registry] }),
     grpcConnected: new Gauge({ name: 'hcp_agent_control_plane_connected', help: '1 while the Connect stream is open and acknowledged', registers: [registry] }),
   };
 }

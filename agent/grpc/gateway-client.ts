@@ -9,6 +9,8 @@ import type { AgentMetrics } from '../metrics.js';
 
 export interface GatewayClient {
   connected(): boolean;
+  /** writes to the open stream; false when there is none (the control plane redelivers) */
+  send(m: AgentMessage): boolean;
   close(): Promise<void>;
 }
 
@@ -102,6 +104,11 @@ export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
 
   return {
     connected: () => acked,
+    send(m) {
+      if (!stream || !acked) return false;
+      stream.write(m);
+      return true;
+    },
     async close() {
       if (closed) return;
       closed = true;

@@ -1,0 +1,132 @@
+// Applies commands from the control plane to the site's devices through the drivers.
+// - Every command is acked at once, then applied in arrival order (an off followed by an on
+//   must end on).
+// - A command id is applied at most once: a redelivery (after a reconnect) only repeats the
+//   earlier result.
+// - Past its deadline a command is refused, not applied late.
+import type { Logger } from 'pino';
+import { CommandOutcome, type Command, type CommandResult, type DeviceState } from '../../proto/gen/hcp/v1/commands.js';
+import { DeviceKind } from '../../proto/gen/hcp/v1/gateway.js';
+import type { AgentMessage } from '../../proto/gen/hcp/v1/gateway.js';
+import type { CommandableDriver, DeviceOp, DeviceOpResult } from '../drivers/driver.js';
+import type { AgentMetrics } from '../metrics.js';
+
+export interface CommandHandlerDeps {
+  drivers: CommandableDriver[];
+  send: (m: AgentMessage) => void;
+  /** the workload each GPU runs, as last read */
+  gpuWorkload: (deviceId: string) => string;
+  /** after a command changed devices: sample now so telemetry shows it */
+  changed: () => void;
+  log: Logger;
+  metrics: AgentMetrics;
+  now?: () => number;
+  rememberResults?: number;
+}
+
+export function createCommandHandler(d: CommandHandlerDeps) {
+  const now = d.now ?? Date.now;
+  const owner = new Map<string, CommandableDriver>();
+  const kind = new Map<string, DeviceKind>();
+  for (const drv of d.drivers) {
+    for (const dev of drv.inventory()) {
+      owner.set(dev.id, drv);
+      kind.set(dev.id, dev.kind);
+    }
+  }
+  const asics = [...kind].filter(([, k]) => k === DeviceKind.DEVICE_KIND_ASIC).map(([id]) => id);
+  const gpus = [...kind].filter(([, k]) => k === DeviceKind.DEVICE_KIND_GPU).map(([id]) => id);
+  const results = new Map<string, CommandResult>();
+  const inFlight = new Set<string>();
+  const limit = d.rememberResults ?? 10_000;
+  let queue: Promise<void> = Promise.resolve();
+
+  const remember = (r: CommandResult) => {
+    results.set(r.commandId, r);
+    if (results.size > limit) results.delete(results.keys().next().value!);
+  };
+
+  const failure = (c: Command, code: string, message: string): CommandResult => ({
+    commandId: c.commandId, outcome: CommandOutcome.COMMAND_OUTCOME_FAILED, reasonCode: code, message, devices: [], appliedAtMs: now(),
+  });
+
+  function opsOf(c: Command): DeviceOp[] | string {
+    const a = c.action;
+    if (!a) return 'the command has no action';
+    switch (a.$case) {
+      case 'allocate':
+        if (!a.value.workloadId || a.value.deviceIds.length === 0) return 'allocate needs a workload id and GPUs';
+        return a.value.deviceIds.map((deviceId) => ({ kind: 'assign' as const, deviceId, workloadId: a.value.workloadId }));
+      case 'release': {
+        const ids = a.value.deviceIds.length ? a.value.deviceIds : gpus.filter((g) => d.gpuWorkload(g) === a.value.workloadId);
+        return ids.map((deviceId) => ({ kind: 'release' as const, deviceId }));
+      }
+      case 'setMining': {
+        const ids = a.value.deviceIds.length ? a.value.deviceIds : asics;
+        const target = a.value.powerTargetW > 0 ? a.value.powerTargetW : null;
+        return ids.map((deviceId) => ({ kind: 'mining' as const, deviceId, enabled: a.value.enabled, powerTargetW: target }));
+      }
+      case 'curtail':
+        return asics.map((deviceId) => ({ kind: 'mining' as const, deviceId, enabled: false, powerTargetW: null }));
+    }
+  }
+
+  async function apply(c: Command): Promise<CommandResult> {
+    if (now() > c.deadlineMs) return failure(c, 'expired', 'the deadline passed before the agent could apply it');
+    const ops = opsOf(c);
+    if (typeof ops === 'string') return failure(c, 'invalid_command', ops);
+    const byDriver = new Map<CommandableDriver, DeviceOp[]>();
+    const outcomes: DeviceOpResult[] = [];
+    for (const op of ops) {
+      const drv = owner.get(op.deviceId);
+      if (!drv) {
+        outcomes.push({ deviceId: op.deviceId, ok: false, code: 'unknown_device', message: `${op.deviceId} is not at this site`, state: { deviceId: op.deviceId, state: 'unknown', workloadId: '', powerTargetW: 0 } });
+        continue;
+      }
+      byDriver.set(drv, [...(byDriver.get(drv) ?? []), op]);
+    }
+    const applied = await Promise.all([...byDriver].map(([drv, list]) => drv.apply(list)));
+    outcomes.push(...applied.flat());
+    const failed = outcomes.filter((o) => !o.ok);
+    const devices: DeviceState[] = outcomes.map((o) => o.state);
+    return {
+      commandId: c.commandId,
+      outcome: failed.length ? CommandOutcome.COMMAND_OUTCOME_FAILED : CommandOutcome.COMMAND_OUTCOME_APPLIED,
+      reasonCode: failed.length ? failed[0]!.code : 'ok',
+      message: failed.length
+        ? `${failed.length} of ${outcomes.length} devices failed: ${failed.slice(0, 3).map((f) => `${f.deviceId} ${f.code}${f.message ? ` (${f.message})` : ''}`).join('; ')}`
+        : `${outcomes.length} devices`,
+      devices,
+      appliedAtMs: now(),
+    };
+  }
+
+  const reply = (r: CommandResult) => d.send({ body: { $case: 'commandResult', value: r } });
+
+  return {
+    handle(c: Command): void {
+      d.send({ body: { $case: 'commandAck', value: { commandId: c.commandId } } });
+      const earlier = results.get(c.commandId);
+      if (earlier) return reply(earlier);
+      if (inFlight.has(c.commandId)) return;
+      inFlight.add(c.commandId);
+      queue = queue.then(async () => {
+        let r: CommandResult;
+        try {
+          r = await apply(c);
+        } catch (err) {
+          r = failure(c, 'driver_error', (err as Error).message);
+        }
+        inFlight.delete(c.commandId);
+        remember(r);
+        const type = c.action?.$case ?? 'none';
+        d.metrics.commands.inc({ type, outcome: r.outcome === CommandOutcome.COMMAND_OUTCOME_APPLIED ? 'applied' : 'failed' });
+        d.log.info({ command: c.commandId, type, actor: c.actor, outcome: r.reasonCode, devices: r.devices.length }, 'command applied');
+        reply(r);
+        d.changed();
+      });
+    },
+    /** resolves when every command received so far is answered (tests, shutdown) */
+    idle: () => queue,
+  };
+}

@@ -1,0 +1,207 @@
+// npm run bench:curtail -- --agents 1000 [--rounds 30] [--devices 4]
+//
+// Holds N light agent streams open against a real control-plane process (real gRPC, each agent
+// on its own HTTP/2 connection) and issues fleet-wide curtails through REST. For each round it
+// measures the time from the REST call to the last agent's ack, as the agents see it (same
+// clock as the caller), and to the last result the control plane records, as a command client
+// watching hcp.v1.Fleet/WatchCommands sees it. (`?wait=true` on `all: true` would also wait for
+// the seeded sites, which are offline here: their curtails wait for them until the deadline.)
+// Uses DATABASE_URL when set, else the embedded PGlite in a temp directory. Prints a JSON line
+// as its last line.
+import { credentials } from '@grpc/grpc-js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CommandOutcome } from '../proto/gen/hcp/v1/commands.js';
+import { CommandState, FleetClient, type CommandView } from '../proto/gen/hcp/v1/fleet.js';
+import { AgentGatewayClient, DeviceKind, type ControlMessage } from '../proto/gen/hcp/v1/gateway.js';
+import { startTs } from '../test/harness/processes.js';
+
+const { values } = parseArgs({
+  options: { agents: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '30' }, devices: { type: 'string', default: '4' } },
+});
+const N = Number(values.agents);
+const ROUNDS = Number(values.rounds);
+const DEVICES = Number(values.devices);
+if (!(N > 0 && ROUNDS > 0 && DEVICES > 0)) {
+  console.error('usage: npm run bench:curtail -- --agents N --rounds R --devices D');
+  process.exit(2);
+}
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+};
+const round1 = (x: number) => Math.round(x * 10) / 10;
+
+const dataDir = mkdtempSync(join(tmpdir(), 'hcp-bench-'));
+const cp = startTs('control-plane', 'control-plane/main.ts', [], {
+  HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_DATA_DIR: dataDir, LOG_LEVEL: 'info', HCP_HEARTBEAT_MS: '5000',
+  HCP_STALE_AFTER_MS: '60000',
+});
+// LOG_LEVEL=warn hides the listening line; ask the API where it is instead.
+const ready = await cp.waitForLog((l) => typeof l.http === 'string' || l.msg === 'control plane listening', 'listening', 60_000).catch(() => null);
+let http: string;
+let grpc: string;
+if (ready) {
+  http = ready.http as string;
+  grpc = ready.grpc as string;
+} else {
+  console.error(cp.output());
+  process.exit(1);
+}
+
+interface LightAgent {
+  site: string;
+  acks: Map<string, number>;
+  results: number;
+  close(): void;
+}
+
+function lightAgent(i: number): LightAgent {
+  const site = `bench-${String(i).padStart(5, '0')}`;
+  // A channel option unique per agent keeps grpc-js from sharing one HTTP/2 connection
+  // between all the clients, as real sites would not.
+  const client = new AgentGatewayClient(grpc, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, 'hcp.bench.agent': i });
+  const stream = client.connect();
+  const acks = new Map<string, number>();
+  const a: LightAgent = { site, acks, results: 0, close: () => { stream.cancel(); client.close(); } };
+  stream.on('data', (m: ControlMessage) => {
+    if (m.body?.$case !== 'command') return;
+    const id = m.body.value.commandId;
+    stream.write({ body: { $case: 'commandAck', value: { commandId: id } } });
+    acks.set(id, performance.now());
+    stream.write({
+      body: {
+        $case: 'commandResult',
+        value: { commandId: id, outcome: CommandOutcome.COMMAND_OUTCOME_APPLIED, reasonCode: 'ok', message: '', devices: [], appliedAtMs: Date.now() },
+      },
+    });
+    a.results++;
+  });
+  stream.on('error', () => {});
+  stream.write({
+    body: {
+      $case: 'hello',
+      value: {
+        siteId: site, agentVersion: 'bench', agentSession: `s-${i}`, hostname: 'bench',
+        devices: Array.from({ length: DEVICES }, (_, k) => ({
+          id: `asic-${site}-${String(k + 1).padStart(5, '0')}`, kind: DeviceKind.DEVICE_KIND_ASIC, model: 'Antminer S21 XP', endpoint: '', serial: '',
+          ratedPowerW: 3645, ratedHashrateThs: 270, memoryTotalMib: 0, driver: 'bench',
+        })),
+      },
+    },
+  });
+  return a;
+}
+
+const t0 = performance.now();
+const agents: LightAgent[] = [];
+for (let i = 0; i < N; i++) {
+  agents.push(lightAgent(i));
+  if (i % 100 === 99) await new Promise((r) => setTimeout(r, 20));
+}
+const status = async () => (await (await fetch(`${http}/api/v1/status`)).json()) as { fleet: { sites_online: number } };
+for (;;) {
+  const s = await status();
+  if (s.fleet.sites_online >= N) break;
+  if (performance.now() - t0 > 120_000) {
+    console.error(`only ${s.fleet.sites_online} of ${N} agents online after 120 s`);
+    process.exit(1);
+  }
+  await new Promise((r) => setTimeout(r, 200));
+}
+const connectS = (performance.now() - t0) / 1000;
+console.error(`${N} agents connected in ${connectS.toFixed(1)} s; ${ROUNDS} rounds of fleet-wide curtail`);
+
+// Final states as a command client sees them.
+const finalAt = new Map<string, { at: number; state: CommandState }>();
+const fleet = new FleetClient(grpc, credentials.createInsecure());
+const watch = fleet.watchCommands({ site: '' });
+watch.on('data', (v: CommandView) => {
+  if (v.state === CommandState.COMMAND_STATE_SUCCEEDED || v.state === CommandState.COMMAND_STATE_FAILED || v.state === CommandState.COMMAND_STATE_EXPIRED) {
+    finalAt.set(v.id, { at: performance.now(), state: v.state });
+  }
+});
+watch.on('error', () => {});
+await new Promise((r) => setTimeout(r, 200));
+
+const ackMs: number[] = [];
+const restMs: number[] = [];
+const resultMs: number[] = [];
+const submitMs: number[] = [];
+for (let r = 0; r < ROUNDS + 2; r++) {
+  const start = performance.now();
+  const res = await fetch(`${http}/api/v1/curtail`, {
+    method: 'POST', headers: { 'content-type': 'application/json', 'x-hcp-actor': 'bench' },
+    body: JSON.stringify({ all: true, reason: `bench round ${r}` }),
+  });
+  const body = (await res.json()) as { commands: Array<{ id: string; site: string; state: string }> };
+  const answered = performance.now();
+  const ours = body.commands.filter((c) => c.site.startsWith('bench-'));
+  if (ours.length !== N) {
+    console.error(`round ${r}: ${ours.length} commands for ${N} agents (HTTP ${res.status})`);
+    process.exit(1);
+  }
+  const bySite = new Map(ours.map((c) => [c.site, c.id]));
+  const deadline = performance.now() + 30_000;
+  let lastAck = 0;
+  let lastResult = 0;
+  for (;;) {
+    lastAck = 0;
+    lastResult = 0;
+    let missing = 0;
+    for (const a of agents) {
+      const id = bySite.get(a.site)!;
+      const t = a.acks.get(id);
+      const f = finalAt.get(id);
+      if (t === undefined || f === undefined) {
+        missing++;
+        continue;
+      }
+      if (f.state !== CommandState.COMMAND_STATE_SUCCEEDED) {
+        console.error(`round ${r}: ${id} for ${a.site} ended ${CommandState[f.state]}`);
+        process.exit(1);
+      }
+      lastAck = Math.max(lastAck, t);
+      lastResult = Math.max(lastResult, f.at);
+    }
+    if (missing === 0) break;
+    if (performance.now() > deadline) {
+      console.error(`round ${r}: ${missing} agents without an ack or a final state after 30 s`);
+      process.exit(1);
+    }
+    await new Promise((res) => setTimeout(res, 5));
+  }
+  // the first two rounds warm up JIT and connection pools and are not counted
+  if (r >= 2) {
+    ackMs.push(lastAck - start);
+    resultMs.push(lastResult - start);
+    submitMs.push(answered - start);
+  }
+  const plain = performance.now();
+  await fetch(`${http}/api/v1/sites/${agents[0]!.site}`);
+  if (r >= 2) restMs.push(performance.now() - plain);
+}
+
+watch.cancel();
+fleet.close();
+for (const a of agents) a.close();
+await cp.kill('SIGTERM');
+rmSync(dataDir, { recursive: true, force: true });
+console.log(JSON.stringify({
+  bench: 'curtail',
+  agents: N,
+  rounds: ROUNDS,
+  database: process.env.DATABASE_URL ? 'postgres' : 'pglite',
+  p50_ms: round1(pct(ackMs, 50)),
+  p99_ms: round1(pct(ackMs, 99)),
+  max_ms: round1(Math.max(...ackMs)),
+  rest_answer_p50_ms: round1(pct(submitMs, 50)),
+  all_results_p50_ms: round1(pct(resultMs, 50)),
+  all_results_p99_ms: round1(pct(resultMs, 99)),
+  idle_get_p50_ms: round1(pct(restMs, 50)),
+  connect_s: round1(connectS),
+}));
+process.exit(0);
