@@ -1,25 +1,9 @@
-// dist/hcp-agent, the single-executable agent (scripts/build-agent.ts): rebuilt here when older
-// than the agent's sources, then run with an empty environment (no Node on PATH), as on a site.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// dist/hcp-agent, the single-executable agent (scripts/build-agent.ts), built by globalSetup
+// when older than the agent's sources, run with an empty environment (no Node on PATH), as on a site.
+import { spawnSync } from 'node:child_process';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AGENT_BINARY as BINARY, agentBinaryIsCurrent } from './harness/agent-binary.js';
 import { ROOT, startBinary, type Proc } from './harness/processes.js';
-
-const BINARY = join(ROOT, 'dist/hcp-agent');
-/** what goes into the binary: its sources, the build itself, the locked dependencies */
-const INPUTS = ['agent', 'sim-hardware', 'proto', 'scripts/build-agent.ts', 'package-lock.json'];
-
-function newestMtime(path: string): number {
-  const st = statSync(path);
-  if (!st.isDirectory()) return st.mtimeMs;
-  let newest = st.mtimeMs;
-  for (const e of readdirSync(path)) {
-    if (e === 'node_modules') continue;
-    newest = Math.max(newest, newestMtime(join(path, e)));
-  }
-  return newest;
-}
 
 function run(args: string[]) {
   const r = spawnSync(BINARY, args, { cwd: ROOT, env: {}, encoding: 'utf8', timeout: 15_000 });
@@ -28,11 +12,9 @@ function run(args: string[]) {
 }
 
 describe('hcp-agent single executable', () => {
-  beforeAll(() => {
-    const newest = Math.max(...INPUTS.map((p) => newestMtime(join(ROOT, p))));
-    if (existsSync(BINARY) && statSync(BINARY).mtimeMs >= newest) return;
-    execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build-agent.ts'], { cwd: ROOT, stdio: 'pipe', timeout: 120_000 });
-  }, 130_000);
+  it('is built from the current sources (globalSetup builds it)', () => {
+    expect(agentBinaryIsCurrent()).toBe(true);
+  });
 
   it('prints the usage and exits 0 with an empty environment', () => {
     const r = run(['--help']);

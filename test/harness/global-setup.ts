@@ -3,6 +3,7 @@
  * provide/inject. Test files get their own database from it (see pg.ts).
  */
 import type { TestProject } from 'vitest/node';
+import { ensureAgentBinary } from './agent-binary.js';
 import { ensurePostgres, PostgresUnavailableError } from './postgres.js';
 
 declare module 'vitest' {
@@ -15,6 +16,8 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // The end-to-end tests run the agent as it ships: dist/hcp-agent.
+  ensureAgentBinary();
   try {
     // Throws a plain Error (not PostgresUnavailableError) when CI is set: a hard failure.
     const server = await ensurePostgres();
