@@ -11,6 +11,7 @@ import type { AgentConfig } from './config.js';
 import { createCgminerDriver, type CgminerDeviceConfig } from './drivers/cgminer-driver.js';
 import type { CommandableDriver } from './drivers/driver.js';
 import { createCommandHandler } from './commands/handler.js';
+import { createGridTrip } from './grid/grid-trip.js';
 import { createSimDriver } from './drivers/sim-driver.js';
 import { createGatewayClient } from './grpc/gateway-client.js';
 import { startAgentHttp } from './http/server.js';
@@ -70,11 +71,21 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
     log: log.child({ component: 'mqtt' }), metrics,
   });
   // tick is hoisted below; a command's effect is sampled and published at once
+  const trip = createGridTrip({
+    drivers,
+    listen: (t, fn) => publisher.listen(t, fn),
+    unlisten: (t) => publisher.unlisten(t),
+    report: (f) => void gateway.send({ body: { $case: 'gridTripFired', value: f } }),
+    changed: () => void tick(),
+    log: log.child({ component: 'grid-trip' }),
+    metrics,
+  });
   const handler = createCommandHandler({
     drivers,
     send: (m) => gateway.send(m),
     gpuWorkload: (id) => gpuWorkload.get(id) ?? '',
     changed: () => void tick(),
+    armGridTrip: (a) => trip.arm(a),
     log: log.child({ component: 'commands' }),
     metrics,
   });
@@ -86,6 +97,12 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
     metrics,
     onControl: (m) => {
       if (m.body?.$case === 'command') handler.handle(m.body.value);
+      // the control plane arms the trip at every connect; while it is unreachable the trip
+      // keeps the settings it last had
+      if (m.body?.$case === 'helloAck' && m.body.value.gridTrip) {
+        const o = trip.arm(m.body.value.gridTrip);
+        if (!o.ok) log.error({ code: o.code, message: o.message }, 'under-frequency trip settings refused');
+      }
     },
   });
   const http = await startAgentHttp({
@@ -158,6 +175,7 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
       closing ??= (async () => {
         clearInterval(timer);
         await handler.idle();
+        await trip.idle();
         await publisher.close();
         await gateway.close();
         await http.close();

@@ -14,6 +14,9 @@ export function createAgentMetrics() {
     devicesReporting: new Gauge({ name: 'hcp_agent_devices_reporting', help: 'Devices read successfully in the last tick', labelNames: ['kind'] as const, registers: [registry] }),
     mqttConnected: new Gauge({ name: 'hcp_agent_mqtt_connected', help: '1 while connected to the broker', registers: [registry] }),
     commands: new Counter({ name: 'hcp_agent_commands_total', help: 'Commands from the control plane, by type and outcome', labelNames: ['type', 'outcome'] as const, registers: [registry] }),
+    gridTrips: new Counter({ name: 'hcp_agent_grid_trips_total', help: 'Local under-frequency trips fired', registers: [registry] }),
+    gridTripSeconds: new Histogram({ name: 'hcp_agent_grid_trip_seconds', help: 'From the frequency reading arriving to every covered ASIC told to sleep', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [registry] }),
+    gridReadingsRejected: new Counter({ name: 'hcp_agent_grid_readings_rejected_total', help: 'Frequency readings that were not { ts, hz }', registers: [registry] }),
     grpcConnected: new Gauge({ name: 'hcp_agent_control_plane_connected', help: '1 while the Connect stream is open and acknowledged', registers: [registry] }),
   };
 }

@@ -26,6 +26,7 @@ function setup(opts: { wrap?: (d: CommandableDriver) => CommandableDriver } = {}
     send: (m) => sent.push(m),
     gpuWorkload: (id) => workloads.get(id) ?? '',
     changed: () => changed++,
+    armGridTrip: () => ({ ok: false, code: 'unsupported', message: 'not in this test' }),
     log: pino({ level: 'silent' }),
     metrics,
     now: () => clock.now(),

@@ -5,10 +5,11 @@
 //   earlier result.
 // - Past its deadline a command is refused, not applied late.
 import type { Logger } from 'pino';
-import { CommandOutcome, type Command, type CommandResult, type DeviceState } from '../../proto/gen/hcp/v1/commands.js';
+import { CommandOutcome, type ArmGridTrip, type Command, type CommandResult, type DeviceState } from '../../proto/gen/hcp/v1/commands.js';
 import { DeviceKind } from '../../proto/gen/hcp/v1/gateway.js';
 import type { AgentMessage } from '../../proto/gen/hcp/v1/gateway.js';
 import type { CommandableDriver, DeviceOp, DeviceOpResult } from '../drivers/driver.js';
+import type { ArmOutcome } from '../grid/grid-trip.js';
 import type { AgentMetrics } from '../metrics.js';
 
 export interface CommandHandlerDeps {
@@ -18,6 +19,8 @@ export interface CommandHandlerDeps {
   gpuWorkload: (deviceId: string) => string;
   /** after a command changed devices: sample now so telemetry shows it */
   changed: () => void;
+  /** the local under-frequency trip (agent/grid/grid-trip.ts) */
+  armGridTrip: (c: ArmGridTrip) => ArmOutcome;
   log: Logger;
   metrics: AgentMetrics;
   now?: () => number;
@@ -68,11 +71,18 @@ export function createCommandHandler(d: CommandHandlerDeps) {
       }
       case 'curtail':
         return asics.map((deviceId) => ({ kind: 'mining' as const, deviceId, enabled: false, powerTargetW: null }));
+      case 'armGridTrip':
+        return 'arm_grid_trip has no device ops';
     }
   }
 
   async function apply(c: Command): Promise<CommandResult> {
     if (now() > c.deadlineMs) return failure(c, 'expired', 'the deadline passed before the agent could apply it');
+    if (c.action?.$case === 'armGridTrip') {
+      const o = d.armGridTrip(c.action.value);
+      if (!o.ok) return failure(c, o.code, o.message);
+      return { commandId: c.commandId, outcome: CommandOutcome.COMMAND_OUTCOME_APPLIED, reasonCode: 'ok', message: `${o.devices.length} ASICs covered`, devices: o.devices, appliedAtMs: now() };
+    }
     const ops = opsOf(c);
     if (typeof ops === 'string') return failure(c, 'invalid_command', ops);
     const byDriver = new Map<CommandableDriver, DeviceOp[]>();

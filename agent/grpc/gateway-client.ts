@@ -76,6 +76,7 @@ export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
         o.metrics.grpcConnected.set(1);
         o.log.info({ heartbeatMs: every, devicesRegistered: m.body.value.devicesRegistered }, 'control plane connected');
         stopHeartbeat();
+        o.onControl?.(m);
         heartbeat = setInterval(() => {
           const h = o.health();
           s.write({ body: { $case: 'heartbeat', value: { seq: ++seq, tsMs: Date.now(), devicesReporting: h.reporting, devicesTotal: h.total } } });

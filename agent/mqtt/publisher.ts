@@ -8,6 +8,12 @@ import type { AgentMetrics } from '../metrics.js';
 
 export interface Publisher {
   publishBatch(payload: Uint8Array): void;
+  /**
+   * Listens on a topic (QoS 0: a late frequency reading is worth nothing), kept across
+   * reconnects. One listener per topic; a second call replaces it.
+   */
+  listen(topic: string, onMessage: (payload: Buffer) => void): void;
+  unlisten(topic: string): void;
   connected(): boolean;
   spooled(): number;
   /** publishes offline, then disconnects; idempotent */
@@ -40,6 +46,16 @@ export function createPublisher(o: {
     queueQoSZero: false,
   });
   const spool: Uint8Array[] = [];
+  // clean sessions: the broker forgets subscriptions on reconnect, so they are made again
+  const listeners = new Map<string, (payload: Buffer) => void>();
+  // A retained reading is history, not a signal: acting on it would trip every reconnect.
+  client.on('message', (t, payload, packet) => {
+    if (!packet.retain) listeners.get(t)?.(payload);
+  });
+  const subscribe = (t: string) =>
+    client.subscribe(t, { qos: 0 }, (err) => {
+      if (err) o.log.warn({ topic: t, err: err.message }, 'mqtt subscribe failed');
+    });
   const topic = topics.telemetry(o.site);
   let draining = false;
 
@@ -68,6 +84,7 @@ export function createPublisher(o: {
     o.metrics.mqttConnected.set(1);
     o.log.info({ url: o.url, spooled: spool.length }, 'mqtt connected');
     client.publish(topics.status(o.site), status('online'), { qos: 1, retain: true });
+    for (const t of listeners.keys()) subscribe(t);
     void drain();
   });
   client.on('close', () => o.metrics.mqttConnected.set(0));
@@ -85,6 +102,14 @@ export function createPublisher(o: {
       }
       o.metrics.batchesSpooled.set(spool.length);
       if (client.connected) void drain();
+    },
+    listen(t, onMessage) {
+      const had = listeners.has(t);
+      listeners.set(t, onMessage);
+      if (!had && client.connected) subscribe(t);
+    },
+    unlisten(t) {
+      if (listeners.delete(t) && client.connected) client.unsubscribe(t);
     },
     connected: () => client.connected,
     spooled: () => spool.length,

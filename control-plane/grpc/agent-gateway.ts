@@ -11,7 +11,8 @@ import {
   type ControlMessage,
   type Hello,
 } from '../../proto/gen/hcp/v1/gateway.js';
-import type { CommandResult } from '../../proto/gen/hcp/v1/commands.js';
+import type { ArmGridTrip, CommandResult } from '../../proto/gen/hcp/v1/commands.js';
+import type { GridTripFired } from '../../proto/gen/hcp/v1/gateway.js';
 import { isValidSiteId } from '../../proto/topics.js';
 import type { Db } from '../db/client.js';
 import { audit, registerSite, saveHello } from '../db/registry-store.js';
@@ -29,6 +30,10 @@ export interface GatewayHooks {
   /** a reason when refused */
   onAck(siteId: string, commandId: string): string | null;
   onResult(siteId: string, result: CommandResult): string | null;
+  /** the under-frequency trip to arm at the site's agent on connect (grid/) */
+  gridTripFor?(siteId: string): ArmGridTrip | undefined;
+  /** the agent's local trip fired */
+  onGridTrip?(siteId: string, fired: GridTripFired): void;
 }
 
 export interface GatewayDeps {
@@ -115,7 +120,10 @@ export function createAgentGateway(deps: GatewayDeps) {
         session, version: h.agentVersion, hostname: h.hostname, devices: devices.length,
       });
       stream.write({
-        body: { $case: 'helloAck', value: { heartbeatIntervalMs: deps.heartbeatMs, serverTimeMs: Date.now(), devicesRegistered: devices.length } },
+        body: {
+          $case: 'helloAck',
+          value: { heartbeatIntervalMs: deps.heartbeatMs, serverTimeMs: Date.now(), devicesRegistered: devices.length, gridTrip: deps.hooks.gridTripFor?.(site) },
+        },
       });
       log.info({ site, session, version: h.agentVersion, devices: devices.length }, 'agent connected');
       deps.tracker.poke();
@@ -147,6 +155,11 @@ export function createAgentGateway(deps: GatewayDeps) {
       } else if (body.$case === 'commandResult') {
         commandId = body.value.commandId;
         refused = deps.hooks.onResult(site, body.value);
+      } else if (body.$case === 'gridTripFired') {
+        const f = body.value;
+        log.warn({ site, region: f.region, hz: f.hz, devices: f.deviceIds.length, agentMs: Number(f.appliedAtMs) - Number(f.signalTsMs) }, 'agent under-frequency trip fired');
+        void audit(deps.db, `agent:${site}`, 'grid.trip_fired', site, { region: f.region, hz: f.hz, devices: f.deviceIds.length, applied_at_ms: f.appliedAtMs }).catch((err) => log.error({ err }, 'audit failed'));
+        deps.hooks.onGridTrip?.(site, f);
       }
       if (refused) {
         metrics.commandMessagesRejected.inc({ reason: refused });

@@ -75,6 +75,24 @@ export interface Curtail {
   reason: string;
 }
 
+/**
+ * Arms or disarms the agent's local under-frequency trip. Grid programs need a full response
+ * faster than a round trip (ERCOT FFR: 15 cycles, 0.25 s; trip at 59.7 Hz), so the agent watches
+ * its region's frequency itself and sleeps the covered ASICs the moment it falls to the
+ * threshold, whether or not the control plane is reachable. It stays armed until disarmed; a
+ * fired trip re-arms once the frequency is back above the threshold. Restoring the ASICs is the
+ * control plane's job (staged, by SetMining).
+ */
+export interface ArmGridTrip {
+  enabled: boolean;
+  /** grid region whose frequency topic to watch ("ercot") */
+  region: string;
+  /** trip at or below this */
+  thresholdHz: number;
+  /** ASICs; empty = every ASIC of the site */
+  deviceIds: string[];
+}
+
 export interface Command {
   commandId: string;
   /** unix ms */
@@ -86,6 +104,7 @@ export interface Command {
     | { $case: "release"; value: Release }
     | { $case: "setMining"; value: SetMining }
     | { $case: "curtail"; value: Curtail }
+    | { $case: "armGridTrip"; value: ArmGridTrip }
     | undefined;
 }
 
@@ -477,6 +496,131 @@ export const Curtail: MessageFns<Curtail> = {
   },
 };
 
+function createBaseArmGridTrip(): ArmGridTrip {
+  return { enabled: false, region: "", thresholdHz: 0, deviceIds: [] };
+}
+
+export const ArmGridTrip: MessageFns<ArmGridTrip> = {
+  encode(message: ArmGridTrip, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enabled !== false) {
+      writer.uint32(8).bool(message.enabled);
+    }
+    if (message.region !== "") {
+      writer.uint32(18).string(message.region);
+    }
+    if (message.thresholdHz !== 0) {
+      writer.uint32(25).double(message.thresholdHz);
+    }
+    for (const v of message.deviceIds) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ArmGridTrip {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseArmGridTrip();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.region = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.thresholdHz = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.deviceIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ArmGridTrip {
+    return {
+      enabled: isSet(object.enabled) ? globalThis.Boolean(object.enabled) : false,
+      region: isSet(object.region) ? globalThis.String(object.region) : "",
+      thresholdHz: isSet(object.thresholdHz)
+        ? globalThis.Number(object.thresholdHz)
+        : isSet(object.threshold_hz)
+        ? globalThis.Number(object.threshold_hz)
+        : 0,
+      deviceIds: globalThis.Array.isArray(object?.deviceIds)
+        ? object.deviceIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.device_ids)
+        ? object.device_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ArmGridTrip): unknown {
+    const obj: any = {};
+    if (message.enabled !== false) {
+      obj.enabled = message.enabled;
+    }
+    if (message.region !== "") {
+      obj.region = message.region;
+    }
+    if (message.thresholdHz !== 0) {
+      obj.thresholdHz = floatToJson(message.thresholdHz);
+    }
+    if (message.deviceIds?.length) {
+      obj.deviceIds = message.deviceIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ArmGridTrip>, I>>(base?: I): ArmGridTrip {
+    return ArmGridTrip.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ArmGridTrip>, I>>(object: I): ArmGridTrip {
+    const message = createBaseArmGridTrip();
+    message.enabled = object.enabled ?? false;
+    message.region = object.region ?? "";
+    message.thresholdHz = object.thresholdHz ?? 0;
+    message.deviceIds = object.deviceIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseCommand(): Command {
   return { commandId: "", deadlineMs: 0, actor: "", action: undefined };
 }
@@ -504,6 +648,9 @@ export const Command: MessageFns<Command> = {
         break;
       case "curtail":
         Curtail.encode(message.action.value, writer.uint32(106).fork()).join();
+        break;
+      case "armGridTrip":
+        ArmGridTrip.encode(message.action.value, writer.uint32(114).fork()).join();
         break;
     }
     return writer;
@@ -578,6 +725,14 @@ export const Command: MessageFns<Command> = {
             message.action = { $case: "curtail", value: Curtail.decode(reader, reader.uint32()) };
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.action = { $case: "armGridTrip", value: ArmGridTrip.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -613,6 +768,10 @@ export const Command: MessageFns<Command> = {
         ? { $case: "setMining", value: SetMining.fromJSON(object.set_mining) }
         : isSet(object.curtail)
         ? { $case: "curtail", value: Curtail.fromJSON(object.curtail) }
+        : isSet(object.armGridTrip)
+        ? { $case: "armGridTrip", value: ArmGridTrip.fromJSON(object.armGridTrip) }
+        : isSet(object.arm_grid_trip)
+        ? { $case: "armGridTrip", value: ArmGridTrip.fromJSON(object.arm_grid_trip) }
         : undefined,
     };
   },
@@ -636,6 +795,8 @@ export const Command: MessageFns<Command> = {
       obj.setMining = SetMining.toJSON(message.action.value);
     } else if (message.action?.$case === "curtail") {
       obj.curtail = Curtail.toJSON(message.action.value);
+    } else if (message.action?.$case === "armGridTrip") {
+      obj.armGridTrip = ArmGridTrip.toJSON(message.action.value);
     }
     return obj;
   },
@@ -670,6 +831,12 @@ export const Command: MessageFns<Command> = {
       case "curtail": {
         if (object.action?.value !== undefined && object.action?.value !== null) {
           message.action = { $case: "curtail", value: Curtail.fromPartial(object.action.value) };
+        }
+        break;
+      }
+      case "armGridTrip": {
+        if (object.action?.value !== undefined && object.action?.value !== null) {
+          message.action = { $case: "armGridTrip", value: ArmGridTrip.fromPartial(object.action.value) };
         }
         break;
       }

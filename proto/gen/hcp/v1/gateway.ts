@@ -17,7 +17,7 @@ import {
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Command, CommandAck, CommandResult } from "./commands.js";
+import { ArmGridTrip, Command, CommandAck, CommandResult } from "./commands.js";
 
 export const protobufPackage = "hcp.v1";
 
@@ -98,12 +98,25 @@ export interface Heartbeat {
   devicesTotal: number;
 }
 
+/** The agent's local under-frequency trip fired: it slept the covered ASICs on its own. */
+export interface GridTripFired {
+  region: string;
+  /** the reading that tripped it */
+  hz: number;
+  /** the reading's own time */
+  signalTsMs: number;
+  /** when the ASICs were told to sleep */
+  appliedAtMs: number;
+  deviceIds: string[];
+}
+
 export interface AgentMessage {
   body:
     | { $case: "hello"; value: Hello }
     | { $case: "heartbeat"; value: Heartbeat }
     | { $case: "commandAck"; value: CommandAck }
     | { $case: "commandResult"; value: CommandResult }
+    | { $case: "gridTripFired"; value: GridTripFired }
     | undefined;
 }
 
@@ -111,6 +124,8 @@ export interface HelloAck {
   heartbeatIntervalMs: number;
   serverTimeMs: number;
   devicesRegistered: number;
+  /** the site's under-frequency trip, armed at every connect */
+  gridTrip: ArmGridTrip | undefined;
 }
 
 export interface ControlMessage {
@@ -610,6 +625,151 @@ export const Heartbeat: MessageFns<Heartbeat> = {
   },
 };
 
+function createBaseGridTripFired(): GridTripFired {
+  return { region: "", hz: 0, signalTsMs: 0, appliedAtMs: 0, deviceIds: [] };
+}
+
+export const GridTripFired: MessageFns<GridTripFired> = {
+  encode(message: GridTripFired, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.region !== "") {
+      writer.uint32(10).string(message.region);
+    }
+    if (message.hz !== 0) {
+      writer.uint32(17).double(message.hz);
+    }
+    if (message.signalTsMs !== 0) {
+      writer.uint32(24).int64(message.signalTsMs);
+    }
+    if (message.appliedAtMs !== 0) {
+      writer.uint32(32).int64(message.appliedAtMs);
+    }
+    for (const v of message.deviceIds) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GridTripFired {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGridTripFired();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.region = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.hz = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.signalTsMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.appliedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.deviceIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GridTripFired {
+    return {
+      region: isSet(object.region) ? globalThis.String(object.region) : "",
+      hz: isSet(object.hz) ? globalThis.Number(object.hz) : 0,
+      signalTsMs: isSet(object.signalTsMs)
+        ? globalThis.Number(object.signalTsMs)
+        : isSet(object.signal_ts_ms)
+        ? globalThis.Number(object.signal_ts_ms)
+        : 0,
+      appliedAtMs: isSet(object.appliedAtMs)
+        ? globalThis.Number(object.appliedAtMs)
+        : isSet(object.applied_at_ms)
+        ? globalThis.Number(object.applied_at_ms)
+        : 0,
+      deviceIds: globalThis.Array.isArray(object?.deviceIds)
+        ? object.deviceIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.device_ids)
+        ? object.device_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GridTripFired): unknown {
+    const obj: any = {};
+    if (message.region !== "") {
+      obj.region = message.region;
+    }
+    if (message.hz !== 0) {
+      obj.hz = floatToJson(message.hz);
+    }
+    if (message.signalTsMs !== 0) {
+      obj.signalTsMs = Math.round(message.signalTsMs);
+    }
+    if (message.appliedAtMs !== 0) {
+      obj.appliedAtMs = Math.round(message.appliedAtMs);
+    }
+    if (message.deviceIds?.length) {
+      obj.deviceIds = message.deviceIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GridTripFired>, I>>(base?: I): GridTripFired {
+    return GridTripFired.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GridTripFired>, I>>(object: I): GridTripFired {
+    const message = createBaseGridTripFired();
+    message.region = object.region ?? "";
+    message.hz = object.hz ?? 0;
+    message.signalTsMs = object.signalTsMs ?? 0;
+    message.appliedAtMs = object.appliedAtMs ?? 0;
+    message.deviceIds = object.deviceIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseAgentMessage(): AgentMessage {
   return { body: undefined };
 }
@@ -628,6 +788,9 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         break;
       case "commandResult":
         CommandResult.encode(message.body.value, writer.uint32(34).fork()).join();
+        break;
+      case "gridTripFired":
+        GridTripFired.encode(message.body.value, writer.uint32(42).fork()).join();
         break;
     }
     return writer;
@@ -678,6 +841,14 @@ export const AgentMessage: MessageFns<AgentMessage> = {
             message.body = { $case: "commandResult", value: CommandResult.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.body = { $case: "gridTripFired", value: GridTripFired.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -704,6 +875,10 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         ? { $case: "commandResult", value: CommandResult.fromJSON(object.commandResult) }
         : isSet(object.command_result)
         ? { $case: "commandResult", value: CommandResult.fromJSON(object.command_result) }
+        : isSet(object.gridTripFired)
+        ? { $case: "gridTripFired", value: GridTripFired.fromJSON(object.gridTripFired) }
+        : isSet(object.grid_trip_fired)
+        ? { $case: "gridTripFired", value: GridTripFired.fromJSON(object.grid_trip_fired) }
         : undefined,
     };
   },
@@ -718,6 +893,8 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       obj.commandAck = CommandAck.toJSON(message.body.value);
     } else if (message.body?.$case === "commandResult") {
       obj.commandResult = CommandResult.toJSON(message.body.value);
+    } else if (message.body?.$case === "gridTripFired") {
+      obj.gridTripFired = GridTripFired.toJSON(message.body.value);
     }
     return obj;
   },
@@ -752,13 +929,19 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         }
         break;
       }
+      case "gridTripFired": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "gridTripFired", value: GridTripFired.fromPartial(object.body.value) };
+        }
+        break;
+      }
     }
     return message;
   },
 };
 
 function createBaseHelloAck(): HelloAck {
-  return { heartbeatIntervalMs: 0, serverTimeMs: 0, devicesRegistered: 0 };
+  return { heartbeatIntervalMs: 0, serverTimeMs: 0, devicesRegistered: 0, gridTrip: undefined };
 }
 
 export const HelloAck: MessageFns<HelloAck> = {
@@ -771,6 +954,9 @@ export const HelloAck: MessageFns<HelloAck> = {
     }
     if (message.devicesRegistered !== 0) {
       writer.uint32(24).uint32(message.devicesRegistered);
+    }
+    if (message.gridTrip !== undefined) {
+      ArmGridTrip.encode(message.gridTrip, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -812,6 +998,14 @@ export const HelloAck: MessageFns<HelloAck> = {
             message.devicesRegistered = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.gridTrip = ArmGridTrip.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -841,6 +1035,11 @@ export const HelloAck: MessageFns<HelloAck> = {
         : isSet(object.devices_registered)
         ? globalThis.Number(object.devices_registered)
         : 0,
+      gridTrip: isSet(object.gridTrip)
+        ? ArmGridTrip.fromJSON(object.gridTrip)
+        : isSet(object.grid_trip)
+        ? ArmGridTrip.fromJSON(object.grid_trip)
+        : undefined,
     };
   },
 
@@ -855,6 +1054,9 @@ export const HelloAck: MessageFns<HelloAck> = {
     if (message.devicesRegistered !== 0) {
       obj.devicesRegistered = Math.round(message.devicesRegistered);
     }
+    if (message.gridTrip !== undefined) {
+      obj.gridTrip = ArmGridTrip.toJSON(message.gridTrip);
+    }
     return obj;
   },
 
@@ -866,6 +1068,9 @@ export const HelloAck: MessageFns<HelloAck> = {
     message.heartbeatIntervalMs = object.heartbeatIntervalMs ?? 0;
     message.serverTimeMs = object.serverTimeMs ?? 0;
     message.devicesRegistered = object.devicesRegistered ?? 0;
+    message.gridTrip = (object.gridTrip !== undefined && object.gridTrip !== null)
+      ? ArmGridTrip.fromPartial(object.gridTrip)
+      : undefined;
     return message;
   },
 };
