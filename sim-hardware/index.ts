@@ -11,3 +11,7 @@ export * from './cgminer-server.js';
 export * from './fleet.js';
 export * from './antminer-web.js';
 export * from './antminer-web-server.js';
+export * from './market.js';
+export * from './market-csv.js';
+export * from './grid.js';
+export * from './feeds.js';

@@ -1,0 +1,141 @@
+// Configuration of the feeds process (feeds-main.ts): flags first, then environment, then
+// defaults. Every bad value is reported at once and the process exits non-zero (STYLE.md).
+//
+//   --mqtt URL                 broker (env HCP_MQTT_URL; default mqtt://127.0.0.1:1883)
+//   --seed N                   market and grid seed (default 1)
+//   --speed X                  sim ms per real ms; 288 runs a day in 5 minutes (default 1)
+//   --start ISO                sim time at start (default now)
+//   --sites a:region,…         sites and their grid regions (default texas-1:ercot,texas-2:ercot,canada-1:ieso)
+//   --market on|off            env HCP_MARKET_SIM (default on)
+//   --grid on|off              env HCP_GRID_SIM (default on)
+//   --prices FILE.csv          replay this price CSV (market-csv.ts) instead of simulating;
+//                              the sim clock starts at its first tick unless --start is given
+//   --grid-events FILE.json    scheduled frequency events, [{ region, at, hz, duration_s }]
+//                              (env HCP_GRID_EVENTS holds the same JSON inline)
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { isValidSiteId } from '../proto/topics.js';
+import type { GridEvent } from './grid.js';
+
+export interface FeedsConfig {
+  mqttUrl: string;
+  seed: string;
+  speed: number;
+  /** undefined = now (or the first CSV tick) */
+  startMs: number | undefined;
+  sites: Array<{ id: string; region: string }>;
+  market: boolean;
+  grid: boolean;
+  pricesCsv: string | undefined;
+  gridEvents: GridEvent[];
+  logLevel: string;
+}
+
+export class FeedsConfigError extends Error {
+  readonly code = 'invalid_config';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+export const DEFAULT_SITES = 'texas-1:ercot,texas-2:ercot,canada-1:ieso';
+
+function onOff(name: string, v: string | undefined, problems: string[]): boolean {
+  if (v === undefined || v === '') return true;
+  if (v === 'on' || v === 'true') return true;
+  if (v === 'off' || v === 'false') return false;
+  problems.push(`${name}: must be on or off (got ${JSON.stringify(v)})`);
+  return true;
+}
+
+function parseEvents(source: string, text: string, problems: string[]): GridEvent[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    problems.push(`${source}: not JSON (${(e as Error).message})`);
+    return [];
+  }
+  if (!Array.isArray(v)) {
+    problems.push(`${source}: must be a JSON array of { region, at, hz, duration_s }`);
+    return [];
+  }
+  const out: GridEvent[] = [];
+  v.forEach((e: unknown, i) => {
+    const o = (typeof e === 'object' && e !== null ? e : {}) as Record<string, unknown>;
+    const ok =
+      typeof o.region === 'string' &&
+      (typeof o.at === 'string' || typeof o.at === 'number') &&
+      typeof o.hz === 'number' &&
+      typeof o.duration_s === 'number';
+    if (!ok) problems.push(`${source}[${i}]: needs region (string), at (ISO or seconds), hz and duration_s (numbers)`);
+    else out.push({ region: o.region as string, at: o.at as string | number, hz: o.hz as number, duration_s: o.duration_s as number });
+  });
+  return out;
+}
+
+export function loadFeedsConfig(argv: string[], env: NodeJS.ProcessEnv = process.env, readFile = (p: string) => readFileSync(p, 'utf8')): FeedsConfig {
+  const problems: string[] = [];
+  let values: Record<string, string | undefined> = {};
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        mqtt: { type: 'string' },
+        seed: { type: 'string' },
+        speed: { type: 'string' },
+        start: { type: 'string' },
+        sites: { type: 'string' },
+        market: { type: 'string' },
+        grid: { type: 'string' },
+        prices: { type: 'string' },
+        'grid-events': { type: 'string' },
+      },
+    }).values as Record<string, string | undefined>;
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+
+  const mqttUrl = values.mqtt ?? env.HCP_MQTT_URL ?? 'mqtt://127.0.0.1:1883';
+  if (!/^mqtts?:\/\/[^/]+/.test(mqttUrl)) problems.push(`--mqtt: must be an mqtt:// or mqtts:// URL (got ${JSON.stringify(mqttUrl)})`);
+  const seed = values.seed ?? '1';
+  if (seed === '') problems.push('--seed: must not be empty');
+  const speed = Number(values.speed ?? '1');
+  if (!(speed > 0) || !Number.isFinite(speed)) problems.push(`--speed: must be a positive number (got ${JSON.stringify(values.speed)})`);
+  let startMs: number | undefined;
+  if (values.start !== undefined) {
+    startMs = Date.parse(values.start);
+    if (!Number.isFinite(startMs)) problems.push(`--start: not an ISO-8601 time (got ${JSON.stringify(values.start)})`);
+  }
+
+  const sites: FeedsConfig['sites'] = [];
+  for (const part of (values.sites ?? DEFAULT_SITES).split(',')) {
+    const [id = '', region = '', ...rest] = part.trim().split(':');
+    if (!isValidSiteId(id) || !isValidSiteId(region) || rest.length > 0) problems.push(`--sites: ${JSON.stringify(part)} is not site:region (lowercase ids)`);
+    else if (sites.some((s) => s.id === id)) problems.push(`--sites: ${id} is listed twice`);
+    else sites.push({ id, region });
+  }
+
+  const market = onOff(values.market !== undefined ? '--market' : 'HCP_MARKET_SIM', values.market ?? env.HCP_MARKET_SIM, problems);
+  const grid = onOff(values.grid !== undefined ? '--grid' : 'HCP_GRID_SIM', values.grid ?? env.HCP_GRID_SIM, problems);
+
+  let gridEvents: GridEvent[] = [];
+  if (values['grid-events'] !== undefined) {
+    let text: string | undefined;
+    try {
+      text = readFile(values['grid-events']);
+    } catch (e) {
+      problems.push(`--grid-events: cannot read ${values['grid-events']} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    if (text !== undefined) gridEvents = parseEvents('--grid-events', text, problems);
+  } else if (env.HCP_GRID_EVENTS) {
+    gridEvents = parseEvents('HCP_GRID_EVENTS', env.HCP_GRID_EVENTS, problems);
+  }
+  for (const e of gridEvents) {
+    if (!sites.some((s) => s.region === e.region)) problems.push(`grid event region ${JSON.stringify(e.region)} has no site in --sites`);
+  }
+
+  if (problems.length > 0) throw new FeedsConfigError(problems);
+  return { mqttUrl, seed, speed, startMs, sites, market, grid, pricesCsv: values.prices, gridEvents, logLevel: env.LOG_LEVEL ?? 'info' };
+}
