@@ -27,6 +27,18 @@ export const ControlPlaneConfigSchema = z.object({
   HCP_INGEST_MAX_ROWS: ms.default(5000),
   /** let an agent with a new site id register it on hello (logged and audited) */
   HCP_AUTO_REGISTER_SITES: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  /** grid under-frequency response (ERCOT: load trips at 59.7 Hz; grid/frequency-guard.ts) */
+  HCP_GRID_TRIP_HZ: z.coerce.number().min(40).max(70).default(59.7),
+  HCP_GRID_RECOVER_HZ: z.coerce.number().min(40).max(70).default(59.95),
+  HCP_GRID_RESTORE_HOLD_S: z.coerce.number().min(0).default(60),
+  HCP_GRID_RESTORE_STAGES: z.coerce.number().int().min(1).max(100).default(4),
+  HCP_GRID_RESTORE_STAGE_S: z.coerce.number().min(0).default(30),
+  /** regions whose agents arm their local under-frequency trip; comma-separated, or 'none' */
+  HCP_GRID_TRIP_REGIONS: z
+    .string()
+    .default('ercot')
+    .transform((v) => (v.trim() === 'none' ? [] : v.split(',').map((r) => r.trim()).filter(Boolean)))
+    .refine((rs) => rs.every((r) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(r)), 'must be region ids separated by commas'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

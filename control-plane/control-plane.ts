@@ -15,7 +15,12 @@ import { createAgentGateway, type GatewayHooks } from './grpc/agent-gateway.js';
 import { createFleetService } from './grpc/fleet-service.js';
 import { addReflection } from './grpc/reflection.js';
 import { startGrpcServer } from './grpc/server.js';
+import { createMiningIntent } from './commands/mining-intent.js';
+import { latestPrices } from './db/price-store.js';
+import { createGridResponse, type GridResponse } from './grid/grid-response.js';
 import { createHttpApp } from './http/app.js';
+import { createFeedIngest } from './market/feed-ingest.js';
+import { PriceBook } from './market/price-book.js';
 import { createIngest } from './ingest/ingest.js';
 import { createMetrics } from './metrics.js';
 import { createBroker, type Broker } from './mqtt/broker.js';
@@ -66,11 +71,26 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     cleanup.push(() => writer.close());
     const ingest = createIngest({ registry, writer, metrics, log: log.child({ component: 'ingest' }) });
     const ingestLog = log.child({ component: 'ingest' });
+    const book = new PriceBook();
+    book.load(await latestPrices(db));
+    // bound below, once the command path exists
+    let grid: GridResponse | null = null;
+    const feeds = createFeedIngest({
+      db, book, metrics, log: log.child({ component: 'feeds' }),
+      onFrequency: (region, hz) => grid?.onFrequency(region, hz),
+    });
+    cleanup.push(() => feeds.close());
     const subscriber = await createSubscriber({
       url: mqttUrl,
       clientId: `hcp-ingest-${config.HCP_GRPC_PORT}`,
       log: ingestLog,
-      onMessage: (topic, payload) => {
+      onMessage: (topic, payload, retained) => {
+        if (topic.startsWith('hcp/v1/market/') || topic.startsWith('hcp/v1/grid/')) {
+          // a retained reading is history; acting on it at every reconnect would be wrong
+          if (!retained) feeds.handle(topic, payload);
+          else metrics.feedRejected.inc({ reason: 'retained' });
+          return;
+        }
         ingest.handle(topic, payload);
         // A last will (site offline) should show at once, not at the next sweep.
         if (topic.endsWith('/status')) tracker.poke();
@@ -92,6 +112,8 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       siteDisconnected: (s) => bus?.siteDisconnected(s),
       onAck: (s, id) => (bus ? bus.onAck(s, id) : 'not_ready'),
       onResult: (s, r) => (bus ? bus.onResult(s, r) : 'not_ready'),
+      gridTripFor: (s) => grid?.tripFor(s),
+      onGridTrip: (s, f) => grid?.onAgentTrip(s, f.region, f.hz),
     };
     const gateway = createAgentGateway({
       hooks, registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
@@ -101,6 +123,17 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     bus = await createCommandBus({ db, audit, metrics, log: log.child({ component: 'commands' }), send: gateway.send, onFinal: ops.onFinal });
     cleanup.push(() => bus!.close());
     await ops.refreshActive();
+    const asicsOf = (site: string) => registry.devices({ site, kind: 'asic' }).map((dv) => dv.id);
+    const intent = createMiningIntent(asicsOf);
+    bus.watch((r) => intent.observe(r));
+    grid = createGridResponse({
+      guard: {
+        tripHz: config.HCP_GRID_TRIP_HZ, recoverHz: config.HCP_GRID_RECOVER_HZ, holdS: config.HCP_GRID_RESTORE_HOLD_S,
+        stages: config.HCP_GRID_RESTORE_STAGES, stageIntervalS: config.HCP_GRID_RESTORE_STAGE_S,
+      },
+      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, ops: () => ops, intent, audit, metrics, log: log.child({ component: 'grid' }),
+    });
+    cleanup.push(() => grid!.close());
     const fleet = createFleetService({ registry, ops: () => ops, bus: need, log: log.child({ component: 'fleet-api' }) });
     const grpc = await startGrpcServer({
       host: config.HCP_GRPC_HOST,
@@ -114,7 +147,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     });
 
     const app = createHttpApp({
-      registry, db, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops,
+      registry, db, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, market: { book }, grid,
       readiness: async () => ({
         database: await db.ping(),
         broker: subscriber.connected(),

@@ -52,6 +52,24 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    feedMessages: new Counter({
+      name: 'hcp_feed_messages_total',
+      help: 'Market and grid feed messages accepted, by feed',
+      labelNames: ['feed'] as const,
+      registers: [registry],
+    }),
+    feedRejected: new Counter({
+      name: 'hcp_feed_rejected_total',
+      help: 'Market and grid feed messages dropped, by reason',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    gridActions: new Counter({
+      name: 'hcp_grid_actions_total',
+      help: 'Grid under-frequency responses: curtails, restore stages, local trips reported by agents',
+      labelNames: ['action'] as const,
+      registers: [registry],
+    }),
     sitesOnline: new Gauge({ name: 'hcp_sites_online', help: 'Sites online', registers: [registry] }),
     devicesOnline: new Gauge({
       name: 'hcp_devices_online',

@@ -7,11 +7,14 @@ import type { Metrics } from '../metrics.js';
 import type { CommandBus } from '../commands/bus.js';
 import type { Operations } from '../commands/operations.js';
 import type { AuditWriter } from '../db/audit-writer.js';
+import type { GridResponse } from '../grid/grid-response.js';
+import type { PriceBook } from '../market/price-book.js';
 import type { Registry } from '../registry/registry.js';
 import { errorBody, onError, validationHook } from './errors.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerFleetRoutes } from './routes/fleet.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerMarketRoutes } from './routes/market.js';
 import { registerTelemetryRoutes } from './routes/telemetry.js';
 import { registerWorkloadRoutes } from './routes/workloads.js';
 
@@ -23,6 +26,8 @@ export interface HttpDeps {
   audit: AuditWriter;
   bus: () => CommandBus;
   ops: () => Operations;
+  market?: { book: PriceBook };
+  grid?: GridResponse;
   /** what /ready checks */
   readiness: () => Promise<Record<string, boolean>>;
 }
@@ -38,6 +43,7 @@ export function createHttpApp(deps: HttpDeps): Api {
   registerTelemetryRoutes(app, deps);
   registerCommandRoutes(app, deps);
   registerWorkloadRoutes(app, deps);
+  registerMarketRoutes(app, deps);
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: { title: 'HCP control plane', version: '1' },

@@ -6,6 +6,7 @@
 import { createServer, type Server } from 'node:net';
 import { Aedes } from 'aedes';
 import type { Logger } from 'pino';
+import { parseMarketTopic } from '../../proto/market-topics.js';
 import { parseTopic } from '../../proto/topics.js';
 import type { Metrics } from '../metrics.js';
 
@@ -22,7 +23,7 @@ export async function createBroker(o: { host: string; port: number; log: Logger;
   aedes.authorizePublish = (client, packet, callback) => {
     // Aedes' default: $SYS/ is the broker's own (aedes#597).
     if (packet.topic.startsWith('$SYS/')) return callback(new Error('$SYS/ topic is reserved'));
-    if (!parseTopic(packet.topic)) {
+    if (!parseTopic(packet.topic) && !parseMarketTopic(packet.topic)) {
       o.metrics.brokerRejected.inc({ reason: 'unknown_topic' });
       packet.retain = false;
       const now = Date.now();

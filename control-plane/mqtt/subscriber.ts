@@ -2,6 +2,7 @@
 // embedded Aedes or any external one) and hands each message to ingest.
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
+import { marketTopics } from '../../proto/market-topics.js';
 import { topics } from '../../proto/topics.js';
 
 export interface Subscriber {
@@ -13,7 +14,7 @@ export async function createSubscriber(o: {
   url: string;
   clientId: string;
   log: Logger;
-  onMessage: (topic: string, payload: Buffer) => void;
+  onMessage: (topic: string, payload: Buffer, retained: boolean) => void;
 }): Promise<Subscriber> {
   const client: MqttClient = mqtt.connect(o.url, {
     clientId: o.clientId,
@@ -23,10 +24,13 @@ export async function createSubscriber(o: {
     reconnectPeriod: 1000,
     connectTimeout: 10_000,
   });
-  client.on('message', (topic, payload) => o.onMessage(topic, payload));
+  client.on('message', (topic, payload, packet) => o.onMessage(topic, payload, packet.retain));
   client.on('connect', () => {
     o.log.info({ url: o.url }, 'ingest subscribed');
-    client.subscribe({ [topics.allTelemetry]: { qos: 1 }, [topics.allStatus]: { qos: 1 } }, (err) => {
+    // Feeds at QoS 0: a price or frequency reading queued while the control plane was away is
+    // history, and a stale low frequency must not curtail a recovered grid.
+    const subs = { [topics.allTelemetry]: { qos: 1 as const }, [topics.allStatus]: { qos: 1 as const }, [marketTopics.allMarket]: { qos: 0 as const }, [marketTopics.allGrid]: { qos: 0 as const } };
+    client.subscribe(subs, (err) => {
       if (err) o.log.error({ err }, 'subscribe failed');
     });
   });

@@ -1,0 +1,94 @@
+// Market and grid feeds from MQTT (proto/market-topics.ts), whoever publishes them: the sim
+// feeds process, mosquitto_pub, a real price adapter. Prices go to the price book at once and to
+// price_data in batches; frequency readings go to the grid response. A malformed payload is
+// counted by reason and logged (rate-limited), never thrown.
+import type { Logger } from 'pino';
+import { decodeFrequency, decodePrice, parseMarketTopic } from '../../proto/market-topics.js';
+import type { Db } from '../db/client.js';
+import { insertPrices, type PriceRow } from '../db/price-store.js';
+import type { Metrics } from '../metrics.js';
+import type { PriceBook } from './price-book.js';
+
+export interface FeedIngestDeps {
+  db: Db;
+  book: PriceBook;
+  metrics: Metrics;
+  log: Logger;
+  onFrequency(region: string, hz: number, tsMs: number): void;
+  onPrice?(feed: string, site: string | null): void;
+  flushMs?: number;
+}
+
+const MAX_BUFFERED = 50_000;
+
+export function createFeedIngest(d: FeedIngestDeps) {
+  let buffer: PriceRow[] = [];
+  let flushing: Promise<void> | null = null;
+  const lastWarn = new Map<string, number>();
+  const reject = (reason: string, topic: string) => {
+    d.metrics.feedRejected.inc({ reason });
+    const now = Date.now();
+    if ((lastWarn.get(reason) ?? 0) + 10_000 <= now) {
+      lastWarn.set(reason, now);
+      d.log.warn({ topic, reason }, 'feed message dropped');
+    }
+  };
+
+  const flush = async (): Promise<void> => {
+    while (flushing) await flushing;
+    if (buffer.length === 0) return;
+    const rows = buffer;
+    buffer = [];
+    flushing = insertPrices(d.db, rows)
+      .catch((err) => {
+        d.log.error({ err, rows: rows.length }, 'price write failed; will retry');
+        buffer = [...rows, ...buffer].slice(-MAX_BUFFERED);
+      })
+      .finally(() => {
+        flushing = null;
+      });
+    await flushing;
+  };
+  const timer = setInterval(() => void flush(), d.flushMs ?? 500);
+  timer.unref();
+
+  return {
+    /** true when the topic is a market or grid feed (and was handled) */
+    handle(topic: string, payload: Buffer): boolean {
+      const t = parseMarketTopic(topic);
+      if (!t) return false;
+      const now = Date.now();
+      if (t.kind === 'grid_frequency') {
+        const r = decodeFrequency(payload);
+        if (!r) return reject('malformed_frequency', topic), true;
+        d.metrics.feedMessages.inc({ feed: 'grid_frequency' });
+        d.onFrequency(t.region, r.hz, Date.parse(r.ts));
+        return true;
+      }
+      const p = decodePrice(payload);
+      if (!p) return reject('malformed_price', topic), true;
+      // A price of a million dollars per kWh is a unit error, not a spike (ERCOT's cap is $5/kWh).
+      if (t.kind === 'btc_usd' && !(p.price > 0 && p.price < 10_000_000)) return reject('price_out_of_range', topic), true;
+      if (t.kind === 'gpu_spot' && !(p.price >= 0 && p.price < 1_000)) return reject('price_out_of_range', topic), true;
+      if (t.kind === 'power' && !(p.price > -10 && p.price < 100)) return reject('price_out_of_range', topic), true;
+      const site = t.kind === 'power' ? t.site : null;
+      const tsMs = Date.parse(p.ts);
+      d.book.set(t.kind, site, { price: p.price, tsMs, receivedAtMs: now });
+      d.metrics.feedMessages.inc({ feed: t.kind });
+      if (buffer.length >= MAX_BUFFERED) {
+        buffer.shift();
+        d.metrics.feedRejected.inc({ reason: 'buffer_full' });
+      }
+      buffer.push({ timeMs: tsMs, feed: t.kind, siteId: site, price: p.price, source: 'mqtt' });
+      d.onPrice?.(t.kind, site);
+      return true;
+    },
+    flush,
+    async close(): Promise<void> {
+      clearInterval(timer);
+      await flush();
+    },
+  };
+}
+
+export type FeedIngest = ReturnType<typeof createFeedIngest>;

@@ -1,0 +1,89 @@
+// Grid under-frequency response end to end: the control plane as a process on real PostgreSQL,
+// the embedded broker, and two sites running the hcp-agent binary — texas-1 in ERCOT, canada-1
+// in IESO. A 59.6 Hz reading on hcp/v1/grid/ercot/frequency (published as mosquitto_pub would)
+// sleeps every Texas ASIC — first by the agent's own trip, then by the control plane's curtail —
+// and leaves canada-1 alone; a recovery brings them back in stages.
+import mqtt from 'mqtt';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { AGENT_BINARY } from './harness/agent-binary.js';
+import { describePg } from './harness/pg.js';
+import { startBinary, startTs, type Proc } from './harness/processes.js';
+import { waitFor } from './harness/wait-for.js';
+
+interface DeviceView { id: string; site: string; latest: { mining_state: string; hashrate_ths: number } | null }
+interface GridView { regions: Array<{ region: string; phase: string; last_hz: number | null; sites: string[] }>; events: Array<{ region: string; action: string }> }
+
+describePg('grid under-frequency response: control plane and hcp-agent binaries', (pg) => {
+  let cp: Proc;
+  const agents: Proc[] = [];
+  let http = '';
+  let client: mqtt.MqttClient;
+
+  const asics = async (site: string) => ((await (await fetch(`${http}/api/v1/devices?site=${site}&kind=asic`)).json()) as { devices: DeviceView[] }).devices;
+  const states = async (site: string) => (await asics(site)).map((a) => a.latest?.mining_state ?? 'none');
+  const grid = async () => (await (await fetch(`${http}/api/v1/grid`)).json()) as GridView;
+  const publish = (region: string, hz: number | string) =>
+    client.publishAsync(`hcp/v1/grid/${region}/frequency`, typeof hz === 'string' ? hz : JSON.stringify({ ts: new Date().toISOString(), hz }));
+
+  beforeAll(async () => {
+    cp = startTs('control-plane', 'control-plane/main.ts', [], {
+      DATABASE_URL: pg.url, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_HEARTBEAT_MS: '500', HCP_STALE_AFTER_MS: '3000',
+      HCP_GRID_RESTORE_HOLD_S: '1', HCP_GRID_RESTORE_STAGES: '2', HCP_GRID_RESTORE_STAGE_S: '1',
+    });
+    const ready = await cp.waitForLog((l) => l.msg === 'control plane listening', 'listening');
+    http = ready.http as string;
+    for (const site of ['texas-1', 'canada-1']) {
+      agents.push(startBinary(`hcp-agent-${site}`, AGENT_BINARY, [
+        '--site', site, '--control-plane', ready.grpc as string, '--mqtt', ready.mqtt as string,
+        '--sim-gpus', '2', '--sim-asics', '4', '--sample-interval-ms', '250', '--sim-startup-s', '2',
+      ], { PATH: '' }));
+    }
+    client = await mqtt.connectAsync(ready.mqtt as string);
+    await waitFor(async () => {
+      const [t, c] = await Promise.all([states('texas-1'), states('canada-1')]);
+      return t.length === 4 && c.length === 4 && [...t, ...c].every((s) => s === 'mining');
+    }, { timeoutMs: 30_000, message: 'both sites mining' });
+    // texas-1's agent armed its trip at connect (ERCOT); canada-1's did not (IESO is not listed)
+    await agents[0]!.waitForLog((l) => l.msg === 'under-frequency trip armed', 'texas-1 trip armed');
+    expect(agents[1]!.lines.some((l) => l.msg === 'under-frequency trip armed')).toBe(false);
+  });
+
+  afterAll(async () => {
+    await client?.endAsync();
+    for (const a of agents) await a.kill('SIGKILL');
+    await cp?.kill('SIGTERM');
+  });
+
+  it('a malformed reading is counted and changes nothing', async () => {
+    await publish('ercot', '{"hz":"low"}');
+    await waitFor(async () => /hcp_feed_rejected_total\{reason="malformed_frequency"\} 1/.test(await (await fetch(`${http}/metrics`)).text()), { message: 'drop counted' });
+    expect(await states('texas-1')).toEqual(['mining', 'mining', 'mining', 'mining']);
+  });
+
+  it('59.6 Hz in ERCOT sleeps every Texas ASIC, by the agent\'s own trip and the control plane\'s curtail; canada-1 is untouched', async () => {
+    await publish('ercot', 59.6);
+    // the issue's bound: every Texas ASIC asleep within 1 s
+    await waitFor(async () => (await states('texas-1')).every((s) => s === 'sleeping'), { timeoutMs: 1_000, intervalMs: 20, message: 'texas-1 asleep within 1 s' });
+    const fired = await agents[0]!.waitForLog((l) => l.msg === 'under-frequency trip fired: ASICs told to sleep', 'local trip');
+    expect(fired).toMatchObject({ region: 'ercot', hz: 59.6, devices: 4, failed: 0 });
+    const g = await waitFor(async () => {
+      const v = await grid();
+      return v.events.some((e) => e.action === 'curtail') && v.events.some((e) => e.action === 'agent_trip') ? v : null;
+    }, { message: 'curtail and agent trip recorded' });
+    expect(g.regions.find((r) => r.region === 'ercot')).toMatchObject({ phase: 'tripped', last_hz: 59.6, sites: expect.arrayContaining(['texas-1']) });
+    expect(await states('canada-1')).toEqual(['mining', 'mining', 'mining', 'mining']);
+    const curtails = await (await fetch(`${http}/api/v1/commands?site=texas-1`)).json() as { commands: Array<{ type: string; actor: string }> };
+    expect(curtails.commands.some((c) => c.type === 'curtail' && c.actor === 'system:grid')).toBe(true);
+  });
+
+  it('after the frequency recovers and holds, the ASICs come back in stages', async () => {
+    await publish('ercot', 60.0);
+    await waitFor(async () => (await states('texas-1')).every((s) => s === 'mining' || s === 'ramping'), { timeoutMs: 15_000, message: 'texas-1 restored' });
+    const g = await waitFor(async () => {
+      const v = await grid();
+      return v.events.some((e) => e.action === 'restored') ? v : null;
+    }, { timeoutMs: 10_000, message: 'restore finished' });
+    expect(g.events.filter((e) => e.action === 'restore')).toHaveLength(2);
+    expect(g.regions.find((r) => r.region === 'ercot')!.phase).toBe('normal');
+  });
+});
