@@ -39,6 +39,13 @@ export const ControlPlaneConfigSchema = z.object({
     .default('ercot')
     .transform((v) => (v.trim() === 'none' ? [] : v.split(',').map((r) => r.trim()).filter(Boolean)))
     .refine((rs) => rs.every((r) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(r)), 'must be region ids separated by commas'),
+  /** the economic engine: 'off' leaves every site as operators set it */
+  HCP_ECONOMICS: z.enum(['on', 'off']).default('on'),
+  HCP_ECONOMICS_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000),
+  /** the engine's model of the fleet: S21 start-up time and minimum on/off durations */
+  HCP_ECONOMICS_STARTUP_S: z.coerce.number().min(0).default(240),
+  HCP_ECONOMICS_MIN_ON_S: z.coerce.number().min(0).default(900),
+  HCP_ECONOMICS_MIN_OFF_S: z.coerce.number().min(0).default(600),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -21,6 +21,8 @@ import { createGridResponse, type GridResponse } from './grid/grid-response.js';
 import { createHttpApp } from './http/app.js';
 import { createFeedIngest } from './market/feed-ingest.js';
 import { PriceBook } from './market/price-book.js';
+import { createEconomicDispatch, type EconomicDispatch } from './dispatch/economic-dispatch.js';
+import { createSiteControls } from './dispatch/site-controls.js';
 import { createIngest } from './ingest/ingest.js';
 import { createMetrics } from './metrics.js';
 import { createBroker, type Broker } from './mqtt/broker.js';
@@ -134,6 +136,18 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, ops: () => ops, intent, audit, metrics, log: log.child({ component: 'grid' }),
     });
     cleanup.push(() => grid!.close());
+    let economics: { dispatch: EconomicDispatch; controls: Awaited<ReturnType<typeof createSiteControls>> } | undefined;
+    if (config.HCP_ECONOMICS === 'on') {
+      const controls = await createSiteControls({ db, audit, log: log.child({ component: 'economics' }) });
+      const tz = await db.query<{ id: string; timezone: string }>('SELECT id, timezone FROM facilities');
+      const dispatch = createEconomicDispatch({
+        db, registry, book, ops: () => ops, bus: need, intent, grid, controls, audit, metrics, log: log.child({ component: 'economics' }),
+        intervalMs: config.HCP_ECONOMICS_INTERVAL_MS, timezones: new Map(tz.map((r) => [r.id, r.timezone])),
+        engine: { startupS: config.HCP_ECONOMICS_STARTUP_S, minOnS: config.HCP_ECONOMICS_MIN_ON_S, minOffS: config.HCP_ECONOMICS_MIN_OFF_S },
+      });
+      cleanup.push(() => dispatch.close());
+      economics = { dispatch, controls };
+    }
     const fleet = createFleetService({ registry, ops: () => ops, bus: need, log: log.child({ component: 'fleet-api' }) });
     const grpc = await startGrpcServer({
       host: config.HCP_GRPC_HOST,
@@ -147,7 +161,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     });
 
     const app = createHttpApp({
-      registry, db, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, market: { book }, grid,
+      registry, db, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, market: { book }, grid, economics,
       readiness: async () => ({
         database: await db.ping(),
         broker: subscriber.connected(),

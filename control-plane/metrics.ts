@@ -70,6 +70,12 @@ export function createMetrics() {
       labelNames: ['action'] as const,
       registers: [registry],
     }),
+    economicDecisions: new Counter({
+      name: 'hcp_economic_decisions_total',
+      help: 'Economic engine decisions, by the rule that named them',
+      labelNames: ['rule'] as const,
+      registers: [registry],
+    }),
     sitesOnline: new Gauge({ name: 'hcp_sites_online', help: 'Sites online', registers: [registry] }),
     devicesOnline: new Gauge({
       name: 'hcp_devices_online',

@@ -9,12 +9,15 @@ import type { Operations } from '../commands/operations.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { GridResponse } from '../grid/grid-response.js';
 import type { PriceBook } from '../market/price-book.js';
+import type { EconomicDispatch } from '../dispatch/economic-dispatch.js';
+import type { SiteControls } from '../dispatch/site-controls.js';
 import type { Registry } from '../registry/registry.js';
 import { errorBody, onError, validationHook } from './errors.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerFleetRoutes } from './routes/fleet.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerMarketRoutes } from './routes/market.js';
+import { registerEconomicsRoutes } from './routes/economics.js';
 import { registerTelemetryRoutes } from './routes/telemetry.js';
 import { registerWorkloadRoutes } from './routes/workloads.js';
 
@@ -28,6 +31,7 @@ export interface HttpDeps {
   ops: () => Operations;
   market?: { book: PriceBook };
   grid?: GridResponse;
+  economics?: { dispatch: EconomicDispatch; controls: SiteControls };
   /** what /ready checks */
   readiness: () => Promise<Record<string, boolean>>;
 }
@@ -44,6 +48,7 @@ export function createHttpApp(deps: HttpDeps): Api {
   registerCommandRoutes(app, deps);
   registerWorkloadRoutes(app, deps);
   registerMarketRoutes(app, deps);
+  registerEconomicsRoutes(app, deps);
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: { title: 'HCP control plane', version: '1' },

@@ -1,0 +1,51 @@
+// Operator controls the economic engine obeys: each site's mode (auto: the engine decides;
+// manual: an operator does, and the engine never silently undoes them), its time-of-day
+// schedule, and demand-response commitments. Held in memory, written through to the database.
+import type { Logger } from 'pino';
+import type { AuditWriter } from '../db/audit-writer.js';
+import type { Db } from '../db/client.js';
+import {
+  insertDemandResponse, loadDemandResponse, loadSiteControls, saveSiteControl, type DemandResponseRow, type SiteControl,
+} from '../db/economics-store.js';
+import type { ScheduleWindow } from '../economics/engine.js';
+
+export async function createSiteControls(d: { db: Db; audit: AuditWriter; log: Logger; now?: () => number }) {
+  const now = d.now ?? Date.now;
+  const controls = new Map((await loadSiteControls(d.db)).map((c) => [c.siteId, c]));
+  let dr = await loadDemandResponse(d.db, now());
+  const get = (siteId: string): SiteControl =>
+    controls.get(siteId) ?? { siteId, mode: 'auto', modeReason: null, modeChangedBy: null, modeChangedAtMs: 0, schedule: [] };
+
+  return {
+    get,
+    async setMode(siteId: string, mode: 'auto' | 'manual', actor: string, reason: string | null): Promise<SiteControl> {
+      const cur = get(siteId);
+      if (cur.mode === mode && cur.modeReason === reason) return cur;
+      const next = { ...cur, mode, modeReason: reason, modeChangedBy: actor, modeChangedAtMs: now() };
+      await saveSiteControl(d.db, next);
+      controls.set(siteId, next);
+      d.audit.write({ actor, action: `site.mode_${mode}`, subject: siteId, details: { from: cur.mode, reason } });
+      d.log.info({ site: siteId, mode, actor, reason }, 'site mode changed');
+      return next;
+    },
+    async setSchedule(siteId: string, schedule: ScheduleWindow[], actor: string): Promise<SiteControl> {
+      const next = { ...get(siteId), schedule };
+      await saveSiteControl(d.db, next);
+      controls.set(siteId, next);
+      d.audit.write({ actor, action: 'site.schedule_set', subject: siteId, details: { schedule } });
+      return next;
+    },
+    async addDemandResponse(c: Omit<DemandResponseRow, 'id'>): Promise<DemandResponseRow> {
+      const row = await insertDemandResponse(d.db, c);
+      dr = [...dr, row];
+      d.audit.write({ actor: c.createdBy, action: 'site.demand_response_committed', subject: c.siteId, details: { ...row } });
+      return row;
+    },
+    demandResponse(siteId: string, atMs = now()): DemandResponseRow[] {
+      dr = dr.filter((c) => c.toMs > atMs);
+      return dr.filter((c) => c.siteId === siteId);
+    },
+  };
+}
+
+export type SiteControls = Awaited<ReturnType<typeof createSiteControls>>;

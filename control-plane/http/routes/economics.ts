@@ -1,0 +1,143 @@
+// The economic engine's API:
+//   GET  /api/v1/economics                 current prices, per-site profitability, mode, schedule,
+//                                          demand response, the last decision explained, and history
+//   PUT  /api/v1/sites/:id/mode            { mode: auto|manual, reason? }
+//   PUT  /api/v1/sites/:id/schedule        { windows: [{ from_hour, to_hour, mining: off|auto }] }
+//   POST /api/v1/sites/:id/demand-response { mw, from, to, program? }
+import { createRoute, z } from '@hono/zod-openapi';
+import { HcpError, notFound } from '../../errors.js';
+import { profitabilityHistory, recentDecisions } from '../../db/economics-store.js';
+import type { Api, HttpDeps } from '../app.js';
+import { actorOf } from './commands.js';
+
+const Json = z.record(z.string(), z.unknown());
+const time = z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 time, e.g. 2026-11-24T09:00:00Z');
+const ok = (description: string) => ({ 200: { description, content: { 'application/json': { schema: Json } } } });
+const body = <T extends z.ZodTypeAny>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
+
+export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
+  const { db, registry } = deps;
+  const econ = () => {
+    if (!deps.economics) throw new HcpError('unavailable', 'the economic engine is not running', 'economics_off');
+    return deps.economics;
+  };
+  const site = (id: string) => {
+    const s = registry.site(id);
+    if (!s) throw notFound('site', id);
+    return s;
+  };
+  const controlView = (id: string) => {
+    const c = econ().controls.get(id);
+    return {
+      mode: c.mode, mode_reason: c.modeReason, mode_changed_by: c.modeChangedBy,
+      mode_changed_at: c.modeChangedAtMs ? new Date(c.modeChangedAtMs).toISOString() : null,
+      schedule: c.schedule.map((w) => ({ from_hour: w.fromHour, to_hour: w.toHour, mining: w.mining })),
+      demand_response: econ().controls.demandResponse(id).map((r) => ({ id: r.id, mw: r.mw, from: new Date(r.fromMs).toISOString(), to: new Date(r.toMs).toISOString(), program: r.program })),
+    };
+  };
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/economics',
+      summary: 'Prices, profitability per device class and site, and each decision explained',
+      request: { query: z.object({ site: z.string().min(1).max(63).optional(), from: time.optional(), limit: z.coerce.number().int().min(1).max(5000).optional() }) },
+      responses: ok('economics'),
+    }),
+    async (c) => {
+      const q = c.req.valid('query');
+      if (q.site) site(q.site);
+      const e = econ();
+      const fromMs = q.from ? Date.parse(q.from) : Date.now() - 3600_000;
+      const limit = q.limit ?? 100;
+      const sites = registry.sites().filter((s) => !q.site || s.id === q.site).map((s) => s.id).sort();
+      const [decisions, profit] = await Promise.all([recentDecisions(db, { site: q.site, fromMs, limit }), profitabilityHistory(db, { site: q.site, fromMs, limit: limit * 4 })]);
+      const latestProfit = new Map<string, Record<string, unknown>[]>();
+      for (const r of profit) {
+        const key = r.site_id as string;
+        const list = latestProfit.get(key) ?? [];
+        if (!list.length || String(list[0]!.time) === String(r.time)) list.push(r);
+        latestProfit.set(key, list);
+      }
+      return c.json({
+        interval_s: e.dispatch.intervalMs / 1000,
+        prices: deps.market?.book.view() ?? null,
+        sites: sites.map((id) => ({
+          id,
+          ...controlView(id),
+          grid_hold: deps.grid ? deps.grid.holding(registry.site(id)!.region) : false,
+          decision: e.dispatch.lastDecision(id),
+          profitability: (latestProfit.get(id) ?? []).map((r) => ({
+            time: r.time, device_class: r.device_class, revenue_usd_h: Number(r.revenue_usd_h), power_cost_usd_h: Number(r.power_cost_usd_h),
+            margin_usd_h: Number(r.margin_usd_h), breakeven_usd_kwh: r.breakeven_usd_kwh === null ? null : Number(r.breakeven_usd_kwh),
+          })),
+        })),
+        history: decisions.map((r) => ({ at: new Date(r.timeMs).toISOString(), site: r.siteId, rule: r.rule, summary: r.summary, expected_margin_usd_h: r.expectedMarginUsdH, commands: r.commands })),
+      }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'put',
+      path: '/api/v1/sites/{id}/mode',
+      summary: 'Automatic (the engine decides) or manual (operators do) for one site',
+      request: { params: z.object({ id: z.string() }), ...body(z.object({ mode: z.enum(['auto', 'manual']), reason: z.string().max(500).optional() })) },
+      responses: ok('the site controls'),
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const b = c.req.valid('json');
+      site(id);
+      await econ().controls.setMode(id, b.mode, actorOf(c), b.reason ?? null);
+      if (b.mode === 'auto') void econ().dispatch.decideNow();
+      return c.json({ site: id, ...controlView(id) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'put',
+      path: '/api/v1/sites/{id}/schedule',
+      summary: "Time-of-day windows in the site's local time: mining off, or left to the engine",
+      request: {
+        params: z.object({ id: z.string() }),
+        ...body(z.object({
+          windows: z.array(z.object({ from_hour: z.number().int().min(0).max(23), to_hour: z.number().int().min(0).max(24), mining: z.enum(['off', 'auto']) })).max(48),
+        })),
+      },
+      responses: ok('the site controls'),
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const b = c.req.valid('json');
+      site(id);
+      b.windows.forEach((w, i) => {
+        if (w.from_hour === w.to_hour) throw new HcpError('invalid_argument', `windows.${i}: from_hour and to_hour are equal`, 'validation_failed', { fields: [{ field: `windows.${i}.to_hour`, message: 'must differ from from_hour' }] });
+      });
+      await econ().controls.setSchedule(id, b.windows.map((w) => ({ fromHour: w.from_hour, toHour: w.to_hour % 24, mining: w.mining })), actorOf(c));
+      return c.json({ site: id, ...controlView(id) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/sites/{id}/demand-response',
+      summary: 'Commit the site to shed MW for a window (the engine and the scheduler respect it)',
+      request: { params: z.object({ id: z.string() }), ...body(z.object({ mw: z.number().positive().max(1000), from: time, to: time, program: z.string().max(64).optional() })) },
+      responses: { 201: { description: 'the commitment', content: { 'application/json': { schema: Json } } } },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const b = c.req.valid('json');
+      site(id);
+      const fromMs = Date.parse(b.from);
+      const toMs = Date.parse(b.to);
+      if (toMs <= fromMs) throw new HcpError('invalid_argument', 'to must be after from', 'validation_failed', { fields: [{ field: 'to', message: 'must be after from' }] });
+      const r = await econ().controls.addDemandResponse({ siteId: id, mw: b.mw, fromMs, toMs, program: b.program ?? '', createdBy: actorOf(c) });
+      void econ().dispatch.decideNow();
+      return c.json({ id: r.id, site: id, mw: r.mw, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), program: r.program }, 201);
+    },
+  );
+}

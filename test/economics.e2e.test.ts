@@ -1,0 +1,121 @@
+// The economic engine end to end: the control plane as a process on real PostgreSQL deciding
+// every second, texas-1 and texas-2 running the hcp-agent binary, prices published on MQTT as
+// any feed would. A $5/kWh price for texas-1 sleeps its ASICs within two intervals and leaves
+// its GPUs and texas-2 alone; /api/v1/economics says why. An operator's manual command puts the
+// site in manual mode, and the engine does not undo it until the site is back in auto.
+import mqtt from 'mqtt';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { AGENT_BINARY } from './harness/agent-binary.js';
+import { describePg } from './harness/pg.js';
+import { startBinary, startTs, type Proc } from './harness/processes.js';
+import { waitFor } from './harness/wait-for.js';
+
+interface DeviceView { id: string; online: boolean; latest: { mining_state?: string; state?: string } | null }
+interface SiteEconomics {
+  id: string;
+  mode: string;
+  decision: { rule: string; summary: string; expected_usd_h: { margin: number } | null; explanation: { inputs: { powerUsdKwh: number } }; commands: string[] } | null;
+  profitability: Array<{ device_class: string; breakeven_usd_kwh: number | null }>;
+}
+
+const INTERVAL_MS = 1000;
+
+describePg('economic engine end to end', (pg) => {
+  let cp: Proc;
+  const agents: Proc[] = [];
+  let http = '';
+  let client: mqtt.MqttClient;
+
+  const states = async (site: string, kind: 'asic' | 'gpu') =>
+    ((await (await fetch(`${http}/api/v1/devices?site=${site}&kind=${kind}`)).json()) as { devices: DeviceView[] }).devices;
+  const mining = async (site: string) => (await states(site, 'asic')).map((a) => a.latest?.mining_state);
+  const econ = async (site: string) =>
+    ((await (await fetch(`${http}/api/v1/economics?site=${site}`)).json()) as { sites: SiteEconomics[] }).sites[0]!;
+  const price = (topic: string, p: number) => client.publishAsync(`hcp/v1/market/${topic}`, JSON.stringify({ ts: new Date().toISOString(), price: p }));
+  const prices = async (texas1: number) => {
+    await price('btc_usd', 100_000);
+    await price('gpu_spot', 3.5);
+    await price('power/texas-1', texas1);
+    await price('power/texas-2', 0.04);
+  };
+
+  beforeAll(async () => {
+    cp = startTs('control-plane', 'control-plane/main.ts', [], {
+      DATABASE_URL: pg.url, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_HEARTBEAT_MS: '500', HCP_STALE_AFTER_MS: '3000',
+      HCP_ECONOMICS_INTERVAL_MS: String(INTERVAL_MS), HCP_ECONOMICS_STARTUP_S: '2', HCP_ECONOMICS_MIN_ON_S: '0', HCP_ECONOMICS_MIN_OFF_S: '0',
+    });
+    const ready = await cp.waitForLog((l) => l.msg === 'control plane listening', 'listening');
+    http = ready.http as string;
+    for (const site of ['texas-1', 'texas-2']) {
+      agents.push(startBinary(`hcp-agent-${site}`, AGENT_BINARY, [
+        '--site', site, '--control-plane', ready.grpc as string, '--mqtt', ready.mqtt as string,
+        '--sim-gpus', '2', '--sim-asics', '4', '--sample-interval-ms', '250', '--sim-startup-s', '2',
+      ], { PATH: '' }));
+    }
+    client = await mqtt.connectAsync(ready.mqtt as string);
+    await waitFor(async () => [...(await mining('texas-1')), ...(await mining('texas-2'))].filter((s) => s === 'mining').length === 8, { timeoutMs: 30_000, message: 'both sites mining' });
+  });
+
+  afterAll(async () => {
+    await client?.endAsync();
+    for (const a of agents) await a.kill('SIGKILL');
+    await cp?.kill('SIGTERM');
+  });
+
+  it('with no price yet it leaves the sites as they are, and says so', async () => {
+    const e = await waitFor(async () => ((await econ('texas-1')).decision ? econ('texas-1') : null), { message: 'a first decision' });
+    expect(e.decision!.rule).toBe('no_power_price');
+    expect(e.decision!.commands).toEqual([]);
+    expect(await mining('texas-1')).toEqual(['mining', 'mining', 'mining', 'mining']);
+  });
+
+  it('a cheap price keeps mining; $5/kWh sleeps texas-1 within two intervals, GPUs and texas-2 untouched, and explains it', async () => {
+    await prices(0.04);
+    const cheap = await waitFor(async () => {
+      const e = await econ('texas-1');
+      return e.decision && e.decision.explanation.inputs.powerUsdKwh === 0.04 ? e : null;
+    }, { timeoutMs: 5_000, message: 'a decision on the cheap price' });
+    expect(cheap.decision!.expected_usd_h!.margin).toBeGreaterThan(0);
+    expect(await mining('texas-1')).toEqual(['mining', 'mining', 'mining', 'mining']);
+
+    await prices(5);
+    // two decision intervals, plus the agent's next sample
+    await waitFor(async () => (await mining('texas-1')).every((s) => s === 'sleeping'), { timeoutMs: 2 * INTERVAL_MS + 1_500, intervalMs: 50, message: 'texas-1 asleep within two intervals' });
+    const e = await econ('texas-1');
+    expect(e.decision!.rule).toBe('price_curtail');
+    expect(e.decision!.summary).toMatch(/\$?5/);
+    const xp = e.profitability.find((p) => p.device_class.startsWith('asic:'));
+    expect(xp?.breakeven_usd_kwh).toBeLessThan(5);
+    expect((await states('texas-1', 'gpu')).every((g) => g.online && g.latest?.state !== undefined)).toBe(true);
+    expect(await mining('texas-2')).toEqual(['mining', 'mining', 'mining', 'mining']);
+    const audit = await (await fetch(`${http}/api/v1/commands?site=texas-1`)).json() as { commands: Array<{ actor: string; type: string }> };
+    expect(audit.commands.some((c) => c.actor === 'system:economics' && c.type === 'set_mining')).toBe(true);
+  });
+
+  it('an operator\'s mining command puts the site in manual mode, and the engine never undoes it', async () => {
+    const r = await fetch(`${http}/api/v1/sites/texas-1/mining?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hcp-actor': 'alice' }, body: JSON.stringify({ enabled: true }) });
+    expect(r.status).toBe(200);
+    await waitFor(async () => (await econ('texas-1')).mode === 'manual', { message: 'manual mode' });
+    await waitFor(async () => (await mining('texas-1')).every((s) => s === 'mining' || s === 'ramping'), { timeoutMs: 5_000, message: 'mining again' });
+    // three more intervals at $5/kWh: still mining, and the decision says it is the operator's call
+    await prices(5);
+    const before = (await econ('texas-1')).decision;
+    await waitFor(async () => {
+      const e = await econ('texas-1');
+      return e.decision && before && e.decision !== null && JSON.stringify(e.decision) !== JSON.stringify(before) && e.decision.rule === 'manual_mode' ? e : null;
+    }, { timeoutMs: 5_000, message: 'a decision in manual mode' });
+    expect((await mining('texas-1')).every((s) => s === 'mining' || s === 'ramping')).toBe(true);
+
+    const auto = await fetch(`${http}/api/v1/sites/texas-1/mode`, { method: 'PUT', headers: { 'content-type': 'application/json', 'x-hcp-actor': 'alice' }, body: JSON.stringify({ mode: 'auto' }) });
+    expect(auto.status).toBe(200);
+    await waitFor(async () => (await mining('texas-1')).every((s) => s === 'sleeping'), { timeoutMs: 2 * INTERVAL_MS + 1_500, message: 'back in auto, asleep again' });
+  });
+
+  it('refuses bad controls, naming the field', async () => {
+    const bad = await fetch(`${http}/api/v1/sites/texas-1/mode`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ mode: 'sometimes' }) });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(await bad.json())).toContain('mode');
+    const nowhere = await fetch(`${http}/api/v1/sites/nowhere-1/mode`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ mode: 'auto' }) });
+    expect(nowhere.status).toBe(404);
+  });
+});
