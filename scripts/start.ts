@@ -1,6 +1,8 @@
 // `npm start`: the whole system on one machine. The control plane (embedded PGlite under ./data
-// and its own Aedes broker) and three simulated sites, each a separate agent process, exactly as
-// they would run apart. Full JSON logs go to data/logs/<name>.log; warnings and errors are echoed
+// and its own Aedes broker), three simulated sites, each a separate agent process, exactly as
+// they would run apart, and the market and grid simulators (sim-hardware/feeds-main.ts) on a
+// clock 144× real time, so a day's prices pass in 10 minutes and the engine decides every 10 s.
+// HCP_MARKET_SIM=off / HCP_GRID_SIM=off leave those feeds to whoever publishes them. Full JSON logs go to data/logs/<name>.log; warnings and errors are echoed
 // here. Ctrl-C stops the agents first, then the control plane.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
@@ -21,9 +23,9 @@ mkdirSync(logDir, { recursive: true });
 // TCP API so that path always runs; the others read the simulation in-process. S21s start up in
 // 20 sim seconds here instead of the real ~4 minutes, so mining commands show quickly.
 const SITES = [
-  { site: 'texas-1', seed: 1, extra: ['--asic-driver', 'cgminer'] },
-  { site: 'texas-2', seed: 2, extra: [] },
-  { site: 'canada-1', seed: 3, extra: [] },
+  { site: 'texas-1', region: 'ercot', seed: 1, extra: ['--asic-driver', 'cgminer'] },
+  { site: 'texas-2', region: 'ercot', seed: 2, extra: [] },
+  { site: 'canada-1', region: 'ieso', seed: 3, extra: [] },
 ];
 
 const children: Array<{ name: string; proc: ChildProcess }> = [];
@@ -104,6 +106,14 @@ run('control-plane', ['control-plane/main.ts'], {
   HCP_HTTP_PORT: String(httpPort),
   HCP_GRPC_PORT: String(grpcPort),
   HCP_MQTT_PORT: String(mqttPort),
+  // the demo's pace: decisions every 10 s, S21s that start in 20 s, minimum on/off of a minute,
+  // and a grid restore that holds 20 s and comes back in 4 stages 5 s apart
+  HCP_ECONOMICS_INTERVAL_MS: env.HCP_ECONOMICS_INTERVAL_MS ?? '10000',
+  HCP_ECONOMICS_STARTUP_S: env.HCP_ECONOMICS_STARTUP_S ?? '20',
+  HCP_ECONOMICS_MIN_ON_S: env.HCP_ECONOMICS_MIN_ON_S ?? '60',
+  HCP_ECONOMICS_MIN_OFF_S: env.HCP_ECONOMICS_MIN_OFF_S ?? '60',
+  HCP_GRID_RESTORE_HOLD_S: env.HCP_GRID_RESTORE_HOLD_S ?? '20',
+  HCP_GRID_RESTORE_STAGE_S: env.HCP_GRID_RESTORE_STAGE_S ?? '5',
 });
 try {
   await waitFor('the control plane', async () => ((await fetch(`${base}/ready`)).ok ? true : null), 60_000);
@@ -117,6 +127,15 @@ for (const s of SITES) {
     'agent/main.ts', '--site', s.site, '--control-plane', `${host}:${grpcPort}`, '--mqtt', `mqtt://${host}:${mqttPort}`,
     '--sim-gpus', '10', '--sim-asics', '50', '--asic-model', 's21-xp', '--seed', String(s.seed), '--sim-startup-s', '20',
     ...s.extra,
+  ]);
+}
+
+const marketOn = (env.HCP_MARKET_SIM ?? 'on') !== 'off';
+const gridOn = (env.HCP_GRID_SIM ?? 'on') !== 'off';
+if (marketOn || gridOn) {
+  run('feeds', [
+    'sim-hardware/feeds-main.ts', '--mqtt', `mqtt://${host}:${mqttPort}`, '--speed', env.HCP_FEEDS_SPEED ?? '144',
+    '--sites', SITES.map((s) => `${s.site}:${s.region}`).join(','),
   ]);
 }
 
@@ -140,6 +159,7 @@ HCP is running.
   metrics         ${base}/metrics
   gRPC            ${host}:${grpcPort}   (hcp.v1.AgentGateway)
   MQTT broker     mqtt://${host}:${mqttPort}   (telemetry: hcp/v1/sites/+/telemetry)
+  economics       ${base}/api/v1/economics   (market sim ${marketOn ? 'on' : 'off'}, grid sim ${gridOn ? 'on' : 'off'})
   logs            ${logDir}/
 `);
   for (const s of st.sites) {

@@ -118,7 +118,7 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
       inputs: {
         siteId,
         nowMs,
-        prices: { btcUsd: d.book.btcUsd?.price ?? null, powerUsdKwh: d.book.power.get(siteId)?.price ?? null, gpuSpotUsdH: d.book.gpuSpot?.price ?? null },
+        prices: { btcUsd: d.book.btcUsd?.price ?? null, powerUsdKwh: d.book.takePowerPeak(siteId)?.price ?? null, gpuSpotUsdH: d.book.gpuSpot?.price ?? null },
         capKw: site.powerCapacityKw,
         gpuKw,
         gpusBusy,
