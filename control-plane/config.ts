@@ -39,6 +39,16 @@ export const ControlPlaneConfigSchema = z.object({
     .default('ercot')
     .transform((v) => (v.trim() === 'none' ? [] : v.split(',').map((r) => r.trim()).filter(Boolean)))
     .refine((rs) => rs.every((r) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(r)), 'must be region ids separated by commas'),
+  /** scheduler: running batch/training work younger than this is not preempted by batch/training */
+  HCP_SCHED_MIN_RUNTIME_S: z.coerce.number().int().min(0).default(60),
+  /** scheduler: a site offline this long has its workloads requeued elsewhere */
+  HCP_SCHED_SITE_GRACE_S: z.coerce.number().int().min(0).default(30),
+  /** scheduler: queue rank improves one priority level per this many seconds waited (0 = strict priority) */
+  HCP_SCHED_AGING_S: z.coerce.number().int().min(0).default(300),
+  /** scheduler: minimum spacing of placement passes */
+  HCP_SCHED_PASS_MS: ms.default(20),
+  /** scheduler: a workload whose Allocate failed this many times is failed */
+  HCP_SCHED_MAX_ALLOCATE_ATTEMPTS: z.coerce.number().int().min(1).default(5),
   /** the economic engine: 'off' leaves every site as operators set it */
   HCP_ECONOMICS: z.enum(['on', 'off']).default('on'),
   HCP_ECONOMICS_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000),

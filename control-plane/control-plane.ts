@@ -29,6 +29,8 @@ import { createBroker, type Broker } from './mqtt/broker.js';
 import { createSubscriber } from './mqtt/subscriber.js';
 import { Registry } from './registry/registry.js';
 import { createRegistryTracker } from './registry/tracker.js';
+import { DEFAULT_POLICY } from './scheduler/placement.js';
+import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
 
 export interface ControlPlane {
   readonly httpPort: number;
@@ -122,9 +124,23 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
     });
     const ops = createOperations({ db, registry, bus: need, metrics, audit, log: log.child({ component: 'operations' }) });
-    bus = await createCommandBus({ db, audit, metrics, log: log.child({ component: 'commands' }), send: gateway.send, onFinal: ops.onFinal });
+    // The scheduler follows command results after operations has moved the workload.
+    let scheduler: Scheduler | null = null;
+    const onFinal = async (r: Parameters<typeof ops.onFinal>[0]) => {
+      await ops.onFinal(r);
+      await scheduler?.onCommandFinal(r);
+    };
+    bus = await createCommandBus({ db, audit, metrics, log: log.child({ component: 'commands' }), send: gateway.send, onFinal });
     cleanup.push(() => bus!.close());
     await ops.refreshActive();
+    scheduler = await createScheduler({
+      db, registry, bus: need, metrics, audit, log: log.child({ component: 'scheduler' }), refreshActive: ops.refreshActive,
+      policy: { ...DEFAULT_POLICY, minRuntimeMs: config.HCP_SCHED_MIN_RUNTIME_S * 1000, agingMs: config.HCP_SCHED_AGING_S * 1000 },
+      siteGraceMs: config.HCP_SCHED_SITE_GRACE_S * 1000, maxAllocateAttempts: config.HCP_SCHED_MAX_ALLOCATE_ATTEMPTS,
+      passIntervalMs: config.HCP_SCHED_PASS_MS, tickMs: 1000,
+    });
+    const sched = scheduler;
+    cleanup.push(() => sched.close());
     const asicsOf = (site: string) => registry.devices({ site, kind: 'asic' }).map((dv) => dv.id);
     const intent = createMiningIntent(asicsOf);
     bus.watch((r) => intent.observe(r));
@@ -161,7 +177,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     });
 
     const app = createHttpApp({
-      registry, db, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, market: { book }, grid, economics,
+      registry, db, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, scheduler: () => sched, market: { book }, grid, economics,
       readiness: async () => ({
         database: await db.ping(),
         broker: subscriber.connected(),

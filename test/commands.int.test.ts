@@ -155,8 +155,10 @@ describePg('commands', (pg) => {
     expect((await post('/api/v1/workloads', { customer_id: 'cust-999', workload_type: 'ai_training', priority: 5, requirements: { gpu_type: 'H100', gpu_count: 1 } })).status).toBe(404);
     expect((await post('/api/v1/workloads', { customer_id: 'cust-001', workload_type: 'ai_training', priority: 5, requirements: { gpu_type: 'TPU', gpu_count: 1 } })).status).toBe(400);
 
-    const w1 = (await post('/api/v1/workloads', { customer_id: 'cust-001', workload_type: 'ai_inference_batch', priority: 5, requirements: { gpu_type: 'H100', gpu_count: 1 } })).body;
-    const w2 = (await post('/api/v1/workloads', { customer_id: 'cust-002', workload_type: 'ai_inference_batch', priority: 5, requirements: { gpu_type: 'H100', gpu_count: 1 } })).body;
+    // Pinned to canada-1, whose GPU never reports here, so the scheduler leaves them queued and
+    // the operator places them explicitly.
+    const w1 = (await post('/api/v1/workloads', { customer_id: 'cust-001', workload_type: 'ai_inference_batch', priority: 5, site: 'canada-1', requirements: { gpu_type: 'H100', gpu_count: 1 } })).body;
+    const w2 = (await post('/api/v1/workloads', { customer_id: 'cust-002', workload_type: 'ai_inference_batch', priority: 5, site: 'canada-1', requirements: { gpu_type: 'H100', gpu_count: 1 } })).body;
     expect(w1.state).toBe('pending');
 
     const a = await post('/api/v1/allocate?wait=true', { workload_id: w1.id, device_ids: ['gpu-texas-1-0001'] });

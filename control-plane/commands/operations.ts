@@ -23,6 +23,9 @@ export interface OperationsDeps {
   log: Logger;
 }
 
+/** actor of the commands the scheduler issues */
+export const SCHEDULER_ACTOR = 'scheduler';
+
 export const DEFAULT_DEADLINE_S = { mining: 300, curtail: 300, allocate: 120, release: 120 };
 // A deadline bounds how long a command may wait for a disconnected site.
 const MAX_DEADLINE_S = 24 * 3600;
@@ -56,10 +59,16 @@ export function createOperations(d: OperationsDeps) {
     d.metrics.allocations.inc({ type: p.type, status });
     if (r.state === 'succeeded') d.metrics.allocationDuration.observe({ type: p.type }, ((r.finishedAtMs ?? Date.now()) - r.createdAtMs) / 1000);
     if (p.type === 'allocate') {
-      if (r.state === 'succeeded') await transitionWorkload(d.db, p.workloadId, ['scheduled'], 'running', `allocate ${r.id} applied`);
-      else await transitionWorkload(d.db, p.workloadId, ['scheduled'], 'pending', `allocate ${r.id} ${r.state}: ${r.reasonCode ?? ''}`, { releaseAllocations: true });
-    } else if (r.state === 'succeeded') {
-      await transitionWorkload(d.db, p.workloadId, ['running', 'scheduled'], 'completed', `release ${r.id} applied`, { releaseAllocations: true });
+      // Only the workload's current Allocate moves it: a late answer to an older placement
+      // (requeued since, or cancelled) changes nothing.
+      const only = { allocateCommandId: r.id };
+      if (r.state === 'succeeded') await transitionWorkload(d.db, p.workloadId, ['scheduled'], 'running', `allocate ${r.id} applied`, only);
+      else await transitionWorkload(d.db, p.workloadId, ['scheduled'], 'pending', `allocate ${r.id} ${r.state}: ${r.reasonCode ?? ''}`, { ...only, releaseAllocations: true, countAttempt: true });
+    } else if (r.state === 'succeeded' && !r.actor.startsWith(SCHEDULER_ACTOR)) {
+      // An operator's release ends the run. The scheduler's own releases (completion, cancel,
+      // preemption, lost site) moved the workload when it decided them.
+      (await transitionWorkload(d.db, p.workloadId, ['running'], 'completed', `release ${r.id} applied`, { releaseAllocations: true }))
+        ?? (await transitionWorkload(d.db, p.workloadId, ['scheduled'], 'cancelled', `release ${r.id} applied before the workload ran`, { releaseAllocations: true }));
     }
     await refreshActive();
   }
@@ -109,7 +118,7 @@ export function createOperations(d: OperationsDeps) {
       const w = await getWorkload(d.db, req.workloadId);
       if (!w) throw notFound('workload', req.workloadId);
       if (w.state === 'scheduled' || w.state === 'running') throw new HcpError('conflict', `workload ${w.id} is already ${w.state}`, 'workload_running');
-      if (w.state !== 'pending' && w.state !== 'preempted') throw new HcpError('conflict', `workload ${w.id} is ${w.state}`, 'workload_finished');
+      if (w.state !== 'pending') throw new HcpError('conflict', `workload ${w.id} is ${w.state}`, w.state === 'preempted' ? 'workload_preempted' : 'workload_finished');
 
       let devices: RegDevice[];
       if (req.deviceIds?.length) {
@@ -132,10 +141,12 @@ export function createOperations(d: OperationsDeps) {
       } else {
         devices = await pickGpus(w.gpu_type, w.gpu_count);
       }
+      const dl = deadline(req.deadlineS, DEFAULT_DEADLINE_S.allocate);
       const siteId = devices[0]!.siteId;
       const ids = devices.map((x) => x.id);
+      const commandId = `cmd-${randomUUID()}`;
       try {
-        await reserveAllocation(d.db, w.id, siteId, ids);
+        await reserveAllocation(d.db, w.id, siteId, ids, commandId, `allocate by ${req.actor}`);
       } catch (err) {
         if (err instanceof AllocationConflict) {
           throw new HcpError('conflict', err.message, err.reason === 'device_busy' ? 'device_busy' : 'workload_running');
@@ -143,7 +154,7 @@ export function createOperations(d: OperationsDeps) {
         throw err;
       }
       return d.bus().submit([{
-        id: `cmd-${randomUUID()}`, siteId, actor: req.actor, workloadId: w.id, deadlineMs: deadline(req.deadlineS, DEFAULT_DEADLINE_S.allocate),
+        id: commandId, siteId, actor: req.actor, workloadId: w.id, deadlineMs: dl,
         payload: { type: 'allocate', workloadId: w.id, deviceIds: ids },
       }]);
     },

@@ -1,6 +1,8 @@
 // Workloads and their allocations. The partial unique index allocations_live_resource_idx makes
-// "a GPU is never in two live allocations" a database guarantee, not just a check.
+// "a GPU is never in two live allocations" a database guarantee, not just a check. Every state
+// change goes through the workload state machine and leaves a row in allocation_history.
 import { randomUUID } from 'node:crypto';
+import { assertTransition, type WorkloadState } from '../scheduler/workload-state.js';
 import type { Db } from './client.js';
 
 export interface WorkloadRow {
@@ -13,10 +15,17 @@ export interface WorkloadRow {
   gpu_count: number;
   requirements: Record<string, unknown>;
   facility_id: string | null;
+  duration_s: number | null;
+  idempotency_key: string | null;
+  seq: string | number;
+  preempted_count: number;
+  allocate_attempts: number;
+  allocate_command_id: string | null;
   created_at: string;
   updated_at: string;
   started_at: string | null;
   finished_at: string | null;
+  last_state_change: string;
 }
 
 export interface AllocationRow {
@@ -27,20 +36,51 @@ export interface AllocationRow {
   released_at: string | null;
 }
 
-export async function customerExists(db: Db, id: string): Promise<boolean> {
-  return (await db.query('SELECT 1 FROM customers WHERE id = $1', [id])).length > 0;
+export interface HistoryRow {
+  time: string;
+  facility_id: string | null;
+  resource_ids: string[];
+  from_state: string | null;
+  to_state: string;
+  reason: string | null;
 }
 
-export async function insertWorkload(
-  db: Db,
-  w: { customerId: string; workloadType: string; priority: number; gpuType: string; gpuCount: number; requirements: Record<string, unknown> },
-): Promise<WorkloadRow> {
+export async function customerQuota(db: Db, id: string): Promise<{ quota: number | null } | null> {
+  const [r] = await db.query<{ gpu_quota: number | null }>('SELECT gpu_quota FROM customers WHERE id = $1', [id]);
+  return r ? { quota: r.gpu_quota } : null;
+}
+
+export async function customerExists(db: Db, id: string): Promise<boolean> {
+  return (await customerQuota(db, id)) !== null;
+}
+
+export async function customerQuotas(db: Db): Promise<Map<string, number | null>> {
+  const rows = await db.query<{ id: string; gpu_quota: number | null }>('SELECT id, gpu_quota FROM customers');
+  return new Map(rows.map((r) => [r.id, r.gpu_quota]));
+}
+
+export interface NewWorkload {
+  customerId: string;
+  workloadType: string;
+  priority: number;
+  gpuType: string;
+  gpuCount: number;
+  requirements: Record<string, unknown>;
+  durationS?: number | null;
+  idempotencyKey?: string | null;
+}
+
+/** inserts, or returns the customer's earlier workload with the same idempotency key */
+export async function insertWorkload(db: Db, w: NewWorkload): Promise<{ row: WorkloadRow; created: boolean }> {
   const [row] = await db.query<WorkloadRow>(
-    `INSERT INTO workloads (id, customer_id, workload_type, priority, gpu_type, gpu_count, requirements)
-     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING *`,
-    [`wl-${randomUUID()}`, w.customerId, w.workloadType, w.priority, w.gpuType, w.gpuCount, JSON.stringify(w.requirements)],
+    `INSERT INTO workloads (id, customer_id, workload_type, priority, gpu_type, gpu_count, requirements, duration_s, idempotency_key)
+     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)
+     ON CONFLICT (customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING *`,
+    [`wl-${randomUUID()}`, w.customerId, w.workloadType, w.priority, w.gpuType, w.gpuCount, JSON.stringify(w.requirements), w.durationS ?? null, w.idempotencyKey ?? null],
   );
-  return row!;
+  if (row) return { row, created: true };
+  const [first] = await db.query<WorkloadRow>('SELECT * FROM workloads WHERE customer_id = $1 AND idempotency_key = $2', [w.customerId, w.idempotencyKey]);
+  return { row: first!, created: false };
 }
 
 export async function getWorkload(db: Db, id: string): Promise<WorkloadRow | null> {
@@ -48,17 +88,29 @@ export async function getWorkload(db: Db, id: string): Promise<WorkloadRow | nul
   return row ?? null;
 }
 
-export async function listWorkloads(db: Db, f: { state?: string; customerId?: string; limit: number }): Promise<WorkloadRow[]> {
+/** newest first; `before` is the seq of the last row of the previous page */
+export async function listWorkloads(db: Db, f: { state?: string; customerId?: string; limit: number; before?: number }): Promise<WorkloadRow[]> {
   return db.query<WorkloadRow>(
-    `SELECT * FROM workloads WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR customer_id = $2)
-     ORDER BY created_at DESC, id DESC LIMIT $3`,
-    [f.state ?? null, f.customerId ?? null, f.limit],
+    `SELECT * FROM workloads WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR customer_id = $2) AND ($4::bigint IS NULL OR seq < $4)
+     ORDER BY seq DESC LIMIT $3`,
+    [f.state ?? null, f.customerId ?? null, f.limit, f.before ?? null],
   );
+}
+
+export async function pendingWorkloads(db: Db): Promise<WorkloadRow[]> {
+  return db.query<WorkloadRow>(`SELECT * FROM workloads WHERE state = 'pending' ORDER BY seq`);
 }
 
 export async function allocationsOf(db: Db, workloadId: string): Promise<AllocationRow[]> {
   return db.query<AllocationRow>(
     `SELECT workload_id, resource_id, facility_id, allocated_at, released_at FROM allocations WHERE workload_id = $1 ORDER BY allocated_at, resource_id`,
+    [workloadId],
+  );
+}
+
+export async function historyOf(db: Db, workloadId: string): Promise<HistoryRow[]> {
+  return db.query<HistoryRow>(
+    `SELECT time, facility_id, resource_ids, from_state, to_state, reason FROM allocation_history WHERE workload_id = $1 ORDER BY time, to_state`,
     [workloadId],
   );
 }
@@ -72,6 +124,40 @@ export async function busyGpus(db: Db, ids: string[] | null): Promise<Map<string
   return new Map(rows.map((r) => [r.resource_id, r.workload_id]));
 }
 
+export interface LiveHolderRow {
+  id: string;
+  customer_id: string;
+  workload_type: string;
+  priority: number;
+  state: string;
+  started_at: string | null;
+  facility_id: string;
+  gpu_ids: string[];
+}
+
+/** workloads holding GPUs, with their GPUs */
+export async function liveHolders(db: Db): Promise<LiveHolderRow[]> {
+  return db.query<LiveHolderRow>(
+    `SELECT w.id, w.customer_id, w.workload_type, w.priority, w.state, w.started_at, a.facility_id, array_agg(a.resource_id ORDER BY a.resource_id) AS gpu_ids
+     FROM allocations a JOIN workloads w ON w.id = a.workload_id
+     WHERE a.released_at IS NULL
+     GROUP BY w.id, a.facility_id`,
+  );
+}
+
+/** running workloads whose duration_s has elapsed */
+export async function dueCompletions(db: Db, limit = 1000): Promise<string[]> {
+  const rows = await db.query<{ id: string }>(
+    `SELECT id FROM workloads WHERE state = 'running' AND duration_s IS NOT NULL AND started_at + duration_s * interval '1 second' <= now() ORDER BY started_at LIMIT $1`,
+    [limit],
+  );
+  return rows.map((r) => r.id);
+}
+
+export async function liveAtSite(db: Db, siteId: string): Promise<Array<{ id: string; state: string }>> {
+  return db.query(`SELECT id, state FROM workloads WHERE facility_id = $1 AND state IN ('scheduled', 'running')`, [siteId]);
+}
+
 export class AllocationConflict extends Error {
   constructor(readonly reason: 'device_busy' | 'workload_state', message: string) {
     super(message);
@@ -79,14 +165,16 @@ export class AllocationConflict extends Error {
 }
 
 /**
- * Reserves the GPUs and moves the workload pending → scheduled in one transaction. Throws
- * AllocationConflict when a GPU was taken meanwhile or the workload is no longer pending.
+ * Reserves the GPUs and moves the workload pending → scheduled in one transaction, naming the
+ * Allocate command that will carry it. Throws AllocationConflict when a GPU was taken meanwhile
+ * or the workload is no longer pending.
  */
-export async function reserveAllocation(db: Db, workloadId: string, siteId: string, deviceIds: string[]): Promise<void> {
+export async function reserveAllocation(db: Db, workloadId: string, siteId: string, deviceIds: string[], commandId: string, reason = 'allocate'): Promise<void> {
   await db.transaction(async (tx) => {
     const moved = await tx.query(
-      `UPDATE workloads SET state = 'scheduled', facility_id = $2, updated_at = now() WHERE id = $1 AND state IN ('pending', 'preempted') RETURNING id`,
-      [workloadId, siteId],
+      `UPDATE workloads SET state = 'scheduled', facility_id = $2, allocate_command_id = $3, updated_at = now(), last_state_change = now()
+       WHERE id = $1 AND state = 'pending' RETURNING id`,
+      [workloadId, siteId, commandId],
     );
     if (moved.length === 0) throw new AllocationConflict('workload_state', `workload ${workloadId} is not waiting for GPUs`);
     try {
@@ -100,37 +188,60 @@ export async function reserveAllocation(db: Db, workloadId: string, siteId: stri
       throw err;
     }
     await tx.query(
-      `INSERT INTO allocation_history (workload_id, facility_id, resource_ids, from_state, to_state, reason) VALUES ($1, $2, $3::text[], 'pending', 'scheduled', 'allocate')`,
-      [workloadId, siteId, deviceIds],
+      `INSERT INTO allocation_history (workload_id, facility_id, resource_ids, from_state, to_state, reason, details) VALUES ($1, $2, $3::text[], 'pending', 'scheduled', $4, $5::jsonb)`,
+      [workloadId, siteId, deviceIds, reason, JSON.stringify({ command_id: commandId })],
     );
   });
 }
 
-/** moves a workload between states and records it; false when it was not in `from` */
-export async function transitionWorkload(db: Db, id: string, from: string[], to: string, reason: string, opts: { releaseAllocations?: boolean } = {}): Promise<boolean> {
+export interface TransitionOptions {
+  /** mark the workload's live allocations released */
+  releaseAllocations?: boolean;
+  /** only when the workload's current Allocate is this command */
+  allocateCommandId?: string;
+  /** count a failed allocate */
+  countAttempt?: boolean;
+}
+
+export interface Transitioned {
+  from: WorkloadState;
+  siteId: string | null;
+  /** GPUs whose live allocation this released, by site */
+  released: Array<{ resource_id: string; facility_id: string }>;
+}
+
+/**
+ * Moves a workload between states (checked against the state machine) and records it; null
+ * when it was not in one of `from` (someone else moved it first).
+ */
+export async function transitionWorkload(db: Db, id: string, from: WorkloadState[], to: WorkloadState, reason: string, opts: TransitionOptions = {}): Promise<Transitioned | null> {
+  for (const f of from) assertTransition(f, to);
   return db.transaction(async (tx) => {
-    const rows = await tx.query<{ state: string; facility_id: string | null }>(
-      `UPDATE workloads w SET state = $3, updated_at = now(),
-         started_at = CASE WHEN $3 = 'running' THEN now() ELSE w.started_at END,
-         finished_at = CASE WHEN $3 IN ('completed', 'failed', 'cancelled') THEN now() ELSE w.finished_at END
-       FROM (SELECT state AS old_state FROM workloads WHERE id = $1 FOR UPDATE) o
-       WHERE w.id = $1 AND o.old_state = ANY($2::text[])
-       RETURNING o.old_state AS state, w.facility_id`,
-      [id, from, to],
+    const rows = await tx.query<{ state: WorkloadState; facility_id: string | null }>(
+      `UPDATE workloads w SET state = $3, updated_at = now(), last_state_change = now(),
+         started_at = CASE WHEN $3 = 'running' THEN now() WHEN $3 = 'pending' THEN NULL ELSE w.started_at END,
+         finished_at = CASE WHEN $3 IN ('completed', 'failed', 'cancelled') THEN now() ELSE w.finished_at END,
+         preempted_count = w.preempted_count + CASE WHEN $3 = 'preempted' THEN 1 ELSE 0 END,
+         allocate_attempts = w.allocate_attempts + CASE WHEN $5 THEN 1 ELSE 0 END,
+         facility_id = CASE WHEN $3 = 'pending' THEN NULL ELSE w.facility_id END
+       FROM (SELECT state AS old_state, facility_id AS old_site FROM workloads WHERE id = $1 FOR UPDATE) o
+       WHERE w.id = $1 AND o.old_state = ANY($2::text[]) AND ($4::text IS NULL OR w.allocate_command_id = $4)
+       RETURNING o.old_state AS state, o.old_site AS facility_id`,
+      [id, from, to, opts.allocateCommandId ?? null, opts.countAttempt ?? false],
     );
-    if (rows.length === 0) return false;
-    let released: string[] = [];
+    if (rows.length === 0) return null;
+    let released: Transitioned['released'] = [];
     if (opts.releaseAllocations) {
-      released = (await tx.query<{ resource_id: string }>(
-        `UPDATE allocations SET released_at = now() WHERE workload_id = $1 AND released_at IS NULL RETURNING resource_id`,
+      released = await tx.query<{ resource_id: string; facility_id: string }>(
+        `UPDATE allocations SET released_at = now() WHERE workload_id = $1 AND released_at IS NULL RETURNING resource_id, facility_id`,
         [id],
-      )).map((r) => r.resource_id);
+      );
     }
     await tx.query(
       `INSERT INTO allocation_history (workload_id, facility_id, resource_ids, from_state, to_state, reason) VALUES ($1, $2, $3::text[], $4, $5, $6)`,
-      [id, rows[0]!.facility_id, released, rows[0]!.state, to, reason],
+      [id, rows[0]!.facility_id, released.map((r) => r.resource_id), rows[0]!.state, to, reason],
     );
-    return true;
+    return { from: rows[0]!.state, siteId: rows[0]!.facility_id, released };
   });
 }
 

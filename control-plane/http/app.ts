@@ -12,6 +12,7 @@ import type { PriceBook } from '../market/price-book.js';
 import type { EconomicDispatch } from '../dispatch/economic-dispatch.js';
 import type { SiteControls } from '../dispatch/site-controls.js';
 import type { Registry } from '../registry/registry.js';
+import type { Scheduler } from '../scheduler/scheduler.js';
 import { errorBody, onError, validationHook } from './errors.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerFleetRoutes } from './routes/fleet.js';
@@ -29,6 +30,7 @@ export interface HttpDeps {
   audit: AuditWriter;
   bus: () => CommandBus;
   ops: () => Operations;
+  scheduler: () => Scheduler;
   market?: { book: PriceBook };
   grid?: GridResponse;
   economics?: { dispatch: EconomicDispatch; controls: SiteControls };

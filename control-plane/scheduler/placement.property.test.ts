@@ -154,10 +154,12 @@ class Sim {
         this.now += op.ms;
         break;
     }
-    this.pass();
+    // An evicted workload is requeued once its GPUs are released, which pokes another pass.
+    while (this.pass() > 0);
   }
 
-  pass() {
+  /** one pass; returns how many workloads it evicted */
+  pass(): number {
     const view = this.view();
     const before = new Map(view.holders.map((h) => [h.id, h]));
     const placements = planPass(view, this.queue.ordered(this.now, this.policy.agingMs), this.policy, this.now);
@@ -209,6 +211,7 @@ class Sim {
     }
     // 5. power budget
     for (const s of this.sites) if (s.capacityW > 0) expect(this.loadW(s)).toBeLessThanOrEqual(s.capacityW);
+    return placements.reduce((n, p) => n + p.preempt.length, 0);
   }
 
   /** 3. nothing waits that could run now, by free GPUs or by evicting what it may evict (no budget) */

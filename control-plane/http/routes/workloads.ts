@@ -1,10 +1,11 @@
-// Workloads in the seed's simple form (the scheduler issue turns this into a real queue), and
-// explicit allocate/release.
+// Workloads: submitted to the scheduler's queue, read with their allocations and history,
+// cancelled; and explicit allocate/release (an operator's placement, outside the queue).
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import { listCommands } from '../../db/command-store.js';
-import { allocationsOf, customerExists, getWorkload, insertWorkload, listWorkloads, type WorkloadRow } from '../../db/workload-store.js';
+import { allocationsOf, customerQuota, getWorkload, historyOf, insertWorkload, listWorkloads, type WorkloadRow } from '../../db/workload-store.js';
 import { commandView } from '../../commands/views.js';
+import { WORKLOAD_STATES, WORKLOAD_TYPES } from '../../scheduler/workload-state.js';
 import type { Api, HttpDeps } from '../app.js';
 import { actorOf, commandsReply, WaitQuery } from './commands.js';
 
@@ -12,26 +13,44 @@ const Json = z.record(z.string(), z.unknown());
 const res = (description: string) => ({ 200: { description, content: { 'application/json': { schema: Json } } } });
 const body = <T extends z.ZodTypeAny>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 
-export const WORKLOAD_TYPES = ['ai_inference_realtime', 'ai_inference_batch', 'ai_training'] as const;
+export { WORKLOAD_TYPES };
 export const GPU_TYPES = ['h100'] as const;
 
 const iso = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string).toISOString());
+const invalid = (field: string, message: string, reason = 'validation_failed') =>
+  new HcpError('invalid_argument', `${field}: ${message}`, reason, { fields: [{ field, message }] });
 
 function workloadView(w: WorkloadRow) {
+  const req = (typeof w.requirements === 'string' ? JSON.parse(w.requirements) : w.requirements) as Record<string, unknown>;
   return {
     id: w.id, customer_id: w.customer_id, workload_type: w.workload_type, priority: w.priority, state: w.state,
-    requirements: { gpu_type: w.gpu_type, gpu_count: w.gpu_count, ...w.requirements },
-    site: w.facility_id, created_at: iso(w.created_at), updated_at: iso(w.updated_at), started_at: iso(w.started_at), finished_at: iso(w.finished_at),
+    requirements: { gpu_type: w.gpu_type, gpu_count: w.gpu_count, ...req },
+    duration_s: w.duration_s, idempotency_key: w.idempotency_key,
+    site: w.facility_id, preempted_count: w.preempted_count, allocate_attempts: w.allocate_attempts,
+    created_at: iso(w.created_at), updated_at: iso(w.updated_at), started_at: iso(w.started_at), finished_at: iso(w.finished_at),
   };
 }
 
 export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
-  const { db, ops } = deps;
+  const { db, ops, registry } = deps;
+
+  /** the most GPUs of this type and memory any one site has (online or not): a gang larger than that can never run */
+  function largestSite(gpuType: string, minMemoryMib: number, site: string | null): { site: string | null; gpus: number } {
+    const per = new Map<string, number>();
+    for (const g of registry.devices({ kind: 'gpu', site: site ?? undefined })) {
+      if (!g.model.toLowerCase().includes(gpuType) || (g.memoryTotalMib ?? 0) < minMemoryMib) continue;
+      per.set(g.siteId, (per.get(g.siteId) ?? 0) + 1);
+    }
+    let best = { site: null as string | null, gpus: 0 };
+    for (const [s, n] of per) if (n > best.gpus) best = { site: s, gpus: n };
+    return best;
+  }
 
   app.openapi(
     createRoute({
       method: 'post',
       path: '/api/v1/workloads',
+      summary: 'Submit a workload to the scheduler',
       request: {
         ...body(z.object({
           customer_id: z.string().min(1).max(64),
@@ -41,22 +60,48 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
             gpu_type: z.string().min(1).max(32),
             gpu_count: z.number().int().min(1).max(1024),
           }),
+          min_gpu_memory_mib: z.number().int().min(0).max(10_000_000).optional(),
+          site: z.string().min(1).max(63).optional(),
+          duration_s: z.number().int().min(1).max(30 * 86_400).optional(),
+          idempotency_key: z.string().min(1).max(128).optional(),
         })),
       },
-      responses: { 201: { description: 'the workload, pending', content: { 'application/json': { schema: Json } } } },
+      responses: {
+        201: { description: 'the workload, pending', content: { 'application/json': { schema: Json } } },
+        200: { description: 'a repeated submit: the first workload with this idempotency key', content: { 'application/json': { schema: Json } } },
+      },
     }),
     async (c) => {
       const b = c.req.valid('json');
       const gpuType = b.requirements.gpu_type.toLowerCase();
       if (!(GPU_TYPES as readonly string[]).includes(gpuType)) {
-        throw new HcpError('invalid_argument', `requirements.gpu_type: unknown GPU type ${b.requirements.gpu_type}; known: ${GPU_TYPES.join(', ')}`, 'unknown_gpu_type', {
-          fields: [{ field: 'requirements.gpu_type', message: `unknown GPU type; known: ${GPU_TYPES.join(', ')}` }],
-        });
+        throw invalid('requirements.gpu_type', `unknown GPU type ${b.requirements.gpu_type}; known: ${GPU_TYPES.join(', ')}`, 'unknown_gpu_type');
       }
-      if (!(await customerExists(db, b.customer_id))) throw notFound('customer', b.customer_id);
-      const w = await insertWorkload(db, { customerId: b.customer_id, workloadType: b.workload_type, priority: b.priority, gpuType, gpuCount: b.requirements.gpu_count, requirements: {} });
-      deps.audit.write({ actor: `customer:${b.customer_id}`, action: 'workload.submitted', subject: w.id, details: { type: b.workload_type, gpus: b.requirements.gpu_count } });
-      return c.json(workloadView(w), 201);
+      if (b.site && !registry.site(b.site)) throw notFound('site', b.site);
+      const customer = await customerQuota(db, b.customer_id);
+      if (!customer) throw notFound('customer', b.customer_id);
+      const count = b.requirements.gpu_count;
+      const minMem = b.min_gpu_memory_mib ?? 0;
+      if (customer.quota !== null && count > customer.quota) {
+        throw invalid('requirements.gpu_count', `${count} GPUs exceed customer ${b.customer_id}'s quota of ${customer.quota}`, 'over_quota');
+      }
+      const largest = largestSite(gpuType, minMem, b.site ?? null);
+      if (count > largest.gpus) {
+        const where = b.site ? `site ${b.site} has ${largest.gpus}` : largest.site ? `the largest, ${largest.site}, has ${largest.gpus}` : 'no site has any';
+        throw invalid('requirements.gpu_count', `${count} ${gpuType} GPUs${minMem ? ` of ${minMem} MiB or more` : ''} can never be placed: a workload's GPUs must all be at one site, and ${where}`, 'exceeds_site_capacity');
+      }
+      const requirements: Record<string, unknown> = {};
+      if (b.min_gpu_memory_mib !== undefined) requirements.min_gpu_memory_mib = b.min_gpu_memory_mib;
+      if (b.site) requirements.site = b.site;
+      const { row, created } = await insertWorkload(db, {
+        customerId: b.customer_id, workloadType: b.workload_type, priority: b.priority, gpuType, gpuCount: count, requirements,
+        durationS: b.duration_s ?? null, idempotencyKey: b.idempotency_key ?? null,
+      });
+      if (created) {
+        deps.scheduler().submitted(row);
+        deps.audit.write({ actor: `customer:${b.customer_id}`, action: 'workload.submitted', subject: row.id, details: { type: b.workload_type, gpus: count, priority: b.priority } });
+      }
+      return c.json(workloadView(row), created ? 201 : 200);
     },
   );
 
@@ -65,18 +110,23 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       method: 'get',
       path: '/api/v1/workloads/{id}',
       request: { params: z.object({ id: z.string().min(1).max(100) }) },
-      responses: res('the workload with its allocations'),
+      responses: res('the workload with its allocations, history and commands'),
     }),
     async (c) => {
       const { id } = c.req.valid('param');
       const w = await getWorkload(db, id);
       if (!w) throw notFound('workload', id);
-      const allocations = (await allocationsOf(db, id)).map((a) => ({
+      const [allocs, history] = await Promise.all([allocationsOf(db, id), historyOf(db, id)]);
+      const allocations = allocs.map((a) => ({
         device_id: a.resource_id, site: a.facility_id, allocated_at: iso(a.allocated_at), released_at: iso(a.released_at), live: a.released_at === null,
       }));
       await deps.bus().flush();
       const commands = (await listCommands(db, { workloadId: id, limit: 50 })).map((r) => commandView(deps.bus().get(r.id) ?? r));
-      return c.json({ ...workloadView(w), allocations, commands }, 200);
+      return c.json({
+        ...workloadView(w), allocations,
+        history: history.map((h) => ({ time: iso(h.time), from: h.from_state, to: h.to_state, site: h.facility_id, device_ids: h.resource_ids, reason: h.reason })),
+        commands,
+      }, 200);
     },
   );
 
@@ -86,17 +136,34 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       path: '/api/v1/workloads',
       request: {
         query: z.object({
-          state: z.enum(['pending', 'scheduled', 'running', 'preempted', 'completed', 'failed', 'cancelled']).optional(),
+          state: z.enum(WORKLOAD_STATES).optional(),
           customer_id: z.string().min(1).max(64).optional(),
           limit: z.coerce.number().int().min(1).max(1000).default(100),
+          cursor: z.string().regex(/^[0-9]{1,18}$/, 'must be a next_cursor from an earlier page').optional(),
         }),
       },
-      responses: res('workloads, newest first'),
+      responses: res('workloads, newest first, a page at a time'),
     }),
     async (c) => {
       const q = c.req.valid('query');
-      const rows = await listWorkloads(db, { state: q.state, customerId: q.customer_id, limit: q.limit });
-      return c.json({ workloads: rows.map(workloadView) }, 200);
+      const rows = await listWorkloads(db, { state: q.state, customerId: q.customer_id, limit: q.limit, before: q.cursor ? Number(q.cursor) : undefined });
+      const last = rows.at(-1);
+      return c.json({ workloads: rows.map(workloadView), next_cursor: rows.length === q.limit && last ? String(last.seq) : null }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/api/v1/workloads/{id}/cancel',
+      summary: 'Cancel a workload: dequeued, or its GPUs released',
+      request: { params: z.object({ id: z.string().min(1).max(100) }) },
+      responses: res('the cancelled workload'),
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const w = await deps.scheduler().cancel(id, actorOf(c));
+      return c.json(workloadView(w), 200);
     },
   );
 

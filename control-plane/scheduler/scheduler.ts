@@ -1,0 +1,361 @@
+// The scheduler's lifecycle: the I/O around the pure placement (placement.ts). It keeps the wait
+// queue in memory (loaded from the database at start), runs a pass whenever something changed
+// (a submit, freed GPUs, a site back), and carries out each placement through the command path:
+// evicted work is released first, ASICs are lowered when the budget needs it, then Allocate is
+// sent. A workload is `running` only when the agent confirms its Allocate (operations.onFinal).
+//
+// Ordering makes hand-over safe without waiting: the agent applies one site's commands serially,
+// in the order they were stored (AgentGateway / bus.siteConnected), so a Release stored before an
+// Allocate on the same GPUs is applied first.
+//
+// A timer completes runs whose duration_s elapsed and requeues the work of sites that stayed
+// offline longer than the grace period. The passes are coalesced and spaced, so a burst of
+// submits costs one pass, and ingest (same event loop) is never held for long: one pass places
+// at most policy.maxPlacements workloads.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import type { CommandBus, NewCommand } from '../commands/bus.js';
+import type { CommandRecord } from '../commands/model.js';
+import { DEFAULT_DEADLINE_S, SCHEDULER_ACTOR } from '../commands/operations.js';
+import type { AuditWriter } from '../db/audit-writer.js';
+import type { Db } from '../db/client.js';
+import {
+  AllocationConflict, customerQuotas, dueCompletions, getWorkload, liveAtSite, liveHolders, pendingWorkloads, reserveAllocation, transitionWorkload,
+  type WorkloadRow,
+} from '../db/workload-store.js';
+import { HcpError, notFound } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { Registry } from '../registry/registry.js';
+import { planPass, type ClusterView, type HolderView, type Placement, type Policy } from './placement.js';
+import { WorkloadQueue, type QueuedWorkload } from './queue.js';
+import { isFinished, type WorkloadState, type WorkloadType } from './workload-state.js';
+
+export interface SchedulerDeps {
+  db: Db;
+  registry: Registry;
+  bus: () => CommandBus;
+  metrics: Metrics;
+  audit: AuditWriter;
+  log: Logger;
+  policy: Policy;
+  /** a site offline this long has its workloads requeued elsewhere */
+  siteGraceMs: number;
+  /** a workload whose allocate failed this many times is failed */
+  maxAllocateAttempts: number;
+  /** minimum spacing of passes */
+  passIntervalMs: number;
+  /** completion and site-loss checks */
+  tickMs: number;
+  /** refreshes orchestrator_active_workloads */
+  refreshActive: () => Promise<void>;
+  now?: () => number;
+}
+
+/** a GPU whose allocate failed is left alone this long (a release that did not apply, a fault) */
+const QUARANTINE_MS = 30_000;
+/** how long a lowered ASIC counts at its new draw before telemetry is trusted again */
+const POWER_OVERRIDE_MS = 30_000;
+
+export function toQueued(r: WorkloadRow): QueuedWorkload {
+  const req = (typeof r.requirements === 'string' ? JSON.parse(r.requirements) : r.requirements) as Record<string, unknown>;
+  return {
+    id: r.id, customerId: r.customer_id, type: r.workload_type as WorkloadType, priority: Number(r.priority), gpuType: r.gpu_type, gpuCount: Number(r.gpu_count),
+    minMemoryMib: Number(req.min_gpu_memory_mib ?? 0), site: typeof req.site === 'string' ? req.site : null, seq: Number(r.seq), submittedAtMs: new Date(r.created_at).getTime(),
+  };
+}
+
+export async function createScheduler(d: SchedulerDeps) {
+  const now = d.now ?? Date.now;
+  const log = d.log;
+  const queue = new WorkloadQueue();
+  const quarantine = new Map<string, number>();
+  const powerOverride = new Map<string, { w: number; untilMs: number }>();
+  const m = {
+    decisions: new Counter({ name: 'hcp_scheduler_decisions_total', help: 'Scheduler decisions, by kind (place, preempt, complete, cancel, requeue)', labelNames: ['kind'] as const, registers: [d.metrics.registry] }),
+    pass: new Histogram({ name: 'hcp_scheduler_pass_seconds', help: 'Duration of one scheduling pass (plan and store)', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [d.metrics.registry] }),
+    plan: new Histogram({ name: 'hcp_scheduler_plan_seconds', help: 'Time one pass spends deciding (pure placement, holds the event loop)', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1], registers: [d.metrics.registry] }),
+    queued: new Gauge({ name: 'hcp_scheduler_queue_depth', help: 'Workloads waiting for GPUs', registers: [d.metrics.registry], collect() { this.set(queue.size); } }),
+  };
+  let closed = false;
+  let dirty = true;
+  let running: Promise<void> | null = null;
+  let lastPassAt = 0;
+  let passTimer: NodeJS.Timeout | null = null;
+
+  // Start: what was pending is queued again; a preemption whose release was never answered
+  // (control plane stopped) is requeued.
+  for (const r of await pendingWorkloads(d.db)) queue.add(toQueued(r));
+  for (const r of await d.db.query<{ id: string }>(`SELECT id FROM workloads WHERE state = 'preempted'`)) await requeue(r.id, 'control plane restarted during preemption');
+  log.info({ queued: queue.size }, 'scheduler started');
+
+  async function requeue(id: string, reason: string): Promise<void> {
+    const t = await transitionWorkload(d.db, id, ['preempted'], 'pending', reason);
+    if (!t) return;
+    const w = await getWorkload(d.db, id);
+    if (w?.state === 'pending') {
+      queue.add(toQueued(w));
+      m.decisions.inc({ kind: 'requeue' });
+    }
+    poke();
+  }
+
+  function view(nowMs: number, holders: HolderView[], quotas: Map<string, number | null>): ClusterView {
+    const holderOf = new Map<string, string>();
+    for (const h of holders) for (const g of h.gpuIds) holderOf.set(g, h.id);
+    const idle = d.policy.idleGpuPowerW;
+    return {
+      sites: d.registry.sites().map((s) => ({ id: s.id, online: s.online, capacityW: s.powerCapacityKw * 1000 })),
+      gpus: d.registry.devices({ kind: 'gpu' }).map((g) => {
+        const q = quarantine.get(g.id);
+        if (q !== undefined && q <= nowMs) quarantine.delete(g.id);
+        const holder = holderOf.get(g.id) ?? null;
+        const sampled = g.gpu?.powerW ?? idle;
+        return {
+          id: g.id, siteId: g.siteId, model: g.model, memoryMib: g.memoryTotalMib ?? 0, ratedPowerW: g.ratedPowerW,
+          healthy: g.online && (g.gpu?.xidErrors ?? 0) === 0 && !(q !== undefined && q > nowMs),
+          powerW: holder ? Math.max(sampled, g.ratedPowerW) : sampled, holder,
+        };
+      }),
+      asics: d.registry.devices({ kind: 'asic' }).map((a) => {
+        const o = powerOverride.get(a.id);
+        if (o && o.untilMs <= nowMs) powerOverride.delete(a.id);
+        const sampled = a.online ? a.asic?.powerW ?? 0 : 0;
+        return { id: a.id, siteId: a.siteId, ratedPowerW: a.ratedPowerW, powerW: o && o.untilMs > nowMs ? Math.min(o.w, sampled || o.w) : sampled };
+      }),
+      holders,
+      quotas,
+    };
+  }
+
+  async function pass(): Promise<void> {
+    if (queue.size === 0) return;
+    const t0 = performance.now();
+    const [rows, quotas] = await Promise.all([liveHolders(d.db), customerQuotas(d.db)]);
+    const holders: HolderView[] = rows.map((r) => ({
+      id: r.id, customerId: r.customer_id, type: r.workload_type as WorkloadType, priority: Number(r.priority), state: r.state as 'running',
+      startedAtMs: r.started_at ? new Date(r.started_at).getTime() : null, siteId: r.facility_id, gpuIds: r.gpu_ids,
+    }));
+    const nowMs = now();
+    const p0 = performance.now();
+    const placements = planPass(view(nowMs, holders, quotas), queue.ordered(nowMs, d.policy.agingMs), d.policy, nowMs);
+    m.plan.observe((performance.now() - p0) / 1000);
+    const holderById = new Map(holders.map((h) => [h.id, h]));
+    const commands: NewCommand[] = [];
+    for (const p of placements) {
+      try {
+        await carryOut(p, holderById, commands);
+      } catch (err) {
+        log.error({ err, workload: p.workload.id }, 'placement failed');
+      }
+    }
+    if (commands.length) await d.bus().submit(commands);
+    if (placements.length === d.policy.maxPlacements) dirty = true;
+    m.pass.observe((performance.now() - t0) / 1000);
+  }
+
+  async function carryOut(p: Placement, holders: Map<string, HolderView>, commands: NewCommand[]): Promise<void> {
+    const w = p.workload;
+    const dl = now() + DEFAULT_DEADLINE_S.release * 1000;
+    for (const v of p.preempt) {
+      const t = await transitionWorkload(d.db, v, ['running'], 'preempted', `preempted by ${w.id} (${w.type}, priority ${w.priority})`, { releaseAllocations: true });
+      if (!t) continue; // it ended meanwhile; its GPUs are free anyway
+      m.decisions.inc({ kind: 'preempt' });
+      d.audit.write({ actor: SCHEDULER_ACTOR, action: 'workload.preempted', subject: v, details: { by: w.id, site: p.siteId } });
+      const gpus = t.released.map((r) => r.resource_id);
+      commands.push(releaseCommand(v, p.siteId, gpus.length ? gpus : holders.get(v)?.gpuIds ?? [], dl));
+    }
+    const allocateId = `cmd-${randomUUID()}`;
+    try {
+      await reserveAllocation(d.db, w.id, p.siteId, p.gpuIds, allocateId, p.preempt.length ? `placed by preempting ${p.preempt.join(', ')}` : 'placed');
+    } catch (err) {
+      if (!(err instanceof AllocationConflict)) throw err;
+      if (err.reason === 'workload_state') queue.remove(w.id); // cancelled or placed by an operator meanwhile
+      dirty = true;
+      return;
+    }
+    queue.remove(w.id);
+    m.decisions.inc({ kind: 'place' });
+    const allocate: NewCommand = {
+      id: allocateId, siteId: p.siteId, actor: SCHEDULER_ACTOR, workloadId: w.id, deadlineMs: now() + DEFAULT_DEADLINE_S.allocate * 1000,
+      payload: { type: 'allocate', workloadId: w.id, deviceIds: p.gpuIds },
+    };
+    if (!p.power || (p.power.lower.length === 0 && p.power.off.length === 0)) {
+      commands.push(allocate);
+      return;
+    }
+    // Headroom first: the ASIC commands must succeed before the GPUs draw more.
+    const until = now() + POWER_OVERRIDE_MS;
+    const mining: NewCommand[] = [];
+    const byTarget = new Map<number, string[]>();
+    for (const l of p.power.lower) byTarget.set(l.targetW, [...(byTarget.get(l.targetW) ?? []), l.id]);
+    for (const [targetW, ids] of byTarget) {
+      mining.push({ id: `cmd-${randomUUID()}`, siteId: p.siteId, actor: SCHEDULER_ACTOR, workloadId: w.id, deadlineMs: now() + 30_000, payload: { type: 'set_mining', enabled: true, deviceIds: ids, powerTargetW: targetW } });
+      for (const id of ids) powerOverride.set(id, { w: targetW, untilMs: until });
+    }
+    if (p.power.off.length) {
+      mining.push({ id: `cmd-${randomUUID()}`, siteId: p.siteId, actor: SCHEDULER_ACTOR, workloadId: w.id, deadlineMs: now() + 30_000, payload: { type: 'set_mining', enabled: false, deviceIds: p.power.off, powerTargetW: null } });
+      for (const id of p.power.off) powerOverride.set(id, { w: 0, untilMs: until });
+    }
+    log.info({ workload: w.id, site: p.siteId, lower: p.power.lower.length, off: p.power.off.length, saves_w: p.power.savesW }, 'lowering ASICs for GPU headroom');
+    // Evictions already queued go out first; the allocate follows once the ASICs confirm.
+    if (commands.length) await d.bus().submit(commands.splice(0));
+    const recs = await d.bus().submit(mining);
+    void d.bus().waitFinal(recs.map((r) => r.id), 35_000).then(async (done) => {
+      if (closed) return;
+      if (done.length === recs.length && done.every((r) => r.state === 'succeeded')) {
+        await d.bus().submit([allocate]);
+        return;
+      }
+      for (const id of p.power!.lower.map((l) => l.id).concat(p.power!.off)) powerOverride.delete(id);
+      const t = await transitionWorkload(d.db, w.id, ['scheduled'], 'pending', 'ASIC headroom was not confirmed', { releaseAllocations: true, allocateCommandId: allocateId });
+      if (t) await enqueueIfPending(w.id);
+    }).catch((err) => log.error({ err, workload: w.id }, 'headroom follow-up failed'));
+  }
+
+  const releaseCommand = (workloadId: string, siteId: string, deviceIds: string[], deadlineMs: number): NewCommand => ({
+    id: `cmd-${randomUUID()}`, siteId, actor: SCHEDULER_ACTOR, workloadId, deadlineMs, payload: { type: 'release', workloadId, deviceIds },
+  });
+
+  async function enqueueIfPending(id: string): Promise<void> {
+    const w = await getWorkload(d.db, id);
+    if (w?.state !== 'pending') return;
+    if (w.allocate_attempts >= d.maxAllocateAttempts) {
+      if (await transitionWorkload(d.db, id, ['pending'], 'failed', `allocate failed ${w.allocate_attempts} times`)) queue.remove(id);
+      return;
+    }
+    queue.add(toQueued(w));
+    poke();
+  }
+
+  /** releases a finished or evicted run's GPUs on its site */
+  async function releaseAfter(id: string, t: { released: Array<{ resource_id: string; facility_id: string }> }): Promise<void> {
+    const bySite = new Map<string, string[]>();
+    for (const r of t.released) bySite.set(r.facility_id, [...(bySite.get(r.facility_id) ?? []), r.resource_id]);
+    const dl = now() + DEFAULT_DEADLINE_S.release * 1000;
+    if (bySite.size) await d.bus().submit([...bySite].map(([site, ids]) => releaseCommand(id, site, ids, dl)));
+  }
+
+  async function tick(): Promise<void> {
+    for (const id of await dueCompletions(d.db)) {
+      const t = await transitionWorkload(d.db, id, ['running'], 'completed', 'duration elapsed', { releaseAllocations: true });
+      if (!t) continue;
+      m.decisions.inc({ kind: 'complete' });
+      await releaseAfter(id, t);
+      dirty = true;
+    }
+    const nowMs = now();
+    for (const s of d.registry.sites()) {
+      if (s.online || (s.lastSeenMs !== null && nowMs - s.lastSeenMs < d.siteGraceMs)) continue;
+      for (const w of await liveAtSite(d.db, s.id)) {
+        const reason = `site ${s.id} offline for more than ${Math.round(d.siteGraceMs / 1000)} s`;
+        let t = await transitionWorkload(d.db, w.id, ['running'], 'preempted', reason, { releaseAllocations: true });
+        if (t) await transitionWorkload(d.db, w.id, ['preempted'], 'pending', `requeued: ${reason}`);
+        else t = await transitionWorkload(d.db, w.id, ['scheduled'], 'pending', `requeued: ${reason}`, { releaseAllocations: true });
+        if (!t) continue;
+        log.warn({ workload: w.id, site: s.id }, 'requeued from an offline site');
+        m.decisions.inc({ kind: 'requeue' });
+        // held for the site: when it returns its GPUs are freed before anything new lands there
+        await releaseAfter(w.id, t);
+        await enqueueIfPending(w.id);
+      }
+    }
+    if (dirty) poke();
+    await d.refreshActive();
+  }
+
+  function poke(): void {
+    dirty = true;
+    if (closed || running || passTimer) return;
+    const wait = Math.max(0, lastPassAt + d.passIntervalMs - performance.now());
+    passTimer = setTimeout(runPasses, wait);
+  }
+
+  function runPasses(): void {
+    passTimer = null;
+    if (closed || running) return;
+    running = (async () => {
+      while (dirty && !closed) {
+        dirty = false;
+        lastPassAt = performance.now();
+        try {
+          await pass();
+        } catch (err) {
+          log.error({ err }, 'scheduling pass failed');
+        }
+        if (dirty) await new Promise((r) => setTimeout(r, d.passIntervalMs));
+      }
+    })().finally(() => {
+      running = null;
+    });
+  }
+
+  let ticking: Promise<void> | null = null;
+  const tickTimer = setInterval(() => {
+    if (ticking || closed) return;
+    ticking = tick().catch((err) => log.error({ err }, 'scheduler tick failed')).finally(() => {
+      ticking = null;
+    });
+  }, d.tickMs);
+  tickTimer.unref();
+  // Freed GPUs and returning sites are also chances to place; the registry sweep is the clock.
+  const retry = setInterval(() => queue.size && poke(), Math.max(d.tickMs, 1000));
+  retry.unref();
+  poke();
+
+  return {
+    queueSize: () => queue.size,
+
+    /** a workload was stored as pending */
+    submitted(row: WorkloadRow): void {
+      if (row.state !== 'pending' || closed) return;
+      queue.add(toQueued(row));
+      poke();
+    },
+
+    /** POST /api/v1/workloads/:id/cancel */
+    async cancel(id: string, actor: string): Promise<WorkloadRow> {
+      const w = await getWorkload(d.db, id);
+      if (!w) throw notFound('workload', id);
+      const state = w.state as WorkloadState;
+      if (isFinished(state)) throw new HcpError('conflict', `workload ${id} is already ${state}`, 'workload_finished', { state });
+      const t = await transitionWorkload(d.db, id, [state], 'cancelled', `cancelled by ${actor}`, { releaseAllocations: true });
+      if (!t) return this.cancel(id, actor); // it moved meanwhile: decide again on its new state
+      queue.remove(id);
+      m.decisions.inc({ kind: 'cancel' });
+      d.audit.write({ actor, action: 'workload.cancelled', subject: id, details: { from: t.from } });
+      await releaseAfter(id, t);
+      poke();
+      await d.refreshActive();
+      return (await getWorkload(d.db, id))!;
+    },
+
+    /** after operations.onFinal: requeue what went back to pending, place on freed GPUs */
+    async onCommandFinal(r: CommandRecord): Promise<void> {
+      const p = r.payload;
+      if (p.type === 'allocate' && r.state !== 'succeeded') {
+        const until = now() + QUARANTINE_MS;
+        if (r.reasonCode === 'device_busy' || r.state === 'failed') for (const g of p.deviceIds) quarantine.set(g, until);
+        await enqueueIfPending(p.workloadId);
+      } else if (p.type === 'release') {
+        await requeue(p.workloadId, `evicted; GPUs released (${r.state})`);
+      }
+      if (p.type === 'release' || p.type === 'allocate') poke();
+    },
+
+    poke,
+
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      clearInterval(tickTimer);
+      clearInterval(retry);
+      if (passTimer) clearTimeout(passTimer);
+      await running;
+      await ticking;
+      for (const name of ['hcp_scheduler_decisions_total', 'hcp_scheduler_pass_seconds', 'hcp_scheduler_plan_seconds', 'hcp_scheduler_queue_depth']) d.metrics.registry.removeSingleMetric(name);
+    },
+  };
+}
+
+export type Scheduler = Awaited<ReturnType<typeof createScheduler>>;
