@@ -66,6 +66,11 @@ describePg('economic engine end to end', (pg) => {
     const e = await waitFor(async () => ((await econ('texas-1')).decision ? econ('texas-1') : null), { message: 'a first decision' });
     expect(e.decision!.rule).toBe('no_power_price');
     expect(e.decision!.commands).toEqual([]);
+    // and the decision is in the stored history
+    await waitFor(async () => {
+      const h = ((await (await fetch(`${http}/api/v1/economics?site=texas-1`)).json()) as { history: Array<{ rule: string; commands: string[] }> }).history;
+      return h.some((d) => d.rule === 'no_power_price' && d.commands.length === 0);
+    }, { message: 'decision history stored' });
     expect(await mining('texas-1')).toEqual(['mining', 'mining', 'mining', 'mining']);
   });
 

@@ -78,7 +78,7 @@ export async function insertDecisions(db: Db, rows: DecisionRow[]): Promise<void
   if (rows.length === 0) return;
   await db.query(
     `INSERT INTO economic_decisions (time, site_id, rule, summary, expected_margin_usd_h, explanation, commands)
-     SELECT to_timestamp(t / 1000.0), s, r, sm, nullif(m, 'NaN'::float8), e::jsonb, string_to_array(nullif(c, ''), ',')
+     SELECT to_timestamp(t / 1000.0), s, r, sm, nullif(m, 'NaN'::float8), e::jsonb, coalesce(string_to_array(nullif(c, ''), ','), '{}')
      FROM unnest($1::float8[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::text[], $7::text[]) AS x(t, s, r, sm, m, e, c)`,
     [
       rows.map((r) => r.timeMs), rows.map((r) => r.siteId), rows.map((r) => r.rule), rows.map((r) => r.summary),
