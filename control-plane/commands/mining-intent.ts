@@ -8,7 +8,8 @@ export interface MiningIntent {
   enabled: boolean;
   powerTargetW: number | null;
   actor: string;
-  atMs: number;
+  /** when it was last switched on or off (not retargeted); null = never by us */
+  atMs: number | null;
 }
 
 export const GRID_ACTOR = 'system:grid';
@@ -21,10 +22,16 @@ export function createMiningIntent(asicsOf: (site: string) => string[]) {
       if (r.state !== 'succeeded' || r.actor === GRID_ACTOR) return;
       const p = r.payload;
       const at = r.finishedAtMs ?? Date.now();
+      // minimum on/off durations count from a switch, not from a new power target
+      const set = (id: string, enabled: boolean, powerTargetW: number | null) => {
+        const prev = intent.get(id);
+        const switched = (prev?.enabled ?? true) !== enabled;
+        intent.set(id, { enabled, powerTargetW, actor: r.actor, atMs: switched ? at : (prev?.atMs ?? null) });
+      };
       if (p.type === 'set_mining') {
-        for (const id of p.deviceIds.length ? p.deviceIds : asicsOf(r.siteId)) intent.set(id, { enabled: p.enabled, powerTargetW: p.powerTargetW, actor: r.actor, atMs: at });
+        for (const id of p.deviceIds.length ? p.deviceIds : asicsOf(r.siteId)) set(id, p.enabled, p.powerTargetW);
       } else if (p.type === 'curtail') {
-        for (const id of asicsOf(r.siteId)) intent.set(id, { enabled: false, powerTargetW: null, actor: r.actor, atMs: at });
+        for (const id of asicsOf(r.siteId)) set(id, false, null);
       }
     },
     of: (deviceId: string): MiningIntent | undefined => intent.get(deviceId),
