@@ -249,3 +249,52 @@ export async function countRunning(db: Db): Promise<number> {
   const [r] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM workloads WHERE state = 'running'`);
   return r?.n ?? 0;
 }
+
+export interface Reservation {
+  workloadId: string;
+  siteId: string;
+  deviceIds: string[];
+  commandId: string;
+  reason: string;
+}
+
+/**
+ * Many reservations in one transaction of a few statements (a scheduling pass): each moves its
+ * workload pending → scheduled with its GPUs, or is left out when the workload is no longer
+ * pending or one of its GPUs was taken meanwhile. Returns the ids reserved, and those refused
+ * for a busy GPU.
+ */
+export async function reserveMany(db: Db, rs: Reservation[]): Promise<{ reserved: Set<string>; busy: Set<string> }> {
+  if (rs.length === 0) return { reserved: new Set(), busy: new Set() };
+  return db.transaction(async (tx) => {
+    const moved = new Set((await tx.query<{ id: string }>(
+      `UPDATE workloads w SET state = 'scheduled', facility_id = r.s, allocate_command_id = r.c, updated_at = now(), last_state_change = now()
+       FROM unnest($1::text[], $2::text[], $3::text[]) AS r(id, s, c) WHERE w.id = r.id AND w.state = 'pending' RETURNING w.id`,
+      [rs.map((r) => r.workloadId), rs.map((r) => r.siteId), rs.map((r) => r.commandId)],
+    )).map((r) => r.id));
+    const rows = rs.filter((r) => moved.has(r.workloadId)).flatMap((r) => r.deviceIds.map((g) => [r.workloadId, g, r.siteId] as const));
+    const inserted = await tx.query<{ workload_id: string }>(
+      `INSERT INTO allocations (workload_id, resource_id, facility_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+       ON CONFLICT (resource_id) WHERE released_at IS NULL DO NOTHING RETURNING workload_id`,
+      [rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2])],
+    );
+    const got = new Map<string, number>();
+    for (const r of inserted) got.set(r.workload_id, (got.get(r.workload_id) ?? 0) + 1);
+    // A gang is all or nothing: one taken GPU sends the workload back to pending, untouched.
+    const busy = new Set(rs.filter((r) => moved.has(r.workloadId) && (got.get(r.workloadId) ?? 0) < r.deviceIds.length).map((r) => r.workloadId));
+    if (busy.size) {
+      await tx.query(`DELETE FROM allocations WHERE workload_id = ANY($1::text[]) AND released_at IS NULL`, [[...busy]]);
+      await tx.query(`UPDATE workloads SET state = 'pending', facility_id = NULL, allocate_command_id = NULL WHERE id = ANY($1::text[])`, [[...busy]]);
+    }
+    const ok = rs.filter((r) => moved.has(r.workloadId) && !busy.has(r.workloadId));
+    if (ok.length) {
+      await tx.query(
+        `INSERT INTO allocation_history (workload_id, facility_id, resource_ids, from_state, to_state, reason, details)
+         SELECT id, s, string_to_array(g, ','), 'pending', 'scheduled', why, jsonb_build_object('command_id', c)
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS r(id, s, g, why, c)`,
+        [ok.map((r) => r.workloadId), ok.map((r) => r.siteId), ok.map((r) => r.deviceIds.join(',')), ok.map((r) => r.reason), ok.map((r) => r.commandId)],
+      );
+    }
+    return { reserved: new Set(ok.map((r) => r.workloadId)), busy };
+  });
+}

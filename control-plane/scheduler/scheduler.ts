@@ -21,7 +21,7 @@ import { DEFAULT_DEADLINE_S, SCHEDULER_ACTOR } from '../commands/operations.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
 import {
-  AllocationConflict, customerQuotas, dueCompletions, getWorkload, liveAtSite, liveHolders, pendingWorkloads, reserveAllocation, transitionWorkload,
+  customerQuotas, dueCompletions, getWorkload, liveAtSite, liveHolders, pendingWorkloads, reserveMany, transitionWorkload,
   type WorkloadRow,
 } from '../db/workload-store.js';
 import { HcpError, notFound } from '../errors.js';
@@ -142,9 +142,30 @@ export async function createScheduler(d: SchedulerDeps) {
     m.plan.observe((performance.now() - p0) / 1000);
     const holderById = new Map(holders.map((h) => [h.id, h]));
     const commands: NewCommand[] = [];
+    // Evictions first (each its own transaction; they are few), then every reservation of the
+    // pass in one transaction, then the commands in one submit, in that order.
     for (const p of placements) {
       try {
-        await carryOut(p, holderById, commands);
+        await evict(p, holderById, commands);
+      } catch (err) {
+        log.error({ err, workload: p.workload.id }, 'eviction failed');
+      }
+    }
+    const ids = new Map(placements.map((p) => [p.workload.id, `cmd-${randomUUID()}`]));
+    const { reserved, busy } = await reserveMany(d.db, placements.map((p) => ({
+      workloadId: p.workload.id, siteId: p.siteId, deviceIds: p.gpuIds, commandId: ids.get(p.workload.id)!,
+      reason: p.preempt.length ? `placed by preempting ${p.preempt.join(', ')}` : 'placed',
+    })));
+    if (busy.size) dirty = true;
+    for (const p of placements) {
+      if (!reserved.has(p.workload.id)) {
+        if (!busy.has(p.workload.id)) queue.remove(p.workload.id); // cancelled or placed by an operator meanwhile
+        continue;
+      }
+      queue.remove(p.workload.id);
+      m.decisions.inc({ kind: 'place' });
+      try {
+        await allocate(p, ids.get(p.workload.id)!, commands);
       } catch (err) {
         log.error({ err, workload: p.workload.id }, 'placement failed');
       }
@@ -154,7 +175,7 @@ export async function createScheduler(d: SchedulerDeps) {
     m.pass.observe((performance.now() - t0) / 1000);
   }
 
-  async function carryOut(p: Placement, holders: Map<string, HolderView>, commands: NewCommand[]): Promise<void> {
+  async function evict(p: Placement, holders: Map<string, HolderView>, commands: NewCommand[]): Promise<void> {
     const w = p.workload;
     const dl = now() + DEFAULT_DEADLINE_S.release * 1000;
     for (const v of p.preempt) {
@@ -165,17 +186,10 @@ export async function createScheduler(d: SchedulerDeps) {
       const gpus = t.released.map((r) => r.resource_id);
       commands.push(releaseCommand(v, p.siteId, gpus.length ? gpus : holders.get(v)?.gpuIds ?? [], dl));
     }
-    const allocateId = `cmd-${randomUUID()}`;
-    try {
-      await reserveAllocation(d.db, w.id, p.siteId, p.gpuIds, allocateId, p.preempt.length ? `placed by preempting ${p.preempt.join(', ')}` : 'placed');
-    } catch (err) {
-      if (!(err instanceof AllocationConflict)) throw err;
-      if (err.reason === 'workload_state') queue.remove(w.id); // cancelled or placed by an operator meanwhile
-      dirty = true;
-      return;
-    }
-    queue.remove(w.id);
-    m.decisions.inc({ kind: 'place' });
+  }
+
+  async function allocate(p: Placement, allocateId: string, commands: NewCommand[]): Promise<void> {
+    const w = p.workload;
     const allocate: NewCommand = {
       id: allocateId, siteId: p.siteId, actor: SCHEDULER_ACTOR, workloadId: w.id, deadlineMs: now() + DEFAULT_DEADLINE_S.allocate * 1000,
       payload: { type: 'allocate', workloadId: w.id, deviceIds: p.gpuIds },
