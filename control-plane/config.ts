@@ -56,6 +56,8 @@ export const ControlPlaneConfigSchema = z.object({
   HCP_ECONOMICS_STARTUP_S: z.coerce.number().min(0).default(240),
   HCP_ECONOMICS_MIN_ON_S: z.coerce.number().min(0).default(900),
   HCP_ECONOMICS_MIN_OFF_S: z.coerce.number().min(0).default(600),
+  /** a price this many times break-even sheds inside the minimum on time */
+  HCP_ECONOMICS_SPIKE_MULTIPLE: z.coerce.number().min(1).default(3),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -159,7 +159,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       const dispatch = createEconomicDispatch({
         db, registry, book, ops: () => ops, bus: need, intent, grid, controls, audit, metrics, log: log.child({ component: 'economics' }),
         intervalMs: config.HCP_ECONOMICS_INTERVAL_MS, timezones: new Map(tz.map((r) => [r.id, r.timezone])),
-        engine: { startupS: config.HCP_ECONOMICS_STARTUP_S, minOnS: config.HCP_ECONOMICS_MIN_ON_S, minOffS: config.HCP_ECONOMICS_MIN_OFF_S },
+        engine: { startupS: config.HCP_ECONOMICS_STARTUP_S, minOnS: config.HCP_ECONOMICS_MIN_ON_S, minOffS: config.HCP_ECONOMICS_MIN_OFF_S, spikeMultiple: config.HCP_ECONOMICS_SPIKE_MULTIPLE },
       });
       cleanup.push(() => dispatch.close());
       economics = { dispatch, controls };

@@ -80,6 +80,14 @@ describe('decision engine', () => {
     expect(decideSite(site({ asics: [longAgo] })).asics[0]).toMatchObject({ mine: true, rule: 'price_resume' });
   });
 
+  it('sheds inside the minimum on time only for a spike of spikeMultiple × break-even', () => {
+    const justStarted = asic('x', 's21-xp', { state: 'mining', lastChangeMs: NOW - 60_000 });
+    const cfg = { ...DEFAULT_ENGINE_CONFIG, spikeMultiple: 3 };
+    const at = (p: number) => decideSite(site({ prices: { btcUsd: BTC, powerUsdKwh: p, gpuSpotUsdH: 3.5 }, asics: [justStarted] }), cfg).asics[0];
+    expect(at(beOf('s21-xp') * 3.1)).toMatchObject({ mine: false, rule: 'price_curtail', change: 'stop' });
+    expect(at(beOf('s21-xp') * 2.5)).toMatchObject({ mine: true, rule: 'min_on' });
+  });
+
   it('does not retarget for a small gain', () => {
     const best = decideSite(site({ prices: { btcUsd: BTC, powerUsdKwh: 0.09, gpuSpotUsdH: 3.5 }, asics: [asic('x', 's21-xp')] })).asics[0]!.powerTargetW;
     expect(best).toBeLessThan(3645);

@@ -82,6 +82,13 @@ export interface EngineConfig {
   powerFractions: readonly number[];
   /** keep the current power target while its margin is within this share of the best */
   retargetTolerance: number;
+  /**
+   * A price at or above this multiple of break-even sheds at once, inside the minimum on time:
+   * that protects against flapping near break-even, and at several times break-even every
+   * minute of mining loses more than a restart costs. Infinity (the default, and what the
+   * backtest's optimum assumes) never overrides it.
+   */
+  spikeMultiple: number;
 }
 
 export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = {
@@ -93,6 +100,7 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = {
   minOffS: 600,
   powerFractions: DEFAULT_POWER_FRACTIONS,
   retargetTolerance: 0.02,
+  spikeMultiple: Number.POSITIVE_INFINITY,
 };
 
 /** In precedence order: the first one that changed something names the decision. */
@@ -242,7 +250,7 @@ function decideAuto(inp: SiteInputs, cfg: EngineConfig, price: number, usdPerThH
     let mine = on;
     let rule: Rule = 'economic';
     if (on && price > be * (1 + h)) {
-      if (sinceS >= cfg.minOnS) [mine, rule] = [false, 'price_curtail'];
+      if (sinceS >= cfg.minOnS || price >= be * cfg.spikeMultiple) [mine, rule] = [false, 'price_curtail'];
       else rule = 'min_on';
     } else if (!on && price < be * (1 - h)) {
       if (sinceS >= cfg.minOffS) [mine, rule] = [true, 'price_resume'];
