@@ -110,17 +110,21 @@ describePg('commands end to end: control plane process and the hcp-agent binary'
     });
     expect(w.status).toBe(201);
     const workload = w.body.id!;
-    const named = ['gpu-texas-1-0001', 'gpu-texas-1-0002'];
-    const alloc = await post('/api/v1/allocate?wait=true', { workload_id: workload, device_ids: named });
-    expect(alloc.status).toBe(200);
-    expect(alloc.body.commands).toMatchObject([{ state: 'succeeded' }]);
+    // the scheduler places it (gang of 2 at texas-1) and it runs once the agent confirms
+    const placed = await waitFor(async () => {
+      const v = await get<{ state: string; allocations: Array<{ device_id: string; site: string }> }>(`/api/v1/workloads/${workload}`);
+      return v.state === 'running' ? v : null;
+    }, { timeoutMs: 10_000, message: 'workload running' });
+    const named = placed.allocations.map((a) => a.device_id).sort();
+    expect(named).toHaveLength(2);
+    expect(placed.allocations.every((a) => a.site === SITE)).toBe(true);
     await waitFor(async () => {
       const gpus = await devices('gpu');
       const busy = gpus.filter((g) => g.latest?.state === 'busy' && g.latest.workload_id === workload).map((g) => g.id).sort();
       return busy.join() === named.join() ? busy : null;
-    }, { timeoutMs: 10_000, message: 'the two named GPUs busy with the workload' });
-    const third = (await devices('gpu')).find((g) => g.id === 'gpu-texas-1-0003')!;
-    expect(third.latest?.state).toBe('idle');
+    }, { timeoutMs: 10_000, message: 'the two allocated GPUs busy with the workload' });
+    const others = (await devices('gpu')).filter((g) => !named.includes(g.id));
+    expect(others.map((g) => g.latest?.state)).toEqual(['idle']);
 
     const rel = await post('/api/v1/release?wait=true', { workload_id: workload });
     expect(rel.body.commands).toMatchObject([{ state: 'succeeded' }]);
