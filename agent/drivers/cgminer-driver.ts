@@ -81,6 +81,9 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
   validate(opts);
   const timeoutMs = opts.timeoutMs ?? 3_000;
   const concurrency = opts.concurrency ?? 32;
+  // Commands are rare and urgent (a grid trip must reach every miner in a fraction of a second),
+  // reads are periodic: commands fan out wider.
+  const applyConcurrency = Math.max(concurrency, 256);
   const creds = opts.webCredentials ?? { user: 'root', password: 'root' };
   const byId = new Map(opts.devices.map((d) => [d.id, d]));
   let closed = false;
@@ -196,7 +199,7 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
       const groups = new Map<string, number[]>();
       ops.forEach((op, i) => groups.set(op.deviceId, [...(groups.get(op.deviceId) ?? []), i]));
       const out = new Array<DeviceOpResult>(ops.length);
-      await mapLimited([...groups.values()], concurrency, async (idx) => {
+      await mapLimited([...groups.values()], applyConcurrency, async (idx) => {
         for (const i of idx) out[i] = await applyOne(ops[i]!);
       });
       return out;
