@@ -91,6 +91,11 @@ describePg('economic engine end to end', (pg) => {
     expect(e.decision!.summary).toMatch(/\$?5/);
     const xp = e.profitability.find((p) => p.device_class.startsWith('asic:'));
     expect(xp?.breakeven_usd_kwh).toBeLessThan(5);
+    // and the profitability history holds both prices' intervals for the S21 XP
+    const hist = ((await (await fetch(`${http}/api/v1/economics?site=texas-1`)).json()) as { profitability_history: Array<{ device_class: string; power_cost_usd_h: number; margin_usd_h: number }> }).profitability_history;
+    const xpRows = hist.filter((r) => r.device_class === 'asic:s21-xp');
+    expect(xpRows.some((r) => r.margin_usd_h < 0)).toBe(true);
+    expect(xpRows.some((r) => r.margin_usd_h > 0)).toBe(true);
     expect((await states('texas-1', 'gpu')).every((g) => g.online && g.latest?.state !== undefined)).toBe(true);
     expect(await mining('texas-2')).toEqual(['mining', 'mining', 'mining', 'mining']);
     const audit = await (await fetch(`${http}/api/v1/commands?site=texas-1`)).json() as { commands: Array<{ actor: string; type: string }> };

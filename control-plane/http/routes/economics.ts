@@ -73,6 +73,10 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
           })),
         })),
         history: decisions.map((r) => ({ at: new Date(r.timeMs).toISOString(), site: r.siteId, rule: r.rule, summary: r.summary, expected_margin_usd_h: r.expectedMarginUsdH, commands: r.commands })),
+        profitability_history: profit.map((r) => ({
+          time: r.time, site: r.site_id, device_class: r.device_class, revenue_usd_h: Number(r.revenue_usd_h), power_cost_usd_h: Number(r.power_cost_usd_h),
+          margin_usd_h: Number(r.margin_usd_h), breakeven_usd_kwh: r.breakeven_usd_kwh === null ? null : Number(r.breakeven_usd_kwh),
+        })),
       }, 200);
     },
   );
