@@ -144,17 +144,19 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const asicsOf = (site: string) => registry.devices({ site, kind: 'asic' }).map((dv) => dv.id);
     const intent = createMiningIntent(asicsOf);
     bus.watch((r) => intent.observe(r));
+    // operator controls (mode, schedule, demand response, trip settings), used by the grid
+    // response and the economic engine
+    const controls = await createSiteControls({ db, audit, log: log.child({ component: 'controls' }) });
     grid = createGridResponse({
       guard: {
         tripHz: config.HCP_GRID_TRIP_HZ, recoverHz: config.HCP_GRID_RECOVER_HZ, holdS: config.HCP_GRID_RESTORE_HOLD_S,
         stages: config.HCP_GRID_RESTORE_STAGES, stageIntervalS: config.HCP_GRID_RESTORE_STAGE_S,
       },
-      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, ops: () => ops, intent, audit, metrics, log: log.child({ component: 'grid' }),
+      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, ops: () => ops, bus: need, controls, intent, audit, metrics, log: log.child({ component: 'grid' }),
     });
     cleanup.push(() => grid!.close());
     let economics: { dispatch: EconomicDispatch; controls: Awaited<ReturnType<typeof createSiteControls>> } | undefined;
     if (config.HCP_ECONOMICS === 'on') {
-      const controls = await createSiteControls({ db, audit, log: log.child({ component: 'economics' }) });
       const tz = await db.query<{ id: string; timezone: string }>('SELECT id, timezone FROM facilities');
       const dispatch = createEconomicDispatch({
         db, registry, book, ops: () => ops, bus: need, intent, grid, controls, audit, metrics, log: log.child({ component: 'economics' }),

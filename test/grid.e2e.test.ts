@@ -86,4 +86,34 @@ describePg('grid under-frequency response: control plane and hcp-agent binaries'
     expect(g.events.filter((e) => e.action === 'restore')).toHaveLength(2);
     expect(g.regions.find((r) => r.region === 'ercot')!.phase).toBe('normal');
   });
+
+  it('an operator sets canada-1\'s trip to two ASICs at 59.8 Hz: the agent trips just those, the control plane does not curtail', async () => {
+    const bad = await fetch(`${http}/api/v1/sites/canada-1/grid-trip`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ enabled: true }) });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(await bad.json())).toContain('threshold_hz');
+    const foreign = await fetch(`${http}/api/v1/sites/canada-1/grid-trip`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ enabled: true, threshold_hz: 59.8, device_ids: ['asic-texas-1-00001'] }) });
+    expect(foreign.status).toBe(404);
+
+    const covered = ['asic-canada-1-00001', 'asic-canada-1-00002'];
+    const r = await fetch(`${http}/api/v1/sites/canada-1/grid-trip`, {
+      method: 'PUT', headers: { 'content-type': 'application/json', 'x-hcp-actor': 'grid-desk' }, body: JSON.stringify({ enabled: true, threshold_hz: 59.8, device_ids: covered }),
+    });
+    expect(r.status).toBe(202);
+    const body = (await r.json()) as { grid_trip: { region: string; threshold_hz: number }; command: { id: string } };
+    expect(body.grid_trip).toMatchObject({ region: 'ieso', threshold_hz: 59.8 });
+    await waitFor(async () => ((await (await fetch(`${http}/api/v1/commands/${body.command.id}`)).json()) as { state: string }).state === 'succeeded', { message: 'ArmGridTrip applied' });
+    await agents[1]!.waitForLog((l) => l.msg === 'under-frequency trip armed' && l.thresholdHz === 59.8, 'canada-1 trip armed');
+
+    await publish('ieso', 59.75);
+    await waitFor(async () => {
+      const a = await asics('canada-1');
+      const asleep = a.filter((d) => d.latest?.mining_state === 'sleeping').map((d) => d.id).sort();
+      return asleep.join() === covered.join() ? asleep : null;
+    }, { timeoutMs: 2_000, message: 'exactly the two covered ASICs asleep' });
+    // 59.75 Hz is above the control plane's own 59.7 Hz trip: no curtail for ieso
+    const g = await grid();
+    expect(g.regions.find((x) => x.region === 'ieso')!.phase).toBe('normal');
+    expect(g.events.some((e) => e.region === 'ieso' && e.action === 'curtail')).toBe(false);
+    expect(g.events.some((e) => e.region === 'ieso' && e.action === 'agent_trip')).toBe(true);
+  });
 });

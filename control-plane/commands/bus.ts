@@ -50,6 +50,8 @@ export function toProtoCommand(r: CommandRecord): Command {
       return { ...base, action: { $case: 'setMining', value: { enabled: p.enabled, deviceIds: p.deviceIds, powerTargetW: p.powerTargetW ?? 0 } } };
     case 'curtail':
       return { ...base, action: { $case: 'curtail', value: { reason: p.reason } } };
+    case 'arm_grid_trip':
+      return { ...base, action: { $case: 'armGridTrip', value: { enabled: p.enabled, region: p.region, thresholdHz: p.thresholdHz, deviceIds: p.deviceIds } } };
   }
 }
 

@@ -8,14 +8,15 @@ import type { DeviceState } from '../../proto/gen/hcp/v1/commands.js';
 
 export const COMMAND_STATES = ['pending', 'sent', 'acked', 'succeeded', 'failed', 'expired'] as const;
 export type CommandState = (typeof COMMAND_STATES)[number];
-export const COMMAND_TYPES = ['allocate', 'release', 'set_mining', 'curtail'] as const;
+export const COMMAND_TYPES = ['allocate', 'release', 'set_mining', 'curtail', 'arm_grid_trip'] as const;
 export type CommandType = (typeof COMMAND_TYPES)[number];
 
 export type CommandPayload =
   | { type: 'allocate'; workloadId: string; deviceIds: string[] }
   | { type: 'release'; workloadId: string; deviceIds: string[] }
   | { type: 'set_mining'; enabled: boolean; deviceIds: string[]; powerTargetW: number | null }
-  | { type: 'curtail'; reason: string };
+  | { type: 'curtail'; reason: string }
+  | { type: 'arm_grid_trip'; enabled: boolean; region: string; thresholdHz: number; deviceIds: string[] };
 
 export interface CommandRecord {
   id: string;

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
 import {
-  insertDemandResponse, loadDemandResponse, loadSiteControls, saveSiteControl, type DemandResponseRow, type SiteControl,
+  insertDemandResponse, loadDemandResponse, loadSiteControls, saveSiteControl, type DemandResponseRow, type GridTripSetting, type SiteControl,
 } from '../db/economics-store.js';
 import type { ScheduleWindow } from '../economics/engine.js';
 
@@ -14,7 +14,7 @@ export async function createSiteControls(d: { db: Db; audit: AuditWriter; log: L
   const controls = new Map((await loadSiteControls(d.db)).map((c) => [c.siteId, c]));
   let dr = await loadDemandResponse(d.db, now());
   const get = (siteId: string): SiteControl =>
-    controls.get(siteId) ?? { siteId, mode: 'auto', modeReason: null, modeChangedBy: null, modeChangedAtMs: 0, schedule: [] };
+    controls.get(siteId) ?? { siteId, mode: 'auto', modeReason: null, modeChangedBy: null, modeChangedAtMs: 0, schedule: [], gridTrip: null };
 
   return {
     get,
@@ -33,6 +33,13 @@ export async function createSiteControls(d: { db: Db; audit: AuditWriter; log: L
       await saveSiteControl(d.db, next);
       controls.set(siteId, next);
       d.audit.write({ actor, action: 'site.schedule_set', subject: siteId, details: { schedule } });
+      return next;
+    },
+    async setGridTrip(siteId: string, gridTrip: GridTripSetting | null, actor: string): Promise<SiteControl> {
+      const next = { ...get(siteId), gridTrip };
+      await saveSiteControl(d.db, next);
+      controls.set(siteId, next);
+      d.audit.write({ actor, action: 'site.grid_trip_set', subject: siteId, details: { grid_trip: gridTrip } });
       return next;
     },
     async addDemandResponse(c: Omit<DemandResponseRow, 'id'>): Promise<DemandResponseRow> {

@@ -2,10 +2,16 @@
 // guard (frequency-guard.ts); a trip curtails every ASIC of the region's sites through the
 // command path, and a recovery brings back, in stages, the ASICs that were meant to mine. It
 // also tells each connecting agent how to arm its local trip, and keeps the story for the API.
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ArmGridTrip } from '../../proto/gen/hcp/v1/commands.js';
 import { GRID_ACTOR, type MiningIntents } from '../commands/mining-intent.js';
+import type { CommandBus } from '../commands/bus.js';
+import type { CommandRecord } from '../commands/model.js';
 import type { Operations } from '../commands/operations.js';
+import type { GridTripSetting } from '../db/economics-store.js';
+import type { SiteControls } from '../dispatch/site-controls.js';
+import { HcpError } from '../errors.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Metrics } from '../metrics.js';
 import type { Registry } from '../registry/registry.js';
@@ -17,6 +23,9 @@ export interface GridResponseDeps {
   tripRegions: string[];
   registry: Registry;
   ops: () => Operations;
+  bus: () => CommandBus;
+  /** per-site trip settings an operator made; the default applies where there are none */
+  controls: SiteControls;
   intent: MiningIntents;
   audit: AuditWriter;
   metrics: Metrics;
@@ -76,6 +85,15 @@ export function createGridResponse(d: GridResponseDeps) {
     }
   }
 
+  function tripFor(siteId: string): ArmGridTrip | undefined {
+    const s = d.registry.site(siteId);
+    if (!s) return undefined;
+    const set = d.controls.get(siteId).gridTrip;
+    if (set) return { enabled: set.enabled, region: s.region, thresholdHz: set.thresholdHz, deviceIds: set.deviceIds };
+    if (!d.tripRegions.includes(s.region)) return undefined;
+    return { enabled: true, region: s.region, thresholdHz: d.guard.tripHz, deviceIds: [] };
+  }
+
   let chain: Promise<void> = Promise.resolve();
   const run = (actions: GuardAction[]) => {
     for (const a of actions) chain = chain.then(() => act(a)).catch((err) => d.log.error({ err, action: a }, 'grid response failed'));
@@ -88,10 +106,26 @@ export function createGridResponse(d: GridResponseDeps) {
     onFrequency(region: string, hz: number): void {
       run(guard.reading(region, hz, now()));
     },
-    tripFor(siteId: string): ArmGridTrip | undefined {
-      const s = d.registry.site(siteId);
-      if (!s || !d.tripRegions.includes(s.region)) return undefined;
-      return { enabled: true, region: s.region, thresholdHz: d.guard.tripHz, deviceIds: [] };
+    tripFor,
+    /**
+     * An operator sets (or, with null, resets to the default) a site's trip: stored, then sent
+     * to its agent as an ArmGridTrip command, which waits for the agent if it is away.
+     */
+    async setTrip(siteId: string, setting: GridTripSetting | null, actor: string): Promise<CommandRecord> {
+      const s = d.registry.site(siteId)!;
+      if (setting) {
+        const asics = new Set(d.registry.devices({ site: siteId, kind: 'asic' }).map((x) => x.id));
+        setting.deviceIds.forEach((id, i) => {
+          if (!asics.has(id)) throw new HcpError('not_found', `device_ids.${i}: ${id} is not an ASIC of ${siteId}`, 'unknown_device', { fields: [{ field: `device_ids.${i}`, message: 'not an ASIC of this site' }] });
+        });
+      }
+      await d.controls.setGridTrip(siteId, setting, actor);
+      const arm = tripFor(siteId) ?? { enabled: false, region: s.region, thresholdHz: 0, deviceIds: [] };
+      const [rec] = await d.bus().submit([{
+        id: `cmd-${randomUUID()}`, siteId, actor, deadlineMs: Date.now() + 300_000,
+        payload: { type: 'arm_grid_trip', enabled: arm.enabled, region: arm.region, thresholdHz: arm.thresholdHz, deviceIds: arm.deviceIds },
+      }]);
+      return rec!;
     },
     onAgentTrip(siteId: string, region: string, hz: number): void {
       record({ region, action: 'agent_trip', at_ms: now(), hz, sites: [siteId] });
@@ -113,7 +147,10 @@ export function createGridResponse(d: GridResponseDeps) {
           return {
             region: r,
             sites: sitesIn(r),
-            agent_trip_armed: d.tripRegions.includes(r),
+            agent_trips: sitesIn(r).map((site) => {
+              const t = tripFor(site);
+              return { site, armed: !!t?.enabled, threshold_hz: t?.enabled ? t.thresholdHz : null, device_ids: t?.enabled ? t.deviceIds : [], custom: !!d.controls.get(site).gridTrip };
+            }),
             phase: st.phase,
             last_hz: last?.hz ?? null,
             last_reading_at: last ? new Date(last.atMs).toISOString() : null,

@@ -1,9 +1,13 @@
 // GET /api/v1/prices — price ticks as stored, newest first, and the latest of each feed.
 // GET /api/v1/grid — each region's frequency, the grid response's phase and its recent actions.
+// PUT /api/v1/sites/:id/grid-trip — the site agent's under-frequency trip: { enabled, threshold_hz,
+//   device_ids? } or { default: true }; stored, and sent to the agent as an ArmGridTrip command.
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import { queryPrices } from '../../db/price-store.js';
+import { commandView } from '../../commands/views.js';
 import type { Api, HttpDeps } from '../app.js';
+import { actorOf } from './commands.js';
 
 const time = z
   .string()
@@ -51,5 +55,52 @@ export function registerMarketRoutes(app: Api, { db, registry, market, grid }: H
       responses: { 200: { description: 'grid', content: { 'application/json': { schema: Json } } } },
     }),
     (c) => c.json(grid ? grid.view() : { regions: [], events: [] }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'put',
+      path: '/api/v1/sites/{id}/grid-trip',
+      summary: "The site agent's local under-frequency trip: threshold and covered ASICs, or back to the default",
+      request: {
+        params: z.object({ id: z.string() }),
+        body: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: z.union([
+                z.object({ default: z.literal(true) }).strict(),
+                z.object({
+                  enabled: z.boolean(),
+                  threshold_hz: z.number().min(45).max(65).optional(),
+                  device_ids: z.array(z.string().min(1).max(128)).max(20_000).optional(),
+                }).strict(),
+              ]),
+            },
+          },
+        },
+      },
+      responses: { 202: { description: 'stored; the command to the agent', content: { 'application/json': { schema: Json } } } },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const b = c.req.valid('json');
+      if (!registry.site(id)) throw notFound('site', id);
+      if (!grid) throw new HcpError('unavailable', 'the grid response is not running', 'grid_off');
+      let setting = null;
+      if (!('default' in b)) {
+        if (b.enabled && b.threshold_hz === undefined) {
+          throw new HcpError('invalid_argument', 'threshold_hz: is required to enable the trip', 'validation_failed', { fields: [{ field: 'threshold_hz', message: 'required when enabled' }] });
+        }
+        setting = { enabled: b.enabled, thresholdHz: b.threshold_hz ?? 0, deviceIds: [...new Set(b.device_ids ?? [])] };
+      }
+      const rec = await grid.setTrip(id, setting, actorOf(c));
+      const t = grid.tripFor(id);
+      return c.json({
+        site: id,
+        grid_trip: t ? { enabled: t.enabled, region: t.region, threshold_hz: t.enabled ? t.thresholdHz : null, device_ids: t.deviceIds } : null,
+        command: commandView(rec),
+      }, 202);
+    },
   );
 }
