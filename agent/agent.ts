@@ -12,6 +12,7 @@ import { createCgminerDriver, type CgminerDeviceConfig } from './drivers/cgminer
 import type { CommandableDriver } from './drivers/driver.js';
 import { createCommandHandler } from './commands/handler.js';
 import { createGridTrip } from './grid/grid-trip.js';
+import { loadTrip, saveTrip } from './grid/trip-store.js';
 import { createSimDriver } from './drivers/sim-driver.js';
 import { createGatewayClient } from './grpc/gateway-client.js';
 import { startAgentHttp } from './http/server.js';
@@ -79,7 +80,25 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
     changed: () => void tick(),
     log: log.child({ component: 'grid-trip' }),
     metrics,
+    onArmed: (a) => {
+      if (!c.stateDir) return;
+      try {
+        saveTrip(c.stateDir, a);
+      } catch (err) {
+        log.error({ err, dir: c.stateDir }, 'could not save the grid trip settings');
+      }
+    },
   });
+  if (c.stateDir) {
+    try {
+      const saved = loadTrip(c.stateDir);
+      const o = saved ? trip.arm(saved) : null;
+      if (o && !o.ok) log.error({ code: o.code, message: o.message }, 'saved grid trip settings refused');
+      else if (o) log.info({ region: saved!.region, thresholdHz: saved!.thresholdHz }, 'grid trip armed from saved settings');
+    } catch (err) {
+      log.error({ err, dir: c.stateDir }, 'could not read the saved grid trip settings');
+    }
+  }
   const handler = createCommandHandler({
     drivers,
     send: (m) => gateway.send(m),

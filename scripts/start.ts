@@ -126,6 +126,7 @@ for (const s of SITES) {
   run(`agent-${s.site}`, [
     'agent/main.ts', '--site', s.site, '--control-plane', `${host}:${grpcPort}`, '--mqtt', `mqtt://${host}:${mqttPort}`,
     '--sim-gpus', '10', '--sim-asics', '50', '--asic-model', 's21-xp', '--seed', String(s.seed), '--sim-startup-s', '20',
+    '--state-dir', join(dataDir, 'agents', s.site),
     ...s.extra,
   ]);
 }

@@ -28,6 +28,8 @@ export interface GridTripDeps {
   changed(): void;
   log: Logger;
   metrics: AgentMetrics;
+  /** settings accepted by arm(), e.g. to save them for the next start */
+  onArmed?: (c: ArmGridTrip) => void;
   now?: () => number;
 }
 
@@ -94,6 +96,7 @@ export function createGridTrip(d: GridTripDeps) {
         if (armed) d.log.info({ region: armed.region }, 'under-frequency trip disarmed');
         armed = null;
         fired = false;
+        d.onArmed?.(c);
         return { ok: true, devices: [] };
       }
       if (!isValidSiteId(c.region)) return { ok: false, code: 'invalid_command', message: `region ${JSON.stringify(c.region)} is not a region id` };
@@ -109,6 +112,7 @@ export function createGridTrip(d: GridTripDeps) {
       armed = { region: c.region, thresholdHz: c.thresholdHz, devices, topic };
       d.listen(topic, onReading);
       if (!same) d.log.info({ region: c.region, thresholdHz: c.thresholdHz, devices: devices.length }, 'under-frequency trip armed');
+      d.onArmed?.(c);
       return { ok: true, devices: devices.map((id) => ({ deviceId: id, state: 'armed', workloadId: '', powerTargetW: 0 })) };
     },
     state: () => (armed ? { region: armed.region, thresholdHz: armed.thresholdHz, devices: armed.devices.length, fired } : null),
