@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AGENT_BINARY } from './harness/agent-binary.js';
 import { describePg } from './harness/pg.js';
-import { startBinary, startTs, type Proc } from './harness/processes.js';
+import { startBinary, startControlPlaneProcess, type Proc } from './harness/processes.js';
 import { waitFor } from './harness/wait-for.js';
 
 interface Latest { mining_state?: string; hashrate_ths?: number; power_w: number; state?: string; workload_id?: string | null }
@@ -27,13 +27,8 @@ describePg('commands end to end: control plane process and the hcp-agent binary'
   let mqtt = '';
 
   const startCp = async () => {
-    cp = startTs('control-plane', 'control-plane/main.ts', [], {
-      DATABASE_URL: pg.url, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_HEARTBEAT_MS: '500', HCP_STALE_AFTER_MS: '3000',
-    });
-    const ready = await cp.waitForLog((l) => l.msg === 'control plane listening', 'listening');
-    http = ready.http as string;
-    grpc = ready.grpc as string;
-    mqtt = ready.mqtt as string;
+    const started = await startControlPlaneProcess(pg.url);
+    ({ proc: cp, http, grpc, mqtt } = started);
   };
   const startAgent = () => {
     agent = startBinary(`hcp-agent-${SITE}`, AGENT_BINARY, [

@@ -4,7 +4,7 @@
 import postgres from 'postgres';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePg } from './harness/pg.js';
-import { startTs, type Proc } from './harness/processes.js';
+import { startControlPlaneProcess, startTs, type Proc } from './harness/processes.js';
 import { waitFor } from './harness/wait-for.js';
 
 interface SiteView { id: string; online: boolean; gpus_online: number; asics_online: number; hashrate_ths: number }
@@ -29,13 +29,7 @@ describePg('end to end: control plane and two agents as processes', (pg) => {
 
   beforeAll(async () => {
     sql = postgres(pg.url, { onnotice: () => {} });
-    cp = startTs('control-plane', 'control-plane/main.ts', [], {
-      DATABASE_URL: pg.url, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_HEARTBEAT_MS: '500', HCP_STALE_AFTER_MS: '3000',
-    });
-    const ready = await cp.waitForLog((l) => l.msg === 'control plane listening', 'listening');
-    http = ready.http as string;
-    grpc = ready.grpc as string;
-    mqtt = ready.mqtt as string;
+    ({ proc: cp, http, grpc, mqtt } = await startControlPlaneProcess(pg.url));
   });
 
   afterAll(async () => {

@@ -7,7 +7,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AGENT_BINARY } from './harness/agent-binary.js';
 import { describePg } from './harness/pg.js';
-import { startBinary, startTs, type Proc } from './harness/processes.js';
+import { startBinary, startControlPlaneProcess, type Proc } from './harness/processes.js';
 import { waitFor } from './harness/wait-for.js';
 
 interface DeviceView { id: string; online: boolean; latest: { mining_state?: string; state?: string } | null }
@@ -40,19 +40,18 @@ describePg('economic engine end to end', (pg) => {
   };
 
   beforeAll(async () => {
-    cp = startTs('control-plane', 'control-plane/main.ts', [], {
-      DATABASE_URL: pg.url, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_HEARTBEAT_MS: '500', HCP_STALE_AFTER_MS: '3000',
+    const ready = await startControlPlaneProcess(pg.url, {
       HCP_ECONOMICS_INTERVAL_MS: String(INTERVAL_MS), HCP_ECONOMICS_STARTUP_S: '2', HCP_ECONOMICS_MIN_ON_S: '0', HCP_ECONOMICS_MIN_OFF_S: '0',
     });
-    const ready = await cp.waitForLog((l) => l.msg === 'control plane listening', 'listening');
-    http = ready.http as string;
+    cp = ready.proc;
+    http = ready.http;
     for (const site of ['texas-1', 'texas-2']) {
       agents.push(startBinary(`hcp-agent-${site}`, AGENT_BINARY, [
-        '--site', site, '--control-plane', ready.grpc as string, '--mqtt', ready.mqtt as string,
+        '--site', site, '--control-plane', ready.grpc, '--mqtt', ready.mqtt,
         '--sim-gpus', '2', '--sim-asics', '4', '--sample-interval-ms', '250', '--sim-startup-s', '2',
       ], { PATH: '' }));
     }
-    client = await mqtt.connectAsync(ready.mqtt as string);
+    client = await mqtt.connectAsync(ready.mqtt);
     await waitFor(async () => [...(await mining('texas-1')), ...(await mining('texas-2'))].filter((s) => s === 'mining').length === 8, { timeoutMs: 30_000, message: 'both sites mining' });
   });
 

@@ -7,7 +7,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AGENT_BINARY } from './harness/agent-binary.js';
 import { describePg } from './harness/pg.js';
-import { startBinary, startTs, type Proc } from './harness/processes.js';
+import { startBinary, startControlPlaneProcess, type Proc } from './harness/processes.js';
 import { waitFor } from './harness/wait-for.js';
 
 interface DeviceView { id: string; site: string; latest: { mining_state: string; hashrate_ths: number } | null }
@@ -26,19 +26,16 @@ describePg('grid under-frequency response: control plane and hcp-agent binaries'
     client.publishAsync(`hcp/v1/grid/${region}/frequency`, typeof hz === 'string' ? hz : JSON.stringify({ ts: new Date().toISOString(), hz }));
 
   beforeAll(async () => {
-    cp = startTs('control-plane', 'control-plane/main.ts', [], {
-      DATABASE_URL: pg.url, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_HEARTBEAT_MS: '500', HCP_STALE_AFTER_MS: '3000',
-      HCP_GRID_RESTORE_HOLD_S: '1', HCP_GRID_RESTORE_STAGES: '2', HCP_GRID_RESTORE_STAGE_S: '1',
-    });
-    const ready = await cp.waitForLog((l) => l.msg === 'control plane listening', 'listening');
-    http = ready.http as string;
+    const ready = await startControlPlaneProcess(pg.url, { HCP_GRID_RESTORE_HOLD_S: '1', HCP_GRID_RESTORE_STAGES: '2', HCP_GRID_RESTORE_STAGE_S: '1' });
+    cp = ready.proc;
+    http = ready.http;
     for (const site of ['texas-1', 'canada-1']) {
       agents.push(startBinary(`hcp-agent-${site}`, AGENT_BINARY, [
-        '--site', site, '--control-plane', ready.grpc as string, '--mqtt', ready.mqtt as string,
+        '--site', site, '--control-plane', ready.grpc, '--mqtt', ready.mqtt,
         '--sim-gpus', '2', '--sim-asics', '4', '--sample-interval-ms', '250', '--sim-startup-s', '2',
       ], { PATH: '' }));
     }
-    client = await mqtt.connectAsync(ready.mqtt as string);
+    client = await mqtt.connectAsync(ready.mqtt);
     await waitFor(async () => {
       const [t, c] = await Promise.all([states('texas-1'), states('canada-1')]);
       return t.length === 4 && c.length === 4 && [...t, ...c].every((s) => s === 'mining');

@@ -68,3 +68,22 @@ function wrap(name: string, child: ChildProcess): Proc {
     },
   };
 }
+
+export interface ControlPlaneProcess {
+  proc: Proc;
+  http: string;
+  grpc: string;
+  mqtt: string;
+}
+
+/**
+ * The control plane as a process on the given database, every port picked by the OS, with fast
+ * heartbeats and staleness for tests; `env` adds or overrides settings.
+ */
+export async function startControlPlaneProcess(databaseUrl: string, env: Record<string, string> = {}): Promise<ControlPlaneProcess> {
+  const proc = startTs('control-plane', 'control-plane/main.ts', [], {
+    DATABASE_URL: databaseUrl, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_HEARTBEAT_MS: '500', HCP_STALE_AFTER_MS: '3000', ...env,
+  });
+  const ready = await proc.waitForLog((l) => l.msg === 'control plane listening', 'listening');
+  return { proc, http: ready.http as string, grpc: ready.grpc as string, mqtt: ready.mqtt as string };
+}
