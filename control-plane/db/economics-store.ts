@@ -133,3 +133,11 @@ export async function profitabilityHistory(db: Db, q: { site?: string; fromMs: n
     [q.fromMs, q.site ?? null, q.limit],
   );
 }
+
+/** GPUs in live allocations per site: power the scheduler has committed, busy or not yet */
+export async function liveAllocatedGpus(db: Db): Promise<Map<string, number>> {
+  const rows = await db.query<{ facility_id: string; n: number | string }>(
+    'SELECT facility_id, count(*) AS n FROM allocations WHERE released_at IS NULL GROUP BY facility_id',
+  );
+  return new Map(rows.map((r) => [r.facility_id, Number(r.n)]));
+}

@@ -16,7 +16,7 @@ import type { MiningIntents } from '../commands/mining-intent.js';
 import type { Operations } from '../commands/operations.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
-import { insertDecisions, insertProfitability, type DecisionRow } from '../db/economics-store.js';
+import { insertDecisions, insertProfitability, liveAllocatedGpus, type DecisionRow } from '../db/economics-store.js';
 import { ASIC_MODEL_SPECS, isAsicModelId, type AsicModelId } from '../economics/asic-models.js';
 import { decideSite, DEFAULT_ENGINE_CONFIG, type AsicInput, type EngineConfig, type SiteDecision } from '../economics/engine.js';
 import { siteProfitability } from '../economics/profitability.js';
@@ -88,7 +88,7 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
     void d.controls.setMode(r.siteId, 'manual', r.actor, `manual mining command ${r.id}`).catch((err) => d.log.error({ err }, 'could not set manual mode'));
   });
 
-  function inputsFor(siteId: string, nowMs: number) {
+  function inputsFor(siteId: string, nowMs: number, allocated: number) {
     const site = d.registry.site(siteId)!;
     const devices = d.registry.devices({ site: siteId });
     const asics: AsicInput[] = [];
@@ -108,7 +108,9 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
     const gpus = devices.filter((g) => g.kind === 'gpu' && g.online && g.gpu);
     const gpusBusy = gpus.filter((g) => g.gpu!.workloadId).length;
     const gpuW = gpus.reduce((n, g) => n + g.gpu!.powerW, 0);
-    const gpuKw = Math.max(gpuW / 1000, (gpusBusy * base.gpu.busyW) / 1000);
+    // GPUs come off the cap first at what they draw or what is committed to them: busy in
+    // telemetry, or allocated by the scheduler and about to be (it made headroom for them)
+    const gpuKw = Math.max(gpuW / 1000, (Math.max(gpusBusy, allocated) * base.gpu.busyW) / 1000);
     const ctl = d.controls.get(siteId);
     const tz = d.timezones.get(siteId) ?? 'UTC';
     return {
@@ -132,7 +134,7 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
     };
   }
 
-  async function decideOne(siteId: string, nowMs: number): Promise<DecisionRow | null> {
+  async function decideOne(siteId: string, nowMs: number, allocated: number): Promise<DecisionRow | null> {
     const site = d.registry.site(siteId);
     if (!site) return null;
     const skip = (why: string) => {
@@ -148,7 +150,7 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
     });
     if (pending.length) return skip(`${pending.length} economic commands still in flight`);
 
-    const { inputs, cgminer } = inputsFor(siteId, nowMs);
+    const { inputs, cgminer } = inputsFor(siteId, nowMs, allocated);
     const cfg = cgminer ? { ...base, powerFractions: [...STOCK_FIRMWARE_FRACTIONS] } : base;
     const decision = decideSite(inputs, cfg);
     const ids: string[] = [];
@@ -185,9 +187,10 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
   async function runOnce(): Promise<void> {
     const nowMs = now();
     const rows: DecisionRow[] = [];
+    const allocated = await liveAllocatedGpus(d.db);
     for (const s of d.registry.sites()) {
       try {
-        const r = await decideOne(s.id, nowMs);
+        const r = await decideOne(s.id, nowMs, allocated.get(s.id) ?? 0);
         if (r) rows.push(r);
       } catch (err) {
         d.log.error({ err, site: s.id }, 'economic decision failed');
