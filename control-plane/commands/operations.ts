@@ -7,8 +7,9 @@ import { HcpError, notFound } from '../errors.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
 import {
-  AllocationConflict, allocationsOf, busyGpus, countRunning, getWorkload, reserveAllocation, transitionWorkload,
+  AllocationConflict, allocationsOf, busyGpus, countRunning, getWorkload, reserveAllocation, transitionMany, transitionWorkload,
 } from '../db/workload-store.js';
+import type { WorkloadState } from '../scheduler/workload-state.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceState as RegDevice, Registry } from '../registry/registry.js';
 import type { CommandBus } from './bus.js';
@@ -49,28 +50,90 @@ export function createOperations(d: OperationsDeps) {
     return s;
   };
 
-  const refreshActive = async () => d.metrics.activeWorkloads.set(await countRunning(d.db));
+  // orchestrator_active_workloads is kept in memory: counted once at start (refreshActive), then
+  // moved by every transition into or out of running (noteTransition), which the database
+  // reports exactly once each. A count(*) per command result cost a round trip per result.
+  // A count whose query overlapped a transition is dropped (it may predate it).
+  let running = 0;
+  let changes = 0;
+  function noteTransition(from: WorkloadState | undefined, to: WorkloadState): void {
+    if (from === undefined || from === to) return;
+    if (to === 'running') running++;
+    else if (from === 'running') running = Math.max(0, running - 1);
+    else return;
+    changes++;
+    d.metrics.activeWorkloads.set(running);
+  }
+  /** with a transition that happened: moves the count; without: counts in the database */
+  async function refreshActive(change?: { from: WorkloadState | undefined; to: WorkloadState }): Promise<void> {
+    if (change) return noteTransition(change.from, change.to);
+    const seen = changes;
+    const n = await countRunning(d.db);
+    if (seen !== changes) return;
+    running = n;
+    d.metrics.activeWorkloads.set(running);
+  }
 
-  /** follow-up when a command is final: workloads and allocations follow the agent's answer */
-  async function onFinal(r: CommandRecord): Promise<void> {
+  async function settle(r: CommandRecord): Promise<void> {
     const p = r.payload;
-    if (p.type !== 'allocate' && p.type !== 'release') return;
-    const status = r.state === 'succeeded' ? 'succeeded' : r.state;
-    d.metrics.allocations.inc({ type: p.type, status });
-    if (r.state === 'succeeded') d.metrics.allocationDuration.observe({ type: p.type }, ((r.finishedAtMs ?? Date.now()) - r.createdAtMs) / 1000);
     if (p.type === 'allocate') {
-      // Only the workload's current Allocate moves it: a late answer to an older placement
-      // (requeued since, or cancelled) changes nothing.
-      const only = { allocateCommandId: r.id };
-      if (r.state === 'succeeded') await transitionWorkload(d.db, p.workloadId, ['scheduled'], 'running', `allocate ${r.id} applied`, only);
-      else await transitionWorkload(d.db, p.workloadId, ['scheduled'], 'pending', `allocate ${r.id} ${r.state}: ${r.reasonCode ?? ''}`, { ...only, releaseAllocations: true, countAttempt: true });
-    } else if (r.state === 'succeeded' && !r.actor.startsWith(SCHEDULER_ACTOR)) {
+      const t = await transitionWorkload(d.db, p.workloadId, ['scheduled'], 'pending', `allocate ${r.id} ${r.state}: ${r.reasonCode ?? ''}`, { allocateCommandId: r.id, releaseAllocations: true, countAttempt: true });
+      noteTransition(t?.from, 'pending');
+    } else if (p.type === 'release') {
+      const t = await transitionWorkload(d.db, p.workloadId, ['running'], 'completed', `release ${r.id} applied`, { releaseAllocations: true });
+      if (t) return noteTransition(t.from, 'completed');
+      await transitionWorkload(d.db, p.workloadId, ['scheduled'], 'cancelled', `release ${r.id} applied before the workload ran`, { releaseAllocations: true });
+    }
+  }
+
+  /** the results of one batch: confirmed Allocates in one transaction, the rare rest one by one */
+  async function applyFinals(rs: CommandRecord[]): Promise<void> {
+    const confirmed: CommandRecord[] = [];
+    for (const r of rs) {
+      const p = r.payload;
+      if (p.type !== 'allocate' && p.type !== 'release') continue;
+      const status = r.state === 'succeeded' ? 'succeeded' : r.state;
+      d.metrics.allocations.inc({ type: p.type, status });
+      if (r.state === 'succeeded') d.metrics.allocationDuration.observe({ type: p.type }, ((r.finishedAtMs ?? Date.now()) - r.createdAtMs) / 1000);
+      if (p.type === 'allocate' && r.state === 'succeeded') confirmed.push(r);
       // An operator's release ends the run. The scheduler's own releases (completion, cancel,
       // preemption, lost site) moved the workload when it decided them.
-      (await transitionWorkload(d.db, p.workloadId, ['running'], 'completed', `release ${r.id} applied`, { releaseAllocations: true }))
-        ?? (await transitionWorkload(d.db, p.workloadId, ['scheduled'], 'cancelled', `release ${r.id} applied before the workload ran`, { releaseAllocations: true }));
+      else if (p.type === 'allocate' || (r.state === 'succeeded' && !r.actor.startsWith(SCHEDULER_ACTOR))) {
+        await settle(r).catch((err) => d.log.error({ err, command: r.id }, 'command follow-up failed'));
+      }
     }
-    await refreshActive();
+    // Only the workload's current Allocate moves it: a late answer to an older placement
+    // (requeued since, or cancelled) changes nothing.
+    const moved = await transitionMany(d.db, confirmed.map((r) => ({ id: (r.payload as { workloadId: string }).workloadId, reason: `allocate ${r.id} applied`, allocateCommandId: r.id })), 'scheduled', 'running');
+    for (const t of moved.values()) noteTransition(t.from, 'running');
+  }
+
+  // Results that arrive together (one agent stream read, or while a batch is being stored) are
+  // applied together; each caller still resolves only after its own result is stored, so the
+  // bus tells waiters only once the workload has moved.
+  let waiting: Array<{ r: CommandRecord; done: (err?: unknown) => void }> = [];
+  let draining = false;
+  async function drain(): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+    while (waiting.length) {
+      const batch = waiting;
+      waiting = [];
+      const err = await applyFinals(batch.map((b) => b.r)).then(() => undefined, (e: unknown) => e ?? new Error('result batch failed'));
+      for (const b of batch) b.done(err);
+    }
+    draining = false;
+  }
+
+  /** follow-up when a command is final: workloads and allocations follow the agent's answer */
+  function onFinal(r: CommandRecord): Promise<void> {
+    if (r.payload.type !== 'allocate' && r.payload.type !== 'release') return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      waiting.push({ r, done: (err) => (err ? reject(err) : resolve()) });
+      if (!draining) {
+        draining = true;
+        void drain();
+      }
+    });
   }
 
   function checkAsics(siteId: string, ids: string[]): void {

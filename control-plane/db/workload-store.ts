@@ -70,15 +70,23 @@ export interface NewWorkload {
   idempotencyKey?: string | null;
 }
 
-/** inserts, or returns the customer's earlier workload with the same idempotency key */
-export async function insertWorkload(db: Db, w: NewWorkload): Promise<{ row: WorkloadRow; created: boolean }> {
+export type CheckedInsert = { row: WorkloadRow; created: boolean } | { refused: 'unknown_customer' } | { refused: 'over_quota'; quota: number };
+
+/**
+ * The submit path in one round trip: inserts only when the customer exists and the gang fits its
+ * quota. Only a refusal or a repeated idempotency key costs a second query, to say which.
+ */
+export async function insertWorkloadChecked(db: Db, w: NewWorkload): Promise<CheckedInsert> {
   const [row] = await db.query<WorkloadRow>(
     `INSERT INTO workloads (id, customer_id, workload_type, priority, gpu_type, gpu_count, requirements, duration_s, idempotency_key)
-     VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)
+     SELECT $1, c.id, $3, $4, $5, $6, $7::jsonb, $8, $9 FROM customers c WHERE c.id = $2 AND (c.gpu_quota IS NULL OR $6 <= c.gpu_quota)
      ON CONFLICT (customer_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING *`,
     [`wl-${randomUUID()}`, w.customerId, w.workloadType, w.priority, w.gpuType, w.gpuCount, JSON.stringify(w.requirements), w.durationS ?? null, w.idempotencyKey ?? null],
   );
   if (row) return { row, created: true };
+  const c = await customerQuota(db, w.customerId);
+  if (!c) return { refused: 'unknown_customer' };
+  if (c.quota !== null && w.gpuCount > c.quota) return { refused: 'over_quota', quota: c.quota };
   const [first] = await db.query<WorkloadRow>('SELECT * FROM workloads WHERE customer_id = $1 AND idempotency_key = $2', [w.customerId, w.idempotencyKey]);
   return { row: first!, created: false };
 }
@@ -242,6 +250,54 @@ export async function transitionWorkload(db: Db, id: string, from: WorkloadState
       [id, rows[0]!.facility_id, released.map((r) => r.resource_id), rows[0]!.state, to, reason],
     );
     return { from: rows[0]!.state, siteId: rows[0]!.facility_id, released };
+  });
+}
+
+export interface BatchTransition {
+  id: string;
+  reason: string;
+  /** only when the workload's current Allocate is this command */
+  allocateCommandId?: string;
+}
+
+/**
+ * transitionWorkload for many workloads leaving one state, in one transaction of three
+ * statements (a tick's completions, a burst of confirmed Allocates, a pass's evictions). Returns
+ * those that moved; the others were not in `from` (someone moved them first). `to` is never
+ * pending, so each keeps its site.
+ */
+export async function transitionMany(db: Db, items: BatchTransition[], from: WorkloadState, to: Exclude<WorkloadState, 'pending'>, opts: { releaseAllocations?: boolean } = {}): Promise<Map<string, Transitioned>> {
+  assertTransition(from, to);
+  const out = new Map<string, Transitioned>();
+  if (items.length === 0) return out;
+  return db.transaction(async (tx) => {
+    const moved = await tx.query<{ id: string; facility_id: string | null }>(
+      `UPDATE workloads w SET state = $3, updated_at = now(), last_state_change = now(),
+         started_at = CASE WHEN $3 = 'running' THEN now() ELSE w.started_at END,
+         finished_at = CASE WHEN $3 IN ('completed', 'failed', 'cancelled') THEN now() ELSE w.finished_at END,
+         preempted_count = w.preempted_count + CASE WHEN $3 = 'preempted' THEN 1 ELSE 0 END
+       FROM unnest($1::text[], $4::text[]) AS r(id, c)
+       WHERE w.id = r.id AND w.state = $2 AND (r.c IS NULL OR w.allocate_command_id = r.c)
+       RETURNING w.id, w.facility_id`,
+      [items.map((i) => i.id), from, to, items.map((i) => i.allocateCommandId ?? null)],
+    );
+    if (moved.length === 0) return out;
+    for (const m of moved) out.set(m.id, { from, siteId: m.facility_id, released: [] });
+    if (opts.releaseAllocations) {
+      const released = await tx.query<{ workload_id: string; resource_id: string; facility_id: string }>(
+        `UPDATE allocations SET released_at = now() WHERE workload_id = ANY($1::text[]) AND released_at IS NULL RETURNING workload_id, resource_id, facility_id`,
+        [moved.map((m) => m.id)],
+      );
+      for (const r of released) out.get(r.workload_id)!.released.push({ resource_id: r.resource_id, facility_id: r.facility_id });
+    }
+    const reason = new Map(items.map((i) => [i.id, i.reason]));
+    const ids = [...out.keys()];
+    await tx.query(
+      `INSERT INTO allocation_history (workload_id, facility_id, resource_ids, from_state, to_state, reason)
+       SELECT id, s, string_to_array(g, ','), $4, $5, why FROM unnest($1::text[], $2::text[], $3::text[], $6::text[]) AS r(id, s, g, why)`,
+      [ids, ids.map((id) => out.get(id)!.siteId), ids.map((id) => out.get(id)!.released.map((r) => r.resource_id).join(',')), from, to, ids.map((id) => reason.get(id)!)],
+    );
+    return out;
   });
 }
 

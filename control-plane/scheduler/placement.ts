@@ -314,12 +314,23 @@ export function planPass(view: ClusterView, queue: Iterable<QueuedWorkload>, pol
   const weakest = fleet.weakestPreemptible();
   const maxFree = () => Math.max(0, ...[...fleet.sites.values()].map((s) => (s.site.online ? s.free : 0)));
   let roomy = maxFree();
+  // Whether a workload fits depends only on these fields and the fleet, which only a placement
+  // changes; so a shape that found no room finds none again until the next placement. With a
+  // long queue on a full fleet this spares a walk over every holder per waiting workload.
+  const noRoom = new Set<string>();
   for (const w of queue) {
     if (out.length >= policy.maxPlacements) break;
     if (fleet.overQuota(w)) continue;
+    const mayPreempt = w.priority < weakest;
+    const shape = `${w.gpuCount}|${w.gpuType}|${w.minMemoryMib}|${w.site ?? ''}|${mayPreempt ? `${w.type === 'ai_inference_realtime'}|${w.priority}` : '-'}`;
+    if (noRoom.has(shape)) continue;
     let c = w.gpuCount <= roomy ? fleet.fitFree(w) : null;
-    if (!c && w.priority < weakest) c = fleet.fitByPreemption(w, nowMs);
-    if (!c) continue;
+    if (!c && mayPreempt) c = fleet.fitByPreemption(w, nowMs);
+    if (!c) {
+      noRoom.add(shape);
+      continue;
+    }
+    noRoom.clear();
     fleet.apply(w, c);
     out.push({ workload: w, siteId: c.siteId, gpuIds: c.gpuIds, preempt: c.preempt.map((h) => h.id), power: c.power });
     roomy = maxFree();

@@ -84,23 +84,27 @@ export class WorkloadQueue {
   *ordered(nowMs: number, agingMs: number): Generator<QueuedWorkload> {
     const at = new Array<number>(PRIORITIES).fill(0);
     const lists = this.lists.map((l) => [...l]); // a pass may remove while iterating
+    // each list's head rank, computed once per head rather than once per comparison
+    const rank = lists.map((l) => (l[0] ? effectivePriority(l[0], nowMs, agingMs) : Infinity));
     for (;;) {
       let best = -1;
       let bestRank = Infinity;
       let bestSeq = Infinity;
       for (let p = 0; p < PRIORITIES; p++) {
-        const w = lists[p]![at[p]!];
-        if (!w) continue;
-        const r = effectivePriority(w, nowMs, agingMs);
-        if (r < bestRank || (r === bestRank && w.seq < bestSeq)) {
+        const r = rank[p]!;
+        if (r === Infinity) continue;
+        const seq = lists[p]![at[p]!]!.seq;
+        if (r < bestRank || (r === bestRank && seq < bestSeq)) {
           best = p;
           bestRank = r;
-          bestSeq = w.seq;
+          bestSeq = seq;
         }
       }
       if (best < 0) return;
       const w = lists[best]![at[best]!]!;
       at[best] = at[best]! + 1;
+      const next = lists[best]![at[best]!];
+      rank[best] = next ? effectivePriority(next, nowMs, agingMs) : Infinity;
       if (this.byId.get(w.id) === w) yield w;
     }
   }

@@ -8,8 +8,15 @@
 // in the order they were stored (AgentGateway / bus.siteConnected), so a Release stored before an
 // Allocate on the same GPUs is applied first.
 //
-// A timer completes runs whose duration_s elapsed and requeues the work of sites that stayed
-// offline longer than the grace period. The passes are coalesced and spaced, so a burst of
+// The live allocations (holders) and customer quotas are kept in memory: each pass used to
+// reload them, a join over every live allocation. The memory follows the scheduler's own
+// decisions and the agents' answers; it is reloaded from the database when a reservation finds a
+// GPU taken (an operator's explicit allocate, or memory that drifted) and every RESYNC_MS. The
+// unique live-allocation index, not this memory, is what keeps a GPU out of two allocations.
+//
+// A timer completes runs whose duration_s elapsed (all that are due in one transaction, every
+// COMPLETE_MS, since a GPU held past its run is capacity lost), and requeues the work of sites
+// that stayed offline longer than the grace period. The passes are coalesced and spaced, so a burst of
 // submits costs one pass, and ingest (same event loop) is never held for long: one pass places
 // at most policy.maxPlacements workloads.
 import { randomUUID } from 'node:crypto';
@@ -21,8 +28,8 @@ import { DEFAULT_DEADLINE_S, SCHEDULER_ACTOR } from '../commands/operations.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
 import {
-  customerQuotas, dueCompletions, getWorkload, liveAtSite, liveHolders, pendingWorkloads, reserveMany, transitionWorkload,
-  type WorkloadRow,
+  customerQuotas, dueCompletions, getWorkload, liveAtSite, liveHolders, pendingWorkloads, reserveMany, transitionMany, transitionWorkload,
+  type LiveHolderRow, type Transitioned, type WorkloadRow,
 } from '../db/workload-store.js';
 import { HcpError, notFound } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -47,8 +54,8 @@ export interface SchedulerDeps {
   passIntervalMs: number;
   /** completion and site-loss checks */
   tickMs: number;
-  /** refreshes orchestrator_active_workloads */
-  refreshActive: () => Promise<void>;
+  /** orchestrator_active_workloads: moved by a transition that happened, or counted again without one */
+  refreshActive: (change?: { from: WorkloadState | undefined; to: WorkloadState }) => Promise<void>;
   now?: () => number;
 }
 
@@ -56,12 +63,25 @@ export interface SchedulerDeps {
 const QUARANTINE_MS = 30_000;
 /** how long a lowered ASIC counts at its new draw before telemetry is trusted again */
 const POWER_OVERRIDE_MS = 30_000;
+/** holders and quotas are reloaded from the database at least this often */
+const RESYNC_MS = 10_000;
+/** spacing of completion sweeps; a run's GPUs stay held at most this long past its duration_s */
+const COMPLETE_MS = 200;
+/** the running count is checked against the database this often */
+const RECOUNT_MS = 60_000;
 
 export function toQueued(r: WorkloadRow): QueuedWorkload {
   const req = (typeof r.requirements === 'string' ? JSON.parse(r.requirements) : r.requirements) as Record<string, unknown>;
   return {
     id: r.id, customerId: r.customer_id, type: r.workload_type as WorkloadType, priority: Number(r.priority), gpuType: r.gpu_type, gpuCount: Number(r.gpu_count),
     minMemoryMib: Number(req.min_gpu_memory_mib ?? 0), site: typeof req.site === 'string' ? req.site : null, seq: Number(r.seq), submittedAtMs: new Date(r.created_at).getTime(),
+  };
+}
+
+function toHolder(r: LiveHolderRow): HolderView {
+  return {
+    id: r.id, customerId: r.customer_id, type: r.workload_type as WorkloadType, priority: Number(r.priority), state: r.state as 'running',
+    startedAtMs: r.started_at ? new Date(r.started_at).getTime() : null, siteId: r.facility_id, gpuIds: r.gpu_ids,
   };
 }
 
@@ -77,6 +97,15 @@ export async function createScheduler(d: SchedulerDeps) {
     plan: new Histogram({ name: 'hcp_scheduler_plan_seconds', help: 'Time one pass spends deciding (pure placement, holds the event loop)', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1], registers: [d.metrics.registry] }),
     queued: new Gauge({ name: 'hcp_scheduler_queue_depth', help: 'Workloads waiting for GPUs', registers: [d.metrics.registry], collect() { this.set(queue.size); } }),
   };
+  // what the database's live allocations say, kept current between reloads (see top)
+  const holders = new Map<string, HolderView>();
+  /** the Allocate that carries each holder placed by this scheduler */
+  const allocateOf = new Map<string, string>();
+  /** evicted workloads whose Release is not answered yet: requeued when it is */
+  const evicting = new Set<string>();
+  let quotas = new Map<string, number | null>();
+  let resyncAt = 0;
+  let recountAt = performance.now() + RECOUNT_MS;
   let closed = false;
   let dirty = true;
   let running: Promise<void> | null = null;
@@ -87,7 +116,21 @@ export async function createScheduler(d: SchedulerDeps) {
   // (control plane stopped) is requeued.
   for (const r of await pendingWorkloads(d.db)) queue.add(toQueued(r));
   for (const r of await d.db.query<{ id: string }>(`SELECT id FROM workloads WHERE state = 'preempted'`)) await requeue(r.id, 'control plane restarted during preemption');
+  await resync();
   log.info({ queued: queue.size }, 'scheduler started');
+
+  async function resync(): Promise<void> {
+    const [rows, q] = await Promise.all([liveHolders(d.db), customerQuotas(d.db)]);
+    holders.clear();
+    for (const r of rows) holders.set(r.id, toHolder(r));
+    quotas = q;
+    resyncAt = performance.now() + RESYNC_MS;
+  }
+
+  function dropHolder(id: string): void {
+    holders.delete(id);
+    allocateOf.delete(id);
+  }
 
   async function requeue(id: string, reason: string): Promise<void> {
     const t = await transitionWorkload(d.db, id, ['preempted'], 'pending', reason);
@@ -100,7 +143,7 @@ export async function createScheduler(d: SchedulerDeps) {
     poke();
   }
 
-  function view(nowMs: number, holders: HolderView[], quotas: Map<string, number | null>): ClusterView {
+  function view(nowMs: number, holders: HolderView[]): ClusterView {
     const holderOf = new Map<string, string>();
     for (const h of holders) for (const g of h.gpuIds) holderOf.set(g, h.id);
     const idle = d.policy.idleGpuPowerW;
@@ -131,38 +174,37 @@ export async function createScheduler(d: SchedulerDeps) {
   async function pass(): Promise<void> {
     if (queue.size === 0) return;
     const t0 = performance.now();
-    const [rows, quotas] = await Promise.all([liveHolders(d.db), customerQuotas(d.db)]);
-    const holders: HolderView[] = rows.map((r) => ({
-      id: r.id, customerId: r.customer_id, type: r.workload_type as WorkloadType, priority: Number(r.priority), state: r.state as 'running',
-      startedAtMs: r.started_at ? new Date(r.started_at).getTime() : null, siteId: r.facility_id, gpuIds: r.gpu_ids,
-    }));
+    if (performance.now() >= resyncAt) await resync();
     const nowMs = now();
     const p0 = performance.now();
-    const placements = planPass(view(nowMs, holders, quotas), queue.ordered(nowMs, d.policy.agingMs), d.policy, nowMs);
+    const placements = planPass(view(nowMs, [...holders.values()]), queue.ordered(nowMs, d.policy.agingMs), d.policy, nowMs);
     m.plan.observe((performance.now() - p0) / 1000);
-    const holderById = new Map(holders.map((h) => [h.id, h]));
     const commands: NewCommand[] = [];
-    // Evictions first (each its own transaction; they are few), then every reservation of the
-    // pass in one transaction, then the commands in one submit, in that order.
-    for (const p of placements) {
-      try {
-        await evict(p, holderById, commands);
-      } catch (err) {
-        log.error({ err, workload: p.workload.id }, 'eviction failed');
-      }
+    // Evictions first, then every reservation of the pass, each in one transaction, then the
+    // commands in one submit, in that order.
+    try {
+      await evict(placements, commands);
+    } catch (err) {
+      log.error({ err }, 'eviction failed');
     }
     const ids = new Map(placements.map((p) => [p.workload.id, `cmd-${randomUUID()}`]));
     const { reserved, busy } = await reserveMany(d.db, placements.map((p) => ({
       workloadId: p.workload.id, siteId: p.siteId, deviceIds: p.gpuIds, commandId: ids.get(p.workload.id)!,
       reason: p.preempt.length ? `placed by preempting ${p.preempt.join(', ')}` : 'placed',
     })));
-    if (busy.size) dirty = true;
+    if (busy.size) {
+      dirty = true;
+      resyncAt = 0; // a GPU memory thought free was taken
+    }
     for (const p of placements) {
       if (!reserved.has(p.workload.id)) {
         if (!busy.has(p.workload.id)) queue.remove(p.workload.id); // cancelled or placed by an operator meanwhile
         continue;
       }
       queue.remove(p.workload.id);
+      const w = p.workload;
+      holders.set(w.id, { id: w.id, customerId: w.customerId, type: w.type, priority: w.priority, state: 'scheduled', startedAtMs: null, siteId: p.siteId, gpuIds: p.gpuIds });
+      allocateOf.set(w.id, ids.get(w.id)!);
       m.decisions.inc({ kind: 'place' });
       try {
         await allocate(p, ids.get(p.workload.id)!, commands);
@@ -175,16 +217,23 @@ export async function createScheduler(d: SchedulerDeps) {
     m.pass.observe((performance.now() - t0) / 1000);
   }
 
-  async function evict(p: Placement, holders: Map<string, HolderView>, commands: NewCommand[]): Promise<void> {
-    const w = p.workload;
+  async function evict(placements: Placement[], commands: NewCommand[]): Promise<void> {
+    const by = new Map<string, Placement>();
+    for (const p of placements) for (const v of p.preempt) by.set(v, p);
+    if (by.size === 0) return;
     const dl = now() + DEFAULT_DEADLINE_S.release * 1000;
-    for (const v of p.preempt) {
-      const t = await transitionWorkload(d.db, v, ['running'], 'preempted', `preempted by ${w.id} (${w.type}, priority ${w.priority})`, { releaseAllocations: true });
+    const moved = await transitionMany(d.db, [...by].map(([v, { workload: w }]) => ({ id: v, reason: `preempted by ${w.id} (${w.type}, priority ${w.priority})` })), 'running', 'preempted', { releaseAllocations: true });
+    for (const [v, p] of by) {
+      const t = moved.get(v);
+      const gpus = t?.released.map((r) => r.resource_id) ?? [];
+      const held = holders.get(v)?.gpuIds ?? [];
+      dropHolder(v);
       if (!t) continue; // it ended meanwhile; its GPUs are free anyway
+      evicting.add(v);
+      await d.refreshActive({ from: t.from, to: 'preempted' });
       m.decisions.inc({ kind: 'preempt' });
-      d.audit.write({ actor: SCHEDULER_ACTOR, action: 'workload.preempted', subject: v, details: { by: w.id, site: p.siteId } });
-      const gpus = t.released.map((r) => r.resource_id);
-      commands.push(releaseCommand(v, p.siteId, gpus.length ? gpus : holders.get(v)?.gpuIds ?? [], dl));
+      d.audit.write({ actor: SCHEDULER_ACTOR, action: 'workload.preempted', subject: v, details: { by: p.workload.id, site: p.siteId } });
+      commands.push(releaseCommand(v, p.siteId, gpus.length ? gpus : held, dl));
     }
   }
 
@@ -223,7 +272,10 @@ export async function createScheduler(d: SchedulerDeps) {
       }
       for (const id of p.power!.lower.map((l) => l.id).concat(p.power!.off)) powerOverride.delete(id);
       const t = await transitionWorkload(d.db, w.id, ['scheduled'], 'pending', 'ASIC headroom was not confirmed', { releaseAllocations: true, allocateCommandId: allocateId });
-      if (t) await enqueueIfPending(w.id);
+      if (t) {
+        dropHolder(w.id);
+        await enqueueIfPending(w.id);
+      }
     }).catch((err) => log.error({ err, workload: w.id }, 'headroom follow-up failed'));
   }
 
@@ -243,21 +295,35 @@ export async function createScheduler(d: SchedulerDeps) {
   }
 
   /** releases a finished or evicted run's GPUs on its site */
-  async function releaseAfter(id: string, t: { released: Array<{ resource_id: string; facility_id: string }> }): Promise<void> {
+  function releasesFor(id: string, t: Pick<Transitioned, 'released'>): NewCommand[] {
     const bySite = new Map<string, string[]>();
     for (const r of t.released) bySite.set(r.facility_id, [...(bySite.get(r.facility_id) ?? []), r.resource_id]);
     const dl = now() + DEFAULT_DEADLINE_S.release * 1000;
-    if (bySite.size) await d.bus().submit([...bySite].map(([site, ids]) => releaseCommand(id, site, ids, dl)));
+    return [...bySite].map(([site, ids]) => releaseCommand(id, site, ids, dl));
+  }
+
+  async function releaseAfter(id: string, t: Pick<Transitioned, 'released'>): Promise<void> {
+    const cmds = releasesFor(id, t);
+    if (cmds.length) await d.bus().submit(cmds);
+  }
+
+  /** every run whose duration_s elapsed: completed in one transaction, released in one submit */
+  async function completeDue(): Promise<void> {
+    const due = await dueCompletions(d.db);
+    if (due.length === 0) return;
+    const done = await transitionMany(d.db, due.map((id) => ({ id, reason: 'duration elapsed' })), 'running', 'completed', { releaseAllocations: true });
+    const cmds: NewCommand[] = [];
+    for (const [id, t] of done) {
+      dropHolder(id);
+      m.decisions.inc({ kind: 'complete' });
+      await d.refreshActive({ from: t.from, to: 'completed' });
+      cmds.push(...releasesFor(id, t));
+    }
+    if (cmds.length) await d.bus().submit(cmds);
+    if (done.size) poke();
   }
 
   async function tick(): Promise<void> {
-    for (const id of await dueCompletions(d.db)) {
-      const t = await transitionWorkload(d.db, id, ['running'], 'completed', 'duration elapsed', { releaseAllocations: true });
-      if (!t) continue;
-      m.decisions.inc({ kind: 'complete' });
-      await releaseAfter(id, t);
-      dirty = true;
-    }
     const nowMs = now();
     for (const s of d.registry.sites()) {
       if (s.online || (s.lastSeenMs !== null && nowMs - s.lastSeenMs < d.siteGraceMs)) continue;
@@ -267,6 +333,8 @@ export async function createScheduler(d: SchedulerDeps) {
         if (t) await transitionWorkload(d.db, w.id, ['preempted'], 'pending', `requeued: ${reason}`);
         else t = await transitionWorkload(d.db, w.id, ['scheduled'], 'pending', `requeued: ${reason}`, { releaseAllocations: true });
         if (!t) continue;
+        dropHolder(w.id);
+        await d.refreshActive({ from: t.from, to: 'pending' });
         log.warn({ workload: w.id, site: s.id }, 'requeued from an offline site');
         m.decisions.inc({ kind: 'requeue' });
         // held for the site: when it returns its GPUs are freed before anything new lands there
@@ -275,7 +343,10 @@ export async function createScheduler(d: SchedulerDeps) {
       }
     }
     if (dirty) poke();
-    await d.refreshActive();
+    if (performance.now() >= recountAt) {
+      recountAt = performance.now() + RECOUNT_MS;
+      await d.refreshActive();
+    }
   }
 
   function poke(): void {
@@ -312,6 +383,14 @@ export async function createScheduler(d: SchedulerDeps) {
     });
   }, d.tickMs);
   tickTimer.unref();
+  let completing: Promise<void> | null = null;
+  const completeTimer = setInterval(() => {
+    if (completing || closed) return;
+    completing = completeDue().catch((err) => log.error({ err }, 'completion sweep failed')).finally(() => {
+      completing = null;
+    });
+  }, Math.min(d.tickMs, COMPLETE_MS));
+  completeTimer.unref();
   // Freed GPUs and returning sites are also chances to place; the registry sweep is the clock.
   const retry = setInterval(() => queue.size && poke(), Math.max(d.tickMs, 1000));
   retry.unref();
@@ -336,23 +415,36 @@ export async function createScheduler(d: SchedulerDeps) {
       const t = await transitionWorkload(d.db, id, [state], 'cancelled', `cancelled by ${actor}`, { releaseAllocations: true });
       if (!t) return this.cancel(id, actor); // it moved meanwhile: decide again on its new state
       queue.remove(id);
+      dropHolder(id);
+      evicting.delete(id);
       m.decisions.inc({ kind: 'cancel' });
       d.audit.write({ actor, action: 'workload.cancelled', subject: id, details: { from: t.from } });
       await releaseAfter(id, t);
       poke();
-      await d.refreshActive();
+      await d.refreshActive({ from: t.from, to: 'cancelled' });
       return (await getWorkload(d.db, id))!;
     },
 
     /** after operations.onFinal: requeue what went back to pending, place on freed GPUs */
     async onCommandFinal(r: CommandRecord): Promise<void> {
       const p = r.payload;
-      if (p.type === 'allocate' && r.state !== 'succeeded') {
-        const until = now() + QUARANTINE_MS;
-        if (r.reasonCode === 'device_busy' || r.state === 'failed') for (const g of p.deviceIds) quarantine.set(g, until);
-        await enqueueIfPending(p.workloadId);
+      if (p.type === 'allocate') {
+        const mine = allocateOf.get(p.workloadId) === r.id;
+        if (r.state === 'succeeded') {
+          const h = holders.get(p.workloadId);
+          if (mine && h) holders.set(h.id, { ...h, state: 'running', startedAtMs: r.finishedAtMs ?? now() });
+          else if (!mine && !r.actor.startsWith(SCHEDULER_ACTOR)) resyncAt = 0; // an operator's placement: learn it
+        } else {
+          if (mine) dropHolder(p.workloadId);
+          const until = now() + QUARANTINE_MS;
+          if (r.reasonCode === 'device_busy' || r.state === 'failed') for (const g of p.deviceIds) quarantine.set(g, until);
+          await enqueueIfPending(p.workloadId);
+        }
       } else if (p.type === 'release') {
-        await requeue(p.workloadId, `evicted; GPUs released (${r.state})`);
+        // Only an eviction's release requeues; a completion's or a cancel's moved the workload
+        // already, and an operator's ended it (operations.onFinal).
+        if (evicting.delete(p.workloadId)) await requeue(p.workloadId, `evicted; GPUs released (${r.state})`);
+        else if (!r.actor.startsWith(SCHEDULER_ACTOR)) dropHolder(p.workloadId);
       }
       if (p.type === 'release' || p.type === 'allocate') poke();
     },
@@ -363,10 +455,12 @@ export async function createScheduler(d: SchedulerDeps) {
       if (closed) return;
       closed = true;
       clearInterval(tickTimer);
+      clearInterval(completeTimer);
       clearInterval(retry);
       if (passTimer) clearTimeout(passTimer);
       await running;
       await ticking;
+      await completing;
       for (const name of ['hcp_scheduler_decisions_total', 'hcp_scheduler_pass_seconds', 'hcp_scheduler_plan_seconds', 'hcp_scheduler_queue_depth']) d.metrics.registry.removeSingleMetric(name);
     },
   };

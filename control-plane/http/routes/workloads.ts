@@ -3,7 +3,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import { listCommands } from '../../db/command-store.js';
-import { allocationsOf, customerQuota, getWorkload, historyOf, insertWorkload, listWorkloads, type WorkloadRow } from '../../db/workload-store.js';
+import { allocationsOf, customerQuota, getWorkload, historyOf, insertWorkloadChecked, listWorkloads, type WorkloadRow } from '../../db/workload-store.js';
 import { commandView } from '../../commands/views.js';
 import { WORKLOAD_STATES, WORKLOAD_TYPES } from '../../scheduler/workload-state.js';
 import type { Api, HttpDeps } from '../app.js';
@@ -33,6 +33,21 @@ function workloadView(w: WorkloadRow) {
 
 export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
   const { db, ops, registry } = deps;
+
+  // largestSite walks every GPU the registry knows; at 200 submits/s that was a sizeable share of
+  // the event loop. The registry never forgets a device, so a cached figure only grows stale
+  // downwards: a submit it would refuse is checked again against the registry first.
+  const LARGEST_TTL_MS = 5_000;
+  const largestCache = new Map<string, { at: number; v: { site: string | null; gpus: number } }>();
+  function largestSiteFor(gpuType: string, minMemoryMib: number, site: string | null, count: number): { site: string | null; gpus: number } {
+    const key = `${gpuType}\u0000${minMemoryMib}\u0000${site ?? ''}`;
+    const c = largestCache.get(key);
+    if (c && c.v.gpus >= count && performance.now() - c.at < LARGEST_TTL_MS) return c.v;
+    const v = largestSite(gpuType, minMemoryMib, site);
+    if (largestCache.size > 1000) largestCache.clear();
+    largestCache.set(key, { at: performance.now(), v });
+    return v;
+  }
 
   /** the most GPUs of this type and memory any one site has (online or not): a gang larger than that can never run */
   function largestSite(gpuType: string, minMemoryMib: number, site: string | null): { site: string | null; gpus: number } {
@@ -78,25 +93,28 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
         throw invalid('requirements.gpu_type', `unknown GPU type ${b.requirements.gpu_type}; known: ${GPU_TYPES.join(', ')}`, 'unknown_gpu_type');
       }
       if (b.site && !registry.site(b.site)) throw notFound('site', b.site);
-      const customer = await customerQuota(db, b.customer_id);
-      if (!customer) throw notFound('customer', b.customer_id);
       const count = b.requirements.gpu_count;
       const minMem = b.min_gpu_memory_mib ?? 0;
-      if (customer.quota !== null && count > customer.quota) {
-        throw invalid('requirements.gpu_count', `${count} GPUs exceed customer ${b.customer_id}'s quota of ${customer.quota}`, 'over_quota');
-      }
-      const largest = largestSite(gpuType, minMem, b.site ?? null);
+      const overQuota = (quota: number) => invalid('requirements.gpu_count', `${count} GPUs exceed customer ${b.customer_id}'s quota of ${quota}`, 'over_quota');
+      const largest = largestSiteFor(gpuType, minMem, b.site ?? null, count);
       if (count > largest.gpus) {
+        // the customer's refusals come first, as they did when it was read before the check
+        const customer = await customerQuota(db, b.customer_id);
+        if (!customer) throw notFound('customer', b.customer_id);
+        if (customer.quota !== null && count > customer.quota) throw overQuota(customer.quota);
         const where = b.site ? `site ${b.site} has ${largest.gpus}` : largest.site ? `the largest, ${largest.site}, has ${largest.gpus}` : 'no site has any';
         throw invalid('requirements.gpu_count', `${count} ${gpuType} GPUs${minMem ? ` of ${minMem} MiB or more` : ''} can never be placed: a workload's GPUs must all be at one site, and ${where}`, 'exceeds_site_capacity');
       }
       const requirements: Record<string, unknown> = {};
       if (b.min_gpu_memory_mib !== undefined) requirements.min_gpu_memory_mib = b.min_gpu_memory_mib;
       if (b.site) requirements.site = b.site;
-      const { row, created } = await insertWorkload(db, {
+      // One round trip: the insert itself checks the customer and its quota.
+      const ins = await insertWorkloadChecked(db, {
         customerId: b.customer_id, workloadType: b.workload_type, priority: b.priority, gpuType, gpuCount: count, requirements,
         durationS: b.duration_s ?? null, idempotencyKey: b.idempotency_key ?? null,
       });
+      if ('refused' in ins) throw ins.refused === 'unknown_customer' ? notFound('customer', b.customer_id) : overQuota(ins.quota);
+      const { row, created } = ins;
       if (created) {
         deps.scheduler().submitted(row);
         deps.audit.write({ actor: `customer:${b.customer_id}`, action: 'workload.submitted', subject: row.id, details: { type: b.workload_type, gpus: count, priority: b.priority } });
