@@ -133,7 +133,13 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     bus = await createCommandBus({ db, audit, metrics, log: log.child({ component: 'commands' }), send: gateway.send, onFinal });
     cleanup.push(() => bus!.close());
     await ops.refreshActive();
+    // operator controls (mode, schedule, demand response, trip settings), used by the
+    // scheduler, the grid response and the economic engine
+    const controls = await createSiteControls({ db, audit, log: log.child({ component: 'controls' }) });
+    const commitmentsKw = (site: string, at = Date.now()) =>
+      controls.demandResponse(site, at).filter((c) => c.fromMs <= at).reduce((kw, c) => kw + c.mw * 1000, 0);
     scheduler = await createScheduler({
+      commitmentsKw,
       db, registry, bus: need, metrics, audit, log: log.child({ component: 'scheduler' }), refreshActive: ops.refreshActive,
       policy: { ...DEFAULT_POLICY, minRuntimeMs: config.HCP_SCHED_MIN_RUNTIME_S * 1000, agingMs: config.HCP_SCHED_AGING_S * 1000 },
       siteGraceMs: config.HCP_SCHED_SITE_GRACE_S * 1000, maxAllocateAttempts: config.HCP_SCHED_MAX_ALLOCATE_ATTEMPTS,
@@ -144,9 +150,6 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const asicsOf = (site: string) => registry.devices({ site, kind: 'asic' }).map((dv) => dv.id);
     const intent = createMiningIntent(asicsOf);
     bus.watch((r) => intent.observe(r));
-    // operator controls (mode, schedule, demand response, trip settings), used by the grid
-    // response and the economic engine
-    const controls = await createSiteControls({ db, audit, log: log.child({ component: 'controls' }) });
     grid = createGridResponse({
       guard: {
         tripHz: config.HCP_GRID_TRIP_HZ, recoverHz: config.HCP_GRID_RECOVER_HZ, holdS: config.HCP_GRID_RESTORE_HOLD_S,

@@ -176,4 +176,30 @@ describePg('scheduler', (pg) => {
     const bad = await fetch(`${base()}/api/v1/workloads?cursor=abc`);
     expect(bad.status).toBe(400);
   });
+
+  it('respects a demand-response commitment: a site that promised its megawatts gets no new load', async () => {
+    // texas-2 was lost in an earlier test: its agent comes back
+    texas2 = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'texas-2', session: 't2-back', devices: [device('gpu-texas-2-0001', 'gpu'), device('asic-texas-2-00001', 'asic')] }, 'apply');
+    await waitFor(() => texas2.received.length > 0, { message: 'texas-2 hello ack' });
+    await online('texas-2', ['gpu-texas-2-0001']);
+    // free every GPU first
+    for (const w of (await get('/api/v1/workloads?state=running&limit=100')).workloads as Json[]) {
+      expect((await post(`/api/v1/workloads/${w.id}/cancel`, {})).status).toBe(200);
+    }
+    await waitFor(async () => Number((await sql`SELECT count(*) AS n FROM allocations WHERE released_at IS NULL`)[0]!.n) === 0, { message: 'no live allocations' });
+
+    // best fit puts a 1-GPU run on texas-2 (one GPU, nothing left over) ...
+    const before = await submit({ requirements: { gpu_type: 'H100', gpu_count: 1 } });
+    expect((await inState(before, 'running')).allocations.map((a: Json) => a.site)).toEqual(['texas-2']);
+    expect((await post(`/api/v1/workloads/${before}/cancel`, {})).status).toBe(200);
+    await waitFor(async () => Number((await sql`SELECT count(*) AS n FROM allocations WHERE released_at IS NULL`)[0]!.n) === 0, { message: 'released' });
+
+    // ... until texas-2 commits its whole 250 kW to a grid program: then it goes to texas-1
+    const now = Date.now();
+    const dr = await post('/api/v1/sites/texas-2/demand-response', { mw: 0.25, from: new Date(now - 60_000).toISOString(), to: new Date(now + 3600_000).toISOString(), program: 'ERS-10' });
+    expect(dr.status).toBe(201);
+    const after = await submit({ requirements: { gpu_type: 'H100', gpu_count: 1 } });
+    expect((await inState(after, 'running')).allocations.map((a: Json) => a.site)).toEqual(['texas-1']);
+  });
 });
+

@@ -56,6 +56,8 @@ export interface SchedulerDeps {
   tickMs: number;
   /** orchestrator_active_workloads: moved by a transition that happened, or counted again without one */
   refreshActive: (change?: { from: WorkloadState | undefined; to: WorkloadState }) => Promise<void>;
+  /** demand response the site is committed to right now, kW: it comes off the site's capacity */
+  commitmentsKw?: (siteId: string) => number;
   now?: () => number;
 }
 
@@ -86,6 +88,10 @@ function toHolder(r: LiveHolderRow): HolderView {
 }
 
 export async function createScheduler(d: SchedulerDeps) {
+  // 0 kW means no budget (a site that registered itself); a demand-response commitment lowers a
+  // real one, down to nothing left for new load
+  const capacityW = (siteId: string, kw: number): number => (kw > 0 ? Math.max(1, (kw - (d.commitmentsKw?.(siteId) ?? 0)) * 1000) : 0);
+
   const now = d.now ?? Date.now;
   const log = d.log;
   const queue = new WorkloadQueue();
@@ -148,7 +154,7 @@ export async function createScheduler(d: SchedulerDeps) {
     for (const h of holders) for (const g of h.gpuIds) holderOf.set(g, h.id);
     const idle = d.policy.idleGpuPowerW;
     return {
-      sites: d.registry.sites().map((s) => ({ id: s.id, online: s.online, capacityW: s.powerCapacityKw * 1000 })),
+      sites: d.registry.sites().map((s) => ({ id: s.id, online: s.online, capacityW: capacityW(s.id, s.powerCapacityKw) })),
       gpus: d.registry.devices({ kind: 'gpu' }).map((g) => {
         const q = quarantine.get(g.id);
         if (q !== undefined && q <= nowMs) quarantine.delete(g.id);
