@@ -20,7 +20,8 @@ export async function createSiteControls(d: { db: Db; audit: AuditWriter; log: L
     get,
     async setMode(siteId: string, mode: 'auto' | 'manual', actor: string, reason: string | null): Promise<SiteControl> {
       const cur = get(siteId);
-      if (cur.mode === mode && cur.modeReason === reason) return cur;
+      // already there: the first reason stands (a stream of manual commands is one change)
+      if (cur.mode === mode) return cur;
       const next = { ...cur, mode, modeReason: reason, modeChangedBy: actor, modeChangedAtMs: now() };
       await saveSiteControl(d.db, next);
       controls.set(siteId, next);

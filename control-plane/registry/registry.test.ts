@@ -67,4 +67,20 @@ describe('Registry', () => {
     expect(r.deviceAt('texas-2', 'gpu-texas-1-0001', 'gpu')).toBeNull();
     expect(r.deviceAt('texas-1', 'gpu-texas-1-0001', 'asic')).toBeNull();
   });
+
+  it('lists one site\'s devices, and a device that moves to another site moves with it', () => {
+    const r = registry();
+    r.addSite({ id: 'texas-2', name: 'T2', region: 'ercot', powerCapacityKw: 1 });
+    r.hello(hello('a'), 0);
+    r.hello({ ...hello('b'), siteId: 'texas-2', devices: [{ ...hello('b').devices[0]!, id: 'gpu-texas-2-0001' }] }, 0);
+    expect(r.devices({ site: 'texas-1' }).map((d) => d.id)).toEqual(['gpu-texas-1-0001']);
+    expect(r.devices({ site: 'texas-2', kind: 'gpu' }).map((d) => d.id)).toEqual(['gpu-texas-2-0001']);
+    expect(r.devices({ site: 'texas-2', kind: 'asic' })).toEqual([]);
+    // the same board re-racked at texas-2 and reported there
+    r.hello({ ...hello('c'), siteId: 'texas-2', devices: [hello('c').devices[0]!, { ...hello('c').devices[0]!, id: 'gpu-texas-2-0001' }] }, 1);
+    expect(r.devices({ site: 'texas-1' })).toEqual([]);
+    expect(r.devices({ site: 'texas-2' }).map((d) => d.id)).toEqual(['gpu-texas-1-0001', 'gpu-texas-2-0001']);
+    expect(r.devices().map((d) => d.id)).toEqual(['gpu-texas-1-0001', 'gpu-texas-2-0001']);
+  });
 });
+

@@ -63,6 +63,18 @@ export function kindName(k: DeviceKind): DeviceKindName | null {
 export class Registry {
   private readonly sitesById = new Map<string, SiteState>();
   private readonly devicesById = new Map<string, DeviceState>();
+  // per-site index: the command path, the scheduler and the engine ask for one site's devices
+  // many times a second, and a fleet has far more devices than any one site
+  private readonly devicesBySite = new Map<string, Map<string, DeviceState>>();
+
+  private put(d: DeviceState): void {
+    const prev = this.devicesById.get(d.id);
+    if (prev && prev.siteId !== d.siteId) this.devicesBySite.get(prev.siteId)?.delete(d.id);
+    this.devicesById.set(d.id, d);
+    let site = this.devicesBySite.get(d.siteId);
+    if (!site) this.devicesBySite.set(d.siteId, (site = new Map()));
+    site.set(d.id, d);
+  }
 
   constructor(private readonly opts: { staleAfterMs: number }) {}
 
@@ -86,7 +98,7 @@ export class Registry {
   /** a device known from the database, before its agent says hello again */
   addDevice(d: Omit<DeviceState, 'online' | 'gpu' | 'asic'>): DeviceState {
     const s: DeviceState = { ...d, online: false, gpu: null, asic: null };
-    this.devicesById.set(s.id, s);
+    this.put(s);
     return s;
   }
 
@@ -104,8 +116,8 @@ export class Registry {
 
   devices(filter: { site?: string; kind?: DeviceKindName } = {}): DeviceState[] {
     const out: DeviceState[] = [];
-    for (const d of this.devicesById.values()) {
-      if (filter.site && d.siteId !== filter.site) continue;
+    const pool = filter.site ? (this.devicesBySite.get(filter.site)?.values() ?? []) : this.devicesById.values();
+    for (const d of pool) {
       if (filter.kind && d.kind !== filter.kind) continue;
       out.push(d);
     }
@@ -148,7 +160,7 @@ export class Registry {
       gpu: prev?.gpu ?? null,
       asic: prev?.asic ?? null,
     };
-    this.devicesById.set(d.id, next);
+    this.put(next);
     return next;
   }
 
