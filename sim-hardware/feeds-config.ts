@@ -40,6 +40,22 @@ export class FeedsConfigError extends Error {
 
 export const DEFAULT_SITES = 'texas-1:ercot,texas-2:ercot,canada-1:ieso';
 
+export const FEEDS_USAGE = `hcp feeds — simulated market prices and grid frequency, published on MQTT.
+
+Usage: npm run feeds -- [options]
+
+  --mqtt URL                 broker (HCP_MQTT_URL) [mqtt://127.0.0.1:1883]
+  --seed N                   market and grid seed [1]
+  --speed X                  sim ms per real ms; 288 runs a day in 5 minutes [1]
+  --start ISO                sim time at start [now]
+  --sites a:region,…         sites and their grid regions [${'texas-1:ercot,texas-2:ercot,canada-1:ieso'}]
+  --market on|off            the market simulator (HCP_MARKET_SIM) [on]
+  --grid on|off              the grid simulator (HCP_GRID_SIM) [on]
+  --prices FILE.csv          replay real prices (columns ts,feed,site,price) instead of simulating
+  --grid-events FILE.json    scheduled frequency events [{ region, at, hz, duration_s }] (HCP_GRID_EVENTS)
+  -h, --help                 this text
+`;
+
 function onOff(name: string, v: string | undefined, problems: string[]): boolean {
   if (v === undefined || v === '') return true;
   if (v === 'on' || v === 'true') return true;

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { createSimClock } from './clock.js';
-import { FeedsConfigError, loadFeedsConfig } from './feeds-config.js';
+import { FeedsConfigError, FEEDS_USAGE, loadFeedsConfig } from './feeds-config.js';
 import { createFeedPublisher } from './feeds.js';
 import { createLiveGrid } from './grid.js';
 import { MarketCsvError, parseMarketCsv } from './market-csv.js';
@@ -13,6 +13,11 @@ import { createLiveMarket, createReplaySource, utcOffsetForRegion, type MarketTi
 function fail(err: unknown): never {
   process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(2);
+}
+
+if (process.argv.includes('--help') || process.argv.includes('-h')) {
+  process.stdout.write(FEEDS_USAGE);
+  process.exit(0);
 }
 
 let config;
