@@ -24,11 +24,22 @@ export interface AntminerWebServerOptions {
   /** default root/root, as on stock firmware; null = no auth */
   credentials?: { user: string; password: string } | null;
   log?: CgminerServerLog;
+  /**
+   * How long a nonce is accepted after it was issued; default 10 minutes. A late answer gets a
+   * fresh challenge with stale=true, as lighttpd's mod_auth does.
+   */
+  nonceTtlMs?: number;
+  /** how long an idle kept-alive connection stays open; default 5 s (lighttpd's max-keep-alive-idle) */
+  keepAliveTimeoutMs?: number;
+  /** wall clock for nonce ages (tests); default Date.now */
+  now?: () => number;
 }
 
 export interface AntminerWebServer {
   readonly host: string;
   readonly port: number;
+  /** requests served, and how many of them were answered with a challenge */
+  readonly stats: { requests: number; challenged: number };
   /** idempotent; drops open connections */
   close(): Promise<void>;
 }
@@ -47,27 +58,39 @@ export function parseAuthParams(header: string): Record<string, string> {
 export async function createAntminerWebServer(opts: AntminerWebServerOptions): Promise<AntminerWebServer> {
   const host = opts.host ?? '127.0.0.1';
   const creds = opts.credentials === undefined ? { user: 'root', password: 'root' } : opts.credentials;
-  const nonces = new Set<string>();
+  const nonceTtlMs = opts.nonceTtlMs ?? 600_000;
+  const now = opts.now ?? Date.now;
+  /** nonce → when it was issued (ms) */
+  const nonces = new Map<string, number>();
+  const stats = { requests: 0, challenged: 0 };
 
-  function authorized(req: http.IncomingMessage): boolean {
+  /** true: authorized; 'stale': right credentials on an expired nonce; false: refused */
+  function authorized(req: http.IncomingMessage): boolean | 'stale' {
     if (!creds) return true;
     const h = req.headers.authorization ?? '';
     if (/^basic /i.test(h)) return Buffer.from(h.slice(6).trim(), 'base64').toString('utf8') === `${creds.user}:${creds.password}`;
     if (!/^digest /i.test(h)) return false;
     const p = parseAuthParams(h.slice(7));
-    if (p.username !== creds.user || p.realm !== ANTMINER_REALM || !p.nonce || !nonces.has(p.nonce) || p.uri !== req.url) return false;
+    const issued = p.nonce ? nonces.get(p.nonce) : undefined;
+    if (p.username !== creds.user || p.realm !== ANTMINER_REALM || issued === undefined || p.uri !== req.url) return false;
     const ha1 = md5(`${creds.user}:${ANTMINER_REALM}:${creds.password}`);
     const ha2 = md5(`${req.method}:${p.uri}`);
     const expected = p.qop ? md5(`${ha1}:${p.nonce}:${p.nc}:${p.cnonce}:${p.qop}:${ha2}`) : md5(`${ha1}:${p.nonce}:${ha2}`);
-    return p.response === expected;
+    if (p.response !== expected) return false;
+    if (now() - issued > nonceTtlMs) {
+      nonces.delete(p.nonce!);
+      return 'stale';
+    }
+    return true;
   }
 
-  function challenge(res: http.ServerResponse): void {
+  function challenge(res: http.ServerResponse, stale: boolean): void {
+    stats.challenged++;
     const nonce = randomBytes(16).toString('hex');
-    nonces.add(nonce);
-    if (nonces.size > MAX_NONCES) nonces.delete(nonces.values().next().value!);
+    nonces.set(nonce, now());
+    if (nonces.size > MAX_NONCES) nonces.delete(nonces.keys().next().value!);
     res.writeHead(401, {
-      'WWW-Authenticate': `Digest realm="${ANTMINER_REALM}", nonce="${nonce}", qop="auth", algorithm=MD5`,
+      'WWW-Authenticate': `Digest realm="${ANTMINER_REALM}", nonce="${nonce}", qop="auth", algorithm=MD5${stale ? ', stale=true' : ''}`,
       'Content-Type': 'application/json',
     });
     res.end(JSON.stringify({ stats: 'error', code: 'E401', msg: 'authentication required' }));
@@ -84,7 +107,9 @@ export async function createAntminerWebServer(opts: AntminerWebServerOptions): P
     });
     req.on('error', (err) => opts.log?.warn({ err }, 'miner web request error'));
     req.on('end', () => {
-      if (!authorized(req)) return challenge(res);
+      stats.requests++;
+      const auth = authorized(req);
+      if (auth !== true) return challenge(res, auth === 'stale');
       let reply: { status: number; body: unknown };
       try {
         reply = tooBig
@@ -99,6 +124,7 @@ export async function createAntminerWebServer(opts: AntminerWebServerOptions): P
       res.end(JSON.stringify(reply.body));
     });
   });
+  server.keepAliveTimeout = opts.keepAliveTimeoutMs ?? 5_000;
   server.on('clientError', (_err, socket: net.Socket) => socket.destroy());
 
   await new Promise<void>((resolve, reject) => {
@@ -115,6 +141,7 @@ export async function createAntminerWebServer(opts: AntminerWebServerOptions): P
   return {
     host,
     port: addr.port,
+    stats,
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());

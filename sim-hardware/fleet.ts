@@ -60,6 +60,9 @@ export interface SimFleet {
 export const gpuId = (site: string, n: number): string => `gpu-${site}-${String(n).padStart(4, '0')}`;
 export const asicId = (site: string, n: number): string => `asic-${site}-${String(n).padStart(5, '0')}`;
 
+/** sim seconds below which step() waits for more time to pass */
+const MIN_STEP_S = 0.01;
+
 export function createSimFleet(opts: SimFleetOptions): SimFleet {
   if (!/^[a-z0-9][a-z0-9-]*$/.test(opts.site)) throw new RangeError(`bad site id ${JSON.stringify(opts.site)}`);
   for (const [k, v] of [['gpus', opts.gpus], ['asics', opts.asics]] as const) {
@@ -99,7 +102,10 @@ export function createSimFleet(opts: SimFleetOptions): SimFleet {
     step() {
       const now = opts.clock.now();
       const dt = (now - lastMs) / 1000;
-      if (dt <= 0) return;
+      // Every cgminer or web request steps the fleet so its reply is current; a burst of
+      // requests (a trip reaches every miner at once) would step all N devices N times. Time
+      // under 10 ms is carried to the next step instead.
+      if (dt < MIN_STEP_S) return;
       lastMs = now;
       for (const g of gpus) g.step(dt);
       for (const a of asics) a.step(dt);

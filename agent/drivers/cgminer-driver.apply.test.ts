@@ -1,6 +1,8 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MiningState } from '../../proto/gen/hcp/v1/telemetry.js';
+import { createAntminerWebServer, type AntminerWebServer } from '../../sim-hardware/antminer-web-server.js';
+import { s21WebMiner } from '../../sim-hardware/antminer-web.js';
 import { createManualClock } from '../../sim-hardware/clock.js';
 import { createSimFleet, type CgminerEndpoint } from '../../sim-hardware/fleet.js';
 import { lowPowerTargetW, S21_MODELS } from '../../sim-hardware/s21-models.js';
@@ -111,6 +113,55 @@ describe('cgminer driver apply against sim miners (web control endpoint)', () =>
       expect(fleet.asic(devices[0]!.id)!.miningState).not.toBe(MiningState.MINING_STATE_SLEEPING);
     } finally {
       silent.close();
+    }
+  });
+
+  it('an urgent op on a prepared miner is one round trip: conf kept, digest nonce reused; a stale nonce costs one more', async () => {
+    const wall = createManualClock(1_750_000_000_000);
+    const servers: AntminerWebServer[] = [];
+    for (const e of endpoints) {
+      servers.push(await createAntminerWebServer({ miner: s21WebMiner(fleet.asic(e.deviceId)!), port: 0, nonceTtlMs: 60_000, now: () => wall.now() }));
+    }
+    const own = endpoints.map((e, i) => ({ ...devices[i]!, webPort: servers[i]!.port }));
+    const driver = createCgminerDriver({ devices: own, timeoutMs: 1000 });
+    const ids = own.map((d) => d.id);
+    const counts = () => servers.map((s) => [s.stats.requests, s.stats.challenged]);
+    const since = (before: number[][]) => counts().map(([r, c], i) => [r! - before[i]![0]!, c! - before[i]![1]!]);
+    try {
+      const setup = createCgminerDriver({ devices: own, timeoutMs: 1000 });
+      await setup.apply(ids.map((id) => on(id))); // all mining at stock
+      await setup.close();
+      expect(await driver.prepare!(ids.slice(0, 2))).toEqual({ ready: 2, failed: 0 });
+
+      let before = counts();
+      const urgentOff = (id: string) => ({ ...off(id), urgent: true });
+      const res = await driver.apply(ids.map(urgentOff));
+      expect(res.map((r) => [r.code, r.state.state])).toEqual(ids.map(() => ['ok', 'sleeping']));
+      for (const id of ids) expect(fleet.asic(id)!.miningState).toBe(MiningState.MINING_STATE_SLEEPING);
+      // prepared: the write alone; the third, never prepared nor read by this driver: challenge, read, write
+      expect(since(before)).toEqual([[1, 0], [1, 0], [3, 1]]);
+
+      // An ordinary op still reads before it writes, on the same nonce.
+      before = counts();
+      expect((await driver.apply([on(ids[0]!)]))[0]).toMatchObject({ ok: true, state: { state: 'ramping' } });
+      expect(since(before)[0]).toEqual([2, 0]);
+
+      // The firmware expires the nonce: one 401 with stale=true, answered, and the op succeeds.
+      wall.advance(61_000);
+      before = counts();
+      expect((await driver.apply([urgentOff(ids[0]!)]))[0]).toMatchObject({ ok: true, state: { state: 'sleeping' } });
+      expect(since(before)[0]).toEqual([2, 1]);
+      expect(fleet.asic(ids[0]!)!.miningState).toBe(MiningState.MINING_STATE_SLEEPING);
+
+      // A miner that cannot be prepared is counted, and an urgent op on it fails on its own.
+      const dead = createCgminerDriver({ devices: [...own, { id: DEAD, host: '127.0.0.1', port: deadPort, webPort: deadPort, model: 's21-xp' }], timeoutMs: 500 });
+      expect(await dead.prepare!([ids[0]!, DEAD])).toEqual({ ready: 1, failed: 1 });
+      const both = await dead.apply([{ ...on(ids[0]!), urgent: true }, urgentOff(DEAD)]);
+      expect(both.map((r) => r.code)).toEqual(['ok', 'driver_error']);
+      await dead.close();
+    } finally {
+      await driver.close();
+      await Promise.all(servers.map((s) => s.close()));
     }
   });
 

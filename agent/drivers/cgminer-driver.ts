@@ -3,6 +3,12 @@
 // cannot be read is an entry in `errors`, never a throw. Commands use the web control endpoint
 // (port 80), since stock firmware denies privileged cgminer commands with code 45
 // (shared/reference/device-protocols.md "Privileged commands").
+//
+// A conf write must carry the whole conf (pools included), so an op reads before it writes. For
+// an urgent op (a grid trip: the load must be gone within 250 ms) that read is skipped: the
+// driver keeps each miner's last conf, `prepare` warms it for the devices a trip covers and
+// refreshes it every `confRefreshMs`, and the urgent write is one digest-authenticated round
+// trip on a kept-alive connection.
 import type { DeviceState } from '../../proto/gen/hcp/v1/commands.js';
 import type { Device } from '../../proto/gen/hcp/v1/gateway.js';
 import { DeviceKind } from '../../proto/gen/hcp/v1/gateway.js';
@@ -10,7 +16,7 @@ import type { AsicSample } from '../../proto/gen/hcp/v1/telemetry.js';
 import { ASIC_MODELS } from './asic-models.js';
 import { CgminerError, queryCgminer, type CgminerReply } from './cgminer-client.js';
 import { mapCgminerToAsicSample } from './cgminer-mapping.js';
-import { AntminerWebError, getMinerConf, setMinerConf, type AntminerWebTarget } from './antminer-web-client.js';
+import { AntminerWebError, AntminerWebSession, type MinerConf } from './antminer-web-client.js';
 import type { CommandableDriver, DeviceOp, DeviceOpResult, DriverReadError, DriverReading } from './driver.js';
 
 export interface CgminerDeviceConfig {
@@ -30,6 +36,8 @@ export interface CgminerDriverOptions {
   /** web control login; default root/root, stock firmware's */
   webCredentials?: { user: string; password: string };
   concurrency?: number;
+  /** how often the confs of prepared devices are read again; default 5 minutes */
+  confRefreshMs?: number;
 }
 
 /** validates up front and names every problem (STYLE.md, nats.js options habit) */
@@ -51,6 +59,7 @@ function validate(o: CgminerDriverOptions): void {
   if (o.concurrency !== undefined && !(Number.isInteger(o.concurrency) && o.concurrency >= 1)) {
     problems.push(`concurrency must be an integer ≥ 1, got ${o.concurrency}`);
   }
+  if (o.confRefreshMs !== undefined && !(o.confRefreshMs >= 1000)) problems.push(`confRefreshMs must be ≥ 1000, got ${o.confRefreshMs}`);
   if (problems.length) throw new RangeError(`invalid cgminer driver options: ${problems.join('; ')}`);
 }
 
@@ -87,6 +96,28 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
   const creds = opts.webCredentials ?? { user: 'root', password: 'root' };
   const byId = new Map(opts.devices.map((d) => [d.id, d]));
   let closed = false;
+  const sessions = new Map<string, AntminerWebSession>();
+  const session = (d: CgminerDeviceConfig): AntminerWebSession => {
+    let s = sessions.get(d.id);
+    if (!s) sessions.set(d.id, (s = new AntminerWebSession({ host: d.host, port: d.webPort ?? 80, user: creds.user, password: creds.password, timeoutMs })));
+    return s;
+  };
+  /** each miner's conf as last read or written */
+  const confs = new Map<string, MinerConf>();
+  const readConf = async (d: CgminerDeviceConfig): Promise<MinerConf> => {
+    const c = await session(d).getConf();
+    confs.set(d.id, c);
+    return c;
+  };
+  const writeConf = async (d: CgminerDeviceConfig, c: MinerConf): Promise<void> => {
+    await session(d).setConf(c);
+    confs.set(d.id, c);
+  };
+  /** devices an urgent op may have to reach: their confs are kept warm */
+  let prepared: CgminerDeviceConfig[] = [];
+  const refresh = async () => closed ? [] : mapLimited(prepared, concurrency, (d) => readConf(d).then(() => true, () => false));
+  const refreshTimer = setInterval(() => void refresh(), opts.confRefreshMs ?? 300_000);
+  refreshTimer.unref();
 
   const inventory: Device[] = opts.devices.map((d) => {
     const m = ASIC_MODELS[d.model]!;
@@ -145,21 +176,26 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
     if (w !== null && !(Number.isFinite(w) && w > 0)) {
       return result(d.id, { ...unreachable, state: 'unknown' }, 'invalid_command', `power target ${w} W is not a positive number`);
     }
-    const t: AntminerWebTarget = { host: d.host, port: d.webPort ?? 80, user: creds.user, password: creds.password, timeoutMs };
     // Stock firmware sets power only through its modes: stock (0) or low power (3). Any other
     // target is refused rather than approximated; ±1 W absorbs rounding by the caller. The code
     // does not depend on the miner; the state is read if it can be.
     if (w !== null && Math.abs(w - m.lowPowerW) > 1) {
-      const state = await getMinerConf(t).then((c) => stateOf(c['miner-mode']), () => unreachable);
+      const state = await readConf(d).then((c) => stateOf(c['miner-mode']), () => unreachable);
       return result(d.id, state, 'unsupported',
         `stock firmware offers only stock power (${m.ratedPowerW} W) or low-power mode (${m.lowPowerW} W); ${w} W cannot be set`);
     }
     const want: MinerMode = !op.enabled ? 1 : w !== null ? 3 : 0;
     try {
-      const conf = await getMinerConf(t);
+      const known = op.urgent ? confs.get(d.id) : undefined;
+      if (known) {
+        // No read: write at once, whatever the mode was (a repeat costs a restart, not a trip).
+        await writeConf(d, { ...known, 'miner-mode': want });
+        return result(d.id, stateOf(want, Number(known['miner-mode']) === 1 && want !== 1));
+      }
+      const conf = await readConf(d);
       const had = Number(conf['miner-mode']);
       if (had === want) return result(d.id, stateOf(want));
-      await setMinerConf(t, { ...conf, 'miner-mode': want });
+      await writeConf(d, { ...conf, 'miner-mode': want });
       return result(d.id, stateOf(want, had === 1));
     } catch (err) {
       const code = err instanceof AntminerWebError ? err.code : 'error';
@@ -204,8 +240,14 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
       });
       return out;
     },
+    async prepare(deviceIds) {
+      prepared = deviceIds.flatMap((id) => byId.get(id) ?? []);
+      const ok = await refresh();
+      return { ready: ok.filter(Boolean).length, failed: ok.length - ok.filter(Boolean).length };
+    },
     async close() {
       closed = true;
+      clearInterval(refreshTimer);
     },
   };
 }

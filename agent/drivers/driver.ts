@@ -32,7 +32,15 @@ export interface DeviceDriver {
 export type DeviceOp =
   | { kind: 'assign'; deviceId: string; workloadId: string }
   | { kind: 'release'; deviceId: string }
-  | { kind: 'mining'; deviceId: string; enabled: boolean; /** null = the model's stock power */ powerTargetW: number | null };
+  | {
+      kind: 'mining';
+      deviceId: string;
+      enabled: boolean;
+      /** null = the model's stock power */
+      powerTargetW: number | null;
+      /** a grid trip: act on what is known (see `prepare`) rather than read first */
+      urgent?: boolean;
+    };
 
 export interface DeviceOpResult {
   deviceId: string;
@@ -51,4 +59,9 @@ export interface CommandableDriver extends DeviceDriver {
    * a sleeping miner, succeeds and changes nothing. Never throws.
    */
   apply(ops: DeviceOp[]): Promise<DeviceOpResult[]>;
+  /**
+   * Makes urgent ops on these devices fast (the cgminer driver reads and keeps their confs), and
+   * keeps them so. Replaces the earlier set. Never throws; says how many devices are ready.
+   */
+  prepare?(deviceIds: string[]): Promise<{ ready: number; failed: number }>;
 }

@@ -5,6 +5,10 @@ import { MiningState } from '../../proto/gen/hcp/v1/telemetry.js';
 import { encodeFrequency } from '../../proto/market-topics.js';
 import { createManualClock } from '../../sim-hardware/clock.js';
 import { createSimFleet } from '../../sim-hardware/fleet.js';
+import { createAntminerWebServer } from '../../sim-hardware/antminer-web-server.js';
+import { s21WebMiner } from '../../sim-hardware/antminer-web.js';
+import { waitFor } from '../../test/harness/wait-for.js';
+import { createCgminerDriver } from '../drivers/cgminer-driver.js';
 import { createSimDriver } from '../drivers/sim-driver.js';
 import { createAgentMetrics } from '../metrics.js';
 import { createGridTrip } from './grid-trip.js';
@@ -98,5 +102,33 @@ describe('agent under-frequency trip', () => {
     s.trip.arm({ enabled: false, region: '', thresholdHz: 0, deviceIds: [] });
     expect(s.listening.size).toBe(0);
     expect(s.trip.state()).toBeNull();
+  });
+
+  it('over Antminers on stock firmware: arming reads their confs, so the trip is one web request per miner', async () => {
+    const clock = createManualClock(1_750_000_000_000);
+    const fleet = createSimFleet({ site: 'texas-1', gpus: 0, asics: 3, asicModel: 's21', seed: 3, clock, startupSeconds: 1 });
+    const servers = await Promise.all(fleet.asics.map((a) => createAntminerWebServer({ miner: s21WebMiner(a), port: 0 })));
+    // cgminer reads are not used by a trip; any port will do
+    const driver = createCgminerDriver({ devices: fleet.asics.map((a, i) => ({ id: a.id, host: '127.0.0.1', port: 4028, webPort: servers[i]!.port, model: 's21' })), timeoutMs: 1000 });
+    const listening = new Map<string, (p: Buffer) => void>();
+    const reports: GridTripFired[] = [];
+    const trip = createGridTrip({
+      drivers: [driver], listen: (t, fn) => listening.set(t, fn), unlisten: (t) => listening.delete(t),
+      report: (f) => reports.push(f), changed: () => {}, log: pino({ level: 'silent' }), metrics: createAgentMetrics(), now: () => clock.now(),
+    });
+    try {
+      clock.advance(30_000);
+      expect(trip.arm({ enabled: true, region: 'ercot', thresholdHz: 59.7, deviceIds: [] }).ok).toBe(true);
+      // challenge + get_miner_conf on each, in the background
+      await waitFor(() => servers.every((s) => s.stats.requests === 2), { message: 'confs read on arming' });
+      listening.get(ERCOT)!(Buffer.from(encodeFrequency({ ts: new Date(clock.now()).toISOString(), hz: 59.6 })));
+      await trip.idle();
+      expect(servers.map((s) => s.stats.requests)).toEqual([3, 3, 3]);
+      expect(fleet.asics.map((a) => a.miningState)).toEqual([SLEEPING, SLEEPING, SLEEPING]);
+      expect(reports[0]!.deviceIds).toEqual(fleet.asics.map((a) => a.id));
+    } finally {
+      await driver.close();
+      await Promise.all(servers.map((s) => s.close()));
+    }
   });
 });

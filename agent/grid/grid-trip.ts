@@ -55,7 +55,7 @@ export function createGridTrip(d: GridTripDeps) {
     const byDriver = new Map<CommandableDriver, DeviceOp[]>();
     for (const id of a.devices) {
       const drv = owner.get(id)!;
-      byDriver.set(drv, [...(byDriver.get(drv) ?? []), { kind: 'mining', deviceId: id, enabled: false, powerTargetW: null }]);
+      byDriver.set(drv, [...(byDriver.get(drv) ?? []), { kind: 'mining', deviceId: id, enabled: false, powerTargetW: null, urgent: true }]);
     }
     const results = (await Promise.all([...byDriver].map(([drv, ops]) => drv.apply(ops)))).flat();
     const appliedAt = now();
@@ -68,6 +68,18 @@ export function createGridTrip(d: GridTripDeps) {
     );
     d.report({ region: a.region, hz, signalTsMs, appliedAtMs: appliedAt, deviceIds: results.filter((r) => r.ok).map((r) => r.deviceId) });
     d.changed();
+  }
+
+  /** lets each driver get ready to act without a read (the cgminer driver caches confs) */
+  function prepare(devices: string[]): void {
+    const byDriver = new Map<CommandableDriver, string[]>();
+    for (const id of devices) byDriver.set(owner.get(id)!, [...(byDriver.get(owner.get(id)!) ?? []), id]);
+    for (const [drv, ids] of byDriver) {
+      void drv.prepare?.(ids).then(
+        (r) => (r.failed ? d.log.warn({ driver: drv.name, ...r }, 'grid trip: some devices could not be prepared; they will be read first when it fires') : undefined),
+        (err) => d.log.warn({ err, driver: drv.name }, 'grid trip: prepare failed'),
+      );
+    }
   }
 
   function onReading(payload: Buffer): void {
@@ -93,7 +105,10 @@ export function createGridTrip(d: GridTripDeps) {
     arm(c: ArmGridTrip): ArmOutcome {
       if (!c.enabled) {
         if (armed) d.unlisten(armed.topic);
-        if (armed) d.log.info({ region: armed.region }, 'under-frequency trip disarmed');
+        if (armed) {
+          d.log.info({ region: armed.region }, 'under-frequency trip disarmed');
+          for (const drv of d.drivers) void drv.prepare?.([]);
+        }
         armed = null;
         fired = false;
         d.onArmed?.(c);
@@ -111,7 +126,10 @@ export function createGridTrip(d: GridTripDeps) {
       const same = armed?.topic === topic && armed.thresholdHz === c.thresholdHz && armed.devices.join() === devices.join();
       armed = { region: c.region, thresholdHz: c.thresholdHz, devices, topic };
       d.listen(topic, onReading);
-      if (!same) d.log.info({ region: c.region, thresholdHz: c.thresholdHz, devices: devices.length }, 'under-frequency trip armed');
+      if (!same) {
+        d.log.info({ region: c.region, thresholdHz: c.thresholdHz, devices: devices.length }, 'under-frequency trip armed');
+        prepare(devices);
+      }
       d.onArmed?.(c);
       return { ok: true, devices: devices.map((id) => ({ deviceId: id, state: 'armed', workloadId: '', powerTargetW: 0 })) };
     },
