@@ -8,10 +8,8 @@ import { ensurePostgres, PostgresUnavailableError } from './postgres.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    /** Admin connection URL (role with CREATEDB), or '' when PostgreSQL is unavailable. */
+    /** Admin connection URL (role with CREATEDB). */
     pgAdminUrl: string;
-    /** Why PostgreSQL is unavailable, or '' when it is available. */
-    pgUnavailableReason: string;
   }
 }
 
@@ -19,17 +17,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // The end-to-end tests run the agent as it ships: dist/hcp-agent.
   ensureAgentBinary();
   try {
-    // Throws a plain Error (not PostgresUnavailableError) when CI is set: a hard failure.
     const server = await ensurePostgres();
     project.provide('pgAdminUrl', server.adminUrl);
-    project.provide('pgUnavailableReason', '');
     return () => server.stop();
   } catch (err) {
     if (!(err instanceof PostgresUnavailableError)) throw err;
-    project.provide('pgAdminUrl', '');
-    project.provide('pgUnavailableReason', err.reason);
-    // Printed once per run here, not once per skipped file.
-    process.stderr.write(`\n[test harness] PostgreSQL tests are SKIPPED: ${err.reason}\n\n`);
-    return async () => {};
+    // The integration and end-to-end tests talk to a real server; none is skipped without one.
+    throw new Error(
+      `The tests need PostgreSQL, and there is none: ${err.reason}. Install it (apt-get install postgresql; ` +
+        'the tests start a throwaway cluster from its binaries), set DATABASE_URL to a role that may CREATE DATABASE, ' +
+        'or run bash .ci/run, which does both.',
+      { cause: err },
+    );
   }
 }

@@ -14,7 +14,7 @@ import { freePort } from './ports.js';
 
 const execFileAsync = promisify(execFile);
 
-/** No usable PostgreSQL; `reason` says why. Callers may skip on it — never when CI is set. */
+/** No usable PostgreSQL; `reason` says why. */
 export class PostgresUnavailableError extends Error {
   readonly code = 'POSTGRES_UNAVAILABLE';
   override readonly name = 'PostgresUnavailableError';
@@ -38,24 +38,17 @@ export interface EnsurePostgresOptions {
 const CONNECT_TIMEOUT_S = 10;
 
 /**
- * DATABASE_URL when set, else a throwaway cluster. Throws PostgresUnavailableError when
- * neither works; when CI is set it throws a plain Error instead, so nothing can skip on it.
+ * DATABASE_URL when set, else a throwaway cluster. Throws PostgresUnavailableError, saying why,
+ * when neither works: the tests need a real server and never skip without one.
  */
 export async function ensurePostgres(options: EnsurePostgresOptions = {}): Promise<PostgresServer> {
   const env = options.env ?? process.env;
-  try {
-    const url = env.DATABASE_URL?.trim();
-    if (url) {
-      await checkAdminUrl(url, 'DATABASE_URL');
-      return { adminUrl: url, source: 'DATABASE_URL', stop: async () => {} };
-    }
-    return await startThrowawayCluster();
-  } catch (err) {
-    if (err instanceof PostgresUnavailableError && env.CI) {
-      throw new Error(`CI is set, so PostgreSQL is required, but: ${err.reason}`, { cause: err });
-    }
-    throw err;
+  const url = env.DATABASE_URL?.trim();
+  if (url) {
+    await checkAdminUrl(url, 'DATABASE_URL');
+    return { adminUrl: url, source: 'DATABASE_URL', stop: async () => {} };
   }
+  return startThrowawayCluster();
 }
 
 export interface TestDatabase {
