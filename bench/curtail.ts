@@ -17,6 +17,7 @@ import { CommandOutcome } from '../proto/gen/hcp/v1/commands.js';
 import { CommandState, FleetClient, type CommandView } from '../proto/gen/hcp/v1/fleet.js';
 import { AgentGatewayClient, DeviceKind, type ControlMessage } from '../proto/gen/hcp/v1/gateway.js';
 import { startTs } from '../test/harness/processes.js';
+import { pct, round1 } from './stats.js';
 
 const { values } = parseArgs({
   options: { agents: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '30' }, devices: { type: 'string', default: '4' } },
@@ -29,11 +30,6 @@ if (!(N > 0 && ROUNDS > 0 && DEVICES > 0)) {
   process.exit(2);
 }
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
-const round1 = (x: number) => Math.round(x * 10) / 10;
 
 const dataDir = mkdtempSync(join(tmpdir(), 'hcp-bench-'));
 const cp = startTs('control-plane', 'control-plane/main.ts', [], {

@@ -25,6 +25,7 @@ import { AgentGatewayClient, DeviceKind, type ControlMessage } from '../proto/ge
 import { GpuState, MiningState, TelemetryBatch } from '../proto/gen/hcp/v1/telemetry.js';
 import { topics } from '../proto/topics.js';
 import { startTs } from '../test/harness/processes.js';
+import { pct, round1 } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -42,12 +43,6 @@ if (!(TOTAL > 0 && RATE > 0 && SITES > 0 && GPUS > 0 && ASICS >= 0)) {
   process.exit(2);
 }
 
-const pct = (xs: number[], p: number) => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
-const round1 = (x: number) => Math.round(x * 10) / 10;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const dataDir = mkdtempSync(join(tmpdir(), 'hcp-bench-'));

@@ -26,6 +26,7 @@ import { s21WebMiner } from '../sim-hardware/antminer-web.js';
 import { createSimClock } from '../sim-hardware/clock.js';
 import { createSimFleet } from '../sim-hardware/fleet.js';
 import { waitFor } from '../test/harness/wait-for.js';
+import { pct, round1 } from './stats.js';
 
 /** the miners close idle connections after this (lighttpd: 5 s; short here to keep rounds quick) */
 const IDLE_CLOSE_MS = 100;
@@ -72,8 +73,6 @@ async function main(): Promise<void> {
     report: (f) => (tripped = f.deviceIds), changed: () => {}, log: pino({ level: 'error' }), metrics: createAgentMetrics(),
   });
   const reading = (hz: number) => Buffer.from(encodeFrequency({ ts: new Date().toISOString(), hz }));
-  const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
-  const round1 = (x: number) => Math.round(x * 10) / 10;
 
   const wake = async () => {
     const res = await waker.apply(mining(true));
