@@ -6,7 +6,7 @@ import { notFound } from '../../errors.js';
 import { getCommand, listCommands } from '../../db/command-store.js';
 import { COMMAND_STATES, isFinal, type CommandRecord } from '../../commands/model.js';
 import { commandView } from '../../commands/views.js';
-import type { Api, HttpDeps } from '../app.js';
+import { actorOf, type Api, type HttpDeps } from '../deps.js';
 
 const Json = z.record(z.string(), z.unknown());
 const res = (description: string) => ({ 200: { description, content: { 'application/json': { schema: Json } } } });
@@ -16,11 +16,6 @@ export const WaitQuery = z.object({
   wait: z.enum(['true', 'false']).optional(),
   timeout_s: z.coerce.number().int().min(1).max(600).optional(),
 });
-
-export function actorOf(c: Context): string {
-  const a = c.req.header('x-hcp-actor');
-  return a && /^[\w.:@-]{1,64}$/.test(a) ? `operator:${a}` : 'operator:api';
-}
 
 /** answers with the commands, after waiting for them when asked */
 export async function commandsReply(c: Context, deps: HttpDeps, recs: CommandRecord[], q: z.infer<typeof WaitQuery>, extra: Record<string, unknown> = {}) {

@@ -7,8 +7,8 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import { profitabilityHistory, recentDecisions } from '../../db/economics-store.js';
-import type { Api, HttpDeps } from '../app.js';
-import { actorOf } from './commands.js';
+import type { Api, HttpDeps } from '../deps.js';
+import { actorOf } from '../deps.js';
 
 const Json = z.record(z.string(), z.unknown());
 const time = z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 time, e.g. 2026-11-24T09:00:00Z');

@@ -2,7 +2,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { notFound } from '../../errors.js';
 import { latestAsicSample, latestGpuSample } from '../../db/telemetry-queries.js';
-import type { Api, HttpDeps } from '../app.js';
+import type { Api, HttpDeps } from '../deps.js';
 import { asicSampleView, deviceView, gpuSampleView, siteView, statusView } from '../views.js';
 
 const Json = z.record(z.string(), z.unknown());

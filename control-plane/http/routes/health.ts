@@ -1,4 +1,4 @@
-import type { Api, HttpDeps } from '../app.js';
+import type { Api, HttpDeps } from '../deps.js';
 
 export function registerHealthRoutes(app: Api, deps: HttpDeps): void {
   // Liveness: the process answers. Readiness: its dependencies answer too.

@@ -6,8 +6,8 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import { queryPrices } from '../../db/price-store.js';
 import { commandView } from '../../commands/views.js';
-import type { Api, HttpDeps } from '../app.js';
-import { actorOf } from './commands.js';
+import type { Api, HttpDeps } from '../deps.js';
+import { actorOf } from '../deps.js';
 
 const time = z
   .string()

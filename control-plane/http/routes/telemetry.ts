@@ -2,7 +2,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import { asicSeries, gpuSeries, siteSeries } from '../../db/telemetry-queries.js';
-import type { Api, HttpDeps } from '../app.js';
+import type { Api, HttpDeps } from '../deps.js';
 
 const UNIT_S: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 const MAX_POINTS = 10_000;

@@ -6,8 +6,9 @@ import { listCommands } from '../../db/command-store.js';
 import { allocationsOf, customerQuota, getWorkload, historyOf, insertWorkloadChecked, listWorkloads, type WorkloadRow } from '../../db/workload-store.js';
 import { commandView } from '../../commands/views.js';
 import { WORKLOAD_STATES, WORKLOAD_TYPES } from '../../scheduler/workload-state.js';
-import type { Api, HttpDeps } from '../app.js';
-import { actorOf, commandsReply, WaitQuery } from './commands.js';
+import type { Api, HttpDeps } from '../deps.js';
+import { actorOf } from '../deps.js';
+import { commandsReply, WaitQuery } from './commands.js';
 
 const Json = z.record(z.string(), z.unknown());
 const res = (description: string) => ({ 200: { description, content: { 'application/json': { schema: Json } } } });
