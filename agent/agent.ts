@@ -13,6 +13,7 @@ import type { CommandableDriver } from './drivers/driver.js';
 import { createCommandHandler } from './commands/handler.js';
 import { createGridTrip } from './grid/grid-trip.js';
 import { loadTrip, saveTrip } from './grid/trip-store.js';
+import { openResultJournal, type ResultJournal } from './commands/result-journal.js';
 import { createSimDriver } from './drivers/sim-driver.js';
 import { createGatewayClient } from './grpc/gateway-client.js';
 import { startAgentHttp } from './http/server.js';
@@ -59,6 +60,9 @@ async function createDrivers(c: AgentConfig, log: Logger): Promise<{ drivers: Co
   return { drivers, fleets };
 }
 
+/** command results remembered for at-most-once (in memory, and in --state-dir when given) */
+const RESULTS_REMEMBERED = 10_000;
+
 export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
   const metrics = createAgentMetrics();
   const session = randomUUID();
@@ -99,8 +103,19 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
       log.error({ err, dir: c.stateDir }, 'could not read the saved grid trip settings');
     }
   }
+  let journal: ResultJournal | undefined;
+  if (c.stateDir) {
+    try {
+      journal = openResultJournal(c.stateDir, RESULTS_REMEMBERED);
+      if (journal.skipped) log.warn({ skipped: journal.skipped, dir: c.stateDir }, 'unreadable command results dropped from the journal');
+    } catch (err) {
+      log.error({ err, dir: c.stateDir }, 'could not open the command result journal; results are kept in memory only');
+    }
+  }
   const handler = createCommandHandler({
     drivers,
+    journal,
+    rememberResults: RESULTS_REMEMBERED,
     send: (m) => gateway.send(m),
     gpuWorkload: (id) => gpuWorkload.get(id) ?? '',
     changed: () => void tick(),

@@ -1,3 +1,6 @@
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { CommandOutcome, type Command, type CommandResult } from '../../proto/gen/hcp/v1/commands.js';
@@ -9,10 +12,11 @@ import type { CommandableDriver, DeviceOp, DeviceOpResult } from '../drivers/dri
 import { createSimDriver } from '../drivers/sim-driver.js';
 import { createAgentMetrics } from '../metrics.js';
 import { createCommandHandler } from './handler.js';
+import { openResultJournal, type ResultJournal } from './result-journal.js';
 
 const NOW = 1_750_000_000_000;
 
-function setup(opts: { wrap?: (d: CommandableDriver) => CommandableDriver } = {}) {
+function setup(opts: { wrap?: (d: CommandableDriver) => CommandableDriver; journal?: ResultJournal } = {}) {
   const clock = createManualClock(NOW);
   const fleet = createSimFleet({ site: 'texas-1', gpus: 2, asics: 3, asicModel: 's21-xp', seed: 3, clock, startupSeconds: 1 });
   const base = createSimDriver(fleet);
@@ -30,6 +34,7 @@ function setup(opts: { wrap?: (d: CommandableDriver) => CommandableDriver } = {}
     log: pino({ level: 'silent' }),
     metrics,
     now: () => clock.now(),
+    journal: opts.journal,
   });
   const results = () => sent.flatMap((m) => (m.body?.$case === 'commandResult' ? [m.body.value] : []));
   const acks = () => sent.flatMap((m) => (m.body?.$case === 'commandAck' ? [m.body.value.commandId] : []));
@@ -78,6 +83,49 @@ describe('agent command handler', () => {
     expect(rs).toHaveLength(2);
     expect(rs[1]).toEqual(rs[0]);
     expect(rs[0]!.devices).toEqual([{ deviceId: 'gpu-texas-1-0001', state: 'busy', workloadId: 'wl-1', powerTargetW: 0 }]);
+  });
+
+  it('with a journal, at most once holds across a restart: a stale redelivery does not undo a later command', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hcp-journal-'));
+    try {
+      const off = cmd('c-off', { $case: 'setMining', value: { enabled: false, deviceIds: [], powerTargetW: 0 } });
+      const on = cmd('c-on', { $case: 'setMining', value: { enabled: true, deviceIds: [], powerTargetW: 0 } });
+      const before = setup({ journal: openResultJournal(dir, 100) });
+      before.handler.handle(off);
+      before.handler.handle(on);
+      await before.handler.idle();
+
+      // The agent restarts; its devices are as the last command left them (mining). The control
+      // plane never recorded c-off's result, so it sends c-off again.
+      const after = setup({ journal: openResultJournal(dir, 100) });
+      after.handler.handle(off);
+      await after.handler.idle();
+      expect(after.results()).toEqual([before.results()[0]]);
+      expect((await after.read(10_000)).asics.map((a) => a.miningState)).not.toContain(MiningState.MINING_STATE_SLEEPING);
+      expect(after.changed()).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('journal: drops a torn line, and keeps the newest results when it compacts', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hcp-journal-'));
+    try {
+      const result = (i: number): CommandResult => ({ commandId: `c-${i}`, outcome: CommandOutcome.COMMAND_OUTCOME_APPLIED, reasonCode: 'ok', message: '', devices: [], appliedAtMs: NOW + i });
+      const j = openResultJournal(dir, 3);
+      for (let i = 1; i <= 5; i++) j.append(result(i));
+      expect(readFileSync(join(dir, 'command-results.jsonl'), 'utf8').trim().split('\n')).toHaveLength(5);
+      j.append(result(6)); // 6 lines = twice the limit: rewritten with the newest 3
+      expect(readFileSync(join(dir, 'command-results.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3);
+      appendFileSync(join(dir, 'command-results.jsonl'), '{"commandId":"c-7","outc'); // a crash mid-write
+      const again = openResultJournal(dir, 3);
+      expect(again.skipped).toBe(1);
+      expect(again.loaded.map((r) => r.commandId)).toEqual(['c-4', 'c-5', 'c-6']);
+      again.append(result(8));
+      expect(openResultJournal(dir, 3).loaded.map((r) => r.commandId)).toEqual(['c-5', 'c-6', 'c-8']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('applies in arrival order: off then on ends mining', async () => {

@@ -2,7 +2,7 @@
 // - Every command is acked at once, then applied in arrival order (an off followed by an on
 //   must end on).
 // - A command id is applied at most once: a redelivery (after a reconnect) only repeats the
-//   earlier result.
+//   earlier result — after an agent restart too, when a journal (--state-dir) keeps them.
 // - Past its deadline a command is refused, not applied late.
 import type { Logger } from 'pino';
 import { CommandOutcome, type ArmGridTrip, type Command, type CommandResult, type DeviceState } from '../../proto/gen/hcp/v1/commands.js';
@@ -10,6 +10,7 @@ import { DeviceKind } from '../../proto/gen/hcp/v1/gateway.js';
 import type { AgentMessage } from '../../proto/gen/hcp/v1/gateway.js';
 import type { CommandableDriver, DeviceOp, DeviceOpResult } from '../drivers/driver.js';
 import type { ArmOutcome } from '../grid/grid-trip.js';
+import type { ResultJournal } from './result-journal.js';
 import type { AgentMetrics } from '../metrics.js';
 
 export interface CommandHandlerDeps {
@@ -25,6 +26,8 @@ export interface CommandHandlerDeps {
   metrics: AgentMetrics;
   now?: () => number;
   rememberResults?: number;
+  /** results kept across restarts (agent/commands/result-journal.ts) */
+  journal?: Pick<ResultJournal, 'loaded' | 'append'>;
 }
 
 export function createCommandHandler(d: CommandHandlerDeps) {
@@ -44,7 +47,13 @@ export function createCommandHandler(d: CommandHandlerDeps) {
   const limit = d.rememberResults ?? 10_000;
   let queue: Promise<void> = Promise.resolve();
 
+  for (const r of d.journal?.loaded ?? []) results.set(r.commandId, r);
   const remember = (r: CommandResult) => {
+    try {
+      d.journal?.append(r);
+    } catch (err) {
+      d.log.error({ err, command: r.commandId }, 'could not journal the command result; a redelivery after a restart would apply it again');
+    }
     results.set(r.commandId, r);
     if (results.size > limit) results.delete(results.keys().next().value!);
   };
