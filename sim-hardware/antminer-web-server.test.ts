@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MiningState } from '../proto/gen/hcp/v1/telemetry.js';
-import { parseAuthParams } from './antminer-web-server.js';
+import { createAntminerWebServer, parseAuthParams } from './antminer-web-server.js';
+import { s21WebMiner } from './antminer-web.js';
 import { createManualClock } from './clock.js';
 import { createSimFleet, type CgminerEndpoint } from './fleet.js';
 import { lowPowerTargetW, S21_MODELS } from './s21-models.js';
@@ -102,5 +103,34 @@ describe('simulated Antminer web control endpoint', () => {
     expect((await basic(e, 'GET', '/cgi-bin/reboot.cgi')).status).toBe(404);
     expect(fleet.asic(e.deviceId)!.miningState).toBe(MiningState.MINING_STATE_MINING);
     expect(await (await basic(e, 'GET', '/cgi-bin/get_miner_conf.cgi')).json()).toMatchObject({ 'miner-mode': 0 });
+  });
+
+  it('takes a nonce again with a new count (a replayed count is refused), until the nonce expires: then stale=true', async () => {
+    let wall = 1_750_000_000_000;
+    const server = await createAntminerWebServer({ miner: s21WebMiner(fleet.asics[1]!), port: 0, nonceTtlMs: 60_000, now: () => wall });
+    try {
+      const path = '/cgi-bin/get_miner_conf.cgi';
+      const u = `http://127.0.0.1:${server.port}${path}`;
+      const first = await fetch(u);
+      await first.text();
+      const c = parseAuthParams(first.headers.get('www-authenticate')!.replace(/^Digest /, ''));
+      const auth = (nc: string) => {
+        const response = md5(`${md5(`root:${c.realm}:root`)}:${c.nonce}:${nc}:abc:auth:${md5(`GET:${path}`)}`);
+        return `Digest username="root", realm="${c.realm}", nonce="${c.nonce}", uri="${path}", qop=auth, nc=${nc}, cnonce="abc", response="${response}"`;
+      };
+      const get = async (nc: string) => {
+        const r = await fetch(u, { headers: { authorization: auth(nc) } });
+        await r.text();
+        return [r.status, r.headers.get('www-authenticate')?.includes('stale=true') ?? false];
+      };
+      expect(await get('00000001')).toEqual([200, false]);
+      expect(await get('00000002')).toEqual([200, false]);
+      expect(await get('00000002')).toEqual([401, false]); // a replay
+      wall += 60_001;
+      expect(await get('00000003')).toEqual([401, true]);
+      expect(server.stats).toEqual({ requests: 5, challenged: 3 });
+    } finally {
+      await server.close();
+    }
   });
 });

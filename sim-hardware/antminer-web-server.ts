@@ -60,24 +60,31 @@ export async function createAntminerWebServer(opts: AntminerWebServerOptions): P
   const creds = opts.credentials === undefined ? { user: 'root', password: 'root' } : opts.credentials;
   const nonceTtlMs = opts.nonceTtlMs ?? 600_000;
   const now = opts.now ?? Date.now;
-  /** nonce → when it was issued (ms) */
-  const nonces = new Map<string, number>();
+  /** nonce → when it was issued (ms), and the nonce counts already used on it */
+  const nonces = new Map<string, { issued: number; used: Set<string> }>();
   const stats = { requests: 0, challenged: 0 };
 
-  /** true: authorized; 'stale': right credentials on an expired nonce; false: refused */
+  /**
+   * true: authorized; 'stale': right credentials on an expired nonce; false: refused — wrong
+   * credentials, or a nonce count used before on that nonce (a replay, RFC 7616 §3.4)
+   */
   function authorized(req: http.IncomingMessage): boolean | 'stale' {
     if (!creds) return true;
     const h = req.headers.authorization ?? '';
     if (/^basic /i.test(h)) return Buffer.from(h.slice(6).trim(), 'base64').toString('utf8') === `${creds.user}:${creds.password}`;
     if (!/^digest /i.test(h)) return false;
     const p = parseAuthParams(h.slice(7));
-    const issued = p.nonce ? nonces.get(p.nonce) : undefined;
-    if (p.username !== creds.user || p.realm !== ANTMINER_REALM || issued === undefined || p.uri !== req.url) return false;
+    const n = p.nonce ? nonces.get(p.nonce) : undefined;
+    if (p.username !== creds.user || p.realm !== ANTMINER_REALM || n === undefined || p.uri !== req.url) return false;
     const ha1 = md5(`${creds.user}:${ANTMINER_REALM}:${creds.password}`);
     const ha2 = md5(`${req.method}:${p.uri}`);
     const expected = p.qop ? md5(`${ha1}:${p.nonce}:${p.nc}:${p.cnonce}:${p.qop}:${ha2}`) : md5(`${ha1}:${p.nonce}:${ha2}`);
     if (p.response !== expected) return false;
-    if (now() - issued > nonceTtlMs) {
+    if (p.qop) {
+      if (!p.nc || n.used.has(p.nc)) return false;
+      n.used.add(p.nc);
+    }
+    if (now() - n.issued > nonceTtlMs) {
       nonces.delete(p.nonce!);
       return 'stale';
     }
@@ -87,7 +94,7 @@ export async function createAntminerWebServer(opts: AntminerWebServerOptions): P
   function challenge(res: http.ServerResponse, stale: boolean): void {
     stats.challenged++;
     const nonce = randomBytes(16).toString('hex');
-    nonces.set(nonce, now());
+    nonces.set(nonce, { issued: now(), used: new Set() });
     if (nonces.size > MAX_NONCES) nonces.delete(nonces.keys().next().value!);
     res.writeHead(401, {
       'WWW-Authenticate': `Digest realm="${ANTMINER_REALM}", nonce="${nonce}", qop="auth", algorithm=MD5${stale ? ', stale=true' : ''}`,

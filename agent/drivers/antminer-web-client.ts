@@ -74,33 +74,49 @@ function networkError(err: unknown, where: string, timeoutMs: number): AntminerW
   return new AntminerWebError('network', `${where}: ${code ?? e?.cause?.message ?? e?.message ?? String(err)}`);
 }
 
-/** one pool for every miner: idle sockets are kept (and do not hold the process open) */
-const keepAlive = new http.Agent({ keepAlive: true, keepAliveMsecs: 10_000 });
+/**
+ * One pool for every miner. Idle sockets are kept (they do not hold the process open) and closed
+ * after 4 s, before lighttpd drops them at 5 s, so a reused socket is rarely one the miner is
+ * closing.
+ */
+const keepAlive = new http.Agent({ keepAlive: true, timeout: 4_000 });
 
 interface Reply {
   status: number;
+  /** the Digest challenge when one is offered, else the first; undefined when none */
   challenge: string | undefined;
   text: string;
 }
 
+function pickChallenge(values: string[] | undefined): string | undefined {
+  return values?.find((v) => /^digest\b/i.test(v)) ?? values?.[0];
+}
+
 /**
- * One request. A kept-alive socket may be closed by the miner just as we reuse it (lighttpd drops
- * idle ones after 5 s): that request is sent again once, on a new socket, as Node's docs advise.
+ * One request. A kept-alive socket may be closed by the miner just as we reuse it: when that
+ * happens before any byte of the reply came back, the request cannot have been acted on, and it
+ * is sent once more on a new socket (as Node's docs advise) with headers made afresh (a new
+ * nonce count). Once a reply has begun, an error is an error: a conf write is never sent twice.
  */
-function send(host: string, port: number, path: string, method: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal, retried = false): Promise<Reply> {
+function send(host: string, port: number, path: string, method: string, headers: () => Record<string, string>, body: string | undefined, signal: AbortSignal, retried = false): Promise<Reply> {
   return new Promise<Reply>((resolve, reject) => {
-    const req = http.request({ host, port, path, method, headers, agent: keepAlive, signal }, (res) => {
+    let replied = false;
+    const req = http.request({ host, port, path, method, headers: headers(), agent: keepAlive, signal }, (res) => {
+      replied = true;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
       res.on('aborted', () => reject(signal.reason ?? new Error('reply aborted')));
       res.on('end', () => {
-        const h = res.headers['www-authenticate'];
-        resolve({ status: res.statusCode ?? 0, challenge: Array.isArray(h) ? h[0] : h, text: Buffer.concat(chunks).toString('utf8') });
+        resolve({ status: res.statusCode ?? 0, challenge: pickChallenge(res.headersDistinct['www-authenticate']), text: Buffer.concat(chunks).toString('utf8') });
       });
     });
+    // "begun": any byte of the reply, even a status line without its headers
+    let readBefore = 0;
+    req.on('socket', (sock) => (readBefore = sock.bytesRead));
     req.on('error', (err: NodeJS.ErrnoException) => {
-      if (!retried && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') && !signal.aborted) {
+      replied ||= (req.socket?.bytesRead ?? 0) > readBefore;
+      if (!retried && !replied && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') && !signal.aborted) {
         resolve(send(host, port, path, method, headers, body, signal, true));
       } else reject(err);
     });
@@ -108,11 +124,16 @@ function send(host: string, port: number, path: string, method: string, headers:
   });
 }
 
-/** One miner's web endpoint. Calls may overlap; each takes the next nonce count. */
+/** a challenge, and the nonce count used on its nonce so far (RFC 7616: per nonce) */
+interface Nonce {
+  challenge: string;
+  nc: number;
+}
+
+/** One miner's web endpoint. Calls may overlap; each takes the next count on the nonce it uses. */
 export class AntminerWebSession {
-  private challenge: string | null = null;
-  private nc = 0;
-  /** HTTP requests sent, challenges included (tests and benchmarks count round trips) */
+  private nonce: Nonce | null = null;
+  /** HTTP requests sent, challenges and resends included (tests and benchmarks count round trips) */
   requests = 0;
 
   constructor(readonly target: AntminerWebTarget) {}
@@ -129,34 +150,29 @@ export class AntminerWebSession {
     }
   }
 
-  private authorization(challenge: string, method: string, path: string): string {
-    const t = this.target;
-    return answerChallenge(challenge, method, path, t.user, t.password, ++this.nc);
-  }
-
   private async call(method: 'GET' | 'POST', path: string, body?: string): Promise<MinerConf> {
     const t = this.target;
     const where = `http://${t.host}:${t.port}${path}`;
     const signal = AbortSignal.timeout(t.timeoutMs);
     try {
-      const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
-      const request = (authorization?: string) => {
-        this.requests++;
-        return send(t.host, t.port, path, method, authorization ? { ...headers, authorization } : headers, body, signal);
-      };
-      const cached = this.challenge;
-      let res = await request(cached ? this.authorization(cached, method, path) : undefined);
+      const base: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
+      const request = (n: Nonce | null) =>
+        send(t.host, t.port, path, method, () => {
+          this.requests++;
+          if (!n) return base;
+          return { ...base, authorization: answerChallenge(n.challenge, method, path, t.user, t.password, ++n.nc) };
+        }, body, signal);
+      const cached = this.nonce;
+      let res = await request(cached);
       if (res.status === 401) {
-        const challenge = res.challenge;
-        if (!challenge) throw new AntminerWebError('auth', `${where}: 401 without a challenge`, 401);
-        // A fresh challenge: our cached nonce expired (or there was none). Answer it once.
-        if (this.challenge === cached) {
-          this.challenge = challenge;
-          this.nc = 0;
-        }
-        res = await request(this.authorization(challenge, method, path));
+        if (!res.challenge) throw new AntminerWebError('auth', `${where}: 401 without a challenge`, 401);
+        // A fresh challenge: our cached nonce expired (or there was none). Answer it once, and
+        // keep it for the next calls unless another call has already kept a newer one.
+        const fresh: Nonce = { challenge: res.challenge, nc: 0 };
+        if (this.nonce === cached) this.nonce = fresh;
+        res = await request(fresh);
         if (res.status === 401) {
-          this.challenge = null;
+          if (this.nonce === fresh) this.nonce = null;
           throw new AntminerWebError('auth', `${where}: credentials for ${t.user} refused`, 401);
         }
       }

@@ -7,6 +7,7 @@ import { createManualClock } from '../../sim-hardware/clock.js';
 import { createSimFleet, type CgminerEndpoint } from '../../sim-hardware/fleet.js';
 import { lowPowerTargetW, S21_MODELS } from '../../sim-hardware/s21-models.js';
 import { freePort } from '../../test/harness/ports.js';
+import { waitFor } from '../../test/harness/wait-for.js';
 import { ASIC_MODELS } from './asic-models.js';
 import { createCgminerDriver, type CgminerDeviceConfig } from './cgminer-driver.js';
 
@@ -162,6 +163,49 @@ describe('cgminer driver apply against sim miners (web control endpoint)', () =>
     } finally {
       await driver.close();
       await Promise.all(servers.map((s) => s.close()));
+    }
+  });
+
+  it('an urgent op wins over an ordinary one under way on the same miner; a conf older than two refreshes is read again', async () => {
+    const wall = createManualClock(1_750_000_000_000);
+    const e = endpoints[1]!;
+    const server = await createAntminerWebServer({ miner: s21WebMiner(fleet.asic(e.deviceId)!), port: 0 });
+    const dev = { ...devices[1]!, webPort: server.port };
+    const driver = createCgminerDriver({ devices: [dev], timeoutMs: 1000, confRefreshMs: 60_000, now: () => wall.now() });
+    const urgentOff = { ...off(dev.id), urgent: true };
+    try {
+      await driver.apply([on(dev.id)]);
+      expect(await driver.prepare!([dev.id])).toEqual({ ready: 1, failed: 0 });
+      // The ordinary op is reading when the trip fires: it must not write low power afterwards.
+      const [[slow], [trip]] = await Promise.all([driver.apply([on(dev.id, ASIC_MODELS['s21-xp']!.lowPowerW)]), driver.apply([urgentOff])]);
+      expect(trip).toMatchObject({ ok: true, state: { state: 'sleeping' } });
+      expect(slow).toMatchObject({ ok: false, code: 'superseded' });
+      expect(fleet.asic(dev.id)!.miningState).toBe(MiningState.MINING_STATE_SLEEPING);
+      expect(fleet.asic(dev.id)!.powerTargetW).toBeNull();
+
+      // Two refresh periods without a read (the timer is a minute away): the conf is too old to write blind.
+      await driver.apply([on(dev.id)]);
+      wall.advance(120_001);
+      const before = server.stats.requests;
+      expect((await driver.apply([urgentOff]))[0]).toMatchObject({ ok: true });
+      expect(server.stats.requests - before).toBe(2); // read, then write
+    } finally {
+      await driver.close();
+      await server.close();
+    }
+  });
+
+  it('reads the confs of prepared miners again every confRefreshMs', async () => {
+    const e = endpoints[0]!;
+    const server = await createAntminerWebServer({ miner: s21WebMiner(fleet.asic(e.deviceId)!), port: 0 });
+    const driver = createCgminerDriver({ devices: [{ ...devices[0]!, webPort: server.port }], timeoutMs: 1000, confRefreshMs: 1000 });
+    try {
+      await driver.prepare!([e.deviceId]);
+      const after = server.stats.requests;
+      await waitFor(() => server.stats.requests >= after + 2, { message: 'two refreshes', timeoutMs: 5000 });
+    } finally {
+      await driver.close();
+      await server.close();
     }
   });
 

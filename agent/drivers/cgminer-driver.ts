@@ -7,8 +7,8 @@
 // A conf write must carry the whole conf (pools included), so an op reads before it writes. For
 // an urgent op (a grid trip: the load must be gone within 250 ms) that read is skipped: the
 // driver keeps each miner's last conf, `prepare` warms it for the devices a trip covers and
-// refreshes it every `confRefreshMs`, and the urgent write is one digest-authenticated round
-// trip on a kept-alive connection.
+// refreshes it every `confRefreshMs` (a conf older than two refreshes is not used), and the
+// urgent write is one digest-authenticated round trip on a kept-alive connection.
 import type { DeviceState } from '../../proto/gen/hcp/v1/commands.js';
 import type { Device } from '../../proto/gen/hcp/v1/gateway.js';
 import { DeviceKind } from '../../proto/gen/hcp/v1/gateway.js';
@@ -36,8 +36,10 @@ export interface CgminerDriverOptions {
   /** web control login; default root/root, stock firmware's */
   webCredentials?: { user: string; password: string };
   concurrency?: number;
-  /** how often the confs of prepared devices are read again; default 5 minutes */
+  /** how often the confs of prepared devices are read again; default 1 minute */
   confRefreshMs?: number;
+  /** wall clock for conf ages (tests); default Date.now */
+  now?: () => number;
 }
 
 /** validates up front and names every problem (STYLE.md, nats.js options habit) */
@@ -102,21 +104,60 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
     if (!s) sessions.set(d.id, (s = new AntminerWebSession({ host: d.host, port: d.webPort ?? 80, user: creds.user, password: creds.password, timeoutMs })));
     return s;
   };
-  /** each miner's conf as last read or written */
-  const confs = new Map<string, MinerConf>();
+  const refreshMs = opts.confRefreshMs ?? 60_000;
+  const now = opts.now ?? Date.now;
+  /**
+   * Each miner's conf as last read or written, and when. An urgent op uses it only while it is
+   * younger than two refreshes; a failed read forgets it. Whatever was changed on the miner by
+   * hand since (pools, fans) is written back by an urgent op: the price of a one-request trip.
+   */
+  const confs = new Map<string, { conf: MinerConf; atMs: number }>();
   const readConf = async (d: CgminerDeviceConfig): Promise<MinerConf> => {
-    const c = await session(d).getConf();
-    confs.set(d.id, c);
-    return c;
+    try {
+      const conf = await session(d).getConf();
+      confs.set(d.id, { conf, atMs: now() });
+      return conf;
+    } catch (err) {
+      confs.delete(d.id);
+      throw err;
+    }
   };
-  const writeConf = async (d: CgminerDeviceConfig, c: MinerConf): Promise<void> => {
-    await session(d).setConf(c);
-    confs.set(d.id, c);
+  const freshConf = (id: string): MinerConf | undefined => {
+    const c = confs.get(id);
+    return c && now() - c.atMs <= 2 * refreshMs ? c.conf : undefined;
+  };
+  /**
+   * Urgent ops win over ordinary ones on the same miner. An urgent op bumps the miner's
+   * generation; an ordinary op that read under an older one does not write (`superseded`). An
+   * ordinary write already on the wire when the urgent op starts is waited for, and the urgent
+   * write is sent again after it, so the miner ends in the urgent op's mode.
+   */
+  const generation = new Map<string, number>();
+  const ordinaryWrites = new Map<string, Set<Promise<unknown>>>();
+  const writeConf = async (d: CgminerDeviceConfig, conf: MinerConf, urgent: boolean): Promise<void> => {
+    if (urgent) {
+      const racing = [...(ordinaryWrites.get(d.id) ?? [])];
+      await session(d).setConf(conf);
+      if (racing.length) {
+        await Promise.allSettled(racing);
+        await session(d).setConf(conf);
+      }
+    } else {
+      const w = session(d).setConf(conf);
+      const set = ordinaryWrites.get(d.id) ?? new Set();
+      ordinaryWrites.set(d.id, set.add(w));
+      try {
+        await w;
+      } finally {
+        set.delete(w);
+      }
+    }
+    confs.set(d.id, { conf, atMs: now() });
   };
   /** devices an urgent op may have to reach: their confs are kept warm */
   let prepared: CgminerDeviceConfig[] = [];
-  const refresh = async () => closed ? [] : mapLimited(prepared, concurrency, (d) => readConf(d).then(() => true, () => false));
-  const refreshTimer = setInterval(() => void refresh(), opts.confRefreshMs ?? 300_000);
+  const refresh = async () => (closed ? [] : mapLimited(prepared, concurrency, (d) => readConf(d).then(() => true, () => false)));
+  const refreshTimer = setInterval(() => void refresh(), refreshMs);
   refreshTimer.unref();
 
   const inventory: Device[] = opts.devices.map((d) => {
@@ -185,17 +226,22 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
         `stock firmware offers only stock power (${m.ratedPowerW} W) or low-power mode (${m.lowPowerW} W); ${w} W cannot be set`);
     }
     const want: MinerMode = !op.enabled ? 1 : w !== null ? 3 : 0;
+    const gen = (generation.get(d.id) ?? 0) + (op.urgent ? 1 : 0);
+    if (op.urgent) generation.set(d.id, gen);
     try {
-      const known = op.urgent ? confs.get(d.id) : undefined;
+      const known = op.urgent ? freshConf(d.id) : undefined;
       if (known) {
         // No read: write at once, whatever the mode was (a repeat costs a restart, not a trip).
-        await writeConf(d, { ...known, 'miner-mode': want });
+        await writeConf(d, { ...known, 'miner-mode': want }, true);
         return result(d.id, stateOf(want, Number(known['miner-mode']) === 1 && want !== 1));
       }
       const conf = await readConf(d);
       const had = Number(conf['miner-mode']);
+      if (!op.urgent && (generation.get(d.id) ?? 0) !== gen) {
+        return result(d.id, { ...unreachable, state: 'unknown' }, 'superseded', 'an urgent op (grid trip) changed this miner while this op was under way; not written');
+      }
       if (had === want) return result(d.id, stateOf(want));
-      await writeConf(d, { ...conf, 'miner-mode': want });
+      await writeConf(d, { ...conf, 'miner-mode': want }, op.urgent === true);
       return result(d.id, stateOf(want, had === 1));
     } catch (err) {
       const code = err instanceof AntminerWebError ? err.code : 'error';
@@ -242,6 +288,8 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
     },
     async prepare(deviceIds) {
       prepared = deviceIds.flatMap((id) => byId.get(id) ?? []);
+      const keep = new Set(deviceIds);
+      for (const id of confs.keys()) if (!keep.has(id)) confs.delete(id);
       const ok = await refresh();
       return { ready: ok.filter(Boolean).length, failed: ok.length - ok.filter(Boolean).length };
     },

@@ -45,7 +45,7 @@ export type DeviceOp =
 export interface DeviceOpResult {
   deviceId: string;
   ok: boolean;
-  /** 'ok', or a stable failure code: 'unknown_device', 'device_busy', 'not_allocated', 'unsupported', 'driver_error', 'invalid_command' */
+  /** 'ok', or a stable failure code: 'unknown_device', 'device_busy', 'not_allocated', 'unsupported', 'driver_error', 'invalid_command', 'superseded' (an urgent op won) */
   code: string;
   message: string;
   /** the device's state after the op (or as it stands, when the op failed) */
