@@ -72,7 +72,7 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
   const gpuWorkload = new Map<string, string>();
 
   const publisher = createPublisher({
-    url: c.mqtt, site: c.site, session, version: AGENT_VERSION, spoolBatches: c.spoolBatches,
+    url: c.mqtt, site: c.site, login: c.mqttToken ? { username: c.mqttUsername ?? c.site, password: c.mqttToken } : undefined, session, version: AGENT_VERSION, spoolBatches: c.spoolBatches,
     log: log.child({ component: 'mqtt' }), metrics,
   });
   // tick is hoisted below; a command's effect is sampled and published at once

@@ -25,6 +25,12 @@ describe('agent configuration', () => {
     expect(c).toMatchObject({ site: 'texas-1', simGpus: 10, simAsics: 50, controlPlane: '127.0.0.1:50051', mqtt: 'mqtt://127.0.0.1:1883', asicModel: 's21-xp', asicDriver: 'sim' });
   });
 
+  it('takes the broker token from the environment, never from a flag', () => {
+    const c = config(['--site', 'texas-1', '--sim-gpus', '1', '--mqtt-username', 'tx1'], { HCP_AGENT_MQTT_TOKEN: 's3cret' });
+    expect(c).toMatchObject({ mqttUsername: 'tx1', mqttToken: 's3cret' });
+    expect(() => parseAgentArgs(['--site', 'texas-1', '--sim-gpus', '1', '--mqtt-token', 'x'])).toThrow(/mqtt-token/);
+  });
+
   it('layers file < environment < flags', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hcp-agent-'));
     const file = join(dir, 'agent.json');

@@ -15,6 +15,10 @@ export const AgentConfigSchema = z
     site: z.string().refine(isValidSiteId, 'must be lowercase letters, digits and dashes (e.g. texas-1)'),
     controlPlane: hostPort.default('127.0.0.1:50051'),
     mqtt: z.string().regex(/^mqtts?:\/\//, 'must be an mqtt:// or mqtts:// URL').default('mqtt://127.0.0.1:1883'),
+    /** broker login when it demands one (HCP_MQTT_USERS_FILE); the user defaults to the site id */
+    mqttUsername: z.string().min(1).optional(),
+    /** the login's token: from the environment or the --config file only, never a flag (ps shows flags) */
+    mqttToken: z.string().min(1).optional(),
     simGpus: z.coerce.number().int().min(0).max(10_000).default(0),
     simAsics: z.coerce.number().int().min(0).max(20_000).default(0),
     asicModel: z.enum(['s21', 's21-pro', 's21-xp']).default('s21-xp'),
@@ -58,6 +62,7 @@ const FLAGS = {
   site: { type: 'string' },
   'control-plane': { type: 'string' },
   mqtt: { type: 'string' },
+  'mqtt-username': { type: 'string' },
   'sim-gpus': { type: 'string' },
   'sim-asics': { type: 'string' },
   'asic-model': { type: 'string' },
@@ -85,6 +90,8 @@ Usage: hcp-agent --site <id> [options]
   --site ID                 site id, e.g. texas-1                    (HCP_AGENT_SITE)
   --control-plane HOST:PORT gRPC AgentGateway [127.0.0.1:50051]      (HCP_AGENT_CONTROL_PLANE)
   --mqtt URL                telemetry broker [mqtt://127.0.0.1:1883] (HCP_AGENT_MQTT)
+  --mqtt-username U         broker login [the site id when a token is set]; its token only from
+                            HCP_AGENT_MQTT_TOKEN or the --config file (mqttToken)
   --sim-gpus N              simulated H100s [0]                      (HCP_AGENT_SIM_GPUS)
   --sim-asics N             simulated S21s [0]                       (HCP_AGENT_SIM_ASICS)
   --asic-model M            s21 | s21-pro | s21-xp [s21-xp]          (HCP_AGENT_ASIC_MODEL)

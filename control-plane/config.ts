@@ -20,6 +20,8 @@ export const ControlPlaneConfigSchema = z.object({
   HCP_MQTT_HOST: z.string().min(1).default('127.0.0.1'),
   HCP_MQTT_PORT: port.default(1883),
   HCP_MQTT_URL: z.string().regex(/^mqtts?:\/\//, 'must be an mqtt:// or mqtts:// URL').optional(),
+  /** users of the embedded broker and what they may publish (mqtt/acl.ts); unset: anyone, anything */
+  HCP_MQTT_USERS_FILE: z.string().min(1).optional(),
   HCP_HEARTBEAT_MS: ms.default(2000),
   /** a site or device with no sign of life for this long is offline */
   HCP_STALE_AFTER_MS: ms.default(10000),

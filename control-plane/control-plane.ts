@@ -1,6 +1,7 @@
 // Wires the control plane's parts. Start order: database (migrated) → registry → broker →
 // ingest → gRPC → HTTP. Shutdown (STYLE.md): stop intake (HTTP, gRPC, subscriber) → drain the
 // telemetry writer → close the broker and the database. close() is idempotent.
+import { randomBytes } from 'node:crypto';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Logger } from 'pino';
 import { mqttUrlOf, type ControlPlaneConfig } from './config.js';
@@ -31,6 +32,7 @@ import { Registry } from './registry/registry.js';
 import { createRegistryTracker } from './registry/tracker.js';
 import { DEFAULT_POLICY } from './scheduler/placement.js';
 import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
+import { loadMqttUsers, mqttUsers, type MqttUsers } from './mqtt/acl.js';
 
 export interface ControlPlane {
   readonly httpPort: number;
@@ -62,8 +64,17 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     cleanup.push(() => tracker.close());
 
     let broker: Broker | null = null;
+    /** ingest's own login to the embedded broker when it demands one: made afresh at each start */
+    let ingestLogin: { username: string; password: string } | undefined;
     if (config.HCP_BROKER === 'embedded') {
-      broker = await createBroker({ host: config.HCP_MQTT_HOST, port: config.HCP_MQTT_PORT, log: log.child({ component: 'broker' }), metrics });
+      let users: MqttUsers | undefined;
+      if (config.HCP_MQTT_USERS_FILE) {
+        const list = loadMqttUsers(config.HCP_MQTT_USERS_FILE);
+        ingestLogin = { username: 'hcp-control-plane', password: randomBytes(24).toString('base64url') };
+        users = mqttUsers(list, [{ principal: { username: ingestLogin.username, role: 'service' }, token: ingestLogin.password }]);
+        log.info({ users: list.length, file: config.HCP_MQTT_USERS_FILE }, 'mqtt broker requires a login');
+      }
+      broker = await createBroker({ host: config.HCP_MQTT_HOST, port: config.HCP_MQTT_PORT, log: log.child({ component: 'broker' }), metrics, users });
       cleanup.push(() => broker!.close());
     }
     const mqttUrl = mqttUrlOf(config, broker?.port ?? config.HCP_MQTT_PORT);
@@ -86,6 +97,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     cleanup.push(() => feeds.close());
     const subscriber = await createSubscriber({
       url: mqttUrl,
+      ...ingestLogin,
       clientId: `hcp-ingest-${config.HCP_GRPC_PORT}`,
       log: ingestLog,
       onMessage: (topic, payload, retained) => {

@@ -11,6 +11,12 @@ import { createInterface } from 'node:readline';
 
 const root = resolve(import.meta.dirname, '..');
 const env = process.env;
+// The demo's broker is open (so `mosquitto_pub` can play a price or a grid event); broker logins
+// are for deployments, whose agents and feeds are given their tokens (README: MQTT logins).
+if (env.HCP_MQTT_USERS_FILE) {
+  console.error('HCP: npm start runs an open demo broker; HCP_MQTT_USERS_FILE is ignored here (see README, "MQTT logins").');
+  delete env.HCP_MQTT_USERS_FILE;
+}
 const httpPort = Number(env.HCP_HTTP_PORT ?? 8080);
 const grpcPort = Number(env.HCP_GRPC_PORT ?? 50051);
 const mqttPort = Number(env.HCP_MQTT_PORT ?? 1883);

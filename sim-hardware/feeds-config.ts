@@ -19,6 +19,8 @@ import type { GridEvent } from './grid.js';
 
 export interface FeedsConfig {
   mqttUrl: string;
+  /** broker login when it demands one: HCP_FEEDS_MQTT_TOKEN, user HCP_FEEDS_MQTT_USERNAME [feeds] */
+  mqttLogin: { username: string; password: string } | undefined;
   seed: string;
   speed: number;
   /** undefined = now (or the first CSV tick) */
@@ -44,7 +46,8 @@ export const FEEDS_USAGE = `hcp feeds — simulated market prices and grid frequ
 
 Usage: npm run feeds -- [options]
 
-  --mqtt URL                 broker (HCP_MQTT_URL) [mqtt://127.0.0.1:1883]
+  --mqtt URL                 broker (HCP_MQTT_URL) [mqtt://127.0.0.1:1883]; a broker that demands a
+                             login gets HCP_FEEDS_MQTT_TOKEN as user HCP_FEEDS_MQTT_USERNAME [feeds]
   --seed N                   market and grid seed [1]
   --speed X                  sim ms per real ms; 288 runs a day in 5 minutes [1]
   --start ISO                sim time at start [now]
@@ -153,5 +156,7 @@ export function loadFeedsConfig(argv: string[], env: NodeJS.ProcessEnv = process
   }
 
   if (problems.length > 0) throw new FeedsConfigError(problems);
-  return { mqttUrl, seed, speed, startMs, sites, market, grid, pricesCsv: values.prices, gridEvents, logLevel: env.LOG_LEVEL ?? 'info' };
+  const token = env.HCP_FEEDS_MQTT_TOKEN;
+  const mqttLogin = token ? { username: env.HCP_FEEDS_MQTT_USERNAME || 'feeds', password: token } : undefined;
+  return { mqttUrl, mqttLogin, seed, speed, startMs, sites, market, grid, pricesCsv: values.prices, gridEvents, logLevel: env.LOG_LEVEL ?? 'info' };
 }

@@ -41,7 +41,7 @@ const market = !config.market
 const regions = [...new Set(config.sites.map((s) => s.region))];
 const grid = config.grid ? createLiveGrid({ seed: config.seed, clock, regions, events: config.gridEvents, startMs }) : null;
 
-const client = mqtt.connect(config.mqttUrl, { clientId: `hcp-feeds-${process.pid}`, clean: true, reconnectPeriod: 1000, connectTimeout: 5000 });
+const client = mqtt.connect(config.mqttUrl, { clientId: `hcp-feeds-${process.pid}`, username: config.mqttLogin?.username, password: config.mqttLogin?.password, clean: true, reconnectPeriod: 1000, connectTimeout: 5000 });
 client.on('connect', () => log.info({ url: config.mqttUrl }, 'mqtt connected'));
 client.on('error', (err) => log.warn({ err: err.message }, 'mqtt error'));
 const publisher = createFeedPublisher({ client, market, grid, onError: (err) => log.warn({ err: err.message }, 'publish failed') });

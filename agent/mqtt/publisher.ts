@@ -22,6 +22,8 @@ export interface Publisher {
 
 export function createPublisher(o: {
   url: string;
+  /** broker login, when it demands one */
+  login?: { username: string; password: string };
   site: string;
   session: string;
   version: string;
@@ -35,6 +37,8 @@ export function createPublisher(o: {
     // Unique per session: two processes with one client id would disconnect each other in turn
     // (MQTT 3.1.1 §3.1.4-2); the status payload's session tells the control plane whose will it is.
     clientId: `hcp-agent-${o.site}-${o.session.slice(0, 8)}`,
+    username: o.login?.username,
+    password: o.login?.password,
     clean: true,
     reconnectPeriod: 1000,
     connectTimeout: 5000,

@@ -13,11 +13,15 @@ export interface Subscriber {
 export async function createSubscriber(o: {
   url: string;
   clientId: string;
+  username?: string;
+  password?: string;
   log: Logger;
   onMessage: (topic: string, payload: Buffer, retained: boolean) => void;
 }): Promise<Subscriber> {
   const client: MqttClient = mqtt.connect(o.url, {
     clientId: o.clientId,
+    username: o.username,
+    password: o.password,
     // A persistent session (clean=false) with QoS 1 subscriptions: batches published while this
     // subscriber reconnects are queued by the broker, not lost (MQTT 3.1.1 §3.1.2.4).
     clean: false,
