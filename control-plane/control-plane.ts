@@ -46,6 +46,9 @@ export interface ControlPlane {
 
 export async function createControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
   const metrics = createMetrics();
+  // A bad users file is a configuration error: say so before touching the database.
+  const mqttUserList = config.HCP_BROKER === 'embedded' && config.HCP_MQTT_USERS_FILE ? loadMqttUsers(config.HCP_MQTT_USERS_FILE) : null;
+  if (config.HCP_BROKER === 'external' && config.HCP_MQTT_USERS_FILE) log.warn('HCP_MQTT_USERS_FILE applies to the embedded broker only; the external broker keeps its own logins and ACL');
   const db = await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR });
   const cleanup: Array<() => Promise<void>> = [() => db.close()];
   const unwind = async () => {
@@ -68,8 +71,8 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     let ingestLogin: { username: string; password: string } | undefined;
     if (config.HCP_BROKER === 'embedded') {
       let users: MqttUsers | undefined;
-      if (config.HCP_MQTT_USERS_FILE) {
-        const list = loadMqttUsers(config.HCP_MQTT_USERS_FILE);
+      if (mqttUserList) {
+        const list = mqttUserList;
         ingestLogin = { username: 'hcp-control-plane', password: randomBytes(24).toString('base64url') };
         users = mqttUsers(list, [{ principal: { username: ingestLogin.username, role: 'service' }, token: ingestLogin.password }]);
         log.info({ users: list.length, file: config.HCP_MQTT_USERS_FILE }, 'mqtt broker requires a login');

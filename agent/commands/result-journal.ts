@@ -2,10 +2,11 @@
 // agent restart: a command redelivered after the restart repeats its earlier result instead of
 // being applied again — which matters when a later command has changed the same devices since.
 // One JSON line per result, appended before the result is sent; when the file holds twice the
-// remembered number it is rewritten with the newest half (temporary file, then rename).
-import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+// remembered number it is rewritten with the newest half (replaced whole: state-file.ts).
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CommandResult } from '../../proto/gen/hcp/v1/commands.js';
+import { replaceStateFile } from '../state-file.js';
 
 const FILE = 'command-results.jsonl';
 
@@ -41,9 +42,7 @@ export function openResultJournal(dir: string, limit: number): ResultJournal {
   let kept = all.slice(-limit);
   let lines = all.length;
   const rewrite = () => {
-    const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, kept.map((r) => `${JSON.stringify(CommandResult.toJSON(r))}\n`).join(''));
-    renameSync(tmp, path);
+    replaceStateFile(dir, FILE, kept.map((r) => `${JSON.stringify(CommandResult.toJSON(r))}\n`).join(''));
     lines = kept.length;
   };
   if (skipped || lines > limit) rewrite();

@@ -46,18 +46,14 @@ export function createGridTrip(d: GridTripDeps) {
       asics.push(dev.id);
     }
   }
-  let armed: { region: string; thresholdHz: number; devices: string[]; topic: string } | null = null;
+  /** `ops`: the sleep ops per driver, built when armed so that firing only sends them */
+  let armed: { region: string; thresholdHz: number; devices: string[]; topic: string; ops: Map<CommandableDriver, DeviceOp[]> } | null = null;
   let fired = false;
   let firing: Promise<void> = Promise.resolve();
 
   async function fire(hz: number, signalTsMs: number, receivedAt: number): Promise<void> {
     const a = armed!;
-    const byDriver = new Map<CommandableDriver, DeviceOp[]>();
-    for (const id of a.devices) {
-      const drv = owner.get(id)!;
-      byDriver.set(drv, [...(byDriver.get(drv) ?? []), { kind: 'mining', deviceId: id, enabled: false, powerTargetW: null, urgent: true }]);
-    }
-    const results = (await Promise.all([...byDriver].map(([drv, ops]) => drv.apply(ops)))).flat();
+    const results = (await Promise.all([...a.ops].filter(([, ops]) => ops.length).map(([drv, ops]) => drv.apply(ops)))).flat();
     const appliedAt = now();
     d.metrics.gridTrips.inc();
     d.metrics.gridTripSeconds.observe((appliedAt - receivedAt) / 1000);
@@ -70,12 +66,20 @@ export function createGridTrip(d: GridTripDeps) {
     d.changed();
   }
 
-  /** lets each driver get ready to act without a read (the cgminer driver caches confs) */
-  function prepare(devices: string[]): void {
-    const byDriver = new Map<CommandableDriver, string[]>();
-    for (const id of devices) byDriver.set(owner.get(id)!, [...(byDriver.get(owner.get(id)!) ?? []), id]);
-    for (const [drv, ids] of byDriver) {
-      void drv.prepare?.(ids).then(
+  /** the urgent sleep op for each device, grouped by the driver that owns it (every driver, even with none) */
+  function sleepOps(devices: string[]): Map<CommandableDriver, DeviceOp[]> {
+    const ops = new Map<CommandableDriver, DeviceOp[]>(d.drivers.map((drv) => [drv, []]));
+    for (const id of devices) ops.get(owner.get(id)!)!.push({ kind: 'mining', deviceId: id, enabled: false, powerTargetW: null, urgent: true });
+    return ops;
+  }
+
+  /**
+   * Lets each driver get ready to act without a read (the cgminer driver caches confs); a driver
+   * with no device covered is told so, and stops keeping any ready.
+   */
+  function prepare(ops: Map<CommandableDriver, DeviceOp[]>): void {
+    for (const [drv, list] of ops) {
+      void drv.prepare?.(list.map((o) => o.deviceId)).then(
         (r) => (r.failed ? d.log.warn({ driver: drv.name, ...r }, 'grid trip: some devices could not be prepared; they will be read first when it fires') : undefined),
         (err) => d.log.warn({ err, driver: drv.name }, 'grid trip: prepare failed'),
       );
@@ -107,7 +111,7 @@ export function createGridTrip(d: GridTripDeps) {
         if (armed) d.unlisten(armed.topic);
         if (armed) {
           d.log.info({ region: armed.region }, 'under-frequency trip disarmed');
-          for (const drv of d.drivers) void drv.prepare?.([]);
+          prepare(sleepOps([]));
         }
         armed = null;
         fired = false;
@@ -124,11 +128,11 @@ export function createGridTrip(d: GridTripDeps) {
       const topic = marketTopics.gridFrequency(c.region);
       if (armed && armed.topic !== topic) d.unlisten(armed.topic);
       const same = armed?.topic === topic && armed.thresholdHz === c.thresholdHz && armed.devices.join() === devices.join();
-      armed = { region: c.region, thresholdHz: c.thresholdHz, devices, topic };
+      armed = { region: c.region, thresholdHz: c.thresholdHz, devices, topic, ops: same ? armed!.ops : sleepOps(devices) };
       d.listen(topic, onReading);
       if (!same) {
         d.log.info({ region: c.region, thresholdHz: c.thresholdHz, devices: devices.length }, 'under-frequency trip armed');
-        prepare(devices);
+        prepare(armed.ops);
       }
       d.onArmed?.(c);
       return { ok: true, devices: devices.map((id) => ({ deviceId: id, state: 'armed', workloadId: '', powerTargetW: 0 })) };
