@@ -2,6 +2,7 @@
 // publisher, the control-plane stream and the local HTTP endpoint. Shutdown order (STYLE.md):
 // stop sampling → flush telemetry and publish offline → close the stream → stop the devices.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { TelemetryBatch } from '../proto/gen/hcp/v1/telemetry.js';
@@ -60,6 +61,15 @@ async function createDrivers(c: AgentConfig, log: Logger): Promise<{ drivers: Co
   return { drivers, fleets };
 }
 
+/** the PEM files the agent was given, read once at start */
+function readTls(c: AgentConfig): { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined {
+  if (!c.caFile && !c.certFile) return undefined;
+  return {
+    ...(c.caFile ? { ca: readFileSync(c.caFile) } : {}),
+    ...(c.certFile ? { cert: readFileSync(c.certFile), key: readFileSync(c.keyFile!) } : {}),
+  };
+}
+
 /** command results remembered for at-most-once (in memory, and in --state-dir when given) */
 const RESULTS_REMEMBERED = 10_000;
 
@@ -71,8 +81,9 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
   let reporting = { gpu: 0, asic: 0 };
   const gpuWorkload = new Map<string, string>();
 
+  const tls = readTls(c);
   const publisher = createPublisher({
-    url: c.mqtt, site: c.site, login: c.mqttToken ? { username: c.mqttUsername ?? c.site, password: c.mqttToken } : undefined, session, version: AGENT_VERSION, spoolBatches: c.spoolBatches,
+    url: c.mqtt, site: c.site, tls, login: c.token ? { username: c.site, password: c.token } : undefined, session, version: AGENT_VERSION, spoolBatches: c.spoolBatches,
     log: log.child({ component: 'mqtt' }), metrics,
   });
   // tick is hoisted below; a command's effect is sampled and published at once
@@ -125,6 +136,8 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
   });
   const gateway = createGatewayClient({
     address: c.controlPlane,
+    token: c.token,
+    tls: c.tls || c.caFile || c.certFile ? tls ?? {} : undefined,
     hello: () => ({ siteId: c.site, agentVersion: AGENT_VERSION, agentSession: session, devices: inventory, hostname: hostname() }),
     health: () => ({ reporting: reporting.gpu + reporting.asic, total: inventory.length }),
     log: log.child({ component: 'grpc' }),

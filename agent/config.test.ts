@@ -26,9 +26,26 @@ describe('agent configuration', () => {
   });
 
   it('takes the broker token from the environment, never from a flag', () => {
-    const c = config(['--site', 'texas-1', '--sim-gpus', '1', '--mqtt-username', 'tx1'], { HCP_AGENT_MQTT_TOKEN: 's3cret' });
-    expect(c).toMatchObject({ mqttUsername: 'tx1', mqttToken: 's3cret' });
+    const c = config(['--site', 'texas-1', '--sim-gpus', '1'], { HCP_AGENT_TOKEN: 'hcp_0123456789abcdefghijKLMN' });
+    expect(c).toMatchObject({ token: 'hcp_0123456789abcdefghijKLMN' });
     expect(() => parseAgentArgs(['--site', 'texas-1', '--sim-gpus', '1', '--mqtt-token', 'x'])).toThrow(/mqtt-token/);
+  });
+
+  it('reads the credential from --token-file, and names the file, never its text, when it is bad', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hcp-agent-'));
+    const good = join(dir, 'token');
+    writeFileSync(good, 'hcp_0123456789abcdefghijKLMN\n', { mode: 0o600 });
+    expect(config(['--site', 'texas-1', '--sim-gpus', '1', '--token-file', good]).token).toBe('hcp_0123456789abcdefghijKLMN');
+    const bad = join(dir, 'bad');
+    writeFileSync(bad, 'not-a-key-but-secret');
+    expect(() => config(['--site', 'texas-1', '--sim-gpus', '1', '--token-file', bad])).toThrow(/does not hold an HCP key/);
+    try {
+      config(['--site', 'texas-1', '--sim-gpus', '1', '--token-file', bad]);
+    } catch (err) {
+      expect((err as Error).message).not.toContain('not-a-key-but-secret');
+    }
+    expect(() => config(['--site', 'texas-1', '--sim-gpus', '1', '--token-file', join(dir, 'missing')])).toThrow(/ENOENT/);
+    expect(() => config(['--site', 'texas-1', '--sim-gpus', '1', '--token-file', good], { HCP_AGENT_TOKEN: 'hcp_0123456789abcdefghijKLMN' })).toThrow(/one way/);
   });
 
   it('layers file < environment < flags', () => {

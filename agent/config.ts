@@ -15,10 +15,20 @@ export const AgentConfigSchema = z
     site: z.string().refine(isValidSiteId, 'must be lowercase letters, digits and dashes (e.g. texas-1)'),
     controlPlane: hostPort.default('127.0.0.1:50051'),
     mqtt: z.string().regex(/^mqtts?:\/\//, 'must be an mqtt:// or mqtts:// URL').default('mqtt://127.0.0.1:1883'),
-    /** broker login when it demands one (HCP_MQTT_USERS_FILE); the user defaults to the site id */
-    mqttUsername: z.string().min(1).optional(),
-    /** the login's token: from the environment or the --config file only, never a flag (ps shows flags) */
-    mqttToken: z.string().min(1).optional(),
+    /**
+     * the site's credential (npm run keys -- create --role agent --site <id>): gRPC
+     * `authorization: Bearer` metadata, and the MQTT login (user = site id, password = token).
+     * From HCP_AGENT_TOKEN, the --config file or --token-file; never a flag (ps shows flags).
+     */
+    token: z.string().regex(/^hcp_[A-Za-z0-9_-]{20,200}$/, 'must be an HCP key (hcp_…)').optional(),
+    tokenFile: z.string().min(1).optional(),
+    /** gRPC over TLS; on by itself when --ca-file or --cert-file is given (MQTT: the mqtts:// URL decides) */
+    tls: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).default(false),
+    /** PEM CA the agent trusts for the control plane's TLS (gRPC and mqtts) */
+    caFile: z.string().min(1).optional(),
+    /** PEM client certificate and key, for a control plane that asks for client certificates (mTLS) */
+    certFile: z.string().min(1).optional(),
+    keyFile: z.string().min(1).optional(),
     simGpus: z.coerce.number().int().min(0).max(10_000).default(0),
     simAsics: z.coerce.number().int().min(0).max(20_000).default(0),
     asicModel: z.enum(['s21', 's21-pro', 's21-xp']).default('s21-xp'),
@@ -50,6 +60,8 @@ export const AgentConfigSchema = z
         if (!hostPort.safeParse(e.trim()).success) ctx.addIssue({ code: 'custom', path: ['asicEndpoints'], message: `${JSON.stringify(e)} is not host:port` });
       }
     }
+    if (c.token && c.tokenFile) ctx.addIssue({ code: 'custom', path: ['tokenFile'], message: 'give the token one way: HCP_AGENT_TOKEN or --token-file' });
+    if (!c.certFile !== !c.keyFile) ctx.addIssue({ code: 'custom', path: ['certFile'], message: 'give --cert-file and --key-file together' });
     if (c.simGpus + c.simAsics === 0 && !c.asicEndpoints) {
       ctx.addIssue({ code: 'custom', path: ['simGpus'], message: 'the agent has no devices: give --sim-gpus, --sim-asics or --asic-endpoints' });
     }
@@ -62,7 +74,11 @@ const FLAGS = {
   site: { type: 'string' },
   'control-plane': { type: 'string' },
   mqtt: { type: 'string' },
-  'mqtt-username': { type: 'string' },
+  'token-file': { type: 'string' },
+  'ca-file': { type: 'string' },
+  tls: { type: 'boolean' },
+  'cert-file': { type: 'string' },
+  'key-file': { type: 'string' },
   'sim-gpus': { type: 'string' },
   'sim-asics': { type: 'string' },
   'asic-model': { type: 'string' },
@@ -90,8 +106,12 @@ Usage: hcp-agent --site <id> [options]
   --site ID                 site id, e.g. texas-1                    (HCP_AGENT_SITE)
   --control-plane HOST:PORT gRPC AgentGateway [127.0.0.1:50051]      (HCP_AGENT_CONTROL_PLANE)
   --mqtt URL                telemetry broker [mqtt://127.0.0.1:1883] (HCP_AGENT_MQTT)
-  --mqtt-username U         broker login [the site id when a token is set]; its token only from
-                            HCP_AGENT_MQTT_TOKEN or the --config file (mqttToken)
+  --token-file FILE         the site's credential (hcp_…), for gRPC and the MQTT login; or
+                            HCP_AGENT_TOKEN, never a flag                (HCP_AGENT_TOKEN_FILE)
+  --tls                     gRPC over TLS (on by itself with --ca-file or --cert-file; MQTT
+                            uses TLS when --mqtt is an mqtts:// URL)      (HCP_AGENT_TLS)
+  --ca-file FILE            PEM CA to trust for the control plane's TLS (gRPC and mqtts://)
+  --cert-file F --key-file F  PEM client certificate and key, when the control plane asks (mTLS)
   --sim-gpus N              simulated H100s [0]                      (HCP_AGENT_SIM_GPUS)
   --sim-asics N             simulated S21s [0]                       (HCP_AGENT_SIM_ASICS)
   --asic-model M            s21 | s21-pro | s21-xp [s21-xp]          (HCP_AGENT_ASIC_MODEL)
@@ -154,10 +174,24 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!r.success) {
     for (const i of r.error.issues) {
       const key = String(i.path[0] ?? '');
-      const flag = key ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : 'options';
+      const flag = key === 'token' ? 'HCP_AGENT_TOKEN' : key ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : 'options';
       problems.push(`${flag}: ${i.message}`);
     }
   }
   if (problems.length) throw new ConfigError(problems);
-  return { config: r.data! };
+  const config = r.data!;
+  if (config.tokenFile) config.token = readTokenFile(config.tokenFile);
+  return { config };
+}
+
+/** the credential in a token file (one line); its text is never put in an error */
+export function readTokenFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new ConfigError([`--token-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+  }
+  if (!AgentConfigSchema.shape.token.safeParse(text).success) throw new ConfigError([`--token-file ${file}: does not hold an HCP key (hcp_…)`]);
+  return text;
 }

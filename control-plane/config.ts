@@ -20,15 +20,60 @@ export const ControlPlaneConfigSchema = z.object({
   HCP_MQTT_HOST: z.string().min(1).default('127.0.0.1'),
   HCP_MQTT_PORT: port.default(1883),
   HCP_MQTT_URL: z.string().regex(/^mqtts?:\/\//, 'must be an mqtt:// or mqtts:// URL').optional(),
-  /** users of the embedded broker and what they may publish (mqtt/acl.ts); unset: anyone, anything */
-  HCP_MQTT_USERS_FILE: z.string().min(1).optional(),
+  /** the embedded broker's mqtts listener, when TLS is on (HCP_TLS_CERT/HCP_TLS_KEY) */
+  HCP_MQTT_TLS_PORT: port.default(8883),
+  /**
+   * anonymous MQTT clients (Mosquitto 2.0's convention): 'auto' lets them read telemetry and
+   * status and publish market and grid topics only while every listener is on loopback; 'off'
+   * never. Nobody anonymous ever publishes a site's telemetry or status.
+   */
+  HCP_MQTT_ANONYMOUS: z.enum(['auto', 'off']).default('auto'),
+  /** a packet larger than this is refused at its fixed header, before its body is read */
+  HCP_MQTT_MAX_PACKET_BYTES: z.coerce.number().int().min(1024).max(268_435_455).default(1024 * 1024),
+  /** QoS 1 messages kept for one offline persistent session; older ones are dropped and counted */
+  HCP_MQTT_MAX_QUEUED: z.coerce.number().int().min(1).max(10_000_000).default(1000),
+  /** an offline persistent session is forgotten after this long */
+  HCP_MQTT_SESSION_EXPIRY_S: z.coerce.number().int().min(1).default(3600),
+  /**
+   * makes sure an admin key with this value exists at start (bootstrap); without it, and with no
+   * admin key at all, one is generated and written to HCP_DATA_DIR/admin.key (mode 0600)
+   */
+  HCP_ADMIN_KEY: z.string().regex(/^hcp_[A-Za-z0-9_-]{20,200}$/, 'must be an HCP key: hcp_ followed by at least 20 of A-Z a-z 0-9 _ -').optional(),
+  /** TLS for REST (https), gRPC and the broker (mqtts): PEM files; both or neither */
+  HCP_TLS_CERT: z.string().min(1).optional(),
+  HCP_TLS_KEY: z.string().min(1).optional(),
+  /** PEM CA: client certificates (mTLS) are then required on gRPC and mqtts, and checked against it */
+  HCP_TLS_CLIENT_CA: z.string().min(1).optional(),
+  /** REST request bodies larger than this are answered 413 before they are read */
+  HCP_HTTP_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(1024 * 1024 * 1024).default(1024 * 1024),
+  /** per-key token bucket on REST and gRPC: sustained requests per second, and the burst */
+  HCP_RATE_LIMIT_PER_S: z.coerce.number().positive().default(50),
+  HCP_RATE_LIMIT_BURST: z.coerce.number().int().min(1).default(100),
+  /** browser origins allowed by CORS, comma-separated; none = CORS off */
+  HCP_CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((o) => o.trim()).filter(Boolean))
+    .refine((os) => os.every((o) => /^https?:\/\/[^/\s]+$/.test(o)), 'must be origins like https://console.example.com, separated by commas'),
+  /** PostgreSQL: API queries running longer than this are cancelled */
+  HCP_API_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
+  /** the telemetry endpoint refuses a query that would scan more stored samples than this */
+  HCP_TELEMETRY_MAX_SCAN_ROWS: z.coerce.number().int().min(1000).default(2_000_000),
+  /** open ?wait requests, gRPC waits and WatchCommands streams, together */
+  HCP_MAX_WAITERS: z.coerce.number().int().min(1).default(1000),
+  /** sites the control plane keeps, and devices one site may announce */
+  HCP_MAX_SITES: z.coerce.number().int().min(1).default(1000),
+  HCP_MAX_DEVICES_PER_SITE: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
   HCP_HEARTBEAT_MS: ms.default(2000),
   /** a site or device with no sign of life for this long is offline */
   HCP_STALE_AFTER_MS: ms.default(10000),
   HCP_INGEST_FLUSH_MS: ms.default(250),
   HCP_INGEST_MAX_ROWS: ms.default(5000),
-  /** let an agent with a new site id register it on hello (logged and audited) */
-  HCP_AUTO_REGISTER_SITES: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+  /**
+   * development only: an agent credential for a site that does not exist creates it on hello.
+   * Otherwise a site exists when an admin creates it or its credential.
+   */
+  HCP_AUTO_REGISTER_SITES: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   /** grid under-frequency response (ERCOT: load trips at 59.7 Hz; grid/frequency-guard.ts) */
   HCP_GRID_TRIP_HZ: z.coerce.number().min(40).max(70).default(59.7),
   HCP_GRID_RECOVER_HZ: z.coerce.number().min(40).max(70).default(59.95),
@@ -79,8 +124,36 @@ export function loadControlPlaneConfig(env: NodeJS.ProcessEnv = process.env): Co
       .map((k) => [k, env[k]]),
   );
   const r = ControlPlaneConfigSchema.safeParse(picked);
-  if (!r.success) throw new ConfigError(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(picked[String(i.path[0])])})`));
+  if (!r.success) {
+    throw new ConfigError(r.error.issues.map((i) => {
+      const key = String(i.path[0]);
+      return `${i.path.join('.')}: ${i.message} (got ${shownValue(key, picked[key])})`;
+    }));
+  }
+  if (!r.data.HCP_TLS_CERT !== !r.data.HCP_TLS_KEY) throw new ConfigError(['HCP_TLS_CERT and HCP_TLS_KEY: give both or neither']);
+  if (r.data.HCP_TLS_CLIENT_CA && !r.data.HCP_TLS_CERT) throw new ConfigError(['HCP_TLS_CLIENT_CA: needs HCP_TLS_CERT and HCP_TLS_KEY']);
   return r.data;
+}
+
+/** config values that are secrets, or carry one, are never printed */
+function shownValue(key: string, v: unknown): string {
+  if (key === 'HCP_ADMIN_KEY') return '(a value, not shown)';
+  if (key === 'DATABASE_URL' && typeof v === 'string') return JSON.stringify(redactUrl(v));
+  return JSON.stringify(v);
+}
+
+/** a URL with its password replaced by *** (for logs and messages) */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*):[^@\s]*@/i, '$1:***@');
+}
+
+/** whether the control plane's REST, gRPC and MQTT listeners are all on loopback */
+export function loopbackOnly(c: ControlPlaneConfig): boolean {
+  return [c.HCP_HTTP_HOST, c.HCP_GRPC_HOST, c.HCP_MQTT_HOST].every(isLoopbackHost);
+}
+
+export function isLoopbackHost(h: string): boolean {
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 /** the broker URL ingest subscribes to */

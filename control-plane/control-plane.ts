@@ -32,7 +32,6 @@ import { Registry } from './registry/registry.js';
 import { createRegistryTracker } from './registry/tracker.js';
 import { DEFAULT_POLICY } from './scheduler/placement.js';
 import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
-import { loadMqttUsers, mqttUsers, type MqttUsers } from './mqtt/acl.js';
 
 export interface ControlPlane {
   readonly httpPort: number;
@@ -46,9 +45,6 @@ export interface ControlPlane {
 
 export async function createControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
   const metrics = createMetrics();
-  // A bad users file is a configuration error: say so before touching the database.
-  const mqttUserList = config.HCP_BROKER === 'embedded' && config.HCP_MQTT_USERS_FILE ? loadMqttUsers(config.HCP_MQTT_USERS_FILE) : null;
-  if (config.HCP_BROKER === 'external' && config.HCP_MQTT_USERS_FILE) log.warn('HCP_MQTT_USERS_FILE applies to the embedded broker only; the external broker keeps its own logins and ACL');
   const db = await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR });
   const cleanup: Array<() => Promise<void>> = [() => db.close()];
   const unwind = async () => {
@@ -70,14 +66,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     /** ingest's own login to the embedded broker when it demands one: made afresh at each start */
     let ingestLogin: { username: string; password: string } | undefined;
     if (config.HCP_BROKER === 'embedded') {
-      let users: MqttUsers | undefined;
-      if (mqttUserList) {
-        const list = mqttUserList;
-        ingestLogin = { username: 'hcp-control-plane', password: randomBytes(24).toString('base64url') };
-        users = mqttUsers(list, [{ principal: { username: ingestLogin.username, role: 'service' }, token: ingestLogin.password }]);
-        log.info({ users: list.length, file: config.HCP_MQTT_USERS_FILE }, 'mqtt broker requires a login');
-      }
-      broker = await createBroker({ host: config.HCP_MQTT_HOST, port: config.HCP_MQTT_PORT, log: log.child({ component: 'broker' }), metrics, users });
+      broker = await createBroker({ host: config.HCP_MQTT_HOST, port: config.HCP_MQTT_PORT, log: log.child({ component: 'broker' }), metrics });
       cleanup.push(() => broker!.close());
     }
     const mqttUrl = mqttUrlOf(config, broker?.port ?? config.HCP_MQTT_PORT);

@@ -14,8 +14,19 @@ export interface GatewayClient {
   close(): Promise<void>;
 }
 
+/** PEM material for TLS; without it the channel is plaintext */
+export interface ClientTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
 export interface GatewayClientOptions {
   address: string;
+  /** the site's credential, sent as `authorization: Bearer` metadata */
+  token?: string;
+  /** TLS to the control plane (grpcs); plaintext when absent */
+  tls?: ClientTls;
   hello: () => Hello;
   /** devices read in the last tick, for heartbeats */
   health: () => { reporting: number; total: number };
@@ -28,7 +39,8 @@ export interface GatewayClientOptions {
 }
 
 export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
-  const client = new AgentGatewayClient(o.address, credentials.createInsecure(), {
+  const creds = o.tls ? credentials.createSsl(o.tls.ca ?? null, o.tls.key ?? null, o.tls.cert ?? null) : credentials.createInsecure();
+  const client = new AgentGatewayClient(o.address, creds, {
     'grpc.keepalive_time_ms': 20_000,
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
@@ -66,7 +78,9 @@ export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
 
   const open = () => {
     if (closed) return;
-    const s = client.connect(new Metadata());
+    const md = new Metadata();
+    if (o.token) md.set('authorization', `Bearer ${o.token}`);
+    const s = client.connect(md);
     stream = s;
     s.on('data', (m: ControlMessage) => {
       if (m.body?.$case === 'helloAck') {
@@ -88,7 +102,7 @@ export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
     s.on('error', (err: ServiceError) => {
       if (stream !== s) return;
       const reason = err.metadata?.get('hcp-reason')?.[0];
-      if (err.code === status.INVALID_ARGUMENT || err.code === status.NOT_FOUND || err.code === status.ALREADY_EXISTS) {
+      if ([status.INVALID_ARGUMENT, status.NOT_FOUND, status.ALREADY_EXISTS, status.UNAUTHENTICATED, status.PERMISSION_DENIED].includes(err.code)) {
         o.log.error({ code: err.code, reason, details: err.details }, 'control plane refused this agent');
         // Retrying at once cannot help; wait the longest backoff.
         attempt = 16;

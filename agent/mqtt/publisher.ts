@@ -24,6 +24,8 @@ export function createPublisher(o: {
   url: string;
   /** broker login, when it demands one */
   login?: { username: string; password: string };
+  /** PEM material for mqtts:// */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
   site: string;
   session: string;
   version: string;
@@ -39,6 +41,7 @@ export function createPublisher(o: {
     clientId: `hcp-agent-${o.site}-${o.session.slice(0, 8)}`,
     username: o.login?.username,
     password: o.login?.password,
+    ...(o.tls ?? {}),
     clean: true,
     reconnectPeriod: 1000,
     connectTimeout: 5000,
