@@ -187,6 +187,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
 
     const app = createHttpApp({
       registry, db, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, scheduler: () => sched, market: { book }, grid, economics,
+      limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS },
       readiness: async () => ({
         database: await db.ping(),
         broker: subscriber.connected(),

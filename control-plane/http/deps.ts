@@ -27,6 +27,8 @@ export interface HttpDeps {
   market?: { book: PriceBook };
   grid?: GridResponse;
   economics?: { dispatch: EconomicDispatch; controls: SiteControls };
+  /** caps on what one request may cost */
+  limits: { telemetryMaxScanRows: number };
   /** what /ready checks */
   readiness: () => Promise<Record<string, boolean>>;
 }
