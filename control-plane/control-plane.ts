@@ -27,6 +27,11 @@ import { createSiteControls } from './dispatch/site-controls.js';
 import { createIngest } from './ingest/ingest.js';
 import { createMetrics } from './metrics.js';
 import { createBroker, type Broker } from './mqtt/broker.js';
+import { createKeyAdmin, type KeyAdmin } from './auth/key-admin.js';
+import { createKeyRing } from './auth/key-ring.js';
+import { createRateLimiter } from './auth/rate-limit.js';
+import { createWaitGate } from './commands/wait-gate.js';
+import { auditWithRequestIds } from './request-context.js';
 import { createSubscriber } from './mqtt/subscriber.js';
 import { Registry } from './registry/registry.js';
 import { createRegistryTracker } from './registry/tracker.js';
@@ -40,6 +45,8 @@ export interface ControlPlane {
   readonly db: Db;
   readonly registry: Registry;
   readonly bus: CommandBus;
+  /** keys and site credentials (tests and tools make theirs here) */
+  readonly keys: KeyAdmin;
   close(): Promise<void>;
 }
 
@@ -59,6 +66,11 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
 
     const registry = new Registry({ staleAfterMs: config.HCP_STALE_AFTER_MS });
     await loadRegistry(db, registry);
+    // Identities before any listener opens: nothing is served to an unknown caller.
+    const ring = await createKeyRing({ db, log: log.child({ component: 'keys' }) });
+    cleanup.push(() => ring.close());
+    const limiter = createRateLimiter({ perSecond: config.HCP_RATE_LIMIT_PER_S, burst: config.HCP_RATE_LIMIT_BURST });
+    const waiters = createWaitGate(config.HCP_MAX_WAITERS);
     const tracker = createRegistryTracker({ registry, db, log: log.child({ component: 'registry' }), metrics, intervalMs: 1000 });
     cleanup.push(() => tracker.close());
 
@@ -106,8 +118,11 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     });
     cleanup.push(() => subscriber.close());
 
-    const audit = createAuditWriter({ db, log: log.child({ component: 'audit' }) });
+    const audit = auditWithRequestIds(createAuditWriter({ db, log: log.child({ component: 'audit' }) }));
     cleanup.push(() => audit.close());
+    const keys = createKeyAdmin({ db, ring, registry, audit, log: log.child({ component: 'keys' }), maxSites: config.HCP_MAX_SITES });
+    if (config.HCP_ADMIN_KEY) await keys.ensureAdmin(config.HCP_ADMIN_KEY);
+    else await keys.ensureSomeAdmin(config.HCP_DATA_DIR);
     // The gateway and the command bus need each other: the bus sends down agent streams, the
     // gateway hands acks and results to the bus. The hooks are bound once both exist.
     let bus: CommandBus | null = null;
@@ -126,6 +141,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const gateway = createAgentGateway({
       hooks, registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
       heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
+      ring, maxDevicesPerSite: config.HCP_MAX_DEVICES_PER_SITE, maxSites: config.HCP_MAX_SITES,
     });
     const ops = createOperations({ db, registry, bus: need, metrics, audit, log: log.child({ component: 'operations' }) });
     // The scheduler follows command results after operations has moved the workload.
@@ -173,7 +189,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       cleanup.push(() => dispatch.close());
       economics = { dispatch, controls };
     }
-    const fleet = createFleetService({ registry, ops: () => ops, bus: need, log: log.child({ component: 'fleet-api' }) });
+    const fleet = createFleetService({ registry, ops: () => ops, bus: need, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters });
     const grpc = await startGrpcServer({
       host: config.HCP_GRPC_HOST,
       port: config.HCP_GRPC_PORT,
@@ -187,7 +203,9 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
 
     const app = createHttpApp({
       registry, db, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, scheduler: () => sched, market: { book }, grid, economics,
-      limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS },
+      limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS, bodyLimitBytes: config.HCP_HTTP_BODY_LIMIT_BYTES },
+      waiters,
+      security: { ring, limiter, corsOrigins: config.HCP_CORS_ORIGINS, keys },
       readiness: async () => ({
         database: await db.ping(),
         broker: subscriber.connected(),
@@ -206,6 +224,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       db,
       registry,
       bus,
+      keys,
       close() {
         closing ??= unwind();
         return closing;

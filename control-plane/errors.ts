@@ -5,6 +5,9 @@ export type ErrorCode =
   | 'conflict'
   | 'unavailable'
   | 'unauthenticated'
+  | 'permission_denied'
+  | 'rate_limited'
+  | 'payload_too_large'
   | 'internal';
 
 export class HcpError extends Error {

@@ -4,19 +4,20 @@
 // clock 144× real time, so a day's prices pass in 10 minutes and the engine decides every 10 s.
 // HCP_MARKET_SIM=off / HCP_GRID_SIM=off leave those feeds to whoever publishes them. Full JSON logs go to data/logs/<name>.log; warnings and errors are echoed
 // here. Ctrl-C stops the agents first, then the control plane.
+//
+// Everything runs authenticated, as a deployment does: the admin key comes from HCP_ADMIN_KEY,
+// or data/admin.key (made on the first run, mode 0600); each agent gets its own site credential
+// and the feeds a feed credential, made through the API and kept in data/ so a restart reuses
+// them. The broker stays open to anonymous readers and price/frequency publishers on loopback
+// (Mosquitto 2.0's convention), so the README's mosquitto_pub examples work.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const root = resolve(import.meta.dirname, '..');
 const env = process.env;
-// The demo's broker is open (so `mosquitto_pub` can play a price or a grid event); broker logins
-// are for deployments, whose agents and feeds are given their tokens (README: MQTT logins).
-if (env.HCP_MQTT_USERS_FILE) {
-  console.error('HCP: npm start runs an open demo broker; HCP_MQTT_USERS_FILE is ignored here (see README, "MQTT logins").');
-  delete env.HCP_MQTT_USERS_FILE;
-}
 const httpPort = Number(env.HCP_HTTP_PORT ?? 8080);
 const grpcPort = Number(env.HCP_GRPC_PORT ?? 50051);
 const mqttPort = Number(env.HCP_MQTT_PORT ?? 1883);
@@ -24,6 +25,28 @@ const host = '127.0.0.1';
 const dataDir = resolve(env.HCP_DATA_DIR ?? join(root, 'data'));
 const logDir = join(dataDir, 'logs');
 mkdirSync(logDir, { recursive: true });
+const KEY = /^hcp_[A-Za-z0-9_-]{20,200}$/;
+
+/** writes a secret where only this user can read it */
+function writeSecret(file: string, secret: string): void {
+  mkdirSync(join(file, '..'), { recursive: true });
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+}
+const readSecret = (file: string) => {
+  const v = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
+  return KEY.test(v) ? v : null;
+};
+
+// HCP_ADMIN_KEY, else the one made on an earlier run, else a new one; the control plane makes
+// sure it exists (HCP_ADMIN_KEY), so it works on a fresh database too.
+const adminFile = join(dataDir, 'admin.key');
+let adminKey = env.HCP_ADMIN_KEY ?? readSecret(adminFile);
+if (!adminKey) {
+  adminKey = `hcp_${randomBytes(32).toString('base64url')}`;
+  writeSecret(adminFile, adminKey);
+}
+const authed = (init: RequestInit = {}) => ({ ...init, headers: { ...(init.headers ?? {}), authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' } });
 
 // The demo's fleet: 10 H100s and 50 S21 XPs per site. texas-1 reads its ASICs over the cgminer
 // TCP API so that path always runs; the others read the simulation in-process. S21s start up in
@@ -108,6 +131,7 @@ if (await fetch(`${base}/health`).then(() => true, () => false)) {
 }
 console.log(`HCP: starting the control plane (${env.DATABASE_URL ? 'PostgreSQL at DATABASE_URL' : `embedded PGlite in ${dataDir}`})…`);
 run('control-plane', ['control-plane/main.ts'], {
+  HCP_ADMIN_KEY: adminKey,
   HCP_DATA_DIR: dataDir,
   HCP_HTTP_PORT: String(httpPort),
   HCP_GRPC_PORT: String(grpcPort),
@@ -128,11 +152,42 @@ try {
   await stop(1);
 }
 
+/**
+ * the credential kept in `file` if the control plane still takes it for this role (and site),
+ * else a new one made through the API (a live key of the same name is revoked first)
+ */
+async function credential(file: string, k: { role: 'agent' | 'feed'; name: string; site?: string }): Promise<void> {
+  const kept = readSecret(file);
+  if (kept) {
+    const who = await fetch(`${base}/api/v1/whoami`, { headers: { authorization: `Bearer ${kept}` } });
+    const me = who.ok ? ((await who.json()) as { role: string; site: string | null }) : null;
+    if (me && me.role === k.role && (me.site ?? undefined) === k.site) return;
+  }
+  let made = await fetch(`${base}/api/v1/keys`, authed({ method: 'POST', body: JSON.stringify(k) }));
+  if (made.status === 409) {
+    const list = (await (await fetch(`${base}/api/v1/keys`, authed())).json()) as { keys: Array<{ id: string; name: string }> };
+    for (const old of list.keys.filter((x) => x.name === k.name)) {
+      await fetch(`${base}/api/v1/keys/${old.id}?reason=${encodeURIComponent('npm start: credential file lost')}`, authed({ method: 'DELETE' }));
+    }
+    made = await fetch(`${base}/api/v1/keys`, authed({ method: 'POST', body: JSON.stringify(k) }));
+  }
+  if (made.status !== 201) throw new Error(`could not make the ${k.name} credential: ${made.status} ${await made.text()}`);
+  writeSecret(file, ((await made.json()) as { secret: string }).secret);
+}
+
+try {
+  for (const s of SITES) await credential(join(dataDir, 'agents', s.site, 'token'), { role: 'agent', name: `agent-${s.site}`, site: s.site });
+  await credential(join(dataDir, 'feeds.token'), { role: 'feed', name: 'feeds' });
+} catch (err) {
+  console.error(`HCP: ${(err as Error).message}; see ${join(logDir, 'control-plane.log')}`);
+  await stop(1);
+}
+
 for (const s of SITES) {
   run(`agent-${s.site}`, [
     'agent/main.ts', '--site', s.site, '--control-plane', `${host}:${grpcPort}`, '--mqtt', `mqtt://${host}:${mqttPort}`,
     '--sim-gpus', '10', '--sim-asics', '50', '--asic-model', 's21-xp', '--seed', String(s.seed), '--sim-startup-s', '20',
-    '--state-dir', join(dataDir, 'agents', s.site),
+    '--state-dir', join(dataDir, 'agents', s.site), '--token-file', join(dataDir, 'agents', s.site, 'token'),
     ...s.extra,
   ]);
 }
@@ -143,7 +198,7 @@ if (marketOn || gridOn) {
   run('feeds', [
     'sim-hardware/feeds-main.ts', '--mqtt', `mqtt://${host}:${mqttPort}`, '--speed', env.HCP_FEEDS_SPEED ?? '144',
     '--sites', SITES.map((s) => `${s.site}:${s.region}`).join(','),
-  ]);
+  ], { HCP_FEEDS_TOKEN: readSecret(join(dataDir, 'feeds.token')) ?? '' });
 }
 
 interface Status {
@@ -154,7 +209,7 @@ try {
   const st = await waitFor(
     'all sites online',
     async () => {
-      const s = (await (await fetch(`${base}/api/v1/status`)).json()) as Status;
+      const s = (await (await fetch(`${base}/api/v1/status`, authed())).json()) as Status;
       const ours = s.sites.filter((x) => SITES.some((y) => y.site === x.id));
       return ours.every((x) => x.online && x.gpus_online + x.asics_online === 60) ? s : null;
     },
@@ -163,6 +218,8 @@ try {
   console.log(`
 HCP is running.
   REST API        ${base}/api/v1/status   (OpenAPI: ${base}/openapi.json)
+  admin key       ${adminKey}
+                  (kept in ${env.HCP_ADMIN_KEY ? 'HCP_ADMIN_KEY' : adminFile}; curl -H "authorization: Bearer $(cat ${adminFile})" …)
   metrics         ${base}/metrics
   gRPC            ${host}:${grpcPort}   (hcp.v1.AgentGateway)
   MQTT broker     mqtt://${host}:${mqttPort}   (telemetry: hcp/v1/sites/+/telemetry)

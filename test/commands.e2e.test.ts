@@ -8,6 +8,7 @@ import { AGENT_BINARY } from './harness/agent-binary.js';
 import { describePg } from './harness/pg.js';
 import { startBinary, startControlPlaneProcess, type Proc } from './harness/processes.js';
 import { waitFor } from './harness/wait-for.js';
+import { bearer, makeKey } from './harness/auth.js';
 
 interface Latest { mining_state?: string; hashrate_ths?: number; power_w: number; state?: string; workload_id?: string | null }
 interface DeviceView { id: string; kind: 'gpu' | 'asic'; online: boolean; latest: Latest | null }
@@ -25,6 +26,8 @@ describePg('commands end to end: control plane process and the hcp-agent binary'
   let http = '';
   let grpc = '';
   let mqtt = '';
+  let token = '';
+  let operator = '';
 
   const startCp = async () => {
     const started = await startControlPlaneProcess(pg.url);
@@ -35,15 +38,15 @@ describePg('commands end to end: control plane process and the hcp-agent binary'
       '--site', SITE, '--control-plane', grpc, '--mqtt', mqtt, '--asic-driver', 'cgminer', '--asic-model', 's21-xp',
       '--sim-gpus', '3', '--sim-asics', String(ASICS), '--sample-interval-ms', '500', '--sim-startup-s', '4',
       '--http-port', '0', '--sim-api-port-base', '0',
-    ], { PATH: '' });
+    ], { PATH: '', HCP_AGENT_TOKEN: token });
   };
   const get = async <T>(path: string): Promise<T> => {
-    const r = await fetch(`${http}${path}`);
+    const r = await fetch(`${http}${path}`, { headers: bearer(operator) });
     expect(r.status, `GET ${path}`).toBe(200);
     return (await r.json()) as T;
   };
   const post = async (path: string, body: unknown) => {
-    const r = await fetch(`${http}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hcp-actor': 'e2e' }, body: JSON.stringify(body) });
+    const r = await fetch(`${http}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer(operator) }, body: JSON.stringify(body) });
     return { status: r.status, body: (await r.json()) as { commands: CommandView[]; id?: string } };
   };
   const devices = (kind: 'gpu' | 'asic') => get<{ devices: DeviceView[] }>(`/api/v1/devices?site=${SITE}&kind=${kind}`).then((r) => r.devices);
@@ -60,6 +63,8 @@ describePg('commands end to end: control plane process and the hcp-agent binary'
 
   beforeAll(async () => {
     await startCp();
+    token = await makeKey(http, { role: 'agent', site: SITE });
+    operator = await makeKey(http, { role: 'operator', name: 'e2e' });
     startAgent();
     await waitFor(allMining, { timeoutMs: 30_000, message: 'texas-1 online with every S21 at full hashrate' });
   });

@@ -14,6 +14,8 @@ import { asic, gpu } from './harness/samples.js';
 import { device, openAgentStream, type TestAgentStream } from './harness/grpc-agent.js';
 import { describePg } from './harness/pg.js';
 import { waitFor } from './harness/wait-for.js';
+import { bearer, TEST_ADMIN_KEY } from './harness/auth.js';
+import { Metadata } from '@grpc/grpc-js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -24,25 +26,29 @@ describePg('commands', (pg) => {
   let texas1: TestAgentStream;
   const streams: TestAgentStream[] = [];
   const base = () => `http://127.0.0.1:${cp.httpPort}`;
+  const tokens = new Map<string, string>();
   const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
-    const r = await fetch(`${base()}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    const r = await fetch(`${base()}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer(), ...headers }, body: JSON.stringify(body) });
     return { status: r.status, body: (await r.json()) as Json };
   };
   const get = async (path: string) => {
-    const r = await fetch(`${base()}${path}`);
+    const r = await fetch(`${base()}${path}`, { headers: bearer() });
     return { status: r.status, body: (await r.json()) as Json };
   };
   const start = async () => {
     cp = await createControlPlane(
       loadControlPlaneConfig({
         DATABASE_URL: pg.url, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_INGEST_FLUSH_MS: '50',
-        HCP_HEARTBEAT_MS: '60000', HCP_STALE_AFTER_MS: '600000', LOG_LEVEL: 'silent',
+        HCP_HEARTBEAT_MS: '60000', HCP_STALE_AFTER_MS: '600000', LOG_LEVEL: 'silent', HCP_ADMIN_KEY: TEST_ADMIN_KEY,
       }),
       pino({ level: process.env.TEST_LOG ?? 'silent' }),
     );
+    for (const site of ['texas-1', 'texas-2', 'canada-1']) {
+      if (!tokens.has(site)) tokens.set(site, (await cp.keys.create({ role: 'agent', siteId: site }, 'test')).secret);
+    }
   };
   const open = (site: string, answer: 'apply' | 'ack' | 'none', devices = [device(`gpu-${site}-0001`, 'gpu'), device(`asic-${site}-00001`, 'asic')]) => {
-    const s = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: site, session: `${site}-${Math.random()}`, devices }, answer);
+    const s = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: site, session: `${site}-${Math.random()}`, devices, token: tokens.get(site)! }, answer);
     streams.push(s);
     return s;
   };
@@ -52,7 +58,7 @@ describePg('commands', (pg) => {
     sql = postgres(pg.url, { onnotice: () => {} });
     texas1 = open('texas-1', 'apply', [device('gpu-texas-1-0001', 'gpu'), device('gpu-texas-1-0002', 'gpu'), device('asic-texas-1-00001', 'asic'), device('asic-texas-1-00002', 'asic')]);
     await waitFor(() => texas1.received.length > 0, { message: 'HelloAck' });
-    pub = await mqtt.connectAsync(cp.mqttUrl);
+    pub = await mqtt.connectAsync(cp.mqttUrl, { clientId: 'hcp-agent-texas-1-pub', username: 'texas-1', password: tokens.get('texas-1') });
     const t = Date.now();
     await pub.publishAsync(topics.telemetry('texas-1'), Buffer.from(TelemetryBatch.encode({
       siteId: 'texas-1', seq: 1, sentAtMs: t, agentSession: 's',
@@ -68,11 +74,12 @@ describePg('commands', (pg) => {
     await cp?.close();
   });
 
-  it('switches a site’s mining off and waits for the agent’s result, audited with its actor', async () => {
-    const r = await post('/api/v1/sites/texas-1/mining?wait=true', { enabled: false }, { 'x-hcp-actor': 'alice' });
+  it('switches a site’s mining off and waits for the agent’s result, audited as the key that asked (never a header)', async () => {
+    const alice = (await cp.keys.create({ role: 'operator', name: 'alice' }, 'test')).secret;
+    const r = await post('/api/v1/sites/texas-1/mining?wait=true', { enabled: false }, { ...bearer(alice), 'x-hcp-actor': 'ceo', 'x-request-id': 'req-alice-1' });
     expect(r.status).toBe(200);
     const [c] = r.body.commands;
-    expect(c).toMatchObject({ site: 'texas-1', type: 'set_mining', state: 'succeeded', actor: 'operator:alice', params: { enabled: false, device_ids: [], power_target_w: null } });
+    expect(c).toMatchObject({ site: 'texas-1', type: 'set_mining', state: 'succeeded', actor: 'key:alice', params: { enabled: false, device_ids: [], power_target_w: null } });
     const sent = texas1.commands().find((x) => x.commandId === c.id)!;
     expect(sent.action).toEqual({ $case: 'setMining', value: { enabled: false, deviceIds: [], powerTargetW: 0 } });
     await waitFor(async () => (await sql`SELECT state FROM commands WHERE id = ${c.id}`)[0]?.state === 'succeeded', { message: 'state persisted' });
@@ -80,7 +87,9 @@ describePg('commands', (pg) => {
       const rows = await sql`SELECT actor, action FROM audit_log WHERE subject = ${c.id} ORDER BY id`;
       return rows.length === 2 ? rows : null;
     }, { message: 'audit rows' });
-    expect(audit.map((a) => [a.actor, a.action])).toEqual([['operator:alice', 'command.submitted'], ['agent:texas-1', 'command.succeeded']]);
+    expect(audit.map((a) => [a.actor, a.action])).toEqual([['key:alice', 'command.submitted'], ['agent:texas-1', 'command.succeeded']]);
+    const [submitted] = await sql`SELECT details FROM audit_log WHERE subject = ${c.id} AND action = 'command.submitted'`;
+    expect(submitted!.details.request_id).toBe('req-alice-1');
     const got = await get(`/api/v1/commands/${c.id}`);
     expect(got.body).toMatchObject({ id: c.id, state: 'succeeded', attempts: 1 });
     expect(got.body.acked_at).not.toBeNull();
@@ -101,7 +110,7 @@ describePg('commands', (pg) => {
     const noReason = await post('/api/v1/curtail', { all: true });
     expect(noReason.status).toBe(400);
     expect(noReason.body.error.fields[0].field).toBe('reason');
-    const malformed = await fetch(`${base()}/api/v1/curtail`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"all": tru' });
+    const malformed = await fetch(`${base()}/api/v1/curtail`, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer() }, body: '{"all": tru' });
     expect(malformed.status).toBe(400);
     expect((await get('/api/v1/commands/cmd-nope')).status).toBe(404);
   });
@@ -200,13 +209,17 @@ describePg('commands', (pg) => {
 
   it('serves hcp.v1.Fleet with reflection on', async () => {
     const client = new FleetClient(`127.0.0.1:${cp.grpcPort}`, credentials.createInsecure());
-    const st = await new Promise<Json>((res, rej) => client.getStatus({}, (e, r) => (e ? rej(e) : res(r as Json))));
+    const bob = new Metadata();
+    bob.set('authorization', `Bearer ${(await cp.keys.create({ role: 'operator', name: 'bob' }, 'test')).secret}`);
+    const anonymous = await new Promise<ServiceError>((res) => client.getStatus({}, (e) => res(e!)));
+    expect(anonymous.code).toBe(status.UNAUTHENTICATED);
+    const st = await new Promise<Json>((res, rej) => client.getStatus({}, bob, (e, r) => (e ? rej(e) : res(r as Json))));
     expect(st.sites.find((s: Json) => s.id === 'texas-1')).toMatchObject({ online: true, gpus: 2, asics: 2 });
     const reply = await new Promise<CommandsReply>((res, rej) =>
-      client.curtail({ sites: ['texas-1'], all: false, reason: 'ERCOT EEA', actor: 'bob', wait: true, deadlineS: 0 }, (e, r) => (e ? rej(e) : res(r))),
+      client.curtail({ sites: ['texas-1'], all: false, reason: 'ERCOT EEA', actor: 'ceo', wait: true, deadlineS: 0 }, bob, (e, r) => (e ? rej(e) : res(r))),
     );
-    expect(reply.commands[0]).toMatchObject({ site: 'texas-1', type: 'curtail', state: CommandState.COMMAND_STATE_SUCCEEDED, actor: 'operator:bob' });
-    const err = await new Promise<ServiceError>((res) => client.setMining({ site: 'mars-1', enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 0 }, (e) => res(e!)));
+    expect(reply.commands[0]).toMatchObject({ site: 'texas-1', type: 'curtail', state: CommandState.COMMAND_STATE_SUCCEEDED, actor: 'key:bob' });
+    const err = await new Promise<ServiceError>((res) => client.setMining({ site: 'mars-1', enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 0 }, bob, (e) => res(e!)));
     expect(err.code).toBe(status.NOT_FOUND);
     expect(err.metadata.get('hcp-reason')).toEqual(['unknown_site']);
     client.close();

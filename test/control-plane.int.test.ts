@@ -14,12 +14,13 @@ import { encodeStatus, topics } from '../proto/topics.js';
 import { device, openAgentStream, type TestAgentStream } from './harness/grpc-agent.js';
 import { describePg } from './harness/pg.js';
 import { waitFor } from './harness/wait-for.js';
+import { bearer, TEST_ADMIN_KEY } from './harness/auth.js';
 
 const batch = (siteId: string, seq: number, session: string, gpus: GpuSample[], asics: AsicSample[]) =>
   Buffer.from(TelemetryBatch.encode({ siteId, seq, sentAtMs: Date.now(), agentSession: session, gpus, asics }).finish());
 
 async function metric(cp: ControlPlane, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`)).text();
+  const text = await (await fetch(`http://127.0.0.1:${cp.httpPort}/metrics`)).text(); // /metrics is open
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)));
   return line ? Number(line.split(' ').pop()) : 0;
 }
@@ -28,21 +29,29 @@ describePg('control plane on PostgreSQL', (pg) => {
   let cp: ControlPlane;
   let sql: postgres.Sql;
   let pub: MqttClient;
+  let pub2: MqttClient;
   let agent: TestAgentStream;
-  const api = (path: string) => fetch(`http://127.0.0.1:${cp.httpPort}${path}`);
+  const api = (path: string) => fetch(`http://127.0.0.1:${cp.httpPort}${path}`, { headers: bearer() });
   const SESSION = 'session-a';
+  const tokens: Record<string, string> = {};
+  /** an MQTT client logged in as a site's agent */
+  const siteClient = (site: string, suffix: string, extra: mqtt.IClientOptions = {}) =>
+    mqtt.connectAsync(cp.mqttUrl, { clientId: `hcp-agent-${site}-${suffix}`, username: site, password: tokens[site], ...extra });
 
   beforeAll(async () => {
     const config = loadControlPlaneConfig({
       DATABASE_URL: pg.url, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0',
-      HCP_INGEST_FLUSH_MS: '50', HCP_HEARTBEAT_MS: '300', HCP_STALE_AFTER_MS: '3000', LOG_LEVEL: 'silent',
+      HCP_INGEST_FLUSH_MS: '50', HCP_HEARTBEAT_MS: '300', HCP_STALE_AFTER_MS: '3000', LOG_LEVEL: 'silent', HCP_ADMIN_KEY: TEST_ADMIN_KEY,
     });
     cp = await createControlPlane(config, pino({ level: process.env.TEST_LOG ?? 'silent' }));
     sql = postgres(pg.url, { onnotice: () => {} });
-    pub = await mqtt.connectAsync(cp.mqttUrl, { clientId: 'test-publisher' });
+    for (const site of ['texas-1', 'texas-2']) tokens[site] = (await cp.keys.create({ role: 'agent', siteId: site }, 'test')).secret;
+    pub = await siteClient('texas-1', 'pub');
+    pub2 = await siteClient('texas-2', 'pub');
     agent = openAgentStream(`127.0.0.1:${cp.grpcPort}`, {
       siteId: 'texas-1',
       session: SESSION,
+      token: tokens['texas-1']!,
       devices: [device('gpu-texas-1-0001', 'gpu'), device('gpu-texas-1-0002', 'gpu'), device('asic-texas-1-00001', 'asic', '127.0.0.1:4028'), device('asic-texas-1-00002', 'asic')],
     });
     await waitFor(() => agent.received.find((m) => m.body?.$case === 'helloAck'), { message: 'HelloAck' });
@@ -51,6 +60,7 @@ describePg('control plane on PostgreSQL', (pg) => {
   afterAll(async () => {
     agent?.close();
     await pub?.endAsync();
+    await pub2?.endAsync();
     await sql?.end();
     await cp?.close();
   });
@@ -123,7 +133,7 @@ describePg('control plane on PostgreSQL', (pg) => {
     await pub.publishAsync(topics.telemetry('texas-1'), Buffer.from('definitely not protobuf \xff\xff'), { qos: 1 });
     await pub.publishAsync('hcp/v1/sites/texas-1/nonsense', 'x', { qos: 1 });
     await pub.publishAsync('somewhere/else', 'x', { qos: 1, retain: true });
-    await pub.publishAsync(topics.telemetry('texas-2'), batch('texas-1', 1, 'other', [gpu('gpu-texas-1-0001', t, 1, 1)], []), { qos: 1 });
+    await pub2.publishAsync(topics.telemetry('texas-2'), batch('texas-1', 1, 'other', [gpu('gpu-texas-1-0001', t, 1, 1)], []), { qos: 1 });
     // one good GPU, one unknown device, one NaN reading: only the good one is written
     await pub.publishAsync(
       topics.telemetry('texas-1'),
@@ -179,14 +189,15 @@ describePg('control plane on PostgreSQL', (pg) => {
     expect((await api('/api/v1/nothing-here')).status).toBe(404);
   });
 
-  it('refuses an invalid hello and a second live agent for a site, with a reason code', async () => {
-    const invalid = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'Not A Site!', session: 's', devices: [] });
+  it('refuses an invalid hello and a second live agent for a site (another credential), with a reason code', async () => {
+    const invalid = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'Not A Site!', session: 's', devices: [], token: tokens['texas-1']! });
     const e1 = await invalid.error;
     expect(e1.code).toBe(status.INVALID_ARGUMENT);
     expect(e1.metadata.get('hcp-reason')).toEqual(['invalid_hello']);
     invalid.close();
     agent.heartbeat(1);
-    const second = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'texas-1', session: 'session-b', devices: [] });
+    const other = (await cp.keys.create({ role: 'agent', siteId: 'texas-1', name: 'texas-1-spare' }, 'test')).secret;
+    const second = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'texas-1', session: 'session-b', devices: [], token: other });
     const e2 = await second.error;
     expect(e2.code).toBe(status.ALREADY_EXISTS);
     expect(e2.metadata.get('hcp-reason')).toEqual(['site_in_use']);
@@ -196,10 +207,10 @@ describePg('control plane on PostgreSQL', (pg) => {
   it('takes a site offline when its agent vanishes (stream gone and last will) and back online on return', async () => {
     const site = async () => ((await (await api('/api/v1/sites/texas-2')).json()) as { online: boolean; gpus_online: number });
     const will = { topic: topics.status('texas-2'), payload: Buffer.from(encodeStatus({ site: 'texas-2', state: 'offline', session: 'x1', ts: new Date().toISOString() })), qos: 1 as const, retain: true };
-    const siteAgent = await mqtt.connectAsync(cp.mqttUrl, { clientId: 'texas-2-agent', will });
+    const siteAgent = await siteClient('texas-2', 'x1', { will });
     await siteAgent.publishAsync(topics.status('texas-2'), encodeStatus({ site: 'texas-2', state: 'online', session: 'x1', ts: new Date().toISOString() }), { qos: 1, retain: true });
-    const stream = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'texas-2', session: 'x1', devices: [device('gpu-texas-2-0001', 'gpu')] });
-    await pub.publishAsync(topics.telemetry('texas-2'), batch('texas-2', 1, 'x1', [gpu('gpu-texas-2-0001', Date.now(), 0, 100)], []), { qos: 1 });
+    const stream = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'texas-2', session: 'x1', devices: [device('gpu-texas-2-0001', 'gpu')], token: tokens['texas-2']! });
+    await pub2.publishAsync(topics.telemetry('texas-2'), batch('texas-2', 1, 'x1', [gpu('gpu-texas-2-0001', Date.now(), 0, 100)], []), { qos: 1 });
     await waitFor(async () => (await site()).gpus_online === 1, { message: 'texas-2 online' });
 
     stream.close();
@@ -207,8 +218,8 @@ describePg('control plane on PostgreSQL', (pg) => {
     await waitFor(async () => (await site()).online === false, { message: 'texas-2 offline', timeoutMs: 5000 });
     await waitFor(async () => (await sql`SELECT online FROM facilities WHERE id = 'texas-2'`)[0]!.online === false, { message: 'offline persisted' });
 
-    const back = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'texas-2', session: 'x2', devices: [device('gpu-texas-2-0001', 'gpu')] });
-    await pub.publishAsync(topics.telemetry('texas-2'), batch('texas-2', 1, 'x2', [gpu('gpu-texas-2-0001', Date.now(), 0, 100)], []), { qos: 1 });
+    const back = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'texas-2', session: 'x2', devices: [device('gpu-texas-2-0001', 'gpu')], token: tokens['texas-2']! });
+    await pub2.publishAsync(topics.telemetry('texas-2'), batch('texas-2', 1, 'x2', [gpu('gpu-texas-2-0001', Date.now(), 0, 100)], []), { qos: 1 });
     await waitFor(async () => (await site()).online === true, { message: 'texas-2 back online' });
     const actions = await waitFor(async () => {
       const a = (await sql`SELECT action FROM audit_log WHERE subject = 'texas-2' ORDER BY id`).map((r) => r.action as string);
@@ -231,8 +242,14 @@ describe('control plane on embedded PGlite', () => {
       loadControlPlaneConfig({ HCP_DATA_DIR: dir, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_INGEST_FLUSH_MS: '50', LOG_LEVEL: 'silent' }),
       pino({ level: 'silent' }),
     );
-    const agent = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'canada-1', session: 's', devices: [device('asic-canada-1-00001', 'asic')] });
-    const pub = await mqtt.connectAsync(cp.mqttUrl);
+    // no HCP_ADMIN_KEY and no admin key yet: one is made and written to the data directory
+    const { readFileSync, statSync } = await import('node:fs');
+    const adminKey = readFileSync(`${dir}/admin.key`, 'utf8').trim();
+    expect(statSync(`${dir}/admin.key`).mode & 0o777).toBe(0o600);
+    expect((await fetch(`http://127.0.0.1:${cp.httpPort}/api/v1/status`, { headers: bearer(adminKey) })).status).toBe(200);
+    const token = (await cp.keys.create({ role: 'agent', siteId: 'canada-1' }, 'test')).secret;
+    const agent = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'canada-1', session: 's', devices: [device('asic-canada-1-00001', 'asic')], token });
+    const pub = await mqtt.connectAsync(cp.mqttUrl, { clientId: 'hcp-agent-canada-1-s', username: 'canada-1', password: token });
     try {
       await waitFor(() => agent.received.length > 0, { message: 'HelloAck' });
       await pub.publishAsync(topics.telemetry('canada-1'), batch('canada-1', 1, 's', [], [asic('asic-canada-1-00001', Date.now(), 200, 3500)]), { qos: 1 });

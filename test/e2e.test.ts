@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePg } from './harness/pg.js';
 import { startControlPlaneProcess, startTs, type Proc } from './harness/processes.js';
 import { waitFor } from './harness/wait-for.js';
+import { bearer, makeKey } from './harness/auth.js';
 
 interface SiteView { id: string; online: boolean; gpus_online: number; asics_online: number; hashrate_ths: number }
 
@@ -16,20 +17,22 @@ describePg('end to end: control plane and two agents as processes', (pg) => {
   let http = '';
   let grpc = '';
   let mqtt = '';
+  const tokens = new Map<string, string>();
 
   const startAgent = (site: string, extra: string[] = []) => {
     const p = startTs(`agent-${site}`, 'agent/main.ts', [
       '--site', site, '--control-plane', grpc, '--mqtt', mqtt, '--sim-gpus', '3', '--sim-asics', '4',
       '--sample-interval-ms', '500', '--sim-startup-s', '5', ...extra,
-    ]);
+    ], { HCP_AGENT_TOKEN: tokens.get(site) });
     agents.push(p);
     return p;
   };
-  const site = async (id: string) => ((await (await fetch(`${http}/api/v1/sites/${id}`)).json()) as SiteView);
+  const site = async (id: string) => ((await (await fetch(`${http}/api/v1/sites/${id}`, { headers: bearer() })).json()) as SiteView);
 
   beforeAll(async () => {
     sql = postgres(pg.url, { onnotice: () => {} });
     ({ proc: cp, http, grpc, mqtt } = await startControlPlaneProcess(pg.url));
+    for (const s of ['texas-1', 'texas-2']) tokens.set(s, await makeKey(http, { role: 'agent', site: s }));
   });
 
   afterAll(async () => {
@@ -57,7 +60,7 @@ describePg('end to end: control plane and two agents as processes', (pg) => {
     );
     expect(seen).toEqual([...expected].sort());
 
-    const devices = (await (await fetch(`${http}/api/v1/devices?site=texas-1&kind=asic`)).json()) as { devices: Array<{ endpoint?: string; driver: string; latest: { hashrate_ths: number } | null }> };
+    const devices = (await (await fetch(`${http}/api/v1/devices?site=texas-1&kind=asic`, { headers: bearer() })).json()) as { devices: Array<{ endpoint?: string; driver: string; latest: { hashrate_ths: number } | null }> };
     expect(devices.devices).toHaveLength(4);
     for (const d of devices.devices) {
       expect(d.driver).toBe('cgminer');

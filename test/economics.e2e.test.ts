@@ -9,6 +9,7 @@ import { AGENT_BINARY } from './harness/agent-binary.js';
 import { describePg } from './harness/pg.js';
 import { startBinary, startControlPlaneProcess, type Proc } from './harness/processes.js';
 import { waitFor } from './harness/wait-for.js';
+import { bearer, makeKey } from './harness/auth.js';
 
 interface DeviceView { id: string; online: boolean; latest: { mining_state?: string; state?: string } | null }
 interface SiteEconomics {
@@ -25,12 +26,13 @@ describePg('economic engine end to end', (pg) => {
   const agents: Proc[] = [];
   let http = '';
   let client: mqtt.MqttClient;
+  let operator = '';
 
   const states = async (site: string, kind: 'asic' | 'gpu') =>
-    ((await (await fetch(`${http}/api/v1/devices?site=${site}&kind=${kind}`)).json()) as { devices: DeviceView[] }).devices;
+    ((await (await fetch(`${http}/api/v1/devices?site=${site}&kind=${kind}`, { headers: bearer() })).json()) as { devices: DeviceView[] }).devices;
   const mining = async (site: string) => (await states(site, 'asic')).map((a) => a.latest?.mining_state);
   const econ = async (site: string) =>
-    ((await (await fetch(`${http}/api/v1/economics?site=${site}`)).json()) as { sites: SiteEconomics[] }).sites[0]!;
+    ((await (await fetch(`${http}/api/v1/economics?site=${site}`, { headers: bearer() })).json()) as { sites: SiteEconomics[] }).sites[0]!;
   const price = (topic: string, p: number) => client.publishAsync(`hcp/v1/market/${topic}`, JSON.stringify({ ts: new Date().toISOString(), price: p }));
   const prices = async (texas1: number) => {
     await price('btc_usd', 100_000);
@@ -45,13 +47,15 @@ describePg('economic engine end to end', (pg) => {
     });
     cp = ready.proc;
     http = ready.http;
+    operator = await makeKey(http, { role: 'operator', name: 'alice' });
     for (const site of ['texas-1', 'texas-2']) {
       agents.push(startBinary(`hcp-agent-${site}`, AGENT_BINARY, [
         '--site', site, '--control-plane', ready.grpc, '--mqtt', ready.mqtt,
         '--sim-gpus', '2', '--sim-asics', '4', '--sample-interval-ms', '250', '--sim-startup-s', '2',
-      ], { PATH: '' }));
+      ], { PATH: '', HCP_AGENT_TOKEN: await makeKey(http, { role: 'agent', site }) }));
     }
-    client = await mqtt.connectAsync(ready.mqtt);
+    // prices and frequency come from a feed's login
+    client = await mqtt.connectAsync(ready.mqtt, { username: 'feeds', password: await makeKey(http, { role: 'feed', name: 'feeds' }) });
     await waitFor(async () => [...(await mining('texas-1')), ...(await mining('texas-2'))].filter((s) => s === 'mining').length === 8, { timeoutMs: 30_000, message: 'both sites mining' });
   });
 
@@ -70,7 +74,7 @@ describePg('economic engine end to end', (pg) => {
     expect(e.decision!.commands).toEqual([]);
     // and the decision is in the stored history
     await waitFor(async () => {
-      const h = ((await (await fetch(`${http}/api/v1/economics?site=texas-1`)).json()) as { history: Array<{ rule: string; commands: string[] }> }).history;
+      const h = ((await (await fetch(`${http}/api/v1/economics?site=texas-1`, { headers: bearer() })).json()) as { history: Array<{ rule: string; commands: string[] }> }).history;
       return h.some((d) => d.rule === 'no_power_price' && d.commands.length === 0);
     }, { message: 'decision history stored' });
     expect(await mining('texas-1')).toEqual(['mining', 'mining', 'mining', 'mining']);
@@ -94,18 +98,18 @@ describePg('economic engine end to end', (pg) => {
     const xp = e.profitability.find((p) => p.device_class.startsWith('asic:'));
     expect(xp?.breakeven_usd_kwh).toBeLessThan(5);
     // and the profitability history holds both prices' intervals for the S21 XP
-    const hist = ((await (await fetch(`${http}/api/v1/economics?site=texas-1`)).json()) as { profitability_history: Array<{ device_class: string; power_cost_usd_h: number; margin_usd_h: number }> }).profitability_history;
+    const hist = ((await (await fetch(`${http}/api/v1/economics?site=texas-1`, { headers: bearer() })).json()) as { profitability_history: Array<{ device_class: string; power_cost_usd_h: number; margin_usd_h: number }> }).profitability_history;
     const xpRows = hist.filter((r) => r.device_class === 'asic:s21-xp');
     expect(xpRows.some((r) => r.margin_usd_h < 0)).toBe(true);
     expect(xpRows.some((r) => r.margin_usd_h > 0)).toBe(true);
     expect((await states('texas-1', 'gpu')).every((g) => g.online && g.latest?.state !== undefined)).toBe(true);
     expect(await mining('texas-2')).toEqual(['mining', 'mining', 'mining', 'mining']);
-    const audit = await (await fetch(`${http}/api/v1/commands?site=texas-1`)).json() as { commands: Array<{ actor: string; type: string }> };
+    const audit = await (await fetch(`${http}/api/v1/commands?site=texas-1`, { headers: bearer() })).json() as { commands: Array<{ actor: string; type: string }> };
     expect(audit.commands.some((c) => c.actor === 'system:economics' && c.type === 'set_mining')).toBe(true);
   });
 
   it('an operator\'s mining command puts the site in manual mode, and the engine never undoes it', async () => {
-    const r = await fetch(`${http}/api/v1/sites/texas-1/mining?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hcp-actor': 'alice' }, body: JSON.stringify({ enabled: true }) });
+    const r = await fetch(`${http}/api/v1/sites/texas-1/mining?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer(operator) }, body: JSON.stringify({ enabled: true }) });
     expect(r.status).toBe(200);
     await waitFor(async () => (await econ('texas-1')).mode === 'manual', { message: 'manual mode' });
     await waitFor(async () => (await mining('texas-1')).every((s) => s === 'mining' || s === 'ramping'), { timeoutMs: 5_000, message: 'mining again' });
@@ -118,16 +122,16 @@ describePg('economic engine end to end', (pg) => {
     }, { timeoutMs: 5_000, message: 'a decision in manual mode' });
     expect((await mining('texas-1')).every((s) => s === 'mining' || s === 'ramping')).toBe(true);
 
-    const auto = await fetch(`${http}/api/v1/sites/texas-1/mode`, { method: 'PUT', headers: { 'content-type': 'application/json', 'x-hcp-actor': 'alice' }, body: JSON.stringify({ mode: 'auto' }) });
+    const auto = await fetch(`${http}/api/v1/sites/texas-1/mode`, { method: 'PUT', headers: { 'content-type': 'application/json', ...bearer(operator) }, body: JSON.stringify({ mode: 'auto' }) });
     expect(auto.status).toBe(200);
     await waitFor(async () => (await mining('texas-1')).every((s) => s === 'sleeping'), { timeoutMs: 2 * INTERVAL_MS + 1_500, message: 'back in auto, asleep again' });
   });
 
   it('refuses bad controls, naming the field', async () => {
-    const bad = await fetch(`${http}/api/v1/sites/texas-1/mode`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ mode: 'sometimes' }) });
+    const bad = await fetch(`${http}/api/v1/sites/texas-1/mode`, { method: 'PUT', headers: { 'content-type': 'application/json', ...bearer() }, body: JSON.stringify({ mode: 'sometimes' }) });
     expect(bad.status).toBe(400);
     expect(JSON.stringify(await bad.json())).toContain('mode');
-    const nowhere = await fetch(`${http}/api/v1/sites/nowhere-1/mode`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ mode: 'auto' }) });
+    const nowhere = await fetch(`${http}/api/v1/sites/nowhere-1/mode`, { method: 'PUT', headers: { 'content-type': 'application/json', ...bearer() }, body: JSON.stringify({ mode: 'auto' }) });
     expect(nowhere.status).toBe(404);
   });
 });

@@ -9,6 +9,7 @@ import { AGENT_BINARY } from './harness/agent-binary.js';
 import { describePg } from './harness/pg.js';
 import { startBinary, startControlPlaneProcess, type Proc } from './harness/processes.js';
 import { waitFor } from './harness/wait-for.js';
+import { bearer, makeKey } from './harness/auth.js';
 
 interface DeviceView { id: string; site: string; latest: { mining_state: string; hashrate_ths: number } | null }
 interface GridView { regions: Array<{ region: string; phase: string; last_hz: number | null; sites: string[] }>; events: Array<{ region: string; action: string }> }
@@ -19,9 +20,9 @@ describePg('grid under-frequency response: control plane and hcp-agent binaries'
   let http = '';
   let client: mqtt.MqttClient;
 
-  const asics = async (site: string) => ((await (await fetch(`${http}/api/v1/devices?site=${site}&kind=asic`)).json()) as { devices: DeviceView[] }).devices;
+  const asics = async (site: string) => ((await (await fetch(`${http}/api/v1/devices?site=${site}&kind=asic`, { headers: bearer() })).json()) as { devices: DeviceView[] }).devices;
   const states = async (site: string) => (await asics(site)).map((a) => a.latest?.mining_state ?? 'none');
-  const grid = async () => (await (await fetch(`${http}/api/v1/grid`)).json()) as GridView;
+  const grid = async () => (await (await fetch(`${http}/api/v1/grid`, { headers: bearer() })).json()) as GridView;
   const publish = (region: string, hz: number | string) =>
     client.publishAsync(`hcp/v1/grid/${region}/frequency`, typeof hz === 'string' ? hz : JSON.stringify({ ts: new Date().toISOString(), hz }));
 
@@ -33,9 +34,10 @@ describePg('grid under-frequency response: control plane and hcp-agent binaries'
       agents.push(startBinary(`hcp-agent-${site}`, AGENT_BINARY, [
         '--site', site, '--control-plane', ready.grpc, '--mqtt', ready.mqtt,
         '--sim-gpus', '2', '--sim-asics', '4', '--sample-interval-ms', '250', '--sim-startup-s', '2',
-      ], { PATH: '' }));
+      ], { PATH: '', HCP_AGENT_TOKEN: await makeKey(http, { role: 'agent', site }) }));
     }
-    client = await mqtt.connectAsync(ready.mqtt);
+    // prices and frequency come from a feed's login
+    client = await mqtt.connectAsync(ready.mqtt, { username: 'feeds', password: await makeKey(http, { role: 'feed', name: 'feeds' }) });
     await waitFor(async () => {
       const [t, c] = await Promise.all([states('texas-1'), states('canada-1')]);
       return t.length === 4 && c.length === 4 && [...t, ...c].every((s) => s === 'mining');
@@ -69,7 +71,7 @@ describePg('grid under-frequency response: control plane and hcp-agent binaries'
     }, { message: 'curtail and agent trip recorded' });
     expect(g.regions.find((r) => r.region === 'ercot')).toMatchObject({ phase: 'tripped', last_hz: 59.6, sites: expect.arrayContaining(['texas-1']) });
     expect(await states('canada-1')).toEqual(['mining', 'mining', 'mining', 'mining']);
-    const curtails = await (await fetch(`${http}/api/v1/commands?site=texas-1`)).json() as { commands: Array<{ type: string; actor: string }> };
+    const curtails = await (await fetch(`${http}/api/v1/commands?site=texas-1`, { headers: bearer() })).json() as { commands: Array<{ type: string; actor: string }> };
     expect(curtails.commands.some((c) => c.type === 'curtail' && c.actor === 'system:grid')).toBe(true);
   });
 
@@ -85,20 +87,20 @@ describePg('grid under-frequency response: control plane and hcp-agent binaries'
   });
 
   it('an operator sets canada-1\'s trip to two ASICs at 59.8 Hz: the agent trips just those, the control plane does not curtail', async () => {
-    const bad = await fetch(`${http}/api/v1/sites/canada-1/grid-trip`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ enabled: true }) });
+    const bad = await fetch(`${http}/api/v1/sites/canada-1/grid-trip`, { method: 'PUT', headers: { 'content-type': 'application/json', ...bearer() }, body: JSON.stringify({ enabled: true }) });
     expect(bad.status).toBe(400);
     expect(JSON.stringify(await bad.json())).toContain('threshold_hz');
-    const foreign = await fetch(`${http}/api/v1/sites/canada-1/grid-trip`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ enabled: true, threshold_hz: 59.8, device_ids: ['asic-texas-1-00001'] }) });
+    const foreign = await fetch(`${http}/api/v1/sites/canada-1/grid-trip`, { method: 'PUT', headers: { 'content-type': 'application/json', ...bearer() }, body: JSON.stringify({ enabled: true, threshold_hz: 59.8, device_ids: ['asic-texas-1-00001'] }) });
     expect(foreign.status).toBe(404);
 
     const covered = ['asic-canada-1-00001', 'asic-canada-1-00002'];
     const r = await fetch(`${http}/api/v1/sites/canada-1/grid-trip`, {
-      method: 'PUT', headers: { 'content-type': 'application/json', 'x-hcp-actor': 'grid-desk' }, body: JSON.stringify({ enabled: true, threshold_hz: 59.8, device_ids: covered }),
+      method: 'PUT', headers: { 'content-type': 'application/json', ...bearer() }, body: JSON.stringify({ enabled: true, threshold_hz: 59.8, device_ids: covered }),
     });
     expect(r.status).toBe(202);
     const body = (await r.json()) as { grid_trip: { region: string; threshold_hz: number }; command: { id: string } };
     expect(body.grid_trip).toMatchObject({ region: 'ieso', threshold_hz: 59.8 });
-    await waitFor(async () => ((await (await fetch(`${http}/api/v1/commands/${body.command.id}`)).json()) as { state: string }).state === 'succeeded', { message: 'ArmGridTrip applied' });
+    await waitFor(async () => ((await (await fetch(`${http}/api/v1/commands/${body.command.id}`, { headers: bearer() })).json()) as { state: string }).state === 'succeeded', { message: 'ArmGridTrip applied' });
     await agents[1]!.waitForLog((l) => l.msg === 'under-frequency trip armed' && l.thresholdHz === 59.8, 'canada-1 trip armed');
 
     await publish('ieso', 59.75);

@@ -5,7 +5,7 @@
 // only the lowest-priority work needed, at the site where that costs least; the evicted work
 // waits, and runs again once the realtime run completes. Ctrl-C then stops the whole tree.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it, onTestFailed } from 'vitest';
@@ -72,13 +72,14 @@ describePg('scheduler end to end on npm start', (pg) => {
   let victims: string[] = [];
   let rt = '';
 
+  let adminKey = '';
   const get = async <T>(path: string): Promise<T> => {
-    const r = await fetch(`${base}${path}`);
+    const r = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${adminKey}` } });
     if (r.status !== 200) throw new Error(`GET ${path}: ${r.status} ${await r.text()}`);
     return (await r.json()) as T;
   };
   const submit = async (body: Record<string, unknown>): Promise<string> => {
-    const r = await fetch(`${base}/api/v1/workloads`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const r = await fetch(`${base}/api/v1/workloads`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${adminKey}` }, body: JSON.stringify(body) });
     const b = (await r.json()) as { id: string };
     expect(r.status, JSON.stringify(b)).toBe(201);
     return b.id;
@@ -130,6 +131,11 @@ describePg('scheduler end to end on npm start', (pg) => {
     const cpLog = readFileSync(join(dataDir, 'logs', 'control-plane.log'), 'utf8');
     expect(cpLog).toContain('"msg":"control plane listening"');
     expect(start.output()).toContain('PostgreSQL at DATABASE_URL');
+    // npm start made the admin key, printed it and keeps it where only its user can read it
+    adminKey = readFileSync(join(dataDir, 'admin.key'), 'utf8').trim();
+    expect(statSync(join(dataDir, 'admin.key')).mode & 0o777).toBe(0o600);
+    await start.waitForLog((l) => String(l.raw ?? '').includes(adminKey), 'the admin key printed');
+    expect((await fetch(`${base}/api/v1/status`)).status).toBe(401);
   }, 150_000);
 
   afterAll(async () => {

@@ -13,21 +13,23 @@ import { device, openAgentStream, type TestAgentStream } from './harness/grpc-ag
 import { describePg } from './harness/pg.js';
 import { asic, gpu } from './harness/samples.js';
 import { waitFor } from './harness/wait-for.js';
+import { bearer, TEST_ADMIN_KEY } from './harness/auth.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 describePg('scheduler', (pg) => {
   let cp: ControlPlane;
   let sql: postgres.Sql;
-  let pub: MqttClient;
+  const pubs = new Map<string, MqttClient>();
+  const tokens = new Map<string, string>();
   let texas1: TestAgentStream;
   let texas2: TestAgentStream;
   const base = () => `http://127.0.0.1:${cp.httpPort}`;
   const post = async (path: string, body: unknown) => {
-    const r = await fetch(`${base()}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const r = await fetch(`${base()}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer() }, body: JSON.stringify(body) });
     return { status: r.status, body: (await r.json()) as Json };
   };
-  const get = async (path: string) => (await (await fetch(`${base()}${path}`)).json()) as Json;
+  const get = async (path: string) => (await (await fetch(`${base()}${path}`, { headers: bearer() })).json()) as Json;
   const submit = async (o: Json) => {
     const r = await post('/api/v1/workloads', { customer_id: 'cust-001', workload_type: 'ai_inference_batch', priority: 5, requirements: { gpu_type: 'H100', gpu_count: 1 }, ...o });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
@@ -45,7 +47,7 @@ describePg('scheduler', (pg) => {
   };
   const online = async (site: string, gpus: string[]) => {
     const t = Date.now();
-    await pub.publishAsync(topics.telemetry(site), Buffer.from(TelemetryBatch.encode({
+    await pubs.get(site)!.publishAsync(topics.telemetry(site), Buffer.from(TelemetryBatch.encode({
       siteId: site, seq: t, sentAtMs: t, agentSession: 's', gpus: gpus.map((g) => gpu(g, t, 0, 100)), asics: [asic(`asic-${site}-00001`, t, 270, 3645)],
     }).finish()), { qos: 1 });
     await waitFor(() => gpus.every((g) => cp.registry.device(g)?.online), { message: `${site} GPUs online` });
@@ -55,15 +57,18 @@ describePg('scheduler', (pg) => {
     cp = await createControlPlane(
       loadControlPlaneConfig({
         DATABASE_URL: pg.url, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_INGEST_FLUSH_MS: '50',
-        HCP_HEARTBEAT_MS: '60000', HCP_STALE_AFTER_MS: '600000', HCP_SCHED_SITE_GRACE_S: '1', LOG_LEVEL: 'silent',
+        HCP_HEARTBEAT_MS: '60000', HCP_STALE_AFTER_MS: '600000', HCP_SCHED_SITE_GRACE_S: '1', LOG_LEVEL: 'silent', HCP_ADMIN_KEY: TEST_ADMIN_KEY,
       }),
       pino({ level: process.env.TEST_LOG ?? 'silent' }),
     );
     sql = postgres(pg.url, { onnotice: () => {} });
-    pub = await mqtt.connectAsync(cp.mqttUrl);
+    for (const site of ['texas-1', 'texas-2']) {
+      tokens.set(site, (await cp.keys.create({ role: 'agent', siteId: site }, 'test')).secret);
+      pubs.set(site, await mqtt.connectAsync(cp.mqttUrl, { clientId: `hcp-agent-${site}-pub`, username: site, password: tokens.get(site) }));
+    }
     const addr = `127.0.0.1:${cp.grpcPort}`;
-    texas1 = openAgentStream(addr, { siteId: 'texas-1', session: 't1', devices: [device('gpu-texas-1-0001', 'gpu'), device('gpu-texas-1-0002', 'gpu'), device('asic-texas-1-00001', 'asic')] }, 'apply');
-    texas2 = openAgentStream(addr, { siteId: 'texas-2', session: 't2', devices: [device('gpu-texas-2-0001', 'gpu'), device('asic-texas-2-00001', 'asic')] }, 'apply');
+    texas1 = openAgentStream(addr, { siteId: 'texas-1', session: 't1', devices: [device('gpu-texas-1-0001', 'gpu'), device('gpu-texas-1-0002', 'gpu'), device('asic-texas-1-00001', 'asic')], token: tokens.get('texas-1')! }, 'apply');
+    texas2 = openAgentStream(addr, { siteId: 'texas-2', session: 't2', devices: [device('gpu-texas-2-0001', 'gpu'), device('asic-texas-2-00001', 'asic')], token: tokens.get('texas-2')! }, 'apply');
     await waitFor(() => texas1.received.length > 0 && texas2.received.length > 0, { message: 'hello acks' });
     await online('texas-1', ['gpu-texas-1-0001', 'gpu-texas-1-0002']);
     await online('texas-2', ['gpu-texas-2-0001']);
@@ -72,7 +77,7 @@ describePg('scheduler', (pg) => {
   afterAll(async () => {
     texas1?.close();
     texas2?.close();
-    await pub?.endAsync();
+    for (const p of pubs.values()) await p.endAsync();
     await sql?.end();
     await cp?.close();
   });
@@ -173,13 +178,13 @@ describePg('scheduler', (pg) => {
     const runningOnly = await get('/api/v1/workloads?state=running');
     expect(runningOnly.workloads.length).toBe(2);
     expect(runningOnly.workloads.every((w: Json) => w.state === 'running')).toBe(true);
-    const bad = await fetch(`${base()}/api/v1/workloads?cursor=abc`);
+    const bad = await fetch(`${base()}/api/v1/workloads?cursor=abc`, { headers: bearer() });
     expect(bad.status).toBe(400);
   });
 
   it('respects a demand-response commitment: a site that promised its megawatts gets no new load', async () => {
     // texas-2 was lost in an earlier test: its agent comes back
-    texas2 = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'texas-2', session: 't2-back', devices: [device('gpu-texas-2-0001', 'gpu'), device('asic-texas-2-00001', 'asic')] }, 'apply');
+    texas2 = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: 'texas-2', session: 't2-back', devices: [device('gpu-texas-2-0001', 'gpu'), device('asic-texas-2-00001', 'asic')], token: tokens.get('texas-2')! }, 'apply');
     await waitFor(() => texas2.received.length > 0, { message: 'texas-2 hello ack' });
     await online('texas-2', ['gpu-texas-2-0001']);
     // free every GPU first

@@ -34,11 +34,11 @@ export async function loadRegistry(db: Db, registry: Registry): Promise<void> {
   }
 }
 
-/** a site first announced by an agent (HCP_AUTO_REGISTER_SITES) */
-export async function registerSite(db: Db, id: string): Promise<void> {
+/** a site made by an admin or with its credential (or, in development, by its agent's Hello) */
+export async function insertSite(db: Db, s: { id: string; name: string; region: string; powerCapacityKw: number; timezone: string }): Promise<void> {
   await db.orm
     .insert(facilities)
-    .values({ id, name: id, region: 'unassigned', powerCapacityKw: 0, timezone: 'UTC', online: false })
+    .values({ id: s.id, name: s.name, region: s.region, powerCapacityKw: s.powerCapacityKw, timezone: s.timezone, online: false })
     .onConflictDoNothing();
 }
 
@@ -60,9 +60,12 @@ export async function saveHello(db: Db, site: SiteState, devices: DeviceState[])
      SELECT id, f, k, m, dr, nullif(ep, ''), nullif(se, ''), p, h, mem
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::float8[])
        AS r(id, f, k, m, dr, ep, se, p, h, mem)
-     ON CONFLICT (id) DO UPDATE SET facility_id = excluded.facility_id, kind = excluded.kind, model = excluded.model,
+     ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, model = excluded.model,
        driver = excluded.driver, endpoint = excluded.endpoint, serial = excluded.serial, rated_power_w = excluded.rated_power_w,
-       rated_hashrate_ths = excluded.rated_hashrate_ths, memory_total_mib = excluded.memory_total_mib, updated_at = now()`,
+       rated_hashrate_ths = excluded.rated_hashrate_ths, memory_total_mib = excluded.memory_total_mib, updated_at = now()
+     -- a device stays with the site that owns it: the gateway refuses a Hello that claims another
+     -- site's device, and this is the backstop
+     WHERE resources.facility_id = excluded.facility_id`,
     [
       devices.map((d) => d.id), devices.map((d) => d.siteId), devices.map((d) => d.kind), devices.map((d) => d.model),
       devices.map((d) => d.driver), devices.map((d) => d.endpoint ?? ''), devices.map((d) => d.serial ?? ''),

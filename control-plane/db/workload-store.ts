@@ -354,3 +354,21 @@ export async function reserveMany(db: Db, rs: Reservation[]): Promise<{ reserved
     return { reserved: new Set(ok.map((r) => r.workloadId)), busy };
   });
 }
+
+/** GPU-seconds each customer's workloads held between from and to (allocations overlapping it), and GPUs held now */
+export async function usageByCustomer(db: Pick<Db, 'query'>, f: { fromMs: number; toMs: number; customerId?: string }): Promise<Array<{ customerId: string; gpuSeconds: number; liveGpus: number; workloads: number }>> {
+  const rows = await db.query<{ customer_id: string; gpu_seconds: string | number; live_gpus: string | number; workloads: string | number }>(
+    `SELECT w.customer_id,
+            coalesce(sum(extract(epoch FROM least(coalesce(a.released_at, now()), to_timestamp($2 / 1000.0))
+                                          - greatest(a.allocated_at, to_timestamp($1 / 1000.0)))), 0) AS gpu_seconds,
+            count(*) FILTER (WHERE a.released_at IS NULL) AS live_gpus,
+            count(DISTINCT w.id) AS workloads
+     FROM allocations a JOIN workloads w ON w.id = a.workload_id
+     WHERE a.allocated_at < to_timestamp($2 / 1000.0)
+       AND (a.released_at IS NULL OR a.released_at > to_timestamp($1 / 1000.0))
+       AND ($3::text IS NULL OR w.customer_id = $3)
+     GROUP BY w.customer_id ORDER BY w.customer_id`,
+    [f.fromMs, f.toMs, f.customerId ?? null],
+  );
+  return rows.map((r) => ({ customerId: r.customer_id, gpuSeconds: Math.max(0, Number(r.gpu_seconds)), liveGpus: Number(r.live_gpus), workloads: Number(r.workloads) }));
+}

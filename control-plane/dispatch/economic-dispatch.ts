@@ -10,6 +10,7 @@
 // are still in flight. A manual mining command by an operator (REST or gRPC) puts the site in
 // manual mode; the engine then explains but does not act until an operator returns it to auto.
 import type { Logger } from 'pino';
+import { isKeyActor } from '../auth/roles.js';
 import type { CommandBus } from '../commands/bus.js';
 import { isFinal, type CommandRecord } from '../commands/model.js';
 import type { MiningIntents } from '../commands/mining-intent.js';
@@ -81,9 +82,10 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
   const inFlight = new Map<string, string[]>();
   let running: Promise<void> | null = null;
 
-  // An operator's own mining command puts the site in manual mode (never the engine's or the grid's).
+  // An operator's own mining command (made with a key) puts the site in manual mode (never the
+  // engine's, the grid's or the scheduler's).
   const unwatch = d.bus().watch((r: CommandRecord) => {
-    if (r.state !== 'pending' || r.attempts !== 0 || !r.actor.startsWith('operator:')) return;
+    if (r.state !== 'pending' || r.attempts !== 0 || !isKeyActor(r.actor)) return;
     if (r.payload.type !== 'set_mining' && r.payload.type !== 'curtail') return;
     void d.controls.setMode(r.siteId, 'manual', r.actor, `manual mining command ${r.id}`).catch((err) => d.log.error({ err }, 'could not set manual mode'));
   });

@@ -36,11 +36,11 @@ export async function createSiteControls(d: { db: Db; audit: AuditWriter; log: L
       d.audit.write({ actor, action: 'site.schedule_set', subject: siteId, details: { schedule } });
       return next;
     },
-    async setGridTrip(siteId: string, gridTrip: GridTripSetting | null, actor: string): Promise<SiteControl> {
+    async setGridTrip(siteId: string, gridTrip: GridTripSetting | null, actor: string, reason: string | null = null): Promise<SiteControl> {
       const next = { ...get(siteId), gridTrip };
       await saveSiteControl(d.db, next);
       controls.set(siteId, next);
-      d.audit.write({ actor, action: 'site.grid_trip_set', subject: siteId, details: { grid_trip: gridTrip } });
+      d.audit.write({ actor, action: 'site.grid_trip_set', subject: siteId, details: { grid_trip: gridTrip, reason } });
       return next;
     },
     async addDemandResponse(c: Omit<DemandResponseRow, 'id'>): Promise<DemandResponseRow> {

@@ -111,7 +111,7 @@ export function createGridResponse(d: GridResponseDeps) {
      * An operator sets (or, with null, resets to the default) a site's trip: stored, then sent
      * to its agent as an ArmGridTrip command, which waits for the agent if it is away.
      */
-    async setTrip(siteId: string, setting: GridTripSetting | null, actor: string): Promise<CommandRecord> {
+    async setTrip(siteId: string, setting: GridTripSetting | null, actor: string, reason: string | null = null): Promise<CommandRecord> {
       const s = d.registry.site(siteId)!;
       if (setting) {
         const asics = new Set(d.registry.devices({ site: siteId, kind: 'asic' }).map((x) => x.id));
@@ -119,7 +119,7 @@ export function createGridResponse(d: GridResponseDeps) {
           if (!asics.has(id)) throw new HcpError('not_found', `device_ids.${i}: ${id} is not an ASIC of ${siteId}`, 'unknown_device', { fields: [{ field: `device_ids.${i}`, message: 'not an ASIC of this site' }] });
         });
       }
-      await d.controls.setGridTrip(siteId, setting, actor);
+      await d.controls.setGridTrip(siteId, setting, actor, reason);
       const arm = tripFor(siteId) ?? { enabled: false, region: s.region, thresholdHz: 0, deviceIds: [] };
       const [rec] = await d.bus().submit([{
         id: `cmd-${randomUUID()}`, siteId, actor, deadlineMs: Date.now() + 300_000,

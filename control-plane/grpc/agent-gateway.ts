@@ -1,6 +1,11 @@
-// hcp.v1.AgentGateway/Connect: the long-lived stream each agent opens. The first message must be
-// a Hello; the control plane answers with a HelloAck that sets the heartbeat interval (the
-// server sets it, as Nomad's does). A newer stream for the same site supersedes an older one.
+// hcp.v1.AgentGateway/Connect: the long-lived stream each agent opens. The stream carries the
+// site's credential (`authorization: Bearer <token>` metadata, an agent key bound to one site);
+// without a valid one it is refused before a message is read. The first message must be a Hello
+// for the credential's own site, claiming no device another site owns; the control plane
+// answers with a HelloAck that sets the heartbeat interval (the server sets it, as Nomad's
+// does). A newer stream with the same credential replaces an older one (a restarted agent); a
+// stream with another credential for a site that has a live agent is refused. Revoking the
+// credential closes its stream.
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
@@ -15,7 +20,10 @@ import type { ArmGridTrip, CommandResult } from '../../proto/gen/hcp/v1/commands
 import type { GridTripFired } from '../../proto/gen/hcp/v1/gateway.js';
 import { isValidSiteId } from '../../proto/topics.js';
 import type { Db } from '../db/client.js';
-import { audit, registerSite, saveHello } from '../db/registry-store.js';
+import { audit, insertSite, saveHello } from '../db/registry-store.js';
+import type { KeyRing } from '../auth/key-ring.js';
+import type { Principal } from '../auth/roles.js';
+import { principalOfMetadata } from './auth.js';
 import type { Metrics } from '../metrics.js';
 import type { Registry } from '../registry/registry.js';
 import type { RegistryTracker } from '../registry/tracker.js';
@@ -44,19 +52,24 @@ export interface GatewayDeps {
   log: Logger;
   metrics: Metrics;
   heartbeatMs: number;
+  /** development only: a credential's site that does not exist yet is created by its Hello */
   autoRegisterSites: boolean;
+  ring: KeyRing;
+  maxDevicesPerSite: number;
+  maxSites: number;
   helloTimeoutMs?: number;
 }
 
-const MAX_DEVICES = 20_000;
 const DEVICE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const SESSION = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /** every problem with a hello, or none */
-export function checkHello(h: Hello): string[] {
+export function checkHello(h: Hello, maxDevices = 20_000): string[] {
   const problems: string[] = [];
   if (!isValidSiteId(h.siteId)) problems.push(`site_id ${JSON.stringify(h.siteId)} is not a valid site id`);
-  if (!h.agentSession) problems.push('agent_session is empty');
-  if (h.devices.length > MAX_DEVICES) problems.push(`more than ${MAX_DEVICES} devices`);
+  if (!SESSION.test(h.agentSession)) problems.push('agent_session must be 1-64 of A-Z a-z 0-9 . _ : -');
+  if (h.agentVersion.length > 64 || h.hostname.length > 255 || /\0/.test(h.agentVersion + h.hostname)) problems.push('agent_version or hostname is too long or holds NUL');
+  if (h.devices.length > maxDevices) problems.push(`more than ${maxDevices} devices (HCP_MAX_DEVICES_PER_SITE)`);
   const seen = new Set<string>();
   for (const d of h.devices) {
     if (!DEVICE_ID.test(d.id)) problems.push(`device id ${JSON.stringify(d.id)} is invalid`);
@@ -70,7 +83,7 @@ export function checkHello(h: Hello): string[] {
 
 export function createAgentGateway(deps: GatewayDeps) {
   const { registry, log, metrics } = deps;
-  const streams = new Map<string, { session: string; stream: Stream; lastSeenMs: number }>();
+  const streams = new Map<string, { session: string; keyId: string; stream: Stream; lastSeenMs: number }>();
   // A stream that has not heartbeated for this long belongs to an agent that is gone (a crashed
   // host behind NAT can leave a half-open TCP connection for minutes); a new agent may take over.
   const staleMs = deps.heartbeatMs * 3;
@@ -83,32 +96,62 @@ export function createAgentGateway(deps: GatewayDeps) {
   const connect = (stream: Stream) => {
     let site: string | null = null;
     let session = '';
+    // The credential is checked before any message is read: an unauthenticated peer costs one
+    // hash and one map lookup.
+    const principal = principalOfMetadata(deps.ring, stream.metadata);
+    if (!principal) {
+      const reason = stream.metadata.get('authorization').length ? 'bad_key' : 'missing_key';
+      return reject(stream, status.UNAUTHENTICATED, reason, 'an agent stream needs its site credential: authorization: Bearer <token> metadata');
+    }
+    if (principal.role !== 'agent') {
+      return reject(stream, status.PERMISSION_DENIED, 'not_an_agent_key', `key ${principal.name} is a ${principal.role} key, not a site credential`);
+    }
     const helloTimer = setTimeout(() => {
       if (!site) reject(stream, status.DEADLINE_EXCEEDED, 'no_hello', 'no Hello within the deadline');
     }, deps.helloTimeoutMs ?? 10_000);
 
-    const onHello = async (h: Hello) => {
-      const problems = checkHello(h);
+    const onHello = async (h: Hello, p: Principal) => {
+      const problems = checkHello(h, deps.maxDevicesPerSite);
       if (problems.length) return reject(stream, status.INVALID_ARGUMENT, 'invalid_hello', problems.join('; '));
+      if (h.siteId !== p.siteId) {
+        log.warn({ credentialSite: p.siteId, helloSite: h.siteId, key: p.name, hostname: h.hostname }, 'hello for another site refused');
+        return reject(stream, status.PERMISSION_DENIED, 'site_mismatch', `this credential is ${p.siteId}'s; it cannot speak for ${h.siteId}`);
+      }
+      const claimed = h.devices.filter((dv) => {
+        const owner = registry.device(dv.id)?.siteId;
+        return owner !== undefined && owner !== h.siteId;
+      });
+      if (claimed.length) {
+        log.warn({ site: h.siteId, devices: claimed.slice(0, 5).map((x) => x.id), count: claimed.length }, 'hello claims devices of another site: refused');
+        return reject(stream, status.PERMISSION_DENIED, 'device_owned_elsewhere',
+          `${claimed.length} device(s) belong to another site: ${claimed.slice(0, 5).map((x) => `${x.id} (${registry.device(x.id)!.siteId})`).join(', ')}`);
+      }
+      const known = new Set(registry.devices({ site: h.siteId }).map((x) => x.id));
+      const total = known.size + h.devices.filter((x) => !known.has(x.id)).length;
+      if (total > deps.maxDevicesPerSite) {
+        return reject(stream, status.RESOURCE_EXHAUSTED, 'too_many_devices', `site ${h.siteId} would have ${total} devices; the limit is ${deps.maxDevicesPerSite} (HCP_MAX_DEVICES_PER_SITE)`);
+      }
       if (!registry.site(h.siteId)) {
         if (!deps.autoRegisterSites) return reject(stream, status.NOT_FOUND, 'unknown_site', `site ${h.siteId} is not registered`);
-        await registerSite(deps.db, h.siteId);
+        if (registry.sites().length >= deps.maxSites) return reject(stream, status.RESOURCE_EXHAUSTED, 'site_limit', `the control plane keeps at most ${deps.maxSites} sites`);
+        await insertSite(deps.db, { id: h.siteId, name: h.siteId, region: 'unassigned', powerCapacityKw: 0, timezone: 'UTC' });
         registry.addSite({ id: h.siteId, name: h.siteId, region: 'unassigned', powerCapacityKw: 0 });
-        await audit(deps.db, `agent:${h.siteId}`, 'site.registered', h.siteId, { hostname: h.hostname });
-        log.warn({ site: h.siteId }, 'site registered by its agent');
+        await audit(deps.db, `agent:${h.siteId}`, 'site.registered', h.siteId, { hostname: h.hostname, key: p.name });
+        log.warn({ site: h.siteId }, 'site registered by its agent (HCP_AUTO_REGISTER_SITES)');
       }
       const previous = streams.get(h.siteId);
       const now = Date.now();
-      // Two live agents claiming one site would take turns superseding each other forever: the
-      // one already connected keeps the site, unless it is the same agent reconnecting (same
-      // session) or it has gone silent.
-      if (previous && previous.session !== h.agentSession && now - previous.lastSeenMs < staleMs) {
+      // Two live agents with different credentials for one site would take turns superseding each
+      // other forever: the one connected keeps the site while it heartbeats. The same credential
+      // is the same agent come back (a restart, or a new connection after a network change).
+      if (previous && previous.keyId !== p.keyId && now - previous.lastSeenMs < staleMs) {
         log.warn({ site: h.siteId, connected: previous.session, refused: h.agentSession, hostname: h.hostname }, 'second agent for a site refused');
-        return reject(stream, status.ALREADY_EXISTS, 'site_in_use', `site ${h.siteId} already has a connected agent (session ${previous.session})`);
+        return reject(stream, status.ALREADY_EXISTS, 'site_in_use', `site ${h.siteId} already has a connected agent with another credential`);
       }
+      if (stream.cancelled || stream.destroyed) return;
       site = h.siteId;
       session = h.agentSession;
-      streams.set(site, { session, stream, lastSeenMs: now });
+      streams.set(site, { session, keyId: p.keyId, stream, lastSeenMs: now });
       metrics.agentStreams.set(streams.size);
       if (previous && previous.stream !== stream) {
         log.warn({ site, old: previous.session, new: session }, 'agent stream replaced');
@@ -136,7 +179,7 @@ export function createAgentGateway(deps: GatewayDeps) {
       if (body.$case === 'hello') {
         if (site) return metrics.agentMessagesRejected.inc({ reason: 'duplicate_hello' });
         clearTimeout(helloTimer);
-        onHello(body.value).catch((err) => {
+        onHello(body.value, principal).catch((err) => {
           log.error({ err }, 'hello failed');
           reject(stream, status.UNAVAILABLE, 'hello_failed', 'the control plane could not register the agent; retry');
         });
@@ -189,6 +232,15 @@ export function createAgentGateway(deps: GatewayDeps) {
   };
 
   const impl: AgentGatewayServer = { connect };
+  // A revoked credential's stream is closed at once; its agent cannot reconnect with it.
+  const unwatchKeys = deps.ring.onRevoked((ids) => {
+    const gone = new Set(ids);
+    for (const [siteId, s] of streams) {
+      if (!gone.has(s.keyId)) continue;
+      log.warn({ site: siteId }, 'site credential revoked: stream closed');
+      s.stream.emit('error', grpcError(status.UNAUTHENTICATED, 'key_revoked', 'the site credential was revoked'));
+    }
+  });
   return {
     service: AgentGatewayService,
     impl,
@@ -200,6 +252,7 @@ export function createAgentGateway(deps: GatewayDeps) {
     },
     connectedSites: () => [...streams.keys()],
     closeAll() {
+      unwatchKeys();
       for (const { stream } of streams.values()) stream.emit('error', grpcError(status.UNAVAILABLE, 'shutting_down', 'control plane is shutting down'));
       streams.clear();
     },

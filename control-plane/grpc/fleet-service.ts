@@ -9,6 +9,12 @@ import type { Operations } from '../commands/operations.js';
 import { HcpError, type ErrorCode } from '../errors.js';
 import { statusView } from '../http/views.js';
 import type { Registry } from '../registry/registry.js';
+import type { KeyRing } from '../auth/key-ring.js';
+import type { RateLimiter } from '../auth/rate-limit.js';
+import { actorOf, type Permission, type Principal } from '../auth/roles.js';
+import type { WaitGate } from '../commands/wait-gate.js';
+import { runInRequest } from '../request-context.js';
+import { authorizeCall, requestIdOf } from './auth.js';
 import { grpcError } from './status.js';
 
 const STATUS: Record<ErrorCode, status> = {
@@ -17,6 +23,9 @@ const STATUS: Record<ErrorCode, status> = {
   conflict: status.FAILED_PRECONDITION,
   unavailable: status.UNAVAILABLE,
   unauthenticated: status.UNAUTHENTICATED,
+  permission_denied: status.PERMISSION_DENIED,
+  rate_limited: status.RESOURCE_EXHAUSTED,
+  payload_too_large: status.RESOURCE_EXHAUSTED,
   internal: status.INTERNAL,
 };
 
@@ -37,28 +46,47 @@ export function toCommandView(r: CommandRecord): CommandView {
   };
 }
 
-export function createFleetService(d: { registry: Registry; ops: () => Operations; bus: () => CommandBus; log: Logger }) {
+export interface FleetServiceDeps {
+  registry: Registry;
+  ops: () => Operations;
+  bus: () => CommandBus;
+  log: Logger;
+  ring: KeyRing;
+  limiter: RateLimiter;
+  waiters: WaitGate;
+}
+
+export function createFleetService(d: FleetServiceDeps) {
   const fail = (cb: sendUnaryData<never>, err: unknown) => {
     if (err instanceof HcpError) return cb(grpcError(STATUS[err.code], err.reason, err.message) as never, null);
     d.log.error({ err }, 'fleet call failed');
     cb(grpcError(status.INTERNAL, 'internal', 'internal error') as never, null);
   };
-  const actor = (call: ServerUnaryCall<unknown, unknown>, given: string) => {
-    if (given && /^[\w.:@-]{1,64}$/.test(given)) return `operator:${given}`;
-    const peer = call.getPeer();
-    return `grpc:${peer}`;
-  };
   const reply = async (recs: CommandRecord[], wait: boolean): Promise<CommandsReply> => {
-    const out = wait ? await d.bus().waitFinal(recs.map((r) => r.id), Math.max(0, Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), 60_000))) : recs;
-    return { commands: out.map(toCommandView) };
+    // over the waiters' cap the commands stand as submitted: answered now, not refused
+    const release = wait ? d.waiters.enter() : null;
+    try {
+      const out = release ? await d.bus().waitFinal(recs.map((r) => r.id), Math.max(0, Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), 60_000))) : recs;
+      return { commands: out.map(toCommandView) };
+    } finally {
+      release?.();
+    }
   };
-  const unary = <Req, Res>(fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>) =>
+  /** a unary call: its key checked for the permission, run under its request id, audited as the key */
+  const unary = <Req, Res>(needed: Permission, fn: (req: Req, actor: string) => Promise<Res>) =>
     (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>) => {
-      fn(call.request, call).then((r) => cb(null, r), (err) => fail(cb as sendUnaryData<never>, err));
+      let principal: Principal;
+      try {
+        principal = authorizeCall(d, call.metadata, needed);
+      } catch (err) {
+        return fail(cb as sendUnaryData<never>, err);
+      }
+      runInRequest({ requestId: requestIdOf(call.metadata), principal }, () =>
+        fn(call.request, actorOf(principal)).then((r) => cb(null, r), (err) => fail(cb as sendUnaryData<never>, err)));
     };
 
   const impl: FleetServer = {
-    getStatus: unary(async () => {
+    getStatus: unary('fleet.read', async () => {
       const v = statusView(d.registry);
       return {
         sites: v.sites.map((s) => ({
@@ -69,27 +97,38 @@ export function createFleetService(d: { registry: Registry; ops: () => Operation
         powerW: v.fleet.power_w, gpuUtilizationPct: v.fleet.gpu_utilization_pct ?? 0,
       };
     }),
-    setMining: unary(async (req, call) =>
+    // The requests' `actor` field is ignored: the audit actor is the caller's key.
+    setMining: unary('fleet.control', async (req, actor) =>
       reply(await d.ops().setMining({
         site: req.site, enabled: req.enabled, deviceIds: req.deviceIds, powerTargetW: req.powerTargetW || null,
-        actor: actor(call, req.actor), deadlineS: req.deadlineS || undefined,
+        actor, deadlineS: req.deadlineS || undefined,
       }), req.wait)),
-    curtail: unary(async (req, call) =>
-      reply(await d.ops().curtail({ sites: req.sites, all: req.all, reason: req.reason, actor: actor(call, req.actor), deadlineS: req.deadlineS || undefined }), req.wait)),
-    allocate: unary(async (req, call) =>
-      reply(await d.ops().allocate({ workloadId: req.workloadId, deviceIds: req.deviceIds, actor: actor(call, req.actor) }), req.wait)),
-    release: unary(async (req, call) => reply(await d.ops().release({ workloadId: req.workloadId, actor: actor(call, req.actor) }), req.wait)),
+    curtail: unary('fleet.control', async (req, actor) =>
+      reply(await d.ops().curtail({ sites: req.sites, all: req.all, reason: req.reason, actor, deadlineS: req.deadlineS || undefined }), req.wait)),
+    allocate: unary('fleet.control', async (req, actor) =>
+      reply(await d.ops().allocate({ workloadId: req.workloadId, deviceIds: req.deviceIds, actor }), req.wait)),
+    release: unary('fleet.control', async (req, actor) => reply(await d.ops().release({ workloadId: req.workloadId, actor }), req.wait)),
     watchCommands: (call) => {
-      const site = call.request.site;
-      if (site && !d.registry.site(site)) {
-        call.emit('error', grpcError(status.NOT_FOUND, 'unknown_site', `site ${site} not found`));
-        return;
+      const refuse = (err: HcpError) => call.emit('error', grpcError(STATUS[err.code], err.reason, err.message));
+      try {
+        authorizeCall(d, call.metadata, 'fleet.read');
+      } catch (err) {
+        return refuse(err as HcpError);
       }
+      const site = call.request.site;
+      if (site && !d.registry.site(site)) return refuse(new HcpError('not_found', `site ${site} not found`, 'unknown_site'));
+      const release = d.waiters.enter();
+      if (!release) return refuse(new HcpError('rate_limited', 'too many open command watchers (HCP_MAX_WAITERS)', 'too_many_waiters'));
       const stop = d.bus().watch((r) => {
         if (!site || r.siteId === site) call.write(toCommandView(r));
       });
-      call.on('cancelled', stop);
-      call.on('close', stop);
+      const done = () => {
+        stop();
+        release();
+      };
+      call.on('cancelled', done);
+      call.on('close', done);
+      call.on('error', done);
     },
   };
   return { service: FleetService, impl, isFinal };

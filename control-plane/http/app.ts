@@ -1,11 +1,22 @@
 // The REST API (hono). Routes are declared with zod schemas, so requests are validated where
 // they enter and the OpenAPI document at /openapi.json is generated from the same schemas.
+// In front of every route, in this order: a request id (the client's x-request-id, or a new
+// one) held for the request's logs and audit entries; CORS, only for listed origins; the body
+// limit, answered 413 from the Content-Length header before a byte of the body is read; and on
+// /api/v1, the caller's key, its rate and its role (auth.ts). /health, /ready, /metrics and
+// /openapi.json stay open.
+import { randomUUID } from 'node:crypto';
 import { OpenAPIHono } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
+import { acceptRequestId, runInRequest } from '../request-context.js';
+import { requireKey } from './auth.js';
 import type { Api, HttpDeps } from './deps.js';
 import { errorBody, onError, validationHook } from './errors.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerFleetRoutes } from './routes/fleet.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerKeyRoutes } from './routes/keys.js';
 import { registerMarketRoutes } from './routes/market.js';
 import { registerEconomicsRoutes } from './routes/economics.js';
 import { registerTelemetryRoutes } from './routes/telemetry.js';
@@ -15,16 +26,33 @@ export function createHttpApp(deps: HttpDeps): Api {
   const app = new OpenAPIHono({ defaultHook: validationHook as never });
   app.onError(onError(deps.log));
   app.notFound((c) => c.json(errorBody('not_found', 'no_route', `no route ${c.req.method} ${c.req.path}`), 404));
+  app.use('*', async (c, next) => {
+    const requestId = acceptRequestId(c.req.header('x-request-id')) ?? randomUUID();
+    c.header('x-request-id', requestId);
+    await runInRequest({ requestId }, () => next());
+  });
+  if (deps.security.corsOrigins.length) {
+    app.use('*', cors({ origin: deps.security.corsOrigins, allowHeaders: ['authorization', 'content-type', 'x-request-id'], exposeHeaders: ['x-request-id', 'retry-after'], maxAge: 600 }));
+  }
+  const max = deps.limits.bodyLimitBytes;
+  app.use('*', bodyLimit({
+    maxSize: max,
+    onError: (c) => c.json(errorBody('payload_too_large', 'body_too_large', `the request body is larger than ${max} bytes (HCP_HTTP_BODY_LIMIT_BYTES)`, { limit_bytes: max }), 413),
+  }));
+  app.use('/api/v1/*', requireKey({ ring: deps.security.ring, limiter: deps.security.limiter, log: deps.log }));
   registerHealthRoutes(app, deps);
+  registerKeyRoutes(app, deps);
   registerFleetRoutes(app, deps);
   registerTelemetryRoutes(app, deps);
   registerCommandRoutes(app, deps);
   registerWorkloadRoutes(app, deps);
   registerMarketRoutes(app, deps);
   registerEconomicsRoutes(app, deps);
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer', description: 'an HCP API key (hcp_…)' });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: { title: 'HCP control plane', version: '1' },
+    security: [{ bearer: [] }],
   });
   return app;
 }

@@ -14,6 +14,14 @@ import type { EconomicDispatch } from '../dispatch/economic-dispatch.js';
 import type { SiteControls } from '../dispatch/site-controls.js';
 import type { Registry } from '../registry/registry.js';
 import type { Scheduler } from '../scheduler/scheduler.js';
+import type { KeyAdmin } from '../auth/key-admin.js';
+import type { WaitGate } from '../commands/wait-gate.js';
+import type { KeyRing } from '../auth/key-ring.js';
+import type { RateLimiter } from '../auth/rate-limit.js';
+import { actorOf as principalActor } from '../auth/roles.js';
+import { principalOf } from './auth.js';
+
+export { principalOf };
 
 export interface HttpDeps {
   registry: Registry;
@@ -28,15 +36,18 @@ export interface HttpDeps {
   grid?: GridResponse;
   economics?: { dispatch: EconomicDispatch; controls: SiteControls };
   /** caps on what one request may cost */
-  limits: { telemetryMaxScanRows: number };
+  limits: { telemetryMaxScanRows: number; bodyLimitBytes: number };
+  /** callers held open for ?wait=true, shared with gRPC */
+  waiters: WaitGate;
+  /** who may call: the live keys, the per-key rate limit, and the browser origins allowed (none: CORS off) */
+  security: { ring: KeyRing; limiter: RateLimiter; corsOrigins: string[]; keys: KeyAdmin };
   /** what /ready checks */
   readiness: () => Promise<Record<string, boolean>>;
 }
 
 export type Api = OpenAPIHono;
 
-/** who is asking: the x-hcp-actor header when it is a plain name (audit), else operator:api */
+/** who is asking, for the audit log: the caller's key (key:<name>), never a header */
 export function actorOf(c: Context): string {
-  const a = c.req.header('x-hcp-actor');
-  return a && /^[\w.:@-]{1,64}$/.test(a) ? `operator:${a}` : 'operator:api';
+  return principalActor(principalOf(c));
 }

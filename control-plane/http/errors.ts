@@ -11,6 +11,9 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   conflict: 409,
   unavailable: 503,
   unauthenticated: 401,
+  permission_denied: 403,
+  rate_limited: 429,
+  payload_too_large: 413,
   internal: 500,
 };
 

@@ -1,6 +1,6 @@
 // A hand-driven agent stream for integration tests: real gRPC to the control plane, with the
 // messages the test chooses.
-import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { CommandOutcome, type Command, type DeviceState } from '../../proto/gen/hcp/v1/commands.js';
 import { AgentGatewayClient, DeviceKind, type AgentMessage, type ControlMessage, type Device } from '../../proto/gen/hcp/v1/gateway.js';
 
@@ -36,11 +36,13 @@ export interface TestAgentStream {
  */
 export function openAgentStream(
   address: string,
-  hello: { siteId: string; session: string; devices: Device[] },
+  hello: { siteId: string; session: string; devices: Device[]; /** the site credential */ token: string },
   answer: 'apply' | 'ack' | 'none' = 'none',
 ): TestAgentStream {
   const client = new AgentGatewayClient(address, credentials.createInsecure());
-  const stream = client.connect();
+  const md = new Metadata();
+  if (hello.token) md.set('authorization', `Bearer ${hello.token}`);
+  const stream = client.connect(md);
   const received: ControlMessage[] = [];
   const write = (m: AgentMessage) => stream.write(m);
   const ack = (commandId: string) => write({ body: { $case: 'commandAck', value: { commandId } } });

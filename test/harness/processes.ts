@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { TEST_ADMIN_KEY } from './auth.js';
 import { waitFor } from './wait-for.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -82,7 +83,8 @@ export interface ControlPlaneProcess {
  */
 export async function startControlPlaneProcess(databaseUrl: string, env: Record<string, string> = {}): Promise<ControlPlaneProcess> {
   const proc = startTs('control-plane', 'control-plane/main.ts', [], {
-    DATABASE_URL: databaseUrl, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_HEARTBEAT_MS: '500', HCP_STALE_AFTER_MS: '3000', ...env,
+    DATABASE_URL: databaseUrl, HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_HEARTBEAT_MS: '500', HCP_STALE_AFTER_MS: '3000',
+    HCP_ADMIN_KEY: TEST_ADMIN_KEY, ...env,
   });
   const ready = await proc.waitForLog((l) => l.msg === 'control plane listening', 'listening');
   return { proc, http: ready.http as string, grpc: ready.grpc as string, mqtt: ready.mqtt as string };

@@ -20,12 +20,20 @@ export const WaitQuery = z.object({
 /** answers with the commands, after waiting for them when asked */
 export async function commandsReply(c: Context, deps: HttpDeps, recs: CommandRecord[], q: z.infer<typeof WaitQuery>, extra: Record<string, unknown> = {}) {
   let out = recs;
-  if (q.wait === 'true') {
-    const until = Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), (q.timeout_s ?? 30) * 1000);
-    out = await deps.bus().waitFinal(recs.map((r) => r.id), Math.max(0, until));
+  // Over the waiters' cap (HCP_MAX_WAITERS) the commands stand as submitted: answered 202 now,
+  // as a wait that timed out at once would be, rather than refused after they were made.
+  const release = q.wait === 'true' ? deps.waiters.enter() : null;
+  if (q.wait === 'true' && !release) c.header('x-hcp-wait', 'refused: too many waiters');
+  try {
+    if (release) {
+      const until = Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), (q.timeout_s ?? 30) * 1000);
+      out = await deps.bus().waitFinal(recs.map((r) => r.id), Math.max(0, until));
+    }
+  } finally {
+    release?.();
   }
   const done = out.every((r) => isFinal(r.state));
-  return c.json({ ...extra, commands: out.map(commandView) }, q.wait === 'true' && done ? 200 : 202);
+  return c.json({ ...extra, commands: out.map(commandView) }, release && done ? 200 : 202);
 }
 
 export function registerCommandRoutes(app: Api, deps: HttpDeps): void {

@@ -69,11 +69,16 @@ export function registerMarketRoutes(app: Api, { db, registry, market, grid }: H
           content: {
             'application/json': {
               schema: z.union([
-                z.object({ default: z.literal(true) }).strict(),
+                z.object({ default: z.literal(true), reason: z.string().min(1).max(500).optional() }).strict(),
                 z.object({
                   enabled: z.boolean(),
-                  threshold_hz: z.number().min(45).max(65).optional(),
+                  // An under-frequency trip above 59.95 Hz would fire in normal operation (ERCOT's
+                  // band is 59.967–60.033 Hz) and one below 57 Hz would act after the grid's own
+                  // load shedding (ERCOT UFLS starts at 59.3 Hz, generators trip near 57.5 Hz).
+                  threshold_hz: z.number().min(57).max(59.95).optional(),
                   device_ids: z.array(z.string().min(1).max(128)).max(20_000).optional(),
+                  /** required to disarm: a disarmed site no longer sheds load on its own */
+                  reason: z.string().min(1).max(500).optional(),
                 }).strict(),
               ]),
             },
@@ -92,9 +97,12 @@ export function registerMarketRoutes(app: Api, { db, registry, market, grid }: H
         if (b.enabled && b.threshold_hz === undefined) {
           throw new HcpError('invalid_argument', 'threshold_hz: is required to enable the trip', 'validation_failed', { fields: [{ field: 'threshold_hz', message: 'required when enabled' }] });
         }
+        if (!b.enabled && !b.reason) {
+          throw new HcpError('invalid_argument', 'reason: is required to disarm the trip (it is audited)', 'validation_failed', { fields: [{ field: 'reason', message: 'required when enabled is false' }] });
+        }
         setting = { enabled: b.enabled, thresholdHz: b.threshold_hz ?? 0, deviceIds: [...new Set(b.device_ids ?? [])] };
       }
-      const rec = await grid.setTrip(id, setting, actorOf(c));
+      const rec = await grid.setTrip(id, setting, actorOf(c), b.reason ?? null);
       const t = grid.tripFor(id);
       return c.json({
         site: id,

@@ -3,11 +3,12 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import { listCommands } from '../../db/command-store.js';
-import { allocationsOf, customerQuota, getWorkload, historyOf, insertWorkloadChecked, listWorkloads, type WorkloadRow } from '../../db/workload-store.js';
+import { allocationsOf, customerQuota, getWorkload, historyOf, insertWorkloadChecked, listWorkloads, usageByCustomer, type WorkloadRow } from '../../db/workload-store.js';
 import { commandView } from '../../commands/views.js';
 import { WORKLOAD_STATES, WORKLOAD_TYPES } from '../../scheduler/workload-state.js';
+import type { Principal } from '../../auth/roles.js';
 import type { Api, HttpDeps } from '../deps.js';
-import { actorOf } from '../deps.js';
+import { actorOf, principalOf } from '../deps.js';
 import { commandsReply, WaitQuery } from './commands.js';
 
 const Json = z.record(z.string(), z.unknown());
@@ -31,6 +32,21 @@ function workloadView(w: WorkloadRow) {
     created_at: iso(w.created_at), updated_at: iso(w.updated_at), started_at: iso(w.started_at), finished_at: iso(w.finished_at),
   };
 }
+
+/**
+ * The customer a request acts for. A customer key acts for its own customer only: naming another
+ * is refused; reading another's workload is 404 (it does not exist, as far as that key knows).
+ */
+function customerScope(p: Principal, given: string | undefined, field = 'customer_id'): string | undefined {
+  if (p.role !== 'customer') return given;
+  if (given !== undefined && given !== p.customerId) {
+    throw new HcpError('permission_denied', `${field}: key ${p.name} acts for customer ${p.customerId} only`, 'customer_mismatch', { fields: [{ field, message: `must be ${p.customerId} (or left out)` }] });
+  }
+  return p.customerId!;
+}
+
+/** the workload, unless the caller is a customer key of another customer */
+const visibleTo = (p: Principal, w: WorkloadRow | null): WorkloadRow | null => (w && (p.role !== 'customer' || w.customer_id === p.customerId) ? w : null);
 
 export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
   const { db, ops, registry } = deps;
@@ -69,7 +85,8 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       summary: 'Submit a workload to the scheduler',
       request: {
         ...body(z.object({
-          customer_id: z.string().min(1).max(64),
+          /** a customer key's own customer when left out */
+          customer_id: z.string().min(1).max(64).optional(),
           workload_type: z.enum(WORKLOAD_TYPES),
           priority: z.number().int().min(1).max(10),
           requirements: z.object({
@@ -88,7 +105,10 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       },
     }),
     async (c) => {
-      const b = c.req.valid('json');
+      const b = { ...c.req.valid('json') };
+      const customerId = customerScope(principalOf(c), b.customer_id);
+      if (!customerId) throw invalid('customer_id', 'is required');
+      b.customer_id = customerId;
       const gpuType = b.requirements.gpu_type.toLowerCase();
       if (!(GPU_TYPES as readonly string[]).includes(gpuType)) {
         throw invalid('requirements.gpu_type', `unknown GPU type ${b.requirements.gpu_type}; known: ${GPU_TYPES.join(', ')}`, 'unknown_gpu_type');
@@ -100,8 +120,8 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       const largest = largestSiteFor(gpuType, minMem, b.site ?? null, count);
       if (count > largest.gpus) {
         // the customer's refusals come first, as they did when it was read before the check
-        const customer = await customerQuota(db, b.customer_id);
-        if (!customer) throw notFound('customer', b.customer_id);
+        const customer = await customerQuota(db, customerId);
+        if (!customer) throw notFound('customer', customerId);
         if (customer.quota !== null && count > customer.quota) throw overQuota(customer.quota);
         const where = b.site ? `site ${b.site} has ${largest.gpus}` : largest.site ? `the largest, ${largest.site}, has ${largest.gpus}` : 'no site has any';
         throw invalid('requirements.gpu_count', `${count} ${gpuType} GPUs${minMem ? ` of ${minMem} MiB or more` : ''} can never be placed: a workload's GPUs must all be at one site, and ${where}`, 'exceeds_site_capacity');
@@ -111,14 +131,14 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       if (b.site) requirements.site = b.site;
       // One round trip: the insert itself checks the customer and its quota.
       const ins = await insertWorkloadChecked(db, {
-        customerId: b.customer_id, workloadType: b.workload_type, priority: b.priority, gpuType, gpuCount: count, requirements,
+        customerId, workloadType: b.workload_type, priority: b.priority, gpuType, gpuCount: count, requirements,
         durationS: b.duration_s ?? null, idempotencyKey: b.idempotency_key ?? null,
       });
-      if ('refused' in ins) throw ins.refused === 'unknown_customer' ? notFound('customer', b.customer_id) : overQuota(ins.quota);
+      if ('refused' in ins) throw ins.refused === 'unknown_customer' ? notFound('customer', customerId) : overQuota(ins.quota);
       const { row, created } = ins;
       if (created) {
         deps.scheduler().submitted(row);
-        deps.audit.write({ actor: `customer:${b.customer_id}`, action: 'workload.submitted', subject: row.id, details: { type: b.workload_type, gpus: count, priority: b.priority } });
+        deps.audit.write({ actor: actorOf(c), action: 'workload.submitted', subject: row.id, details: { customer_id: customerId, type: b.workload_type, gpus: count, priority: b.priority } });
       }
       return c.json(workloadView(row), created ? 201 : 200);
     },
@@ -133,7 +153,7 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const w = await getWorkload(db, id);
+      const w = visibleTo(principalOf(c), await getWorkload(db, id));
       if (!w) throw notFound('workload', id);
       const [allocs, history] = await Promise.all([allocationsOf(db, id), historyOf(db, id)]);
       const allocations = allocs.map((a) => ({
@@ -165,7 +185,8 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const q = c.req.valid('query');
-      const rows = await listWorkloads(db, { state: q.state, customerId: q.customer_id, limit: q.limit, before: q.cursor ? Number(q.cursor) : undefined });
+      const customerId = customerScope(principalOf(c), q.customer_id);
+      const rows = await listWorkloads(db, { state: q.state, customerId, limit: q.limit, before: q.cursor ? Number(q.cursor) : undefined });
       const last = rows.at(-1);
       return c.json({ workloads: rows.map(workloadView), next_cursor: rows.length === q.limit && last ? String(last.seq) : null }, 200);
     },
@@ -181,6 +202,8 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const { id } = c.req.valid('param');
+      const p = principalOf(c);
+      if (p.role === 'customer' && !visibleTo(p, await getWorkload(db, id))) throw notFound('workload', id);
       const w = await deps.scheduler().cancel(id, actorOf(c));
       return c.json(workloadView(w), 200);
     },
@@ -223,6 +246,34 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       const b = c.req.valid('json');
       const recs = await ops().release({ workloadId: b.workload_id, actor: actorOf(c), deadlineS: b.deadline_s });
       return commandsReply(c, deps, recs, c.req.valid('query'), { workload_id: b.workload_id }) as never;
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/usage',
+      summary: "GPU usage per customer over a window (default the last 24 h); a customer key sees only its own",
+      request: {
+        query: z.object({
+          customer_id: z.string().min(1).max(64).optional(),
+          from: z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 time').optional(),
+          to: z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 time').optional(),
+        }),
+      },
+      responses: res('GPU-hours per customer'),
+    }),
+    async (c) => {
+      const q = c.req.valid('query');
+      const customerId = customerScope(principalOf(c), q.customer_id);
+      const toMs = q.to ? Date.parse(q.to) : Date.now();
+      const fromMs = q.from ? Date.parse(q.from) : toMs - 24 * 3600_000;
+      if (fromMs >= toMs) throw invalid('from', 'must be before to');
+      const rows = await usageByCustomer(db, { fromMs, toMs, customerId });
+      return c.json({
+        from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(),
+        customers: rows.map((r) => ({ customer_id: r.customerId, gpu_hours: Math.round((r.gpuSeconds / 3600) * 1000) / 1000, gpus_now: r.liveGpus, workloads: r.workloads })),
+      }, 200);
     },
   );
 }
