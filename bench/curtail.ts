@@ -16,7 +16,10 @@ import { parseArgs } from 'node:util';
 import { CommandOutcome } from '../proto/gen/hcp/v1/commands.js';
 import { CommandState, FleetClient, type CommandView } from '../proto/gen/hcp/v1/fleet.js';
 import { AgentGatewayClient, DeviceKind, type ControlMessage } from '../proto/gen/hcp/v1/gateway.js';
+import { newSecret } from '../control-plane/auth/secrets.js';
+import { bearer, makeKey } from '../test/harness/auth.js';
 import { startTs } from '../test/harness/processes.js';
+import { Metadata } from '@grpc/grpc-js';
 import { pct, round1 } from './stats.js';
 
 const { values } = parseArgs({
@@ -32,9 +35,12 @@ if (!(N > 0 && ROUNDS > 0 && DEVICES > 0)) {
 
 
 const dataDir = mkdtempSync(join(tmpdir(), 'hcp-bench-'));
+// A fresh admin key for this run; each light agent gets its own site credential through the API
+// (the bench's one client key is not rate-limited: it makes a thousand keys in a row).
+const ADMIN = newSecret();
 const cp = startTs('control-plane', 'control-plane/main.ts', [], {
   HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_DATA_DIR: dataDir, LOG_LEVEL: 'info', HCP_HEARTBEAT_MS: '5000',
-  HCP_STALE_AFTER_MS: '60000',
+  HCP_STALE_AFTER_MS: '60000', HCP_ADMIN_KEY: ADMIN, HCP_RATE_LIMIT_PER_S: '1000000', HCP_RATE_LIMIT_BURST: '1000000', HCP_MAX_SITES: String(N + 10),
 });
 // LOG_LEVEL=warn hides the listening line; ask the API where it is instead.
 const ready = await cp.waitForLog((l) => typeof l.http === 'string' || l.msg === 'control plane listening', 'listening', 60_000).catch(() => null);
@@ -55,12 +61,15 @@ interface LightAgent {
   close(): void;
 }
 
-function lightAgent(i: number): LightAgent {
-  const site = `bench-${String(i).padStart(5, '0')}`;
+const siteOf = (i: number) => `bench-${String(i).padStart(5, '0')}`;
+function lightAgent(i: number, token: string): LightAgent {
+  const site = siteOf(i);
   // A channel option unique per agent keeps grpc-js from sharing one HTTP/2 connection
   // between all the clients, as real sites would not.
   const client = new AgentGatewayClient(grpc, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, 'hcp.bench.agent': i });
-  const stream = client.connect();
+  const md = new Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  const stream = client.connect(md);
   const acks = new Map<string, number>();
   const a: LightAgent = { site, acks, results: 0, close: () => { stream.cancel(); client.close(); } };
   stream.on('data', (m: ControlMessage) => {
@@ -92,13 +101,15 @@ function lightAgent(i: number): LightAgent {
   return a;
 }
 
+const tokens: string[] = [];
+for (let i = 0; i < N; i++) tokens.push(await makeKey(http, { role: 'agent', site: siteOf(i) }, ADMIN));
 const t0 = performance.now();
 const agents: LightAgent[] = [];
 for (let i = 0; i < N; i++) {
-  agents.push(lightAgent(i));
+  agents.push(lightAgent(i, tokens[i]!));
   if (i % 100 === 99) await new Promise((r) => setTimeout(r, 20));
 }
-const status = async () => (await (await fetch(`${http}/api/v1/status`)).json()) as { fleet: { sites_online: number } };
+const status = async () => (await (await fetch(`${http}/api/v1/status`, { headers: bearer(ADMIN) })).json()) as { fleet: { sites_online: number } };
 for (;;) {
   const s = await status();
   if (s.fleet.sites_online >= N) break;
@@ -114,7 +125,9 @@ console.error(`${N} agents connected in ${connectS.toFixed(1)} s; ${ROUNDS} roun
 // Final states as a command client sees them.
 const finalAt = new Map<string, { at: number; state: CommandState }>();
 const fleet = new FleetClient(grpc, credentials.createInsecure());
-const watch = fleet.watchCommands({ site: '' });
+const adminMd = new Metadata();
+adminMd.set('authorization', `Bearer ${ADMIN}`);
+const watch = fleet.watchCommands({ site: '' }, adminMd);
 watch.on('data', (v: CommandView) => {
   if (v.state === CommandState.COMMAND_STATE_SUCCEEDED || v.state === CommandState.COMMAND_STATE_FAILED || v.state === CommandState.COMMAND_STATE_EXPIRED) {
     finalAt.set(v.id, { at: performance.now(), state: v.state });
@@ -130,7 +143,7 @@ const submitMs: number[] = [];
 for (let r = 0; r < ROUNDS + 2; r++) {
   const start = performance.now();
   const res = await fetch(`${http}/api/v1/curtail`, {
-    method: 'POST', headers: { 'content-type': 'application/json', 'x-hcp-actor': 'bench' },
+    method: 'POST', headers: { 'content-type': 'application/json', ...bearer(ADMIN) },
     body: JSON.stringify({ all: true, reason: `bench round ${r}` }),
   });
   const body = (await res.json()) as { commands: Array<{ id: string; site: string; state: string }> };
@@ -177,7 +190,7 @@ for (let r = 0; r < ROUNDS + 2; r++) {
     submitMs.push(answered - start);
   }
   const plain = performance.now();
-  await fetch(`${http}/api/v1/sites/${agents[0]!.site}`);
+  await fetch(`${http}/api/v1/sites/${agents[0]!.site}`, { headers: bearer(ADMIN) });
   if (r >= 2) restMs.push(performance.now() - plain);
 }
 

@@ -24,7 +24,10 @@ import { CommandOutcome } from '../proto/gen/hcp/v1/commands.js';
 import { AgentGatewayClient, DeviceKind, type ControlMessage } from '../proto/gen/hcp/v1/gateway.js';
 import { GpuState, MiningState, TelemetryBatch } from '../proto/gen/hcp/v1/telemetry.js';
 import { topics } from '../proto/topics.js';
+import { newSecret } from '../control-plane/auth/secrets.js';
+import { bearer, makeKey } from '../test/harness/auth.js';
 import { startTs } from '../test/harness/processes.js';
+import { Metadata } from '@grpc/grpc-js';
 import { pct, round1 } from './stats.js';
 
 const { values } = parseArgs({
@@ -46,9 +49,12 @@ if (!(TOTAL > 0 && RATE > 0 && SITES > 0 && GPUS > 0 && ASICS >= 0)) {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const dataDir = mkdtempSync(join(tmpdir(), 'hcp-bench-'));
+// A fresh admin key for this run, which submits at --rate: its rate limit is lifted. Each light
+// agent has its own site credential, on gRPC and as its MQTT login.
+const ADMIN = newSecret();
 const cp = startTs('control-plane', 'control-plane/main.ts', [], {
   HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_DATA_DIR: dataDir, LOG_LEVEL: 'info', HCP_HEARTBEAT_MS: '5000',
-  HCP_STALE_AFTER_MS: '60000',
+  HCP_STALE_AFTER_MS: '60000', HCP_ADMIN_KEY: ADMIN, HCP_RATE_LIMIT_PER_S: '1000000', HCP_RATE_LIMIT_BURST: '1000000', HCP_MAX_SITES: String(SITES + 10),
 });
 const ready = await cp.waitForLog((l) => l.msg === 'control plane listening', 'listening', 60_000).catch(() => null);
 if (!ready) {
@@ -67,10 +73,15 @@ const allocatedAt = new Map<string, number>();
 let allocates = 0;
 const busy = new Map<string, string>(); // gpu → workload, as the agents hold them
 
+const tokens: string[] = [];
+for (let i = 0; i < SITES; i++) tokens.push(await makeKey(http, { role: 'agent', site: siteId(i) }, ADMIN));
+
 function lightAgent(i: number) {
   const site = siteId(i);
   const client = new AgentGatewayClient(grpc, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, 'hcp.bench.agent': i });
-  const stream = client.connect();
+  const md = new Metadata();
+  md.set('authorization', `Bearer ${tokens[i]}`);
+  const stream = client.connect(md);
   stream.on('data', (m: ControlMessage) => {
     if (m.body?.$case !== 'command') return;
     const c = m.body.value;
@@ -111,7 +122,8 @@ for (let i = 0; i < SITES; i++) {
 }
 
 // Telemetry: every site, every second, one batch of all its devices.
-const pub = await mqtt.connectAsync(mqttUrl);
+const pubs = await Promise.all(Array.from({ length: SITES }, (_, i) =>
+  mqtt.connectAsync(mqttUrl, { clientId: `hcp-agent-${siteId(i)}-bench`, username: siteId(i), password: tokens[i] })));
 let seq = 0;
 let telemetryBatches = 0;
 const publishAll = async () => {
@@ -134,7 +146,7 @@ const publishAll = async () => {
       })),
     }).finish();
     telemetryBatches++;
-    return pub.publishAsync(topics.telemetry(site), Buffer.from(batch), { qos: 1 });
+    return pubs[i]!.publishAsync(topics.telemetry(site), Buffer.from(batch), { qos: 1 });
   }));
 };
 let telemetryOn = true;
@@ -146,14 +158,14 @@ const telemetryLoop = (async () => {
   }
 })();
 
-const metricsText = async () => (await fetch(`${http}/metrics`)).text();
+const metricsText = async () => (await fetch(`${http}/metrics`)).text(); // /metrics is open
 const metric = (text: string, name: string) => {
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return line ? Number(line.split(' ')[1]) : 0;
 };
 const t0 = performance.now();
 for (;;) {
-  const s = (await (await fetch(`${http}/api/v1/status`)).json()) as { sites: Array<{ id: string; gpus_online: number }> };
+  const s = (await (await fetch(`${http}/api/v1/status`, { headers: bearer(ADMIN) })).json()) as { sites: Array<{ id: string; gpus_online: number }> };
   const online = s.sites.filter((x) => x.id.startsWith('bench-')).reduce((n, x) => n + x.gpus_online, 0);
   if (online >= SITES * GPUS) break;
   if (performance.now() - t0 > 120_000) {
@@ -189,7 +201,7 @@ for (let i = 0; i < TOTAL; i++) {
   const body = JSON.stringify(workload(i));
   inflight.push((async () => {
     const t = performance.now();
-    const res = await fetch(`${http}/api/v1/workloads`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const res = await fetch(`${http}/api/v1/workloads`, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer(ADMIN) }, body });
     const w = (await res.json()) as { id?: string };
     submitMs.push(performance.now() - t);
     if (res.status !== 201 || !w.id) failures++;
@@ -238,7 +250,7 @@ const ingestLagP99 = (() => {
 
 telemetryOn = false;
 await telemetryLoop;
-await pub.endAsync();
+for (const p of pubs) await p.endAsync();
 for (const a of agents) a.close();
 await cp.kill('SIGTERM');
 rmSync(dataDir, { recursive: true, force: true });

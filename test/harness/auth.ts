@@ -29,8 +29,8 @@ export function apiClient(base: string, key: string = TEST_ADMIN_KEY) {
 }
 
 /** makes a key over REST with the admin key and returns its secret */
-export async function makeKey(base: string, k: { role: Role; name?: string; site?: string; customer_id?: string }): Promise<string> {
-  const r = await apiClient(base).post('/api/v1/keys', k);
+export async function makeKey(base: string, k: { role: Role; name?: string; site?: string; customer_id?: string }, adminKey: string = TEST_ADMIN_KEY): Promise<string> {
+  const r = await apiClient(base, adminKey).post('/api/v1/keys', k);
   if (r.status !== 201) throw new Error(`POST /api/v1/keys ${JSON.stringify(k)}: ${r.status} ${await r.text()}`);
   return ((await r.json()) as { secret: string }).secret;
 }
