@@ -14,8 +14,8 @@
 // keyUsage keyCertSign/cRLSign; a leaf has CA:FALSE, keyUsage digitalSignature (an ECDSA key
 // signs the handshake; there is no key encipherment) and extendedKeyUsage serverAuth or
 // clientAuth (§4.2.1.12), so a client certificate cannot serve and the server's cannot log in.
-// The server certificate lives 825 days: the CA/Browser Forum's limit of 2018, which Apple
-// platforms still enforce for certificates from private CAs (support.apple.com/HT210176).
+// Leaves live 825 days: the CA/Browser Forum's limit from March 2018 (Ballot 193), which Apple
+// platforms enforce for TLS server certificates from private CAs too (support.apple.com/HT210176).
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -110,7 +110,7 @@ function ipAsPrinted(ip: string): string {
   return all.map((g) => parseInt(g, 16).toString(16).toUpperCase()).join(':');
 }
 
-const sanEntry = (name: string) => (isIP(name) ? `IP Address:${ipAsPrinted(name)}` : `DNS:${name.toLowerCase()}`);
+const sanEntry = (name: string) => (isIP(name) ? `IP Address:${ipAsPrinted(name)}` : `DNS:${name}`);
 
 interface CertsOptions {
   out: string;
@@ -246,7 +246,8 @@ function parseCertsArgs(argv: string[]): CertsOptions | 'help' {
   for (const s of values.san) if (!isIP(s) && !DNS_NAME.test(s)) problems.push(`--san ${JSON.stringify(s)}: not a DNS name or an IP address`);
   for (const c of values.client) if (!isValidSiteId(c)) problems.push(`--client ${JSON.stringify(c)}: not a site id (lowercase letters, digits and dashes, e.g. texas-1)`);
   if (problems.length) throw new UsageError(problems.join('\n'));
-  return { out: values.out, sans: values.san, clients: values.client, force: values.force };
+  // DNS names compare case-insensitively (RFC 4343); stored lowercase, a rerun finds them as given
+  return { out: values.out, sans: values.san.map((n) => (isIP(n) ? n : n.toLowerCase())), clients: values.client, force: values.force };
 }
 
 function shown(p: string): string {
