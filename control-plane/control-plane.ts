@@ -2,7 +2,6 @@
 // ingest → gRPC → HTTP. Shutdown (STYLE.md): stop intake (HTTP, gRPC, subscriber) → drain the
 // telemetry writer → close the broker and the database. close() is idempotent.
 import { randomBytes } from 'node:crypto';
-import { serve, type ServerType } from '@hono/node-server';
 import type { Logger } from 'pino';
 import { mqttUrlOf, type ControlPlaneConfig } from './config.js';
 import { createDb, type Db } from './db/client.js';
@@ -20,6 +19,7 @@ import { createMiningIntent } from './commands/mining-intent.js';
 import { latestPrices } from './db/price-store.js';
 import { createGridResponse, type GridResponse } from './grid/grid-response.js';
 import { createHttpApp } from './http/app.js';
+import { listenHttp } from './http/listen.js';
 import { createFeedIngest } from './market/feed-ingest.js';
 import { PriceBook } from './market/price-book.js';
 import { createEconomicDispatch, type EconomicDispatch } from './dispatch/economic-dispatch.js';
@@ -234,11 +234,4 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     await unwind();
     throw err;
   }
-}
-
-function listenHttp(fetch: (req: Request) => Response | Promise<Response>, hostname: string, port: number) {
-  return new Promise<{ server: ServerType; port: number }>((resolve, reject) => {
-    const server = serve({ fetch, hostname, port }, (info) => resolve({ server, port: info.port }));
-    server.once('error', reject);
-  });
 }

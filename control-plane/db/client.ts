@@ -31,14 +31,38 @@ export interface DbOptions {
   /** PGlite data directory; ':memory:' for none */
   dataDir: string;
   maxConnections?: number;
+  /**
+   * PostgreSQL cancels any statement of this handle running longer than this (SQLSTATE 57014,
+   * query_canceled; see isStatementTimeout), so a slow query gives its connection back instead
+   * of holding it. For a handle serving API reads, not for ingest or migrations. PGlite ignores
+   * it: one process, one connection, nothing to give back, and no timer to cancel with.
+   */
+  statementTimeoutMs?: number;
+  /** application_name, so this handle's connections are told apart in pg_stat_activity */
+  applicationName?: string;
 }
 
 export async function createDb(opts: DbOptions): Promise<Db> {
-  return opts.url ? createPostgresDb(opts.url, opts.maxConnections ?? 10) : createPgliteDb(opts.dataDir);
+  return opts.url ? createPostgresDb(opts.url, opts) : createPgliteDb(opts.dataDir);
 }
 
-function createPostgresDb(url: string, max: number): Db {
-  const sql = postgres(url, { max, onnotice: () => {}, connect_timeout: 10 });
+/** PostgreSQL's code for a statement cancelled by statement_timeout (Appendix A, class 57) */
+export const QUERY_CANCELED = '57014';
+
+/** a statement ended by statement_timeout (or by a cancel request: PostgreSQL gives both one code) */
+export function isStatementTimeout(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === QUERY_CANCELED;
+}
+
+function createPostgresDb(url: string, opts: DbOptions): Db {
+  // statement_timeout travels in the startup packet (a run-time parameter, PostgreSQL docs
+  // §20.11.2), so it holds on every connection of the pool from its first statement, after a
+  // reconnect too, with no SET to forget. A pooler in between (PgBouncer) may refuse or drop
+  // startup parameters; there, set it for the API's role instead (ALTER ROLE … SET).
+  const connection: Record<string, string | number> = {};
+  if (opts.statementTimeoutMs !== undefined) connection.statement_timeout = opts.statementTimeoutMs;
+  if (opts.applicationName) connection.application_name = opts.applicationName;
+  const sql = postgres(url, { max: opts.maxConnections ?? 10, onnotice: () => {}, connect_timeout: 10, connection });
   let closed = false;
   const query = async <T>(text: string, params: unknown[] = []) =>
     (await sql.unsafe(text, params as never[])) as unknown as T[];

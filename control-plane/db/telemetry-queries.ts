@@ -8,6 +8,20 @@ export interface SeriesQuery {
   fromMs: number;
   toMs: number;
   bucketS: number;
+  /**
+   * the most stored samples the query may read, over every table it reads: past it the query
+   * stops reading and throws ScanLimitError instead of answering
+   */
+  maxRows: number;
+}
+
+/** the range holds more stored samples than SeriesQuery.maxRows */
+export class ScanLimitError extends Error {
+  readonly code = 'too_many_rows';
+  constructor(readonly maxRows: number) {
+    super(`the range holds more than ${maxRows} stored samples`);
+    this.name = 'ScanLimitError';
+  }
 }
 
 export interface GpuPoint {
@@ -38,17 +52,38 @@ export interface SitePoint {
 
 const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
 const iso = (v: unknown) => new Date(v as string | Date).toISOString();
-const params = (q: SeriesQuery) => [`${q.bucketS} seconds`, new Date(q.fromMs).toISOString(), new Date(q.toMs).toISOString()];
+/** $1 bucket, $2 from, $3 to, $4 the device or site, $5 the scan limit */
+const params = (q: SeriesQuery, id: string, budget: number) =>
+  [`${q.bucketS} seconds`, new Date(q.fromMs).toISOString(), new Date(q.toMs).toISOString(), id, budget + 1];
 const BIN = `date_bin($1::interval, time, TIMESTAMPTZ '2000-01-01')`;
+
+/**
+ * The raw samples a series aggregates, read at most $5 of them (the budget plus one, so that
+ * reading past the budget shows). The LIMIT sits on the scan itself, below every aggregate: the
+ * executor stops pulling rows from the index once it is reached, so a range far too large costs
+ * one budget's worth of reading, not the whole range. Below the limit every row is read, and the
+ * aggregates are exact.
+ */
+const rawSamples = (table: string, columns: string, by: 'device_id' | 'site_id') =>
+  `(SELECT time, ${columns} FROM ${table}
+     WHERE ${by} = $4 AND time >= $2::timestamptz AND time < $3::timestamptz LIMIT $5) raw`;
+
+/** the samples the buckets counted; throws when that is past the budget */
+function checkScanned(rows: Array<Record<string, unknown>>, column: string, budget: number, q: SeriesQuery): number {
+  const scanned = rows.reduce((n, r) => n + num(r[column])!, 0);
+  if (scanned > budget) throw new ScanLimitError(q.maxRows);
+  return scanned;
+}
 
 export async function gpuSeries(db: Db, deviceId: string, q: SeriesQuery): Promise<GpuPoint[]> {
   const rows = await db.query(
     `SELECT ${BIN} AS b, avg(utilization_pct) AS u, avg(power_w) AS p, max(temperature_c) AS t,
             avg(memory_used_mib) AS m, count(*) AS n
-     FROM gpu_telemetry WHERE device_id = $4 AND time >= $2::timestamptz AND time < $3::timestamptz
+     FROM ${rawSamples('gpu_telemetry', 'utilization_pct, power_w, temperature_c, memory_used_mib', 'device_id')}
      GROUP BY b ORDER BY b`,
-    [...params(q), deviceId],
+    params(q, deviceId, q.maxRows),
   );
+  checkScanned(rows, 'n', q.maxRows, q);
   return rows.map((r) => ({
     ts: iso(r.b), utilization_pct: num(r.u)!, power_w: num(r.p)!, max_temperature_c: num(r.t)!,
     memory_used_mib: num(r.m)!, samples: num(r.n)!,
@@ -58,32 +93,36 @@ export async function gpuSeries(db: Db, deviceId: string, q: SeriesQuery): Promi
 export async function asicSeries(db: Db, deviceId: string, q: SeriesQuery): Promise<AsicPoint[]> {
   const rows = await db.query(
     `SELECT ${BIN} AS b, avg(hashrate_5s_ths) AS h, avg(power_w) AS p, max(max_chip_temperature_c) AS t, count(*) AS n
-     FROM asic_telemetry WHERE device_id = $4 AND time >= $2::timestamptz AND time < $3::timestamptz
+     FROM ${rawSamples('asic_telemetry', 'hashrate_5s_ths, power_w, max_chip_temperature_c', 'device_id')}
      GROUP BY b ORDER BY b`,
-    [...params(q), deviceId],
+    params(q, deviceId, q.maxRows),
   );
+  checkScanned(rows, 'n', q.maxRows, q);
   return rows.map((r) => ({ ts: iso(r.b), hashrate_ths: num(r.h)!, power_w: num(r.p)!, max_chip_temperature_c: num(r.t), samples: num(r.n)! }));
 }
 
 /**
  * A site's totals per bucket: each device's mean within the bucket, summed over devices, so a
- * bucket holding two samples of one device is not counted twice.
+ * bucket holding two samples of one device is not counted twice. The GPUs' samples and the
+ * ASICs' share one budget: the ASIC query may read what the GPU query left.
  */
 export async function siteSeries(db: Db, siteId: string, q: SeriesQuery): Promise<SitePoint[]> {
   const gpu = await db.query(
-    `SELECT b, sum(p) AS p, avg(u) AS u, count(*) AS n FROM (
-       SELECT ${BIN} AS b, device_id, avg(power_w) AS p, avg(utilization_pct) AS u
-       FROM gpu_telemetry WHERE site_id = $4 AND time >= $2::timestamptz AND time < $3::timestamptz
+    `SELECT b, sum(p) AS p, avg(u) AS u, count(*) AS n, sum(k) AS k FROM (
+       SELECT ${BIN} AS b, device_id, avg(power_w) AS p, avg(utilization_pct) AS u, count(*) AS k
+       FROM ${rawSamples('gpu_telemetry', 'device_id, power_w, utilization_pct', 'site_id')}
        GROUP BY b, device_id) d GROUP BY b`,
-    [...params(q), siteId],
+    params(q, siteId, q.maxRows),
   );
+  const left = q.maxRows - checkScanned(gpu, 'k', q.maxRows, q);
   const asic = await db.query(
-    `SELECT b, sum(p) AS p, sum(h) AS h, count(*) AS n FROM (
-       SELECT ${BIN} AS b, device_id, avg(power_w) AS p, avg(hashrate_5s_ths) AS h
-       FROM asic_telemetry WHERE site_id = $4 AND time >= $2::timestamptz AND time < $3::timestamptz
+    `SELECT b, sum(p) AS p, sum(h) AS h, count(*) AS n, sum(k) AS k FROM (
+       SELECT ${BIN} AS b, device_id, avg(power_w) AS p, avg(hashrate_5s_ths) AS h, count(*) AS k
+       FROM ${rawSamples('asic_telemetry', 'device_id, power_w, hashrate_5s_ths', 'site_id')}
        GROUP BY b, device_id) d GROUP BY b`,
-    [...params(q), siteId],
+    params(q, siteId, left),
   );
+  checkScanned(asic, 'k', left, q);
   const points = new Map<string, SitePoint>();
   const at = (b: unknown) => {
     const ts = iso(b);

@@ -1,8 +1,26 @@
+// The control plane's gRPC server (AgentGateway, Fleet, reflection), plaintext or TLS.
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 
 export interface GrpcServer {
   readonly port: number;
   close(): Promise<void>;
+}
+
+/** PEM material; with clientCa every client must present a certificate that CA issued (mTLS) */
+export interface GrpcServerTls {
+  cert: Buffer;
+  key: Buffer;
+  clientCa?: Buffer;
+}
+
+/**
+ * TLS when given, else plaintext. With a client CA, grpc-js asks for a client certificate and
+ * refuses the handshake without one it can verify against that CA (checkClientCertificate);
+ * the CA is used only for that, as the server needs no roots of its own.
+ */
+export function serverCredentials(tls?: GrpcServerTls): ServerCredentials {
+  if (!tls) return ServerCredentials.createInsecure();
+  return ServerCredentials.createSsl(tls.clientCa ?? null, [{ cert_chain: tls.cert, private_key: tls.key }], !!tls.clientCa);
 }
 
 export async function startGrpcServer(o: {
@@ -11,6 +29,8 @@ export async function startGrpcServer(o: {
   services: Array<{ service: ServiceDefinition; impl: UntypedServiceImplementation }>;
   /** adds more services (reflection) */
   extend?: (server: Server) => void;
+  /** TLS (and mTLS with clientCa); plaintext when absent */
+  tls?: GrpcServerTls;
 }): Promise<GrpcServer> {
   const server = new Server({
     // Agents hold one stream for days; keepalive pings find dead peers behind NAT.
@@ -22,7 +42,7 @@ export async function startGrpcServer(o: {
   for (const s of o.services) server.addService(s.service, s.impl);
   o.extend?.(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${o.host}:${o.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${o.host}:${o.port}`, serverCredentials(o.tls), (err, p) => (err ? reject(err) : resolve(p))),
   );
   let closing: Promise<void> | null = null;
   return {

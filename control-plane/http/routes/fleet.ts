@@ -3,6 +3,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { notFound } from '../../errors.js';
 import { latestAsicSample, latestGpuSample } from '../../db/telemetry-queries.js';
 import type { Api, HttpDeps } from '../deps.js';
+import { DEFAULT_PAGE, MAX_PAGE, pageOf, pageQuery } from '../paging.js';
 import { asicSampleView, deviceView, gpuSampleView, siteView, statusView } from '../views.js';
 
 const Json = z.record(z.string(), z.unknown());
@@ -15,8 +16,20 @@ export function registerFleetRoutes(app: Api, { registry, db }: HttpDeps): void 
   );
 
   app.openapi(
-    createRoute({ method: 'get', path: '/api/v1/sites', summary: 'All sites', responses: ok('sites') }),
-    (c) => c.json({ sites: registry.sites().map((s) => siteView(registry, s)) }, 200),
+    createRoute({
+      method: 'get',
+      path: '/api/v1/sites',
+      summary: 'Sites, a page at a time, in id order',
+      description:
+        `\`sites\`: up to \`limit\` sites (default ${DEFAULT_PAGE}, at most ${MAX_PAGE}) after \`cursor\`; \`count\`: how many ` +
+        'sites there are in all (every page); `next_cursor`: pass it as `cursor` for the next page, null on the last.',
+      request: { query: z.object(pageQuery) },
+      responses: ok('sites'),
+    }),
+    (c) => {
+      const page = pageOf(registry.sites(), c.req.valid('query'));
+      return c.json({ sites: page.items.map((s) => siteView(registry, s)), count: page.total, next_cursor: page.next_cursor }, 200);
+    },
   );
 
   app.openapi(
@@ -43,8 +56,14 @@ export function registerFleetRoutes(app: Api, { registry, db }: HttpDeps): void 
           site: z.string().min(1).max(63).optional(),
           kind: z.enum(['gpu', 'asic']).optional(),
           online: z.enum(['true', 'false']).optional(),
+          ...pageQuery,
         }),
       },
+      summary: 'Devices with their latest sample, a page at a time, in id order',
+      description:
+        `\`devices\`: up to \`limit\` devices (default ${DEFAULT_PAGE}, at most ${MAX_PAGE}) matching the filters, after ` +
+        '`cursor`; `count`: how many devices match the filters in all (every page), so it equals `devices.length` ' +
+        'only on a single page; `next_cursor`: pass it as `cursor` (with the same filters) for the next page, null on the last.',
       responses: ok('devices with their latest sample'),
     }),
     (c) => {
@@ -52,7 +71,8 @@ export function registerFleetRoutes(app: Api, { registry, db }: HttpDeps): void 
       if (q.site && !registry.site(q.site)) throw notFound('site', q.site);
       let devices = registry.devices({ site: q.site, kind: q.kind });
       if (q.online) devices = devices.filter((d) => d.online === (q.online === 'true'));
-      return c.json({ devices: devices.map(deviceView), count: devices.length }, 200);
+      const page = pageOf(devices, q);
+      return c.json({ devices: page.items.map(deviceView), count: page.total, next_cursor: page.next_cursor }, 200);
     },
   );
 

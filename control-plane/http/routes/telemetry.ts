@@ -1,11 +1,21 @@
 // GET /api/v1/telemetry?device=|site=&from=&to=&bucket= — a time-bucketed series.
+//
+// What one request may cost is bounded twice: by the points it answers (MAX_POINTS) and by the
+// raw samples it reads (deps.limits.telemetryMaxScanRows, HCP_TELEMETRY_MAX_SCAN_ROWS). Every
+// bucket, however coarse, is computed from raw samples, so a site series over a month reads a
+// month of every device's samples; the bucket does not make that cheaper. The scan is refused
+// up front when the registry's device count × the span at one sample per second is past the
+// cap, and the queries themselves stop reading at the cap (an agent sampling faster than 1 s,
+// or samples of devices the registry no longer lists) and are refused then too.
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
-import { asicSeries, gpuSeries, siteSeries } from '../../db/telemetry-queries.js';
+import { asicSeries, gpuSeries, ScanLimitError, siteSeries } from '../../db/telemetry-queries.js';
 import type { Api, HttpDeps } from '../deps.js';
 
 const UNIT_S: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 const MAX_POINTS = 10_000;
+/** the agents' default sampling (--sample-interval-ms 1000): the estimate's rate per device */
+const SAMPLE_INTERVAL_S = 1;
 
 /** '10s', '1m', '5m', '1h', '1d' → seconds */
 export function parseBucket(s: string): number | null {
@@ -25,7 +35,49 @@ const time = z
   .string()
   .refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 time, e.g. 2026-11-24T09:00:00Z');
 
-export function registerTelemetryRoutes(app: Api, { registry, db }: HttpDeps): void {
+/**
+ * The 400 for a query past the scan cap: which fields to change, and by how much when the
+ * estimate is what refused it. When the stored samples themselves are past the cap they are
+ * denser than the estimate's one per second, so no span can be promised from it.
+ */
+function tooManyRows(o: { maxRows: number; devices: number; fromMs: number; toMs: number; estimated?: number; site: boolean }): HcpError {
+  const spanS = Math.round((o.toMs - o.fromMs) / 1000);
+  const orDevice = o.site ? ', or ask for one device (device=) instead of the whole site' : '';
+  const bucket = { field: 'bucket', message: 'every bucket is computed from the raw samples: a larger one reads as many' };
+  if (o.estimated === undefined) {
+    return new HcpError(
+      'invalid_argument',
+      `the ${spanS} s from from to to hold more than ${o.maxRows} stored samples, the most one request reads. ` +
+        `Narrow from/to${orDevice}; a larger bucket reads the same samples.`,
+      'too_many_rows',
+      {
+        fields: [{ field: 'from', message: 'narrow the span' }, { field: 'to', message: 'narrow the span' }, bucket],
+        max_rows: o.maxRows,
+      },
+    );
+  }
+  const maxSpanS = Math.max(1, Math.floor((o.maxRows * SAMPLE_INTERVAL_S) / Math.max(1, o.devices)));
+  const plural = o.devices === 1 ? '' : 's';
+  return new HcpError(
+    'invalid_argument',
+    `this query would read about ${o.estimated} stored samples (${o.devices} device${plural} × ${spanS} s at one sample per second); ` +
+      `at most ${o.maxRows} are read per request. Narrow from/to to at most ${maxSpanS} s ` +
+      `(e.g. to=${new Date(o.fromMs + maxSpanS * 1000).toISOString()})${orDevice}; a larger bucket reads the same samples.`,
+    'too_many_rows',
+    {
+      fields: [
+        { field: 'from', message: `with to, at most ${maxSpanS} s apart` },
+        { field: 'to', message: `with from, at most ${maxSpanS} s apart` },
+        bucket,
+      ],
+      max_rows: o.maxRows,
+      estimated_rows: o.estimated,
+      max_span_s: maxSpanS,
+    },
+  );
+}
+
+export function registerTelemetryRoutes(app: Api, { registry, db, limits }: HttpDeps): void {
   app.openapi(
     createRoute({
       method: 'get',
@@ -39,6 +91,10 @@ export function registerTelemetryRoutes(app: Api, { registry, db }: HttpDeps): v
           bucket: z.string().regex(/^\d{1,5}[smhd]$/, "must be a duration like '10s', '1m', '5m', '1h'").optional(),
         }),
       },
+      summary: 'A time-bucketed series of one device or one site',
+      description:
+        'Refused (400, reason `too_many_rows`) when it would read more stored samples than the server allows ' +
+        '(HCP_TELEMETRY_MAX_SCAN_ROWS): devices × span at one sample per second, or the samples actually in the range.',
       responses: { 200: { description: 'series', content: { 'application/json': { schema: z.record(z.string(), z.unknown()) } } } },
     }),
     async (c) => {
@@ -60,17 +116,29 @@ export function registerTelemetryRoutes(app: Api, { registry, db }: HttpDeps): v
           fields: [{ field: 'bucket', message: `too small for the span (max ${MAX_POINTS} points)` }],
         });
       }
-      const range = { fromMs, toMs, bucketS };
+      const maxRows = limits.telemetryMaxScanRows;
+      const range = { fromMs, toMs, bucketS, maxRows };
       const head = { from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), bucket_s: bucketS };
+      const capped = async <T>(devices: number, run: () => Promise<T>): Promise<T> => {
+        const estimated = Math.ceil((devices * (toMs - fromMs)) / 1000 / SAMPLE_INTERVAL_S);
+        if (estimated > maxRows) throw tooManyRows({ maxRows, devices, fromMs, toMs, estimated, site: !q.device });
+        try {
+          return await run();
+        } catch (err) {
+          if (err instanceof ScanLimitError) throw tooManyRows({ maxRows, devices, fromMs, toMs, site: !q.device });
+          throw err;
+        }
+      };
       if (q.device) {
         const d = registry.device(q.device);
         if (!d) throw notFound('device', q.device);
-        const points = d.kind === 'gpu' ? await gpuSeries(db, d.id, range) : await asicSeries(db, d.id, range);
+        const points = await capped<unknown[]>(1, () => (d.kind === 'gpu' ? gpuSeries(db, d.id, range) : asicSeries(db, d.id, range)));
         return c.json({ device: d.id, kind: d.kind, site: d.siteId, ...head, points }, 200);
       }
       const site = registry.site(q.site!);
       if (!site) throw notFound('site', q.site!);
-      return c.json({ site: site.id, ...head, points: await siteSeries(db, site.id, range) }, 200);
+      const points = await capped(registry.devices({ site: site.id }).length, () => siteSeries(db, site.id, range));
+      return c.json({ site: site.id, ...head, points }, 200);
     },
   );
 }
