@@ -5,6 +5,7 @@ import { createDb, type Db } from '../control-plane/db/client.js';
 import type { Api } from '../control-plane/http/deps.js';
 import { Registry, type DeviceState } from '../control-plane/registry/registry.js';
 import { testHttpApp } from './harness/http-app.js';
+import { bearer } from './harness/auth.js';
 import { describePg } from './harness/pg.js';
 
 type Page = { devices: Array<{ id: string; site: string; kind: string }>; count: number; next_cursor: string | null };
@@ -25,7 +26,7 @@ describePg('fleet lists, paged', (pg) => {
   let registry: Registry;
   let app: Api;
   const get = async (path: string) => {
-    const r = await app.request(path);
+    const r = await app.request(path, { headers: bearer() });
     return { status: r.status, body: (await r.json()) as Json };
   };
   /** every page of a list, following next_cursor */

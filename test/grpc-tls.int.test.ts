@@ -12,6 +12,9 @@ import { startGrpcServer, type GrpcServer, type GrpcServerTls } from '../control
 import { createMetrics } from '../control-plane/metrics.js';
 import { Registry } from '../control-plane/registry/registry.js';
 import { createRegistryTracker, type RegistryTracker } from '../control-plane/registry/tracker.js';
+import { createKeyAdmin } from '../control-plane/auth/key-admin.js';
+import { createKeyRing, type KeyRing } from '../control-plane/auth/key-ring.js';
+import { createAuditWriter } from '../control-plane/db/audit-writer.js';
 import { makeTestCerts, type TestCerts } from './harness/certs.js';
 import { device } from './harness/grpc-agent.js';
 import { describePg } from './harness/pg.js';
@@ -25,17 +28,29 @@ describePg('gRPC over TLS', (pg) => {
   const trackers: RegistryTracker[] = [];
   const servers: GrpcServer[] = [];
   const clients: GatewayClient[] = [];
+  let ring: KeyRing;
+  /** each site's credential: the stream carries it whatever the transport */
+  const tokens = new Map<string, string>();
 
   beforeAll(async () => {
     certs = makeTestCerts(['texas-1']);
     otherCa = makeTestCerts(['texas-1']);
     db = await createDb({ url: pg.url, dataDir: ':memory:' });
     await migrate(db);
+    const log = pino({ level: 'silent' });
+    ring = await createKeyRing({ db, log });
+    const audit = createAuditWriter({ db, log });
+    const keys = createKeyAdmin({ db, ring, registry: new Registry({ staleAfterMs: 60_000 }), audit, log, maxSites: 100 });
+    for (const site of ['tls-name', 'tls-ip', 'tls-wrong-ca', 'texas-1', 'mtls-no-cert', 'mtls-other-cert']) {
+      tokens.set(site, (await keys.create({ role: 'agent', siteId: site }, 'test')).secret);
+    }
+    await audit.close();
   });
   afterAll(async () => {
     for (const c of clients) await c.close();
     for (const s of servers) await s.close();
     for (const t of trackers) await t.close();
+    await ring?.close();
     await db?.close();
     certs?.remove();
     otherCa?.remove();
@@ -50,7 +65,7 @@ describePg('gRPC over TLS', (pg) => {
     trackers.push(tracker);
     const gateway = createAgentGateway({
       hooks: { siteConnected: () => {}, siteDisconnected: () => {}, onAck: () => null, onResult: () => null },
-      registry, tracker, db, metrics, log, heartbeatMs: 60_000, autoRegisterSites: true,
+      registry, tracker, db, metrics, log, heartbeatMs: 60_000, autoRegisterSites: true, ring, maxDevicesPerSite: 100, maxSites: 100,
     });
     const server = await startGrpcServer({ host: '127.0.0.1', port: 0, services: [{ service: gateway.service, impl: gateway.impl }], tls });
     servers.push(server);
@@ -67,7 +82,7 @@ describePg('gRPC over TLS', (pg) => {
       },
     });
     const client = createGatewayClient({
-      address: `${host}:${port}`, tls, minBackoffMs: 50, maxBackoffMs: 200,
+      address: `${host}:${port}`, tls, token: tokens.get(site), minBackoffMs: 50, maxBackoffMs: 200,
       hello: () => ({ siteId: site, agentVersion: 'test', agentSession: `${site}-${Math.random()}`, hostname: 'test', devices: [device(`gpu-${site}-0001`, 'gpu')] }),
       health: () => ({ reporting: 1, total: 1 }),
       log: pino({ level: 'warn' }, sink),

@@ -7,6 +7,7 @@ import { migrate } from '../control-plane/db/migrate.js';
 import type { Api } from '../control-plane/http/deps.js';
 import { Registry } from '../control-plane/registry/registry.js';
 import { testHttpApp } from './harness/http-app.js';
+import { bearer } from './harness/auth.js';
 import { describePg } from './harness/pg.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -20,7 +21,7 @@ describePg('telemetry scan cap', (pg) => {
   let app: Api;
   const registry = new Registry({ staleAfterMs: 60_000 });
   const get = async (query: string) => {
-    const r = await app.request(`/api/v1/telemetry?${query}`);
+    const r = await app.request(`/api/v1/telemetry?${query}`, { headers: bearer() });
     return { status: r.status, body: (await r.json()) as Json };
   };
 

@@ -7,6 +7,10 @@ import { createHttpApp } from '../../control-plane/http/app.js';
 import type { Api, HttpDeps } from '../../control-plane/http/deps.js';
 import { createMetrics } from '../../control-plane/metrics.js';
 import type { Registry } from '../../control-plane/registry/registry.js';
+import type { KeyRing } from '../../control-plane/auth/key-ring.js';
+import { createRateLimiter } from '../../control-plane/auth/rate-limit.js';
+import { createWaitGate } from '../../control-plane/commands/wait-gate.js';
+import { TEST_ADMIN_KEY } from './auth.js';
 
 const unwired = <T extends object>(name: string): T =>
   new Proxy({} as T, {
@@ -15,6 +19,17 @@ const unwired = <T extends object>(name: string): T =>
     },
   });
 
+/** the app's key ring: TEST_ADMIN_KEY is an admin, nothing else is a key */
+const adminOnly: KeyRing = {
+  authenticate: (s) => (s === TEST_ADMIN_KEY ? { keyId: 'key_test', name: 'test-admin', role: 'admin', customerId: null, siteId: null } : null),
+  isLive: () => true,
+  refresh: async () => {},
+  onRevoked: () => () => {},
+  size: () => 1,
+  close: async () => {},
+};
+
+/** the REST app; send bearer() (harness/auth.ts) with each request */
 export function testHttpApp(o: { registry: Registry; db: Db; limits?: Partial<HttpDeps['limits']> }): Api {
   return createHttpApp({
     registry: o.registry,
@@ -25,7 +40,9 @@ export function testHttpApp(o: { registry: Registry; db: Db; limits?: Partial<Ht
     bus: () => unwired('bus'),
     ops: () => unwired('ops'),
     scheduler: () => unwired('scheduler'),
-    limits: { telemetryMaxScanRows: 2_000_000, ...o.limits },
+    limits: { telemetryMaxScanRows: 2_000_000, bodyLimitBytes: 1024 * 1024, ...o.limits },
+    waiters: createWaitGate(10),
+    security: { ring: adminOnly, limiter: createRateLimiter({ perSecond: 1e6, burst: 1e6 }), corsOrigins: [], keys: unwired('keys') },
     readiness: async () => ({ database: await o.db.ping() }),
   });
 }
