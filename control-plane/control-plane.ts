@@ -3,7 +3,8 @@
 // telemetry writer → close the broker and the database. close() is idempotent.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { mqttUrlOf, type ControlPlaneConfig } from './config.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError, mqttUrlOf, type ControlPlaneConfig } from './config.js';
 import { createDb, type Db } from './db/client.js';
 import { hasTimescale, migrate } from './db/migrate.js';
 import { loadRegistry } from './db/registry-store.js';
@@ -50,8 +51,26 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
+/** the PEM files named by HCP_TLS_*, read once; a missing file stops the start, naming it */
+function readTls(config: ControlPlaneConfig): { cert: Buffer; key: Buffer; clientCa?: Buffer } | undefined {
+  if (!config.HCP_TLS_CERT) return undefined;
+  const read = (name: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConfigError([`${name} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+    }
+  };
+  return {
+    cert: read('HCP_TLS_CERT', config.HCP_TLS_CERT),
+    key: read('HCP_TLS_KEY', config.HCP_TLS_KEY!),
+    ...(config.HCP_TLS_CLIENT_CA ? { clientCa: read('HCP_TLS_CLIENT_CA', config.HCP_TLS_CLIENT_CA) } : {}),
+  };
+}
+
 export async function createControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
   const metrics = createMetrics();
+  const tls = readTls(config);
   const db = await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR });
   const cleanup: Array<() => Promise<void>> = [() => db.close()];
   const unwind = async () => {
@@ -195,14 +214,22 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       port: config.HCP_GRPC_PORT,
       services: [{ service: gateway.service, impl: gateway.impl }, { service: fleet.service, impl: fleet.impl }],
       extend: addReflection,
+      tls,
     });
     cleanup.push(async () => {
       gateway.closeAll();
       await grpc.close();
     });
 
+    // REST runs its statements on a small pool of its own with a statement_timeout, so a slow API
+    // query is cancelled rather than holding a connection ingest or the scheduler needs. PGlite is
+    // one connection in this process: the API shares it.
+    const apiDb = db.kind === 'postgres'
+      ? await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR, statementTimeoutMs: config.HCP_API_STATEMENT_TIMEOUT_MS, maxConnections: 4, applicationName: 'hcp-api' })
+      : db;
+    if (apiDb !== db) cleanup.push(() => apiDb.close());
     const app = createHttpApp({
-      registry, db, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, scheduler: () => sched, market: { book }, grid, economics,
+      registry, db: apiDb, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, scheduler: () => sched, market: { book }, grid, economics,
       limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS, bodyLimitBytes: config.HCP_HTTP_BODY_LIMIT_BYTES },
       waiters,
       security: { ring, limiter, corsOrigins: config.HCP_CORS_ORIGINS, keys },
@@ -211,10 +238,10 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
         broker: subscriber.connected(),
       }),
     });
-    const { server, port: httpPort } = await listenHttp(app.fetch, config.HCP_HTTP_HOST, config.HCP_HTTP_PORT);
+    const { server, port: httpPort } = await listenHttp(app.fetch, config.HCP_HTTP_HOST, config.HCP_HTTP_PORT, tls);
     cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-    log.info({ http: `http://${config.HCP_HTTP_HOST}:${httpPort}`, grpc: `${config.HCP_GRPC_HOST}:${grpc.port}`, mqtt: mqttUrl, database: db.kind }, 'control plane listening');
+    log.info({ http: `${tls ? 'https' : 'http'}://${config.HCP_HTTP_HOST}:${httpPort}`, tls: Boolean(tls), mtls: Boolean(tls?.clientCa), grpc: `${config.HCP_GRPC_HOST}:${grpc.port}`, mqtt: mqttUrl, database: db.kind }, 'control plane listening');
 
     let closing: Promise<void> | null = null;
     return {

@@ -130,6 +130,13 @@ describePg('gRPC over TLS', (pg) => {
       expect(registry.site('texas-1')?.agentVersion).toBe('test');
     });
 
+    it('a client certificate of one site with another site\'s credential is refused', async () => {
+      const d = dial('localhost', port, 'tls-name', { ca: certs.ca, ...certs.client('texas-1') });
+      const w = await waitFor(() => d.warnings.find((x) => x.msg === 'control plane stream down' && x.why?.startsWith('PERMISSION_DENIED')), { message: 'refused' });
+      expect(w.why).toContain('certificate_site_mismatch');
+      expect(registry.site('tls-name')).toBeUndefined();
+    });
+
     it('an agent without a client certificate is refused', async () => {
       const d = dial('localhost', port, 'mtls-no-cert', { ca: certs.ca });
       await refused(d);

@@ -106,6 +106,12 @@ export function createAgentGateway(deps: GatewayDeps) {
     if (principal.role !== 'agent') {
       return reject(stream, status.PERMISSION_DENIED, 'not_an_agent_key', `key ${principal.name} is a ${principal.role} key, not a site credential`);
     }
+    // Under mTLS the client certificate names its site (CN = site id, npm run certs --client):
+    // a certificate and a credential of different sites are refused together.
+    const cn = stream.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;
+    if (cn !== undefined && cn !== principal.siteId) {
+      return reject(stream, status.PERMISSION_DENIED, 'certificate_site_mismatch', `the client certificate is ${cn}'s; the credential is ${principal.siteId}'s`);
+    }
     const helloTimer = setTimeout(() => {
       if (!site) reject(stream, status.DEADLINE_EXCEEDED, 'no_hello', 'no Hello within the deadline');
     }, deps.helloTimeoutMs ?? 10_000);

@@ -4,6 +4,7 @@ import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
 import { HcpError, type ErrorCode } from '../errors.js';
+import { isStatementTimeout } from '../db/client.js';
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   not_found: 404,
@@ -25,6 +26,11 @@ export function onError(log: Logger) {
   return (err: Error, c: Context) => {
     if (err instanceof HcpError) {
       return c.json(errorBody(err.code, err.reason, err.message, err.details ?? {}), STATUS[err.code]);
+    }
+    // PostgreSQL cancelled the statement at HCP_API_STATEMENT_TIMEOUT_MS (SQLSTATE 57014).
+    if (isStatementTimeout(err)) {
+      c.header('Retry-After', '5');
+      return c.json(errorBody('unavailable', 'query_timeout', 'the query took too long and was cancelled; narrow it or retry'), 503);
     }
     // A body hono could not parse as JSON.
     if ('status' in err && (err as { status: number }).status === 400) {
