@@ -82,6 +82,14 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
   const gpuWorkload = new Map<string, string>();
 
   const tls = readTls(c);
+  const loopback = (host: string) => host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (c.token && !(c.tls || c.caFile || c.certFile) && !loopback(c.controlPlane.split(':')[0]!)) {
+    log.warn({ controlPlane: c.controlPlane }, 'the site credential goes to the control plane in the clear: use --tls (or --ca-file) beyond a private network');
+  }
+  if (c.token && c.mqtt.startsWith('mqtt://') && !loopback(new URL(c.mqtt).hostname)) {
+    log.warn('the MQTT login goes to the broker in the clear: use an mqtts:// URL beyond a private network');
+  }
+  if (!c.token) log.warn('no site credential (HCP_AGENT_TOKEN or --token-file): the control plane will refuse this agent');
   const publisher = createPublisher({
     url: c.mqtt, site: c.site, tls, login: c.token ? { username: c.site, password: c.token } : undefined, session, version: AGENT_VERSION, spoolBatches: c.spoolBatches,
     log: log.child({ component: 'mqtt' }), metrics,

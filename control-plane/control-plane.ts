@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { readFileSync } from 'node:fs';
-import { ConfigError, mqttUrlOf, type ControlPlaneConfig } from './config.js';
+import { ConfigError, mqttUrlOf, redactUrl, type ControlPlaneConfig } from './config.js';
 import { createDb, type Db } from './db/client.js';
 import { hasTimescale, migrate } from './db/migrate.js';
 import { loadRegistry } from './db/registry-store.js';
@@ -241,7 +241,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const { server, port: httpPort } = await listenHttp(app.fetch, config.HCP_HTTP_HOST, config.HCP_HTTP_PORT, tls);
     cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-    log.info({ http: `${tls ? 'https' : 'http'}://${config.HCP_HTTP_HOST}:${httpPort}`, tls: Boolean(tls), mtls: Boolean(tls?.clientCa), grpc: `${config.HCP_GRPC_HOST}:${grpc.port}`, mqtt: mqttUrl, database: db.kind }, 'control plane listening');
+    log.info({ http: `${tls ? 'https' : 'http'}://${config.HCP_HTTP_HOST}:${httpPort}`, tls: Boolean(tls), mtls: Boolean(tls?.clientCa), grpc: `${config.HCP_GRPC_HOST}:${grpc.port}`, mqtt: redactUrl(mqttUrl), database: db.kind }, 'control plane listening');
 
     let closing: Promise<void> | null = null;
     return {

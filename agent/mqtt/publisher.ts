@@ -4,6 +4,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { encodeStatus, topics } from '../../proto/topics.js';
+import { withoutPassword } from '../log.js';
 import type { AgentMetrics } from '../metrics.js';
 
 export interface Publisher {
@@ -89,13 +90,13 @@ export function createPublisher(o: {
 
   client.on('connect', () => {
     o.metrics.mqttConnected.set(1);
-    o.log.info({ url: o.url, spooled: spool.length }, 'mqtt connected');
+    o.log.info({ url: withoutPassword(o.url), spooled: spool.length }, 'mqtt connected');
     client.publish(topics.status(o.site), status('online'), { qos: 1, retain: true });
     for (const t of listeners.keys()) subscribe(t);
     void drain();
   });
   client.on('close', () => o.metrics.mqttConnected.set(0));
-  client.on('offline', () => o.log.warn({ url: o.url }, 'mqtt offline; spooling telemetry'));
+  client.on('offline', () => o.log.warn({ url: withoutPassword(o.url) }, 'mqtt offline; spooling telemetry'));
   client.on('error', (err) => o.log.warn({ err: err.message }, 'mqtt error'));
 
   let closing: Promise<void> | null = null;
