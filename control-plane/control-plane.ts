@@ -1,7 +1,6 @@
 // Wires the control plane's parts. Start order: database (migrated) → registry → broker →
 // ingest → gRPC → HTTP. Shutdown (STYLE.md): stop intake (HTTP, gRPC, subscriber) → drain the
 // telemetry writer → close the broker and the database. close() is idempotent.
-import { randomBytes } from 'node:crypto';
 import { serve, type ServerType } from '@hono/node-server';
 import type { Logger } from 'pino';
 import { mqttUrlOf, type ControlPlaneConfig } from './config.js';
@@ -63,10 +62,16 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     cleanup.push(() => tracker.close());
 
     let broker: Broker | null = null;
-    /** ingest's own login to the embedded broker when it demands one: made afresh at each start */
-    let ingestLogin: { username: string; password: string } | undefined;
     if (config.HCP_BROKER === 'embedded') {
-      broker = await createBroker({ host: config.HCP_MQTT_HOST, port: config.HCP_MQTT_PORT, log: log.child({ component: 'broker' }), metrics });
+      // TODO(lead): authenticate with the key ring, anonymous per HCP_MQTT_ANONYMOUS and
+      // loopbackOnly(config), regionOf from the sites, tls from HCP_TLS_CERT/KEY/CLIENT_CA.
+      broker = await createBroker({
+        host: config.HCP_MQTT_HOST, port: config.HCP_MQTT_PORT, log: log.child({ component: 'broker' }), metrics,
+        authenticate: () => null,
+        anonymous: true,
+        regionOf: () => undefined,
+        limits: { maxPacketBytes: config.HCP_MQTT_MAX_PACKET_BYTES, maxQueued: config.HCP_MQTT_MAX_QUEUED, sessionExpiryS: config.HCP_MQTT_SESSION_EXPIRY_S },
+      });
       cleanup.push(() => broker!.close());
     }
     const mqttUrl = mqttUrlOf(config, broker?.port ?? config.HCP_MQTT_PORT);
@@ -87,9 +92,9 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       onFrequency: (region, hz) => grid?.onFrequency(region, hz),
     });
     cleanup.push(() => feeds.close());
+    const embedded = broker;
     const subscriber = await createSubscriber({
-      url: mqttUrl,
-      ...ingestLogin,
+      transport: embedded ? { stream: () => embedded.connectInternal() } : { url: mqttUrl },
       clientId: `hcp-ingest-${config.HCP_GRPC_PORT}`,
       log: ingestLog,
       onMessage: (topic, payload, retained) => {
