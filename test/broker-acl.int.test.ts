@@ -249,6 +249,6 @@ describe('embedded broker: revocation', () => {
     const texas1 = await b.connect(KEYS.texas1);
     await texas1.publishAsync('hcp/v1/sites/texas-1/telemetry', 'x', { qos: 1 });
     const reuse = await b.connect(KEYS.admin, { clientId: 'grafana-a', clean: false });
-    expect((reuse as unknown as { connackPacket?: { sessionPresent: boolean } }).connackPacket?.sessionPresent ?? false).toBe(false);
+    expect((reuse as unknown as { connackPacket: { sessionPresent: boolean } }).connackPacket.sessionPresent).toBe(false);
   });
 });

@@ -1,5 +1,6 @@
 // The embedded broker on a random loopback port, real mqtt.js clients, and the one injected
 // dependency a test supplies: a small in-memory key table standing in for the key ring.
+import type { Duplex } from 'node:stream';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import type { Principal, Role } from '../../control-plane/auth/roles.js';
@@ -41,7 +42,7 @@ export interface TestBroker {
   /** the CONNACK return code a login gets (0 = accepted) */
   connackCode(key: TestKey | null, opts?: IClientOptions): Promise<number>;
   /** the in-process ingest subscriber (createSubscriber through connectInternal), with what it got */
-  ingest(clientId?: string): Promise<{ subscriber: Subscriber; got: Array<{ topic: string; payload: string }>; streams: number }>;
+  ingest(clientId?: string): Promise<{ subscriber: Subscriber; got: Array<{ topic: string; payload: string }>; streams: number; current: Duplex | null }>;
   counter(name: string, labels?: Record<string, string>): Promise<number>;
   close(): Promise<void>;
 }
@@ -95,12 +96,13 @@ export async function startBroker(overrides: Partial<BrokerOptions> = {}): Promi
     },
     async ingest(clientId = 'hcp-ingest-1') {
       const got: Array<{ topic: string; payload: string }> = [];
-      const state = { subscriber: null as unknown as Subscriber, got, streams: 0 };
+      const state = { subscriber: null as unknown as Subscriber, got, streams: 0, current: null as Duplex | null };
       state.subscriber = await createSubscriber({
         transport: {
           stream: () => {
             state.streams++;
-            return broker.connectInternal();
+            state.current = broker.connectInternal();
+            return state.current;
           },
         },
         clientId,
