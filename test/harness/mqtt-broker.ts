@@ -17,7 +17,7 @@ export interface TestKey {
 
 export function testKey(role: Role, name: string, siteId: string | null = null): TestKey {
   const principal: Principal = { keyId: `key_${name}`, name, role, customerId: role === 'customer' ? 'cust-001' : null, siteId };
-  return { principal, username: role === 'agent' ? siteId! : name, secret: `hcp_secret_of_${name}` };
+  return { principal, username: role === 'agent' ? siteId! : name, secret: `hcp_test_secret_of_${name}_0123456789` };
 }
 
 export const KEYS = {
