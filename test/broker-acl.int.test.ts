@@ -251,4 +251,27 @@ describe('embedded broker: revocation', () => {
     const reuse = await b.connect(KEYS.admin, { clientId: 'grafana-a', clean: false });
     expect((reuse as unknown as { connackPacket: { sessionPresent: boolean } }).connackPacket.sessionPresent).toBe(false);
   });
+
+  it('refuses a login of a key revoked while the key ring was answering it', async () => {
+    let release: () => void = () => {};
+    const answered = new Promise<void>((resolve) => (release = resolve));
+    let asked = 0;
+    b = await startBroker({
+      authenticate: async (_u, password) => {
+        asked++;
+        await answered;
+        return password === KEYS.viewer.secret ? KEYS.viewer.principal : null;
+      },
+    });
+    const code = b.connackCode(KEYS.viewer);
+    await waitFor(() => asked === 1, { message: 'the key ring asked' });
+    expect(await b.broker.disconnectKey(KEYS.viewer.principal.keyId)).toBe(0);
+    release();
+    expect(await code).toBe(4);
+    expect(await b.counter('hcp_broker_refused_connections_total', { reason: 'revoked' })).toBe(1);
+    // a key ring that fails answers CONNACK 3, server unavailable (MQTT 3.1.1 §3.2.2.3)
+    await b.close();
+    b = await startBroker({ authenticate: () => Promise.reject(new Error('database down')) });
+    expect(await b.connackCode(KEYS.viewer)).toBe(3);
+  });
 });
