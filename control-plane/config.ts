@@ -147,11 +147,6 @@ export function redactUrl(url: string): string {
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]*):[^@\s]*@/i, '$1:***@');
 }
 
-/** whether the control plane's REST, gRPC and MQTT listeners are all on loopback */
-export function loopbackOnly(c: ControlPlaneConfig): boolean {
-  return [c.HCP_HTTP_HOST, c.HCP_GRPC_HOST, c.HCP_MQTT_HOST].every(isLoopbackHost);
-}
-
 export function isLoopbackHost(h: string): boolean {
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }

@@ -1,10 +1,9 @@
 // Wires the control plane's parts. Start order: database (migrated) → registry → broker →
 // ingest → gRPC → HTTP. Shutdown (STYLE.md): stop intake (HTTP, gRPC, subscriber) → drain the
 // telemetry writer → close the broker and the database. close() is idempotent.
-import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { readFileSync } from 'node:fs';
-import { ConfigError, mqttUrlOf, redactUrl, type ControlPlaneConfig } from './config.js';
+import { ConfigError, isLoopbackHost, mqttUrlOf, redactUrl, type ControlPlaneConfig } from './config.js';
 import { createDb, type Db } from './db/client.js';
 import { hasTimescale, migrate } from './db/migrate.js';
 import { loadRegistry } from './db/registry-store.js';
@@ -94,13 +93,30 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     cleanup.push(() => tracker.close());
 
     let broker: Broker | null = null;
-    /** ingest's own login to the embedded broker when it demands one: made afresh at each start */
-    let ingestLogin: { username: string; password: string } | undefined;
     if (config.HCP_BROKER === 'embedded') {
-      broker = await createBroker({ host: config.HCP_MQTT_HOST, port: config.HCP_MQTT_PORT, log: log.child({ component: 'broker' }), metrics });
-      cleanup.push(() => broker!.close());
+      // Logins are the platform's keys. Anonymous clients (readers, and price/frequency
+      // publishers) only while the broker listens on loopback (Mosquitto 2.0's convention).
+      const anonymous = config.HCP_MQTT_ANONYMOUS === 'auto' && isLoopbackHost(config.HCP_MQTT_HOST);
+      broker = await createBroker({
+        host: config.HCP_MQTT_HOST, port: config.HCP_MQTT_PORT, log: log.child({ component: 'broker' }), metrics,
+        authenticate: (_username, password) => ring.authenticate(password),
+        anonymous,
+        regionOf: (site) => registry.site(site)?.region,
+        limits: { maxPacketBytes: config.HCP_MQTT_MAX_PACKET_BYTES, maxQueued: config.HCP_MQTT_MAX_QUEUED, sessionExpiryS: config.HCP_MQTT_SESSION_EXPIRY_S },
+        // with TLS the broker speaks mqtts only; ingest is connected in-process either way
+        ...(tls ? { tls: { ...tls, port: config.HCP_MQTT_TLS_PORT }, plain: false } : {}),
+      });
+      const b = broker;
+      const unwatch = ring.onRevoked((ids) => {
+        for (const id of ids) void b.disconnectKey(id);
+      });
+      cleanup.push(async () => {
+        unwatch();
+        await b.close();
+      });
+      log.info({ anonymous, tls: Boolean(tls) }, 'mqtt broker takes platform keys as logins');
     }
-    const mqttUrl = mqttUrlOf(config, broker?.port ?? config.HCP_MQTT_PORT);
+    const mqttUrl = broker?.tlsPort ? `mqtts://127.0.0.1:${broker.tlsPort}` : mqttUrlOf(config, broker?.port ?? config.HCP_MQTT_PORT);
 
     const writer = createTelemetryWriter({
       db, metrics, log: log.child({ component: 'ingest-writer' }),
@@ -118,9 +134,9 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       onFrequency: (region, hz) => grid?.onFrequency(region, hz),
     });
     cleanup.push(() => feeds.close());
+    const embedded = broker;
     const subscriber = await createSubscriber({
-      url: mqttUrl,
-      ...ingestLogin,
+      transport: embedded ? { stream: () => embedded.connectInternal() } : { url: mqttUrl },
       clientId: `hcp-ingest-${config.HCP_GRPC_PORT}`,
       log: ingestLog,
       onMessage: (topic, payload, retained) => {

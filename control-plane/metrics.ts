@@ -132,6 +132,35 @@ export function createMetrics() {
       help: 'Workloads running on GPUs',
       registers: [registry],
     }),
+    // The embedded broker's defences (control-plane/mqtt/). No per-client labels.
+    brokerRefusedConnections: new Counter({
+      name: 'hcp_broker_refused_connections_total',
+      help: 'MQTT connections the embedded broker refused, by reason (bad_credentials, anonymous, not_authorized, client_id, client_id_in_use, revoked, auth_error, tls)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    brokerRefusedSubscriptions: new Counter({
+      name: 'hcp_broker_refused_subscriptions_total',
+      help: 'Topic filters the embedded broker refused (SUBACK 0x80), by reason (forbidden, reserved)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    brokerDroppedQueued: new Counter({
+      name: 'hcp_broker_dropped_queued_messages_total',
+      help: 'QoS>0 messages dropped from persistent sessions, by reason (queue_full, session_expired, revoked)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    brokerOversizedPackets: new Counter({
+      name: 'hcp_broker_oversized_packets_total',
+      help: 'Connections cut because a packet header announced more than HCP_MQTT_MAX_PACKET_BYTES',
+      registers: [registry],
+    }),
+    brokerSessionsExpired: new Counter({
+      name: 'hcp_broker_sessions_expired_total',
+      help: 'Offline persistent sessions forgotten after HCP_MQTT_SESSION_EXPIRY_S',
+      registers: [registry],
+    }),
   };
 }
 

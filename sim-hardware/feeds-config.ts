@@ -2,6 +2,10 @@
 // defaults. Every bad value is reported at once and the process exits non-zero (STYLE.md).
 //
 //   --mqtt URL                 broker (env HCP_MQTT_URL; default mqtt://127.0.0.1:1883)
+//   --token-file FILE          the feed credential (a platform key, hcp_…); or env HCP_FEEDS_TOKEN,
+//                              never a flag (ps shows flags). Without one the feeds connect anonymous.
+//   --username NAME            the feed key's name, its MQTT user name (default feeds)
+//   --ca-file FILE             PEM CA to trust for mqtts://
 //   --seed N                   market and grid seed (default 1)
 //   --speed X                  sim ms per real ms; 288 runs a day in 5 minutes (default 1)
 //   --start ISO                sim time at start (default now)
@@ -12,15 +16,19 @@
 //                              the sim clock starts at its first tick unless --start is given
 //   --grid-events FILE.json    scheduled frequency events, [{ region, at, hz, duration_s }]
 //                              (env HCP_GRID_EVENTS holds the same JSON inline)
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import type { IClientOptions } from 'mqtt';
 import { isValidSiteId } from '../proto/topics.js';
 import type { GridEvent } from './grid.js';
 
 export interface FeedsConfig {
   mqttUrl: string;
-  /** broker login when it demands one: HCP_FEEDS_MQTT_TOKEN, user HCP_FEEDS_MQTT_USERNAME [feeds] */
+  /** the feed key's login (user name = key name, password = secret); undefined = anonymous */
   mqttLogin: { username: string; password: string } | undefined;
+  /** PEM CA for mqtts:// (--ca-file) */
+  ca: string | undefined;
   seed: string;
   speed: number;
   /** undefined = now (or the first CSV tick) */
@@ -46,8 +54,11 @@ export const FEEDS_USAGE = `hcp feeds — simulated market prices and grid frequ
 
 Usage: npm run feeds -- [options]
 
-  --mqtt URL                 broker (HCP_MQTT_URL) [mqtt://127.0.0.1:1883]; a broker that demands a
-                             login gets HCP_FEEDS_MQTT_TOKEN as user HCP_FEEDS_MQTT_USERNAME [feeds]
+  --mqtt URL                 broker (HCP_MQTT_URL) [mqtt://127.0.0.1:1883]
+  --token-file FILE          the feed credential (an HCP key, hcp_…); or HCP_FEEDS_TOKEN, never a
+                             flag. Without one the feeds connect anonymous (an open demo broker).
+  --username NAME            the feed key's name, its MQTT user name [feeds]
+  --ca-file FILE             PEM CA to trust for mqtts://
   --seed N                   market and grid seed [1]
   --speed X                  sim ms per real ms; 288 runs a day in 5 minutes [1]
   --start ISO                sim time at start [now]
@@ -110,6 +121,9 @@ export function loadFeedsConfig(argv: string[], env: NodeJS.ProcessEnv = process
         grid: { type: 'string' },
         prices: { type: 'string' },
         'grid-events': { type: 'string' },
+        'token-file': { type: 'string' },
+        username: { type: 'string' },
+        'ca-file': { type: 'string' },
       },
     }).values as Record<string, string | undefined>;
   } catch (e) {
@@ -155,8 +169,53 @@ export function loadFeedsConfig(argv: string[], env: NodeJS.ProcessEnv = process
     if (!sites.some((s) => s.region === e.region)) problems.push(`grid event region ${JSON.stringify(e.region)} has no site in --sites`);
   }
 
+  // The credential never comes from a flag: a command line is visible to every user of the host.
+  let token: string | undefined;
+  const tokenFile = values['token-file'];
+  if (tokenFile !== undefined && env.HCP_FEEDS_TOKEN) problems.push('--token-file: give the token one way, HCP_FEEDS_TOKEN or --token-file');
+  else if (tokenFile !== undefined) {
+    try {
+      token = readFile(tokenFile).trim();
+      // the file's text is never put in a message
+      if (!HCP_KEY.test(token)) problems.push(`--token-file ${tokenFile}: does not hold an HCP key (hcp_…)`);
+    } catch (e) {
+      problems.push(`--token-file: cannot read ${tokenFile} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  } else if (env.HCP_FEEDS_TOKEN) {
+    token = env.HCP_FEEDS_TOKEN;
+    if (!HCP_KEY.test(token)) problems.push('HCP_FEEDS_TOKEN: must be an HCP key (hcp_…) (a value, not shown)');
+  }
+  const username = values.username ?? 'feeds';
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(username)) problems.push(`--username: must be a key name (letters, digits, . _ -, at most 64) (got ${JSON.stringify(username)})`);
+  let ca: string | undefined;
+  if (values['ca-file'] !== undefined) {
+    try {
+      ca = readFile(values['ca-file']);
+    } catch (e) {
+      problems.push(`--ca-file: cannot read ${values['ca-file']} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
+
   if (problems.length > 0) throw new FeedsConfigError(problems);
-  const token = env.HCP_FEEDS_MQTT_TOKEN;
-  const mqttLogin = token ? { username: env.HCP_FEEDS_MQTT_USERNAME || 'feeds', password: token } : undefined;
-  return { mqttUrl, mqttLogin, seed, speed, startMs, sites, market, grid, pricesCsv: values.prices, gridEvents, logLevel: env.LOG_LEVEL ?? 'info' };
+  const mqttLogin = token ? { username, password: token } : undefined;
+  return { mqttUrl, mqttLogin, ca, seed, speed, startMs, sites, market, grid, pricesCsv: values.prices, gridEvents, logLevel: env.LOG_LEVEL ?? 'info' };
+}
+
+const HCP_KEY = /^hcp_[A-Za-z0-9_-]{20,200}$/;
+
+/**
+ * The feeds' MQTT client options. With a login the client id is hcp-key-<name>-<random>: the
+ * broker binds hcp-key-<name> ids to that key, and the random part lets two feeds processes on
+ * one key run side by side without taking each other's session over (MQTT 3.1.1 §3.1.4-2).
+ */
+export function feedsClientOptions(c: FeedsConfig, random = () => randomBytes(4).toString('hex')): IClientOptions {
+  return {
+    clientId: c.mqttLogin ? `hcp-key-${c.mqttLogin.username}-${random()}` : `feeds-${random()}`,
+    username: c.mqttLogin?.username,
+    password: c.mqttLogin?.password,
+    ...(c.ca !== undefined ? { ca: c.ca } : {}),
+    clean: true,
+    reconnectPeriod: 1000,
+    connectTimeout: 5000,
+  };
 }

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { createSimClock } from './clock.js';
-import { FeedsConfigError, FEEDS_USAGE, loadFeedsConfig } from './feeds-config.js';
+import { FeedsConfigError, FEEDS_USAGE, feedsClientOptions, loadFeedsConfig } from './feeds-config.js';
 import { createFeedPublisher } from './feeds.js';
 import { createLiveGrid } from './grid.js';
 import { MarketCsvError, parseMarketCsv } from './market-csv.js';
@@ -41,8 +41,8 @@ const market = !config.market
 const regions = [...new Set(config.sites.map((s) => s.region))];
 const grid = config.grid ? createLiveGrid({ seed: config.seed, clock, regions, events: config.gridEvents, startMs }) : null;
 
-const client = mqtt.connect(config.mqttUrl, { clientId: `hcp-feeds-${process.pid}`, username: config.mqttLogin?.username, password: config.mqttLogin?.password, clean: true, reconnectPeriod: 1000, connectTimeout: 5000 });
-client.on('connect', () => log.info({ url: config.mqttUrl }, 'mqtt connected'));
+const client = mqtt.connect(config.mqttUrl, feedsClientOptions(config));
+client.on('connect', () => log.info({ url: config.mqttUrl, username: config.mqttLogin?.username ?? null }, 'mqtt connected'));
 client.on('error', (err) => log.warn({ err: err.message }, 'mqtt error'));
 const publisher = createFeedPublisher({ client, market, grid, onError: (err) => log.warn({ err: err.message }, 'publish failed') });
 log.info({ seed: config.seed, speed: config.speed, start: new Date(startMs).toISOString(), sites: config.sites, market: market ? (replay ? 'replay' : 'sim') : 'off', grid: grid ? 'sim' : 'off', events: config.gridEvents.length }, 'feeds started');

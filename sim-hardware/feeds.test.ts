@@ -3,7 +3,9 @@ import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeFrequency, decodePrice, marketTopics, parseMarketTopic } from '../proto/market-topics.js';
+import { collect, KEYS, startBroker, type TestBroker } from '../test/harness/mqtt-broker.js';
 import { waitFor } from '../test/harness/wait-for.js';
+import { feedsClientOptions, loadFeedsConfig } from './feeds-config.js';
 import { createManualClock } from './clock.js';
 import { createFeedPublisher } from './feeds.js';
 import { createLiveGrid } from './grid.js';
@@ -95,3 +97,25 @@ describe('feed publisher against a real broker', () => {
     c.end(true);
   });
 });
+
+describe('feeds on the embedded broker', () => {
+  let b: TestBroker;
+  afterAll(() => b?.close());
+
+  it('log in with a feed key and publish; anonymous feeds are refused there', async () => {
+    b = await startBroker({ anonymous: false });
+    const reader = await b.connect(KEYS.viewer);
+    const { got } = await collect(reader, marketTopics.allGrid);
+    const config = loadFeedsConfig(['--mqtt', b.url, '--username', KEYS.feed.username], { HCP_FEEDS_TOKEN: KEYS.feed.secret });
+    const client = await mqtt.connectAsync(config.mqttUrl, { ...feedsClientOptions(config), reconnectPeriod: 0 }, false);
+    const clock = createManualClock(START);
+    const pub = createFeedPublisher({ client, market: null, grid: createLiveGrid({ seed: 1, clock, regions: ['ercot'], events: [] }), pollMs: 10 });
+    await waitFor(() => got.length > 0, { message: 'a frequency reading from the logged-in feeds' });
+    expect(got[0]!.topic).toBe('hcp/v1/grid/ercot/frequency');
+    await pub.close();
+    await client.endAsync();
+    const anonymous = loadFeedsConfig(['--mqtt', b.url], {});
+    await expect(mqtt.connectAsync(anonymous.mqttUrl, { ...feedsClientOptions(anonymous), reconnectPeriod: 0 }, false)).rejects.toMatchObject({ code: 5 });
+  });
+});
+

@@ -1,90 +1,129 @@
-// Who may connect to the embedded broker and what each may publish, when HCP_MQTT_USERS_FILE is
-// set. Prices and grid frequency move megawatts (a published 59.6 Hz curtails a region), so with
-// users configured only a feed may publish them, and an agent may publish only its own site's
-// telemetry and status. Anyone authenticated may subscribe. Tokens are random strings; the file
-// holds their SHA-256, so it can be read without giving a token away:
-//   { "users": [ { "username": "texas-1", "token_sha256": "<hex>", "role": "agent", "site": "texas-1" },
-//                { "username": "feeds",   "token_sha256": "<hex>", "role": "feed" },
-//                { "username": "grafana", "token_sha256": "<hex>", "role": "reader" } ] }
-// `npm run mqtt-user -- --username texas-1 --role agent --site texas-1` makes a token and its line.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { z } from 'zod';
-import { parseMarketTopic } from '../../proto/market-topics.js';
-import { isValidSiteId, parseTopic } from '../../proto/topics.js';
+// Who may do what on the embedded broker: pure rules, no I/O (broker.ts applies them). A client
+// is one of three identities: the control plane's own in-process subscriber (known by its stream,
+// never by a password), an anonymous client (only when the caller allows them), or a platform key
+// (control-plane/auth/roles.ts). Prices and grid frequency move megawatts (a published 59.6 Hz
+// curtails a region) and telemetry drives the registry, so publishing is narrow: a site's topics
+// only by that site's agent, market and grid only by a feed (or an allowed anonymous client).
+// Reading is by role. Every `$` topic is the broker's: nobody subscribes to one.
+import { can, type Principal } from '../auth/roles.js';
+import { marketTopics, parseMarketTopic } from '../../proto/market-topics.js';
+import { parseTopic, topics } from '../../proto/topics.js';
 
-const User = z.discriminatedUnion('role', [
-  z.object({ username: z.string().min(1), token_sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 hex digits'), role: z.literal('agent'), site: z.string().refine(isValidSiteId, 'is not a site id') }),
-  z.object({ username: z.string().min(1), token_sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 hex digits'), role: z.enum(['feed', 'reader', 'service']) }),
-]);
-const UsersFile = z.object({ users: z.array(User) });
+export type Identity =
+  | { readonly kind: 'service' }
+  | { readonly kind: 'anonymous' }
+  | { readonly kind: 'key'; readonly principal: Principal };
 
-export type Principal = { username: string; role: 'agent'; site: string } | { username: string; role: 'feed' | 'reader' | 'service' };
+export const SERVICE: Identity = { kind: 'service' };
+export const ANONYMOUS: Identity = { kind: 'anonymous' };
 
-export interface MqttUsers {
-  /** the principal for these credentials, or null */
-  authenticate(username: string | undefined, password: Buffer | undefined): Principal | null;
+/** where a forbidden publish goes: acked, delivered to no one (no `$` filter is ever granted) */
+export const FORBIDDEN_PREFIX = '$hcp/forbidden/';
+/** where a publish to a topic HCP does not know goes */
+export const UNKNOWN_PREFIX = '$hcp/unknown/';
+
+/** who owns a session: a client id held by one owner cannot be taken by another */
+export function ownerOf(id: Identity): string {
+  return id.kind === 'key' ? `key:${id.principal.keyId}` : id.kind;
 }
 
-const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest();
-
-export function parseMqttUsers(json: unknown, where = 'HCP_MQTT_USERS_FILE'): Array<z.infer<typeof User>> {
-  const r = UsersFile.safeParse(json);
-  if (!r.success) {
-    throw new Error(`${where}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'} ${i.message}`).join('; ')}`);
-  }
-  const seen = new Set<string>();
-  for (const u of r.data.users) {
-    if (seen.has(u.username)) throw new Error(`${where}: username ${u.username} is listed twice`);
-    seen.add(u.username);
-  }
-  return r.data.users;
+/** a short, secret-free description for logs */
+export function describe(id: Identity): Record<string, string | null> {
+  return id.kind === 'key' ? { identity: 'key', key: id.principal.keyId, name: id.principal.name, role: id.principal.role, site: id.principal.siteId } : { identity: id.kind };
 }
 
-export function loadMqttUsers(path: string): Array<z.infer<typeof User>> {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new Error(`HCP_MQTT_USERS_FILE ${path}: ${(err as Error).message}`);
-  }
-  return parseMqttUsers(json, `HCP_MQTT_USERS_FILE ${path}`);
+/** May this identity hold an MQTT connection at all? A customer key has nothing to do there. */
+export function mayConnect(id: Identity): boolean {
+  return id.kind !== 'key' || id.principal.role !== 'customer';
 }
 
-/** the listed users, plus `extra` (the control plane's own service login, made at start) */
-export function mqttUsers(list: Array<z.infer<typeof User>>, extra: Array<{ principal: Principal; token: string }> = []): MqttUsers {
-  const byName = new Map<string, { principal: Principal; hash: Buffer }>();
-  for (const u of list) {
-    const principal: Principal = u.role === 'agent' ? { username: u.username, role: 'agent', site: u.site } : { username: u.username, role: u.role };
-    byName.set(u.username, { principal, hash: Buffer.from(u.token_sha256, 'hex') });
-  }
-  for (const e of extra) byName.set(e.principal.username, { principal: e.principal, hash: sha256(e.token) });
-  return {
-    authenticate(username, password) {
-      const u = username === undefined ? undefined : byName.get(username);
-      // hash even when the user is unknown, so the answer takes as long either way
-      const given = sha256(password ?? Buffer.alloc(0));
-      if (!u) return null;
-      return timingSafeEqual(given, u.hash) ? u.principal : null;
-    },
-  };
+/**
+ * The `hcp-` client id prefix is reserved and bound to the login (MQTT 3.1.1 §3.1.3-1 leaves the
+ * id to the client; a broker may refuse one, §3.1.3-9, with CONNACK 2): a second connection with
+ * the same id takes the session over (§3.1.4-2), so an id that names a site, a key or the ingest
+ * subscriber is only for that login.
+ */
+export function mayUseClientId(id: Identity, clientId: string): boolean {
+  if (!clientId.startsWith('hcp-')) return true;
+  const prefixed = (owner: string) => clientId === owner || clientId.startsWith(`${owner}-`);
+  if (clientId.startsWith('hcp-agent-')) return id.kind === 'key' && id.principal.role === 'agent' && id.principal.siteId !== null && prefixed(`hcp-agent-${id.principal.siteId}`);
+  if (clientId.startsWith('hcp-ingest-')) return id.kind === 'service';
+  if (clientId.startsWith('hcp-key-')) return id.kind === 'key' && prefixed(`hcp-key-${id.principal.name}`);
+  return false;
 }
 
-/** may this principal publish on this topic? */
-export function mayPublish(p: Principal, topic: string): boolean {
+export type PublishVerdict = 'allow' | 'forbidden' | 'unknown_topic';
+
+export function publishVerdict(id: Identity, topic: string): PublishVerdict {
+  // `$` topics are the broker's ($SYS/, $hcp/): no client writes there (MQTT 3.1.1 §4.7.2)
+  if (topic.startsWith('$')) return 'forbidden';
   const site = parseTopic(topic);
-  if (site) return p.role === 'agent' && p.site === site.site;
-  if (parseMarketTopic(topic)) return p.role === 'feed';
-  // Topics HCP does not know are the broker's unknown-topic policy (counted, delivered to no HCP
-  // subscriber); a reader still may not publish anything.
-  return p.role !== 'reader';
+  if (site) return id.kind === 'key' && id.principal.role === 'agent' && id.principal.siteId === site.site ? 'allow' : 'forbidden';
+  if (parseMarketTopic(topic)) return id.kind === 'anonymous' || (id.kind === 'key' && can(id.principal, 'feed.publish')) ? 'allow' : 'forbidden';
+  return 'unknown_topic';
 }
 
-/** a new random token and the line for the users file */
-export function newMqttUser(u: { username: string; role: Principal['role']; site?: string }): { token: string; line: Record<string, string> } {
-  const token = randomBytes(24).toString('base64url');
-  const line: Record<string, string> = { username: u.username, token_sha256: sha256(token).toString('hex'), role: u.role };
-  if (u.role === 'agent') line.site = u.site!;
-  parseMqttUsers({ users: [line] }, 'the new user');
-  return { token, line };
+/** the filters an identity may subscribe to; any filter inside one of them is granted */
+export function readableFilters(id: Identity, regionOf: (site: string) => string | undefined): string[] {
+  const feeds = [marketTopics.allMarket, marketTopics.allGrid];
+  if (id.kind === 'service') return [topics.everything];
+  if (id.kind === 'anonymous') return [topics.allTelemetry, topics.allStatus, ...feeds];
+  const p = id.principal;
+  if (p.role === 'agent') {
+    if (p.siteId === null) return [];
+    const region = regionOf(p.siteId);
+    return [topics.telemetry(p.siteId), topics.status(p.siteId), ...(region ? [marketTopics.gridFrequency(region)] : [])];
+  }
+  if (p.role === 'feed') return feeds;
+  // Everything the broker delivers under hcp/v1/ is telemetry, status, market or grid (other
+  // topics are moved under $hcp/unknown/), so a reader may take the whole tree.
+  if (can(p, 'fleet.read')) return [topics.everything];
+  return [];
 }
+
+export type SubscribeVerdict = 'allow' | 'reserved' | 'forbidden';
+
+export function subscribeVerdict(id: Identity, filter: string, regionOf: (site: string) => string | undefined): SubscribeVerdict {
+  // `#` and `+` never match `$` topics (MQTT 3.1.1 §4.7.2), but an explicit `$hcp/forbidden/#` would
+  if (filter.startsWith('$')) return 'reserved';
+  return readableFilters(id, regionOf).some((allowed) => filterWithin(filter, allowed)) ? 'allow' : 'forbidden';
+}
+
+/**
+ * May this identity receive a message on this concrete topic? Checked again at delivery: Aedes
+ * persists every filter of a SUBSCRIBE packet once one is granted, so a refused filter could
+ * otherwise fill the session's offline queue and be delivered at the next reconnect.
+ */
+export function mayReceive(id: Identity, topic: string, regionOf: (site: string) => string | undefined): boolean {
+  if (topic.startsWith('$')) return false;
+  return readableFilters(id, regionOf).some((allowed) => topicMatches(allowed, topic));
+}
+
+/** does the topic filter match the topic name (MQTT 3.1.1 §4.7.1)? */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    // `#` also matches the parent level: `a/#` matches `a` (§4.7.1.2)
+    if (f[i] === '#') return true;
+    if (i >= t.length) return false;
+    if (f[i] !== '+' && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+/** is every topic the filter can match also matched by `outer`? */
+export function filterWithin(filter: string, outer: string): boolean {
+  const f = filter.split('/');
+  const o = outer.split('/');
+  for (let i = 0; ; i++) {
+    if (o[i] === '#') return true;
+    if (i === f.length) return i === o.length;
+    if (i === o.length) return false;
+    // the filter's `#` reaches levels (and the parent level) that a `+` or a name does not
+    if (f[i] === '#') return false;
+    if (o[i] === '+') continue;
+    if (f[i] === '+' || f[i] !== o[i]) return false;
+  }
+}
+
