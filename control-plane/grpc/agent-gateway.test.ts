@@ -16,10 +16,16 @@ describe('checkHello', () => {
     });
     expect(p).toEqual([
       'site_id "Texas 1" is not a valid site id',
-      'agent_session is empty',
+      'agent_session must be 1-64 of A-Z a-z 0-9 . _ : -',
       'device id a appears twice',
       'device id "has space" is invalid',
       'device b has no kind',
     ]);
+  });
+
+  it('refuses NUL bytes and over-long strings, and more devices than the cap', () => {
+    expect(checkHello({ siteId: 'texas-1', agentVersion: 'v\u0000', agentSession: 's', hostname: '', devices: [] })).toEqual(['agent_version or hostname is too long or holds NUL']);
+    expect(checkHello({ siteId: 'texas-1', agentVersion: '1', agentSession: 's'.repeat(65), hostname: '', devices: [] })).toHaveLength(1);
+    expect(checkHello({ siteId: 'texas-1', agentVersion: '1', agentSession: 's', hostname: '', devices: [dev('gpu-1'), dev('gpu-2')] }, 1)).toEqual(['more than 1 devices (HCP_MAX_DEVICES_PER_SITE)']);
   });
 });
