@@ -26,10 +26,14 @@ ENV NODE_ENV=production \
     NPM_CONFIG_UPDATE_NOTIFIER=false
 # Copying from `check` (node_modules included) makes the type-check a dependency of the image.
 COPY --from=check --chown=node:node /app ./
-RUN rm -rf test .ci && mkdir -p /app/data && chown node:node /app/data
+# openssl: `npm run certs` makes the development CA (docker-compose.yml's certs service); the
+# certs and secrets volumes mount on directories the node user owns.
+RUN apt-get update && apt-get install -y --no-install-recommends openssl && rm -rf /var/lib/apt/lists/* \
+ && rm -rf test .ci && mkdir -p /app/data /app/certs /app/secrets && chown node:node /app/data /app/certs /app/secrets
 USER node
-# REST + dashboard, gRPC (agents and Fleet API), MQTT
-EXPOSE 8080 50051 1883
+# REST, gRPC (agents and Fleet API), MQTT (mqtts on 8883 when TLS is on)
+EXPOSE 8080 50051 1883 8883
+# (plain http; docker-compose.yml, which runs TLS, has its own https probe)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:8080/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 CMD ["npm", "run", "control-plane"]
