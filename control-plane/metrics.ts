@@ -132,6 +132,12 @@ export function createMetrics() {
       help: 'Workloads running on GPUs',
       registers: [registry],
     }),
+    dbRejectedRows: new Counter({
+      name: 'hcp_db_rejected_rows_total',
+      help: 'Rows the database refused for their content and that were dead-lettered (logged, not retried) so the rest of their batch was written, by writer',
+      labelNames: ['writer'] as const,
+      registers: [registry],
+    }),
   };
 }
 
