@@ -161,6 +161,12 @@ export function createMetrics() {
       help: 'Offline persistent sessions forgotten after HCP_MQTT_SESSION_EXPIRY_S',
       registers: [registry],
     }),
+    dbRejectedRows: new Counter({
+      name: 'hcp_db_rejected_rows_total',
+      help: 'Rows the database refused for their content and that were dead-lettered (logged, not retried) so the rest of their batch was written, by writer',
+      labelNames: ['writer'] as const,
+      registers: [registry],
+    }),
   };
 }
 

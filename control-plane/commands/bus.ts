@@ -10,8 +10,11 @@ import type { ControlMessage } from '../../proto/gen/hcp/v1/gateway.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
 import { insertCommands, loadLiveCommands, updateCommands } from '../db/command-store.js';
+import { createDeadLetterLog } from '../db/dead-letter-log.js';
+import { WriteInterruptedError } from '../db/dead-letter.js';
 import type { Metrics } from '../metrics.js';
 import { canTransition, isFinal, type CommandPayload, type CommandRecord, type CommandState } from './model.js';
+import { sanitizeResult } from './result-sanitizer.js';
 
 export interface NewCommand {
   id: string;
@@ -73,15 +76,28 @@ export async function createCommandBus(d: CommandBusDeps) {
   }
   if (live.size) d.log.info({ commands: live.size }, 'resuming commands that were not final');
 
+  // A state the database refuses is dead-lettered: the command keeps its state in memory (and its
+  // waiters hear of it), its row keeps the last state written, and the rest of the batch lands.
+  // Retrying it would hold every later transition behind it.
+  const deadLetters = createDeadLetterLog<CommandRecord>({
+    log: d.log,
+    writer: 'commands',
+    count: (n) => d.metrics.dbRejectedRows.inc({ writer: 'commands' }, n),
+  });
+  const identify = (r: CommandRecord) => ({ site: r.siteId, command: r.id, type: r.payload.type, state: r.state });
   const flush = async (): Promise<void> => {
     while (flushing) await flushing;
     if (dirty.size === 0) return;
     const batch = [...dirty.values()].map((r) => ({ ...r }));
     dirty.clear();
     flushing = updateCommands(d.db, batch)
+      .then((dead) => deadLetters(dead, identify))
       .catch((err) => {
-        d.log.error({ err, commands: batch.length }, 'command state write failed; retrying');
-        for (const r of batch) if (!dirty.has(r.id)) dirty.set(r.id, live.get(r.id) ?? finished.get(r.id) ?? r);
+        const interrupted = err instanceof WriteInterruptedError ? (err as WriteInterruptedError<CommandRecord>) : null;
+        if (interrupted) deadLetters(interrupted.rejected, identify);
+        const retry = interrupted?.unwritten ?? batch;
+        d.log.error({ err: interrupted?.cause ?? err, commands: retry.length }, 'command state write failed; retrying');
+        for (const r of retry) if (!dirty.has(r.id)) dirty.set(r.id, live.get(r.id) ?? finished.get(r.id) ?? r);
       })
       .finally(() => {
         flushing = null;
@@ -191,10 +207,12 @@ export async function createCommandBus(d: CommandBusDeps) {
       }
       if (r.siteId !== siteId) return 'wrong_site';
       const ok = res.outcome === CommandOutcome.COMMAND_OUTCOME_APPLIED;
+      // what an agent sends is stored and shown to operators: only in a shape both can take
+      const clean = sanitizeResult(res);
       transition(r, ok ? 'succeeded' : 'failed', Date.now(), {
-        reasonCode: res.reasonCode || (ok ? 'ok' : 'failed'),
-        message: res.message || null,
-        devices: res.devices,
+        reasonCode: clean.reasonCode || (ok ? 'ok' : 'failed'),
+        message: clean.message || null,
+        devices: clean.devices,
       });
       return null;
     },

@@ -1,7 +1,10 @@
 // Persistence of commands. Inserts and state updates are batched into single statements that
 // bind one array per column, so a fleet-wide curtail of a thousand sites is one round trip.
 import type { CommandPayload, CommandRecord, CommandState } from '../commands/model.js';
+import { HcpError } from '../errors.js';
 import type { Db } from './client.js';
+import { classifyDbError, dbMessage, sqlState } from './db-error.js';
+import { writeWithDeadLetters, type DeadLetter } from './dead-letter.js';
 
 const ms = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string).getTime());
 const iso = (v: number | null) => (v === null ? null : new Date(v).toISOString());
@@ -28,8 +31,23 @@ function toRecord(r: Record<string, unknown>): CommandRecord {
   };
 }
 
+/**
+ * Stores new commands, all or none: the caller sends only what is stored, and waits for this, so
+ * a refused command fails its own submit (invalid_argument, reason db_rejected) and nothing else.
+ */
 export async function insertCommands(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<void> {
   if (recs.length === 0) return;
+  try {
+    await insertStatement(db, recs);
+  } catch (err) {
+    if (classifyDbError(err) !== 'content') throw err;
+    throw new HcpError('invalid_argument', `the database refused the command: ${dbMessage(err)}`, 'db_rejected', {
+      sqlstate: sqlState(err), commands: recs.map((r) => r.id),
+    });
+  }
+}
+
+async function insertStatement(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<void> {
   await db.query(
     `INSERT INTO commands (id, site_id, type, payload, state, actor, workload_id, created_at, deadline)
      SELECT id, s, t, p::jsonb, st, a, w, to_timestamp(c / 1000.0), to_timestamp(d / 1000.0)
@@ -42,8 +60,15 @@ export async function insertCommands(db: Pick<Db, 'query'>, recs: CommandRecord[
   );
 }
 
-export async function updateCommands(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<void> {
-  if (recs.length === 0) return;
+/**
+ * Writes the commands' current states in one statement. Returns the records the database refused
+ * (dead-letter.ts), the others written; throws WriteInterruptedError on a database fault.
+ */
+export async function updateCommands(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<DeadLetter<CommandRecord>[]> {
+  return writeWithDeadLetters(recs, (rows) => updateStatement(db, rows));
+}
+
+async function updateStatement(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<void> {
   await db.query(
     `UPDATE commands SET state = r.st, sent_at = to_timestamp(r.sa / 1000.0), acked_at = to_timestamp(r.aa / 1000.0),
        finished_at = to_timestamp(r.fa / 1000.0), attempts = r.at, reason_code = r.rc, message = r.msg, devices = r.dv::jsonb

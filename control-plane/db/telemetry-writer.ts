@@ -3,10 +3,15 @@
 // build one per value and stop at 65,534 (ARCHITECTURE.md). The same statement runs on
 // PostgreSQL, TimescaleDB and PGlite. ON CONFLICT DO NOTHING makes a redelivered batch (MQTT QoS
 // 1 after a control-plane restart, when the sequence tracker has forgotten) harmless.
+// A sample the database refuses (a value out of its column's range that ingest did not catch)
+// is dead-lettered — logged, counted as db_rejected — and the rest of its batch is written; only
+// a database fault keeps rows for another attempt (dead-letter.ts).
 import type { Logger } from 'pino';
 import { GpuState, MiningState, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
 import type { Metrics } from '../metrics.js';
 import type { Db } from './client.js';
+import { createDeadLetterLog } from './dead-letter-log.js';
+import { WriteInterruptedError, writeWithDeadLetters, type DeadLetter } from './dead-letter.js';
 
 export interface TelemetryWriter {
   add(siteId: string, sentAtMs: number, gpus: GpuSample[], asics: AsicSample[]): void;
@@ -27,15 +32,18 @@ export interface TelemetryWriterOptions {
   maxBuffered?: number;
 }
 
+interface Row<S> {
+  site: string;
+  s: S;
+}
+
 interface Pending {
-  gpus: GpuSample[];
-  gpuSite: string[];
-  asics: AsicSample[];
-  asicSite: string[];
+  gpus: Row<GpuSample>[];
+  asics: Row<AsicSample>[];
   sentAt: number[];
 }
 
-const empty = (): Pending => ({ gpus: [], gpuSite: [], asics: [], asicSite: [], sentAt: [] });
+const empty = (): Pending => ({ gpus: [], asics: [], sentAt: [] });
 
 export const GPU_STATE_NAME: Record<number, string> = {
   [GpuState.GPU_STATE_IDLE]: 'idle',
@@ -78,28 +86,57 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
   let closed = false;
   const buffered = () => pending.gpus.length + pending.asics.length;
 
-  const writeGpus = async (rows: GpuSample[], sites: string[]) => {
-    if (rows.length === 0) return;
+  const writeGpus = async (rows: Row<GpuSample>[]) => {
     await o.db.query(GPU_SQL, [
-      rows.map((r) => r.tsMs), sites, rows.map((r) => r.deviceId), rows.map((r) => r.utilizationPct),
-      rows.map((r) => r.memoryUsedMib), rows.map((r) => r.memoryTotalMib), rows.map((r) => r.temperatureC),
-      rows.map((r) => r.memoryTemperatureC), rows.map((r) => r.powerW), rows.map((r) => r.powerLimitW),
-      rows.map((r) => r.smClockMhz), rows.map((r) => GPU_STATE_NAME[r.state] ?? 'unknown'),
-      rows.map((r) => r.workloadId), rows.map((r) => r.energyMj), rows.map((r) => r.xidErrors),
+      rows.map((r) => r.s.tsMs), rows.map((r) => r.site), rows.map((r) => r.s.deviceId), rows.map((r) => r.s.utilizationPct),
+      rows.map((r) => r.s.memoryUsedMib), rows.map((r) => r.s.memoryTotalMib), rows.map((r) => r.s.temperatureC),
+      rows.map((r) => r.s.memoryTemperatureC), rows.map((r) => r.s.powerW), rows.map((r) => r.s.powerLimitW),
+      rows.map((r) => r.s.smClockMhz), rows.map((r) => GPU_STATE_NAME[r.s.state] ?? 'unknown'),
+      rows.map((r) => r.s.workloadId), rows.map((r) => r.s.energyMj), rows.map((r) => r.s.xidErrors),
     ]);
   };
 
-  const writeAsics = async (rows: AsicSample[], sites: string[]) => {
-    if (rows.length === 0) return;
+  const writeAsics = async (rows: Row<AsicSample>[]) => {
     await o.db.query(ASIC_SQL, [
-      rows.map((r) => r.tsMs), sites, rows.map((r) => r.deviceId), rows.map((r) => r.hashrate5sThs),
-      rows.map((r) => r.hashrateAvgThs), rows.map((r) => r.powerW), rows.map((r) => pgArray(r.boardTemperaturesC)),
-      rows.map((r) => pgArray(r.chipTemperaturesC)),
-      rows.map((r) => (r.chipTemperaturesC.length ? Math.max(...r.chipTemperaturesC) : null)),
-      rows.map((r) => pgArray(r.fanRpm)), rows.map((r) => r.acceptedShares), rows.map((r) => r.rejectedShares),
-      rows.map((r) => r.hardwareErrors), rows.map((r) => MINING_STATE_NAME[r.miningState] ?? 'unknown'),
-      rows.map((r) => r.powerTargetW),
+      rows.map((r) => r.s.tsMs), rows.map((r) => r.site), rows.map((r) => r.s.deviceId), rows.map((r) => r.s.hashrate5sThs),
+      rows.map((r) => r.s.hashrateAvgThs), rows.map((r) => r.s.powerW), rows.map((r) => pgArray(r.s.boardTemperaturesC)),
+      rows.map((r) => pgArray(r.s.chipTemperaturesC)),
+      rows.map((r) => (r.s.chipTemperaturesC.length ? Math.max(...r.s.chipTemperaturesC) : null)),
+      rows.map((r) => pgArray(r.s.fanRpm)), rows.map((r) => r.s.acceptedShares), rows.map((r) => r.s.rejectedShares),
+      rows.map((r) => r.s.hardwareErrors), rows.map((r) => MINING_STATE_NAME[r.s.miningState] ?? 'unknown'),
+      rows.map((r) => r.s.powerTargetW),
     ]);
+  };
+
+  const deadLetters = (writer: 'gpu_telemetry' | 'asic_telemetry') =>
+    createDeadLetterLog<Row<GpuSample | AsicSample>>({
+      log: o.log,
+      writer,
+      count: (n) => {
+        o.metrics.ingestRejected.inc({ reason: 'db_rejected' }, n);
+        o.metrics.dbRejectedRows.inc({ writer }, n);
+      },
+    });
+  const report = { gpu: deadLetters('gpu_telemetry'), asic: deadLetters('asic_telemetry') };
+  const identify = (r: Row<GpuSample | AsicSample>) => ({ site: r.site, device: r.s.deviceId });
+
+  /** writes one kind; returns the rows a database fault left unwritten */
+  const writeKind = async <S extends GpuSample | AsicSample>(
+    kind: 'gpu' | 'asic', rows: Row<S>[], write: (rows: Row<S>[]) => Promise<void>,
+  ): Promise<{ unwritten: Row<S>[]; err?: unknown }> => {
+    let dead: DeadLetter<Row<S>>[];
+    try {
+      dead = await writeWithDeadLetters(rows, write);
+    } catch (err) {
+      if (!(err instanceof WriteInterruptedError)) return { unwritten: rows, err };
+      const e = err as WriteInterruptedError<Row<S>>;
+      report[kind](e.rejected, identify);
+      o.metrics.ingestSamples.inc({ kind }, rows.length - e.unwritten.length - e.rejected.length);
+      return { unwritten: e.unwritten, err: e.cause };
+    }
+    report[kind](dead, identify);
+    o.metrics.ingestSamples.inc({ kind }, rows.length - dead.length);
+    return { unwritten: [] };
   };
 
   const runFlush = async () => {
@@ -108,27 +145,26 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
     o.metrics.ingestBuffered.set(0);
     if (batch.gpus.length + batch.asics.length === 0) return;
     const end = o.metrics.ingestFlush.startTimer();
-    try {
-      await writeGpus(batch.gpus, batch.gpuSite);
-      await writeAsics(batch.asics, batch.asicSite);
+    // each table on its own: a fault of one (a migration holding it) does not hold the other
+    const g = await writeKind('gpu', batch.gpus, writeGpus);
+    const a = await writeKind('asic', batch.asics, writeAsics);
+    const err = g.err ?? a.err;
+    if (err === undefined) {
       end();
-      o.metrics.ingestSamples.inc({ kind: 'gpu' }, batch.gpus.length);
-      o.metrics.ingestSamples.inc({ kind: 'asic' }, batch.asics.length);
       const t = Date.now();
       for (const s of batch.sentAt) o.metrics.ingestLag.observe(Math.max(0, (t - s) / 1000));
-    } catch (err) {
-      // Keep the rows for the next attempt (the database may be restarting), within the bound.
-      o.log.error({ err, rows: batch.gpus.length + batch.asics.length }, 'telemetry write failed; will retry');
-      pending = merge(batch, pending);
-      trim();
+      return;
     }
+    // Keep the rows for the next attempt (the database may be restarting), within the bound.
+    o.log.error({ err, rows: g.unwritten.length + a.unwritten.length }, 'telemetry write failed; will retry');
+    pending = merge({ gpus: g.unwritten, asics: a.unwritten, sentAt: batch.sentAt }, pending);
+    trim();
+    o.metrics.ingestBuffered.set(buffered());
   };
 
   const merge = (a: Pending, b: Pending): Pending => ({
     gpus: [...a.gpus, ...b.gpus],
-    gpuSite: [...a.gpuSite, ...b.gpuSite],
     asics: [...a.asics, ...b.asics],
-    asicSite: [...a.asicSite, ...b.asicSite],
     sentAt: [...a.sentAt, ...b.sentAt],
   });
 
@@ -137,10 +173,8 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
     if (over <= 0) return;
     const g = Math.min(over, pending.gpus.length);
     pending.gpus.splice(0, g);
-    pending.gpuSite.splice(0, g);
     const a = Math.min(over - g, pending.asics.length);
     pending.asics.splice(0, a);
-    pending.asicSite.splice(0, a);
     o.metrics.ingestRejected.inc({ reason: 'backpressure' }, g + a);
     o.log.warn({ dropped: g + a }, 'telemetry buffer full; oldest samples dropped');
   };
@@ -161,14 +195,8 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
   return {
     add(site, sentAtMs, gpus, asics) {
       if (closed) return;
-      for (const g of gpus) {
-        pending.gpus.push(g);
-        pending.gpuSite.push(site);
-      }
-      for (const a of asics) {
-        pending.asics.push(a);
-        pending.asicSite.push(site);
-      }
+      for (const s of gpus) pending.gpus.push({ site, s });
+      for (const s of asics) pending.asics.push({ site, s });
       pending.sentAt.push(sentAtMs);
       trim();
       o.metrics.ingestBuffered.set(buffered());

@@ -2,11 +2,11 @@
 // registry, and hand the accepted samples to the writer. A bad message or sample is counted by
 // reason and logged (rate-limited); it never throws and never drops anything but itself.
 import type { Logger } from 'pino';
-import { TelemetryBatch } from '../../proto/gen/hcp/v1/telemetry.js';
+import { TelemetryBatch, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
 import { decodeStatus, parseTopic } from '../../proto/topics.js';
 import type { TelemetryWriter } from '../db/telemetry-writer.js';
 import type { Metrics } from '../metrics.js';
-import type { Registry } from '../registry/registry.js';
+import type { DeviceState, Registry } from '../registry/registry.js';
 import { checkAsicSample, checkGpuSample, type SampleWindow } from './sample-checks.js';
 import { SequenceTracker } from './sequence-tracker.js';
 
@@ -31,7 +31,7 @@ const LOG_EVERY_MS = 10_000;
 export function createIngest(deps: IngestDeps): Ingest {
   const { registry, writer, metrics, log } = deps;
   const now = deps.now ?? Date.now;
-  const seqs = new SequenceTracker();
+  const seqs = new SequenceTracker({ now });
   const lastLogged = new Map<string, number>();
 
   const reject = (reason: string, n: number, ctx: Record<string, unknown>) => {
@@ -57,32 +57,45 @@ export function createIngest(deps: IngestDeps): Ingest {
     }
     if (batch.siteId !== site) return reject('site_mismatch', 1, { topic, batchSite: batch.siteId });
     if (!registry.site(site)) return reject('unknown_site', 1, { topic });
-    const verdict = seqs.observe(site, batch.agentSession, batch.seq);
+    // Checked now, committed only once the batch is accepted (sequence-tracker.ts).
+    const verdict = seqs.check(site, batch.agentSession, batch.seq);
     if (verdict.kind === 'duplicate') return reject('duplicate', 1, { site, seq: batch.seq });
-    if (verdict.missed > 0) metrics.ingestSeqGaps.inc(verdict.missed);
+    if (verdict.kind === 'invalid') return reject('seq_invalid', 1, { site, seq: batch.seq });
+    if (verdict.kind === 'jump') return reject('seq_jump', 1, { site, seq: batch.seq, jump: verdict.jump, allowed: verdict.allowed });
 
     const t = now();
     const w: SampleWindow = { nowMs: t, maxAgeMs: deps.maxAgeMs ?? 24 * 3600_000, maxSkewMs: deps.maxSkewMs ?? 300_000 };
-    const gpus = [];
-    const asics = [];
+    const gpus: GpuSample[] = [];
+    const gpuDevices: DeviceState[] = [];
+    const asics: AsicSample[] = [];
+    const asicDevices: DeviceState[] = [];
     for (const s of batch.gpus) {
       const d = registry.deviceAt(site, s.deviceId, 'gpu');
-      const bad = d ? checkGpuSample(s, w) : 'unknown_device';
-      if (bad) reject(bad, 1, { site, device: s.deviceId });
+      const bad = d ? checkGpuSample(s, w) : { reason: 'unknown_device', field: 'device_id' };
+      if (bad) reject(bad.reason, 1, { site, device: s.deviceId, field: bad.field });
       else {
-        registry.recordGpu(d!, s, t);
         gpus.push(s);
+        gpuDevices.push(d!);
       }
     }
     for (const s of batch.asics) {
       const d = registry.deviceAt(site, s.deviceId, 'asic');
-      const bad = d ? checkAsicSample(s, w) : 'unknown_device';
-      if (bad) reject(bad, 1, { site, device: s.deviceId });
+      const bad = d ? checkAsicSample(s, w) : { reason: 'unknown_device', field: 'device_id' };
+      if (bad) reject(bad.reason, 1, { site, device: s.deviceId, field: bad.field });
       else {
-        registry.recordAsic(d!, s, t);
         asics.push(s);
+        asicDevices.push(d!);
       }
     }
+    // A batch whose every sample failed is not accepted: its seq might be as wrong as its
+    // samples. An empty batch (a site with no devices yet) is.
+    const samples = batch.gpus.length + batch.asics.length;
+    if (samples > 0 && gpus.length + asics.length === 0) return;
+
+    seqs.commit(site, batch.agentSession, batch.seq);
+    if (verdict.missed > 0) metrics.ingestSeqGaps.inc(verdict.missed);
+    for (let i = 0; i < gpus.length; i++) registry.recordGpu(gpuDevices[i]!, gpus[i]!, t);
+    for (let i = 0; i < asics.length; i++) registry.recordAsic(asicDevices[i]!, asics[i]!, t);
     registry.telemetrySeen(site, t);
     metrics.ingestBatches.inc();
     writer.add(site, batch.sentAtMs, gpus, asics);

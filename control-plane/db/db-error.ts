@@ -1,0 +1,53 @@
+// Which database errors are about the rows (dead-letter them) and which are about the database
+// (keep the rows, retry). Codes are SQLSTATEs, PostgreSQL manual Appendix A "PostgreSQL Error
+// Codes".
+//
+// How the two drivers expose them (postgres 3.4, @electric-sql/pglite 0.5):
+// - postgres.js: an ErrorResponse from the server is a PostgresError whose `code` is the
+//   SQLSTATE, with `severity` ('ERROR', 'FATAL'…). Failures of the connection itself are plain
+//   Errors whose `code` is the driver's own ('CONNECTION_CLOSED', 'CONNECT_TIMEOUT',
+//   'CONNECTION_DESTROYED', 'CONNECTION_ENDED') or Node's socket errno name ('ECONNREFUSED',
+//   'ECONNRESET', 'EPIPE'…), with no `severity`.
+// - PGlite: an ErrorResponse is a DatabaseError (its name is 'error') with the SQLSTATE in `code`
+//   and a `severity`; a closed instance throws a plain Error without a code.
+// An errno name can be five upper-case letters too (EPIPE, EPERM), so a SQLSTATE is only
+// trusted on an error that also carries the server's `severity`.
+
+export type DbErrorKind = 'content' | 'transient';
+
+const SQLSTATE = /^[0-9A-Z]{5}$/;
+
+/** the SQLSTATE of an error the server sent, or null (connection failure, driver error) */
+export function sqlState(err: unknown): string | null {
+  if (typeof err !== 'object' || err === null) return null;
+  const { code, severity } = err as { code?: unknown; severity?: unknown };
+  return typeof code === 'string' && SQLSTATE.test(code) && typeof severity === 'string' ? code : null;
+}
+
+// Errors raised by the values being written, so another batch without those rows succeeds:
+// - class 21 cardinality_violation: e.g. one key twice in one statement; apart, each row is fine;
+// - class 22 data_exception: out of range (22003), bad text for a type (22P02), NUL or invalid
+//   UTF-8 in text (22021), a \u0000 escape in jsonb (22P05), too long for varchar(n) (22001)…;
+// - class 23 integrity_constraint_violation: NOT NULL, foreign key, unique, CHECK;
+// - 54000 program_limit_exceeded: e.g. a text too large for a btree index entry;
+// - 54001 statement_too_complex: "stack depth limit exceeded", what a deeply nested jsonb value
+//   raises while it is parsed (verified on PostgreSQL 15).
+// Everything else is about the database or the statement, the same for any rows: connection
+// (08), operator intervention and shutdown (57P01..57P05, and 57014 canceled), insufficient
+// resources (53, disk full), serialization and deadlock (40), lock not available (55P03), and
+// class 42 too — an undefined table (42P01) during a migration or a rename affects every row, so
+// dead-lettering would drop all of them for a fault that an operator fixes; they are retried.
+const CONTENT_CLASSES = new Set(['21', '22', '23']);
+const CONTENT_CODES = new Set(['54000', '54001']);
+
+export function classifyDbError(err: unknown): DbErrorKind {
+  const code = sqlState(err);
+  if (code === null) return 'transient';
+  return CONTENT_CLASSES.has(code.slice(0, 2)) || CONTENT_CODES.has(code) ? 'content' : 'transient';
+}
+
+/** the server's message, one line, for logs and dead letters */
+export function dbMessage(err: unknown): string {
+  const m = err instanceof Error ? err.message : String(err);
+  return m.length > 500 ? `${m.slice(0, 500)}…` : m;
+}

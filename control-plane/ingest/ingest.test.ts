@@ -1,0 +1,90 @@
+// Ingest of one MQTT message with a real registry and metrics; the writer only records what it is
+// handed (the database side is test/dead-letter.int.test.ts).
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { TelemetryBatch, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
+import { topics } from '../../proto/topics.js';
+import { asic, gpu } from '../../test/harness/samples.js';
+import type { TelemetryWriter } from '../db/telemetry-writer.js';
+import { createMetrics } from '../metrics.js';
+import { Registry } from '../registry/registry.js';
+import { createIngest } from './ingest.js';
+
+function setup() {
+  let t = 1_800_000_000_000;
+  const registry = new Registry({ staleAfterMs: 10_000 });
+  registry.addSite({ id: 'texas-1', name: 'Texas 1', region: 'ercot', powerCapacityKw: 250 });
+  const device = (id: string, kind: 'gpu' | 'asic') => registry.addDevice({
+    id, siteId: 'texas-1', kind, model: 'm', driver: 'sim', endpoint: null, serial: null, ratedPowerW: 700, ratedHashrateThs: null, memoryTotalMib: null, lastSeenMs: null,
+  });
+  device('gpu-1', 'gpu');
+  device('gpu-2', 'gpu');
+  device('asic-1', 'asic');
+  const written: Array<{ gpus: GpuSample[]; asics: AsicSample[] }> = [];
+  const writer: TelemetryWriter = { add: (_s, _t, gpus, asics) => void written.push({ gpus, asics }), flush: async () => {}, close: async () => {} };
+  const metrics = createMetrics();
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+  const ingest = createIngest({ registry, writer, metrics, log, now: () => t });
+  const publish = (seq: number, gpus: GpuSample[] = [gpu('gpu-1', t, 90, 600)], asics: AsicSample[] = [], session = 'real') =>
+    ingest.handle(topics.telemetry('texas-1'), Buffer.from(TelemetryBatch.encode({ siteId: 'texas-1', seq, sentAtMs: t, agentSession: session, gpus, asics }).finish()));
+  const rejected = async (reason: string) => (await metrics.ingestRejected.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
+  return { registry, written, metrics, lines, publish, rejected, now: () => t, advance: (ms: number) => void (t += ms) };
+}
+
+describe('ingest', () => {
+  it('refuses seq 2^53 - 1 in the real session without moving the sequence, so the site keeps reporting', async () => {
+    const s = setup();
+    s.publish(1);
+    s.advance(1000);
+    s.publish(Number.MAX_SAFE_INTEGER);
+    expect(await s.rejected('seq_jump')).toBe(1);
+    s.advance(1000);
+    s.publish(2);
+    expect(s.written).toHaveLength(2);
+    expect(await s.rejected('duplicate')).toBe(0);
+    expect(s.lines.find((l) => l.reason === 'seq_jump')).toMatchObject({ site: 'texas-1', seq: Number.MAX_SAFE_INTEGER });
+  });
+
+  it('drops only the sample out of its column range, and names the field', async () => {
+    const s = setup();
+    s.publish(1, [{ ...gpu('gpu-1', s.now(), 90, 600), xidErrors: 4e9 }, gpu('gpu-2', s.now(), 90, 600)], [asic('asic-1', s.now(), 270, 3645)]);
+    expect(s.written).toHaveLength(1);
+    expect(s.written[0]!.gpus.map((g) => g.deviceId)).toEqual(['gpu-2']);
+    expect(s.written[0]!.asics).toHaveLength(1);
+    expect(await s.rejected('out_of_range')).toBe(1);
+    expect(s.lines.find((l) => l.reason === 'out_of_range')).toMatchObject({ site: 'texas-1', device: 'gpu-1', field: 'xid_errors' });
+    // the device's latest sample is the one accepted, not the bad one
+    expect(s.registry.device('gpu-1')!.gpu).toBeNull();
+    expect(s.registry.device('gpu-2')!.gpu).not.toBeNull();
+  });
+
+  it('does not move the sequence for a batch whose every sample failed', async () => {
+    const s = setup();
+    s.publish(1);
+    s.publish(2, [{ ...gpu('gpu-1', s.now(), 90, 600), xidErrors: 4e9 }]);
+    expect(s.written).toHaveLength(1);
+    expect(await s.rejected('out_of_range')).toBe(1);
+    // the same seq again, now good: not a duplicate
+    s.publish(2);
+    expect(s.written).toHaveLength(2);
+    expect(await s.rejected('duplicate')).toBe(0);
+    expect(await s.metrics.ingestBatches.get()).toMatchObject({ values: [{ value: 2 }] });
+  });
+
+  it('accepts an empty batch and moves the sequence', async () => {
+    const s = setup();
+    s.publish(1, []);
+    s.publish(1);
+    expect(await s.rejected('duplicate')).toBe(1);
+  });
+
+  it('counts the gap only when the batch is accepted', async () => {
+    const s = setup();
+    s.publish(1);
+    s.publish(5, [{ ...gpu('gpu-1', s.now(), 90, 600), utilizationPct: 200 }]);
+    expect((await s.metrics.ingestSeqGaps.get()).values[0]?.value ?? 0).toBe(0);
+    s.publish(5);
+    expect((await s.metrics.ingestSeqGaps.get()).values[0]?.value).toBe(3);
+  });
+});
