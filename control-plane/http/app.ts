@@ -29,7 +29,13 @@ export function createHttpApp(deps: HttpDeps): Api {
   app.use('*', async (c, next) => {
     const requestId = acceptRequestId(c.req.header('x-request-id')) ?? randomUUID();
     c.header('x-request-id', requestId);
+    const t0 = performance.now();
     await runInRequest({ requestId }, () => next());
+    // one line per request, with its id: a change (any non-GET) at info, a read at debug
+    const key = (c.get('principal' as never) as { name?: string } | undefined)?.name;
+    const line = { rid: requestId, method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - t0), key };
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') deps.log.debug(line, 'request');
+    else deps.log.info(line, 'request');
   });
   if (deps.security.corsOrigins.length) {
     app.use('*', cors({ origin: deps.security.corsOrigins, allowHeaders: ['authorization', 'content-type', 'x-request-id'], exposeHeaders: ['x-request-id', 'retry-after'], maxAge: 600 }));

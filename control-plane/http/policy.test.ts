@@ -89,4 +89,30 @@ describe('REST access policy', () => {
     const made = (await app.request('/health', { headers: { 'x-request-id': 'bad id with spaces' } })).headers.get('x-request-id');
     expect(made).toMatch(/^[0-9a-f-]{36}$/);
   });
+
+  it('answers 429 with Retry-After once a key is past its burst, and other keys go on', async () => {
+    const tight = createHttpApp({
+      log: pino({ level: 'silent' }), limits: { telemetryMaxScanRows: 1000, bodyLimitBytes: 1024 }, waiters: createWaitGate(1),
+      security: { ring, limiter: createRateLimiter({ perSecond: 0.001, burst: 2 }), corsOrigins: [], keys: {} as never },
+    } as unknown as HttpDeps);
+    const ask = (role: Role) => tight.request('/api/v1/whoami', { headers: { authorization: `Bearer ${secretOf(role)}` } });
+    expect((await ask('viewer')).status).toBe(200);
+    expect((await ask('viewer')).status).toBe(200);
+    const third = await ask('viewer');
+    expect(third.status).toBe(429);
+    expect(Number(third.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(((await third.json()) as { error: { reason: string } }).error.reason).toBe('rate_limited');
+    expect((await ask('operator')).status).toBe(200);
+  });
+
+  it('has CORS off unless origins are listed, and then only for those', async () => {
+    const pre = (a: typeof app, origin: string) => a.request('/api/v1/status', { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'GET' } });
+    expect((await pre(app, 'https://evil.example')).headers.get('access-control-allow-origin')).toBeNull();
+    const open = createHttpApp({
+      log: pino({ level: 'silent' }), limits: { telemetryMaxScanRows: 1000, bodyLimitBytes: 1024 }, waiters: createWaitGate(1),
+      security: { ring, limiter: createRateLimiter({ perSecond: 1e6, burst: 1e6 }), corsOrigins: ['https://console.example'], keys: {} as never },
+    } as unknown as HttpDeps);
+    expect((await pre(open, 'https://console.example')).headers.get('access-control-allow-origin')).toBe('https://console.example');
+    expect((await pre(open, 'https://evil.example')).headers.get('access-control-allow-origin')).toBeNull();
+  });
 });
