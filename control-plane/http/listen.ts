@@ -1,8 +1,11 @@
 // The REST API's listener: http, or https when given a certificate and key (HCP_TLS_CERT /
 // HCP_TLS_KEY). REST callers authenticate with API keys, so no client certificate is asked for
 // here; mTLS is for agents (gRPC, mqtts).
+import { maxHeaderSize, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
 import { serve, type ServerType } from '@hono/node-server';
+import { errorBody } from './errors.js';
 
 /** PEM certificate (chain) and private key */
 export interface HttpTls {
@@ -18,6 +21,29 @@ export function listenHttp(fetch: FetchHandler, hostname: string, port: number, 
     const server = tls
       ? serve({ fetch, hostname, port, createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } }, (info) => resolve({ server, port: info.port }))
       : serve({ fetch, hostname, port }, (info) => resolve({ server, port: info.port }));
+    answerClientErrors(server as Server);
     server.once('error', reject);
+  });
+}
+
+/**
+ * A request Node's parser refuses before any route sees it (headers past --max-http-header-size,
+ * a malformed request line, a timeout) is answered like every other refusal, with the JSON error
+ * body, where Node's default would be a bare status line.
+ */
+export function answerClientErrors(server: Server): void {
+  server.on('clientError', (err: Error & { code?: string }, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
+    if (err.code === 'ECONNRESET' || !socket.writable || socket._httpMessage?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    const [status, text, reason, message] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'headers_too_large', `the request line and headers are larger than ${maxHeaderSize} bytes`]
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout', 'request_timeout', 'the request was not received in time']
+          : [400, 'Bad Request', 'malformed_request', 'the request is not valid HTTP/1.1'];
+    const body = JSON.stringify(errorBody('invalid_argument', reason, message));
+    socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
 }
