@@ -36,6 +36,12 @@ it('answers headers past the limit 431 with the error body', async () => {
   expect(typeof r.body.error.message).toBe('string');
 });
 
+it('answers a HEAD with headers past the limit 431 without a body', async () => {
+  const raw = await exchange(`HEAD / HTTP/1.1\r\nHost: x\r\nX-Huge: ${'h'.repeat(20_000)}\r\n\r\n`);
+  expect(raw).toMatch(/^HTTP\/1.1 431 /);
+  expect(raw.endsWith('\r\n\r\n')).toBe(true);
+});
+
 it('answers a malformed request 400 with the error body', async () => {
   const r = split(await exchange('GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'));
   expect(r.status).toBe(400);

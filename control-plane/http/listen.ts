@@ -32,7 +32,7 @@ export function listenHttp(fetch: FetchHandler, hostname: string, port: number, 
  * body, where Node's default would be a bare status line.
  */
 export function answerClientErrors(server: Server): void {
-  server.on('clientError', (err: Error & { code?: string }, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
+  server.on('clientError', (err: Error & { code?: string; rawPacket?: Buffer }, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
     if (err.code === 'ECONNRESET' || !socket.writable || socket._httpMessage?.headersSent) {
       socket.destroy();
       return;
@@ -44,6 +44,8 @@ export function answerClientErrors(server: Server): void {
           ? [408, 'Request Timeout', 'request_timeout', 'the request was not received in time']
           : [400, 'Bad Request', 'malformed_request', 'the request is not valid HTTP/1.1'];
     const body = JSON.stringify(errorBody('invalid_argument', reason, message));
-    socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    // the answer to a HEAD has no body (RFC 9110 §9.3.2); the request line is in the packet the parser refused
+    const head = err.rawPacket?.subarray(0, 5).toString('latin1').toUpperCase() === 'HEAD ';
+    socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${head ? '' : body}`);
   });
 }
