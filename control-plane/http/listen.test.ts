@@ -48,6 +48,14 @@ it('answers a malformed request 400 with the error body', async () => {
   expect(r.body.error).toMatchObject({ code: 'invalid_argument', reason: 'malformed_request' });
 });
 
+it('answers a path the adaptor cannot read (a backslash, a bad Host) 400 with the error body', async () => {
+  for (const req of ['GET /a\\b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 'GET / HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n']) {
+    const r = split(await exchange(req));
+    expect(r.status, req).toBe(400);
+    expect(r.body.error, req).toMatchObject({ code: 'invalid_argument', reason: 'malformed_request' });
+  }
+});
+
 it('still answers a good request', async () => {
   expect(await exchange('GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1.1 200/);
 });

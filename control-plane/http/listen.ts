@@ -1,10 +1,11 @@
 // The REST API's listener: http, or https when given a certificate and key (HCP_TLS_CERT /
 // HCP_TLS_KEY). REST callers authenticate with API keys, so no client certificate is asked for
 // here; mTLS is for agents (gRPC, mqtts).
-import { maxHeaderSize, type Server } from 'node:http';
+import { createServer as createHttpServer, maxHeaderSize, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { serve, type ServerType } from '@hono/node-server';
+import { getRequestListener, RequestError, type ServerType } from '@hono/node-server';
 import { errorBody } from './errors.js';
 
 /** PEM certificate (chain) and private key */
@@ -17,13 +18,27 @@ export type FetchHandler = (req: Request) => Response | Promise<Response>;
 
 /** listens on hostname:port (0 = any free port) and resolves once listening, with the port */
 export function listenHttp(fetch: FetchHandler, hostname: string, port: number, tls?: HttpTls): Promise<{ server: ServerType; port: number }> {
+  // getRequestListener rather than serve(), whose adaptor drops the errorHandler option
+  const listener = getRequestListener(fetch, { hostname, errorHandler: requestErrorResponse });
+  const server: Server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, listener) : createHttpServer(listener);
+  answerClientErrors(server);
   return new Promise((resolve, reject) => {
-    const server = tls
-      ? serve({ fetch, hostname, port, createServer: createHttpsServer, serverOptions: { cert: tls.cert, key: tls.key } }, (info) => resolve({ server, port: info.port }))
-      : serve({ fetch, hostname, port }, (info) => resolve({ server, port: info.port }));
-    answerClientErrors(server as Server);
     server.once('error', reject);
+    server.listen(port, hostname, () => resolve({ server: server as ServerType, port: (server.address() as AddressInfo).port }));
   });
+}
+
+const jsonError = (status: number, code: string, reason: string, message: string) =>
+  new Response(JSON.stringify(errorBody(code, reason, message)), { status, headers: { 'content-type': 'application/json' } });
+
+/**
+ * A request the adaptor cannot turn into a fetch Request (a backslash in the path, a Host header
+ * that is not a host) is the client's error: 400 with the error body, where the adaptor would
+ * answer an empty 400.
+ */
+function requestErrorResponse(err: unknown): Response {
+  if (err instanceof RequestError) return jsonError(400, 'invalid_argument', 'malformed_request', `the request cannot be read: ${err.message}`);
+  return jsonError(500, 'internal', 'internal', 'internal error');
 }
 
 /**
