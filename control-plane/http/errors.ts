@@ -6,6 +6,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
 import { HcpError, type ErrorCode } from '../errors.js';
 import { isStatementTimeout } from '../db/client.js';
+import { currentRequest } from '../request-context.js';
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   not_found: 404,
@@ -45,7 +46,7 @@ export function onError(log: Logger) {
       const reason = HTTP_REASONS[err.status] ?? `http_${err.status}`;
       return c.json(errorBody(err.status === 413 ? 'payload_too_large' : 'invalid_argument', reason, err.message || reason), err.status as ContentfulStatusCode);
     }
-    log.error({ err, path: c.req.path }, 'request failed');
+    log.error({ err, rid: currentRequest()?.requestId, method: c.req.method, path: c.req.path }, 'request failed');
     return c.json(errorBody('internal', 'internal', 'internal error'), 500);
   };
 }
