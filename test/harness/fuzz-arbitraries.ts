@@ -20,15 +20,23 @@ export const TRICKY_STRINGS = [
 /** one UTF-16 code unit of any value, lone surrogates included */
 const anyCodeUnit = fc.integer({ min: 0, max: 0xffff }).map((n) => String.fromCharCode(n));
 
-export const trickyString: fc.Arbitrary<string> = fc.oneof(
-  { weight: 4, arbitrary: fc.constantFrom(...TRICKY_STRINGS) },
-  { weight: 2, arbitrary: fc.string({ maxLength: 40 }) },
-  { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) },
-  { weight: 1, arbitrary: fc.string({ unit: anyCodeUnit, maxLength: 20 }) },
-  { weight: 1, arbitrary: fc.array(fc.constantFrom(...TRICKY_STRINGS), { minLength: 2, maxLength: 6 }).map((xs) => xs.join('')) },
-  // long: past every length cap (128, 255, 500) and, at 10k and 70k, past what a line or a header should hold
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom(64, 129, 256, 501, 10_000, 70_000), fc.constantFrom('a', '\u0000', 'é', '%', '💥')).map(([n, c]) => c.repeat(n)) },
-);
+const trickyShort = [
+  { weight: 40, arbitrary: fc.constantFrom(...TRICKY_STRINGS) },
+  { weight: 20, arbitrary: fc.string({ maxLength: 40 }) },
+  { weight: 20, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) },
+  { weight: 10, arbitrary: fc.string({ unit: anyCodeUnit, maxLength: 20 }) },
+  { weight: 10, arbitrary: fc.array(fc.constantFrom(...TRICKY_STRINGS), { minLength: 2, maxLength: 6 }).map((xs) => xs.join('')) },
+];
+const repeated = (lengths: number[]) => fc.tuple(fc.constantFrom(...lengths), fc.constantFrom('a', '\u0000', 'é', '%', '💥')).map(([n, c]) => c.repeat(n));
+
+/** for bodies: long strings past every length cap (128, 255, 500) and, at 10k and 70k, past what any field should hold */
+export const trickyString: fc.Arbitrary<string> = fc.oneof(...trickyShort, { weight: 10, arbitrary: repeated([64, 129, 256, 501, 10_000, 70_000]) });
+
+/**
+ * for request lines and headers, which Node caps at 16 KiB in all (and percent-encoding triples):
+ * long strings are rarer and shorter, and only now and then past the cap (answered 431)
+ */
+export const trickyLineString: fc.Arbitrary<string> = fc.oneof(...trickyShort, { weight: 6, arbitrary: repeated([64, 129, 256, 501, 1500]) }, { weight: 1, arbitrary: repeated([20_000]) });
 
 /** numbers at and past every boundary: int4/int8/uint32, float extremes, -0, NaN, the infinities */
 export const trickyNumber: fc.Arbitrary<number> = fc.oneof(
@@ -77,12 +85,13 @@ export const trickyJsonText: fc.Arbitrary<string> = fc.oneof(
   fc.constantFrom(20_001, 120_000, 300_000).map((n) => `{"device_ids":[${Array(n).fill('"x"').join(',')}],"sites":[],"windows":[]}`),
 );
 
-/** ids that exist mixed with ids that do not, and with the tricky strings */
-export const someId: fc.Arbitrary<string> = fc.oneof(
-  { weight: 3, arbitrary: fc.constantFrom(FUZZ_SITE, 'steady-1', 'texas-1', 'canada-1', ...FUZZ_GPUS, ...FUZZ_ASICS, 'gpu-steady-1-0001', 'nope-1', 'cmd_missing', 'wl-missing') },
-  { weight: 3, arbitrary: trickyString },
-  { weight: 1, arbitrary: fc.uuid() },
-);
+const KNOWN_IDS = [FUZZ_SITE, 'steady-1', 'texas-1', 'canada-1', ...FUZZ_GPUS, ...FUZZ_ASICS, 'gpu-steady-1-0001', 'nope-1', 'cmd_missing', 'wl-missing'];
+
+/** ids that exist mixed with ids that do not, and with the tricky strings (for bodies) */
+export const someId: fc.Arbitrary<string> = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...KNOWN_IDS) }, { weight: 3, arbitrary: trickyString }, { weight: 1, arbitrary: fc.uuid() });
+
+/** the same, sized for a path or a query string */
+export const someLineId: fc.Arbitrary<string> = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...KNOWN_IDS) }, { weight: 3, arbitrary: trickyLineString }, { weight: 1, arbitrary: fc.uuid() });
 
 /** random bytes, sometimes long */
 export const someBytes: fc.Arbitrary<Uint8Array> = fc.oneof(

@@ -4,7 +4,7 @@
 // role, none, unknown or malformed; odd content types and huge headers.
 import fc from 'fast-check';
 import { ROUTE_POLICY } from '../../control-plane/http/policy.js';
-import { someBytes, someId, trickyJson, trickyJsonText, trickyNumber, trickyString } from './fuzz-arbitraries.js';
+import { someBytes, someId, someLineId, trickyJson, trickyJsonText, trickyLineString, trickyNumber, trickyString } from './fuzz-arbitraries.js';
 import { FUZZ_ASICS, FUZZ_GPUS, FUZZ_SITE, type FuzzRole } from './fuzz-target.js';
 import { pctEncode } from './raw-http.js';
 
@@ -37,9 +37,9 @@ const OTHER_ROUTES = [
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'get', 'Post', 'TRACE', 'FOO', 'M-SEARCH', 'PROPFIND'];
 
 const isoTime = fc.oneof(
-  fc.integer({ min: -8.64e15, max: 8.64e15 }).map((ms) => new Date(ms).toISOString()),
-  fc.integer({ min: Date.now() - 7 * 86_400_000, max: Date.now() + 86_400_000 }).map((ms) => new Date(ms).toISOString()),
-  trickyString,
+  { weight: 1, arbitrary: fc.integer({ min: -8.64e15, max: 8.64e15 }).map((ms) => new Date(ms).toISOString()) },
+  { weight: 3, arbitrary: fc.integer({ min: Date.now() - 7 * 86_400_000, max: Date.now() + 86_400_000 }).map((ms) => new Date(ms).toISOString()) },
+  { weight: 1, arbitrary: trickyLineString },
 );
 
 const intText = fc.oneof(fc.constantFrom('1', '2', '100', '1000', '5000', '10000', '10001', '0', '-1', '1.5', 'NaN', '1e3', '99999999999999999999', '0x10', ' 5'), trickyNumber.map(String));
@@ -47,26 +47,26 @@ const intText = fc.oneof(fc.constantFrom('1', '2', '100', '1000', '5000', '10000
 /** values for the query keys routes know, right and wrong */
 const QUERY_VALUES: Record<string, fc.Arbitrary<string>> = {
   limit: intText,
-  cursor: fc.oneof(fc.constantFrom('ZnV6ei0x', 'Z3B1LWZ1enotMS0wMDAx', '0', '12', '999999999999999999', 'zz', 'a'.repeat(201)), trickyString),
-  site: someId,
-  device: someId,
+  cursor: fc.oneof(fc.constantFrom('ZnV6ei0x', 'Z3B1LWZ1enotMS0wMDAx', '0', '12', '999999999999999999', 'zz', 'a'.repeat(201)), trickyLineString),
+  site: someLineId,
+  device: someLineId,
   kind: fc.constantFrom('gpu', 'asic', 'GPU', '', 'both'),
   online: fc.constantFrom('true', 'false', '1', 'yes'),
   from: isoTime,
   to: isoTime,
   bucket: fc.constantFrom('1s', '10s', '1m', '5m', '1h', '1d', '99999d', '0s', '00000s', '1y', '-1m', '1.5m', '100000s'),
   state: fc.constantFrom('pending', 'sent', 'acked', 'succeeded', 'failed', 'expired', 'running', 'cancelled', 'PENDING', ''),
-  workload_id: someId,
+  workload_id: someLineId,
   customer_id: fc.constantFrom('cust-001', 'cust-002', 'cust-404', '', 'a'.repeat(65)),
   feed: fc.constantFrom('btc_usd', 'power', 'gpu_spot', 'oil', ''),
   include_revoked: fc.constantFrom('true', 'false', 'TRUE'),
-  reason: trickyString,
+  reason: trickyLineString,
   wait: fc.constantFrom('false', 'false', 'true', '1', ''),
   timeout_s: fc.constantFrom('1', '2', '0', '601', '-1', 'abc', '1.5'),
 };
 
-const queryKey = fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...Object.keys(QUERY_VALUES)) }, { weight: 1, arbitrary: trickyString });
-const queryPair = queryKey.chain((k) => fc.tuple(fc.constant(k), fc.oneof({ weight: 4, arbitrary: QUERY_VALUES[k] ?? trickyString }, { weight: 1, arbitrary: trickyString })));
+const queryKey = fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...Object.keys(QUERY_VALUES)) }, { weight: 1, arbitrary: trickyLineString });
+const queryPair = queryKey.chain((k) => fc.tuple(fc.constant(k), fc.oneof({ weight: 4, arbitrary: Object.hasOwn(QUERY_VALUES, k) ? QUERY_VALUES[k]! : trickyLineString }, { weight: 1, arbitrary: trickyLineString })));
 
 /** the query pairs, encoded as a client would, or raw (bad escapes, `&`, `=` and `#` in values) */
 const query: fc.Arbitrary<string> = fc
@@ -83,24 +83,35 @@ const query: fc.Arbitrary<string> = fc
     return `?${pairs.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&')}`;
   });
 
-const pathParam: fc.Arbitrary<string> = fc
-  .tuple(someId, fc.constantFrom<'encoded' | 'raw' | 'double'>('encoded', 'encoded', 'raw', 'double'))
-  .map(([id, how]) => (how === 'encoded' ? pctEncode(id) : how === 'double' ? pctEncode(pctEncode(id)) : id));
+/** ids that name something on the route, so a case gets past the 404 */
+const ROUTE_IDS: Array<[RegExp, string[]]> = [
+  [/^\/api\/v1\/sites\//, [FUZZ_SITE, FUZZ_SITE, 'steady-1', 'texas-1', 'fuzz-made-1']],
+  [/^\/api\/v1\/devices\//, [...FUZZ_GPUS, ...FUZZ_ASICS, 'gpu-steady-1-0001']],
+  [/^\/api\/v1\/keys\//, ['key_0000000000000000', 'key_x']],
+];
+
+const pathParam = (path: string): fc.Arbitrary<string> => {
+  const known = ROUTE_IDS.find(([re]) => re.test(path))?.[1];
+  return fc
+    .tuple(known ? fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...known) }, { weight: 3, arbitrary: someLineId }) : someLineId, fc.constantFrom<'encoded' | 'raw' | 'double'>('encoded', 'encoded', 'raw', 'double'))
+    .map(([id, how]) => (how === 'encoded' ? pctEncode(id) : how === 'double' ? pctEncode(pctEncode(id)) : id));
+};
 
 // ---------------------------------------------------------------------------------------------
 // Bodies: each route's own shape, nearly right
 
-const maybe = <T>(a: fc.Arbitrary<T>) => fc.oneof({ weight: 3, arbitrary: a }, { weight: 1, arbitrary: trickyJson });
-const deviceIds = fc.array(fc.oneof(fc.constantFrom(...FUZZ_ASICS, ...FUZZ_GPUS, 'asic-steady-1-00001'), trickyString), { maxLength: 4 });
-const deadline = fc.oneof(fc.integer({ min: 1, max: 5 }), trickyNumber);
+const maybe = <T>(a: fc.Arbitrary<T>) => fc.oneof({ weight: 8, arbitrary: a }, { weight: 1, arbitrary: trickyJson });
+// the templates' own values are mostly valid: `maybe` and the mutation below make them wrong
+const deviceIds = fc.oneof({ weight: 4, arbitrary: fc.subarray([...FUZZ_ASICS]) }, { weight: 1, arbitrary: fc.array(fc.oneof(fc.constantFrom(...FUZZ_ASICS, ...FUZZ_GPUS, 'asic-steady-1-00001'), trickyString), { maxLength: 4 }) });
+const deadline = fc.oneof({ weight: 4, arbitrary: fc.integer({ min: 1, max: 5 }) }, { weight: 1, arbitrary: trickyNumber });
 
 const TEMPLATES: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
   'POST /api/v1/sites/:id/mining': fc.record(
-    { enabled: maybe(fc.boolean()), power_target_w: maybe(fc.oneof(fc.double({ min: 1, max: 10_000, noNaN: true }), fc.constant(null), trickyNumber)), device_ids: maybe(deviceIds), deadline_s: maybe(deadline) },
+    { enabled: maybe(fc.boolean()), power_target_w: maybe(fc.oneof(fc.double({ min: 1, max: 10_000, noNaN: true }), fc.constant(null))), device_ids: maybe(deviceIds), deadline_s: maybe(deadline) },
     { requiredKeys: ['enabled'] },
   ),
   'POST /api/v1/curtail': fc.record(
-    { sites: maybe(fc.array(someId, { maxLength: 3 })), all: maybe(fc.boolean()), reason: maybe(trickyString), deadline_s: maybe(deadline) },
+    { sites: maybe(fc.oneof(fc.subarray([FUZZ_SITE, 'steady-1']), fc.array(someId, { maxLength: 3 }))), all: maybe(fc.boolean()), reason: maybe(fc.oneof(fc.constantFrom('fuzz', 'ERCOT EEA'), trickyString)), deadline_s: maybe(deadline) },
     { requiredKeys: ['reason'] },
   ),
   'PUT /api/v1/sites/:id/mode': fc.record({ mode: maybe(fc.constantFrom('auto', 'manual', 'AUTO')), reason: maybe(trickyString) }, { requiredKeys: ['mode'] }),
@@ -108,14 +119,14 @@ const TEMPLATES: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
     windows: maybe(fc.array(fc.record({ from_hour: maybe(fc.integer({ min: -1, max: 25 })), to_hour: maybe(fc.integer({ min: -1, max: 25 })), mining: maybe(fc.constantFrom('off', 'auto', 'on')) }), { maxLength: 50 })),
   }),
   'POST /api/v1/sites/:id/demand-response': fc.record(
-    { mw: maybe(fc.oneof(fc.double({ min: 0, max: 2000, noNaN: true }), trickyNumber)), from: maybe(isoTime), to: maybe(isoTime), program: maybe(trickyString) },
+    { mw: maybe(fc.double({ min: 0, max: 2000, noNaN: true })), from: maybe(isoTime), to: maybe(isoTime), program: maybe(fc.oneof(fc.constant('ERS-10'), trickyString)) },
     { requiredKeys: ['mw', 'from', 'to'] },
   ),
   'POST /api/v1/allocate': fc.record({ workload_id: maybe(someId), device_ids: maybe(fc.array(fc.constantFrom(...FUZZ_GPUS), { maxLength: 3 })), deadline_s: maybe(deadline) }, { requiredKeys: ['workload_id'] }),
   'POST /api/v1/release': fc.record({ workload_id: maybe(someId), deadline_s: maybe(deadline) }, { requiredKeys: ['workload_id'] }),
   'PUT /api/v1/sites/:id/grid-trip': fc.oneof(
-    fc.record({ enabled: maybe(fc.boolean()), threshold_hz: maybe(fc.oneof(fc.double({ min: 56, max: 61, noNaN: true }), trickyNumber)), device_ids: maybe(deviceIds), reason: maybe(trickyString) }, { requiredKeys: ['enabled'] }),
-    fc.record({ default: maybe(fc.constant(true)), reason: maybe(trickyString) }),
+    fc.record({ enabled: maybe(fc.boolean()), threshold_hz: maybe(fc.double({ min: 56, max: 61, noNaN: true })), device_ids: maybe(deviceIds), reason: maybe(fc.oneof(fc.constant('relay test'), trickyString)) }, { requiredKeys: ['enabled'] }),
+    fc.record({ default: maybe(fc.constant(true)), reason: maybe(fc.oneof(fc.constant('back to default'), trickyString)) }),
   ),
   'POST /api/v1/workloads': fc.record(
     {
@@ -126,7 +137,7 @@ const TEMPLATES: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
       min_gpu_memory_mib: maybe(fc.integer({ min: -1, max: 20_000_000 })),
       site: maybe(someId),
       duration_s: maybe(fc.integer({ min: 0, max: 3_000_000 })),
-      idempotency_key: maybe(trickyString),
+      idempotency_key: maybe(fc.oneof(fc.constantFrom('req-1', 'req-2'), trickyString)),
     },
     { requiredKeys: ['workload_type', 'priority', 'requirements'] },
   ),
@@ -145,7 +156,7 @@ const TEMPLATES: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
       id: maybe(fc.constantFrom('fuzz-made-1', 'fuzz-made-2', FUZZ_SITE, 'Fuzz 3', '-x')),
       name: maybe(trickyString),
       region: maybe(fc.constantFrom('ercot', 'ieso', 'ERCOT', '')),
-      power_capacity_kw: maybe(trickyNumber),
+      power_capacity_kw: maybe(fc.oneof(fc.integer({ min: 0, max: 10_000_000 }), trickyNumber)),
       timezone: maybe(fc.constantFrom('UTC', 'America/Chicago', 'Mars/Olympus', '')),
     },
     { requiredKeys: ['id', 'region'] },
@@ -154,7 +165,7 @@ const TEMPLATES: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
 
 /** one field of the template replaced by any JSON, removed, or a field added */
 const mutated = (t: fc.Arbitrary<Record<string, unknown>>) =>
-  fc.tuple(t, fc.option(fc.tuple(fc.oneof(fc.constantFrom('enabled', 'reason', 'sites', 'workload_id', 'windows', 'id', 'role', 'mode'), trickyString), fc.option(trickyJson)), { freq: 2 })).map(([b, m]) => {
+  fc.tuple(t, fc.oneof({ weight: 2, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.tuple(fc.oneof(fc.constantFrom('enabled', 'reason', 'sites', 'workload_id', 'windows', 'id', 'role', 'mode'), trickyString), fc.option(trickyJson)) })).map(([b, m]) => {
     if (!m) return b;
     const [k, v] = m;
     const out = { ...b };
@@ -166,7 +177,7 @@ const mutated = (t: fc.Arbitrary<Record<string, unknown>>) =>
 const body = (route: string): fc.Arbitrary<RestCase['body']> => {
   const t = TEMPLATES[route];
   return fc.oneof(
-    ...(t ? [{ weight: 6, arbitrary: mutated(t).map((value) => ({ kind: 'json' as const, value })) }] : []),
+    ...(t ? [{ weight: 12, arbitrary: mutated(t).map((value) => ({ kind: 'json' as const, value })) }] : []),
     { weight: 2, arbitrary: trickyJson.map((value) => ({ kind: 'json' as const, value })) },
     { weight: 2, arbitrary: trickyJsonText.map((text) => ({ kind: 'text' as const, text })) },
     { weight: 1, arbitrary: someBytes.map((bytes) => ({ kind: 'bytes' as const, bytes })) },
@@ -174,22 +185,27 @@ const body = (route: string): fc.Arbitrary<RestCase['body']> => {
   );
 };
 
-const CONTENT_TYPES = [
-  'application/json', 'application/json', 'application/json', 'application/json; charset=utf-8', 'application/json; charset=utf-16',
-  'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/octet-stream', '', 'application/JSON', '*/*',
-];
+const contentType = fc.oneof(
+  { weight: 12, arbitrary: fc.constant('application/json') },
+  { weight: 3, arbitrary: fc.constantFrom('application/json; charset=utf-8', 'application/json; charset=utf-16', 'application/JSON', 'application/merge-patch+json') },
+  { weight: 3, arbitrary: fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/octet-stream', '', '*/*') },
+);
 
 const extraHeaders: fc.Arbitrary<Record<string, string>> = fc.record(
   {
-    'x-request-id': trickyString,
-    'x-hcp-actor': trickyString,
+    'x-request-id': trickyLineString,
+    'x-hcp-actor': trickyLineString,
     'x-forwarded-for': fc.constantFrom('1.2.3.4', '::1', 'x'.repeat(100)),
     accept: fc.constantFrom('application/json', 'text/html', '*/*', ''),
-    // past Node's 16 KiB header limit: the server answers before any route sees the request
-    'x-huge': fc.constantFrom(10_000, 20_000, 70_000).map((n) => 'h'.repeat(n)),
     'transfer-encoding': fc.constant('chunked'),
   },
   { requiredKeys: [] },
+);
+
+/** now and then a header past Node's 16 KiB limit: the server answers before any route sees the request */
+const hugeHeader = fc.oneof(
+  { weight: 15, arbitrary: fc.constant(null) },
+  { weight: 1, arbitrary: fc.constantFrom(10_000, 20_000, 70_000).map((n) => ({ 'x-huge': 'h'.repeat(n) })) },
 );
 
 const MALFORMED_AUTH = [
@@ -206,13 +222,15 @@ export const restCase: fc.Arbitrary<RestCase> = fc
     fc.record({
       method: fc.oneof({ weight: 5, arbitrary: fc.constant(r.method) }, { weight: 1, arbitrary: fc.constantFrom(...METHODS) }),
       route: fc.constant(`${r.method} ${r.path}`),
-      target: fc.tuple(fc.array(pathParam, { minLength: 2, maxLength: 2 }), query).map(([[a, b], q]) => {
+      target: fc.tuple(fc.array(pathParam(r.path), { minLength: 2, maxLength: 2 }), query).map(([[a, b], q]) => {
         let n = 0;
         return `${r.path.replace(/:id/g, () => (n++ === 0 ? a! : b!))}${q}`;
       }),
-      auth: fc.constantFrom<AuthChoice>('admin', 'admin', 'operator', 'customer', 'viewer', 'agent', 'feed', 'none', 'unknown', 'malformed', 'revoked'),
+      auth: fc.constantFrom<AuthChoice>('admin', 'admin', 'admin', 'admin', 'operator', 'operator', 'customer', 'viewer', 'agent', 'feed', 'none', 'unknown', 'malformed', 'revoked'),
       malformedAuth: fc.constantFrom(...MALFORMED_AUTH),
-      headers: fc.tuple(fc.constantFrom(...CONTENT_TYPES), fc.option(extraHeaders, { freq: 3 })).map(([ct, extra]) => ({ ...(ct ? { 'content-type': ct } : {}), ...(extra ?? {}) })),
+      headers: fc
+        .tuple(contentType, fc.option(extraHeaders, { freq: 3 }), hugeHeader)
+        .map(([ct, extra, huge]) => ({ ...(ct ? { 'content-type': ct } : {}), ...(extra ?? {}), ...(huge ?? {}) })),
       body: r.method === 'GET' || r.method === 'DELETE' ? fc.oneof({ weight: 5, arbitrary: fc.constant({ kind: 'none' as const }) }, { weight: 1, arbitrary: body(`${r.method} ${r.path}`) }) : body(`${r.method} ${r.path}`),
     }),
   );

@@ -24,8 +24,12 @@ export interface FuzzTarget {
   agent: TestAgentStream;
   /** index into the child's log lines: problems are looked for after a mark */
   mark(): number;
-  /** throws when the child has exited or logged a problem after `since` */
-  assertHealthy(since?: number): void;
+  /**
+   * throws when the child has exited or logged a problem after `since`; with `rid`, only the
+   * problems logged for that request count (a line that arrives late belongs to its own case,
+   * not to the one being checked when it arrives)
+   */
+  assertHealthy(since?: number, rid?: string): void;
   /** /metrics, parsed */
   metrics(): Promise<Metrics>;
   close(): Promise<void>;
@@ -77,9 +81,16 @@ export function logProblems(lines: ReadonlyArray<Record<string, unknown>>, allow
     const level = Number(l.level);
     if (level >= 60) problems.push(`fatal: ${text.slice(0, 600)}`);
     else if (/unhandled|uncaught/i.test(text)) problems.push(`unhandled: ${text.slice(0, 600)}`);
-    else if (level >= 50 && !allowedErrors.some((re) => re.test(String(l.msg)))) problems.push(`error line: ${text.slice(0, 600)}`);
+    else if (level >= 50 && !allowedErrors.some((re) => re.test(String(l.msg)))) problems.push(`error line: ${brief(l)}`);
   }
   return problems;
+}
+
+/** a log line's message, component and error first, the rest after */
+function brief(l: Record<string, unknown>): string {
+  const { msg, component, err, level: _l, time: _t, pid: _p, name: _n, ...rest } = l;
+  const e = err as { type?: string; message?: string } | undefined;
+  return `${String(component ?? '')}: ${String(msg)}${e ? ` (${e.type}: ${e.message})` : ''} ${JSON.stringify(rest).slice(0, 300)}`;
 }
 
 export async function startFuzzTarget(databaseUrl: string, o: { env?: Record<string, string>; allowedErrors?: readonly RegExp[] } = {}): Promise<FuzzTarget> {
@@ -114,11 +125,12 @@ export async function startFuzzTarget(databaseUrl: string, o: { env?: Record<str
     keys,
     agent,
     mark: () => cp.proc.lines.length,
-    assertHealthy(since = 0) {
+    assertHealthy(since = 0, rid) {
       const child = cp.proc.child;
       expect(child.exitCode, `the control plane exited:\n${cp.proc.output()}`).toBeNull();
       expect(child.signalCode, 'the control plane was killed').toBeNull();
-      const problems = logProblems(cp.proc.lines.slice(since), allowed);
+      const lines = cp.proc.lines.slice(since);
+      const problems = logProblems(rid === undefined ? lines : lines.filter((l) => l.rid === rid), allowed);
       if (problems.length) throw new Error(`the control plane logged ${problems.length} problem(s):\n${problems.slice(0, 5).join('\n')}`);
     },
     async metrics() {
