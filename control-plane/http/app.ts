@@ -3,8 +3,8 @@
 // In front of every route, in this order: a request id (the client's x-request-id, or a new
 // one) held for the request's logs and audit entries; CORS, only for listed origins; the body
 // limit, answered 413 from the Content-Length header before a byte of the body is read; and on
-// /api/v1, the caller's key, its rate and its role (auth.ts). /health, /ready, /metrics and
-// /openapi.json stay open.
+// /api/v1, the caller's key, its rate and its role (auth.ts), then no NUL in the URL or in a JSON
+// body (nul-guard.ts). /health, /ready, /metrics and /openapi.json stay open.
 import { randomUUID } from 'node:crypto';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
@@ -13,6 +13,7 @@ import { acceptRequestId, runInRequest } from '../request-context.js';
 import { requireKey } from './auth.js';
 import type { Api, HttpDeps } from './deps.js';
 import { errorBody, onError, validationHook } from './errors.js';
+import { refuseNul } from './nul-guard.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerFleetRoutes } from './routes/fleet.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -46,6 +47,7 @@ export function createHttpApp(deps: HttpDeps): Api {
     onError: (c) => c.json(errorBody('payload_too_large', 'body_too_large', `the request body is larger than ${max} bytes (HCP_HTTP_BODY_LIMIT_BYTES)`, { limit_bytes: max }), 413),
   }));
   app.use('/api/v1/*', requireKey({ ring: deps.security.ring, limiter: deps.security.limiter, log: deps.log }));
+  app.use('/api/v1/*', refuseNul);
   registerHealthRoutes(app, deps);
   registerKeyRoutes(app, deps);
   registerFleetRoutes(app, deps);

@@ -52,7 +52,9 @@ export function requireKey(o: { ring: KeyRing; limiter: RateLimiter; log: Logger
       c.header('Retry-After', String(wait));
       return c.json(errorBody('rate_limited', 'rate_limited', `key ${p.name} is over its request rate; retry in ${wait} s`, { retry_after_s: wait }), 429);
     }
-    const needed = policyFor(c.req.method, route);
+    // HEAD is GET without the body (hono routes it to the GET handler): it needs what GET needs
+    const method = c.req.method === 'HEAD' ? 'GET' : c.req.method;
+    const needed = policyFor(method, route);
     if (!needed) {
       o.log.error({ rid, method: c.req.method, route }, 'route has no policy in http/policy.ts: refused');
       return c.json(errorBody('permission_denied', 'no_policy', `${c.req.method} ${route} has no access policy`), 403);

@@ -1,10 +1,12 @@
 // The one error path of the REST API: typed errors become { error: { code, reason, message } }
 // with the matching status; anything else is a logged 500 that leaks no internals.
 import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
 import { HcpError, type ErrorCode } from '../errors.js';
 import { isStatementTimeout } from '../db/client.js';
+import { currentRequest } from '../request-context.js';
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   not_found: 404,
@@ -17,6 +19,9 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   payload_too_large: 413,
   internal: 500,
 };
+
+/** reasons for the 4xx statuses hono answers itself */
+const HTTP_REASONS: Record<number, string> = { 413: 'body_too_large', 415: 'unsupported_media_type' };
 
 export function errorBody(code: string, reason: string, message: string, extra: Record<string, unknown> = {}) {
   return { error: { code, reason, message, ...extra } };
@@ -36,7 +41,12 @@ export function onError(log: Logger) {
     if ('status' in err && (err as { status: number }).status === 400) {
       return c.json(errorBody('invalid_argument', 'malformed_body', err.message), 400);
     }
-    log.error({ err, path: c.req.path }, 'request failed');
+    // hono's and zod-openapi's own refusals: a body that is not the route's media type (415), …
+    if (err instanceof HTTPException && err.status >= 400 && err.status < 500) {
+      const reason = HTTP_REASONS[err.status] ?? `http_${err.status}`;
+      return c.json(errorBody(err.status === 413 ? 'payload_too_large' : 'invalid_argument', reason, err.message || reason), err.status as ContentfulStatusCode);
+    }
+    log.error({ err, rid: currentRequest()?.requestId, method: c.req.method, path: c.req.path }, 'request failed');
     return c.json(errorBody('internal', 'internal', 'internal error'), 500);
   };
 }

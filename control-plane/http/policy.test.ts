@@ -68,6 +68,17 @@ describe('REST access policy', () => {
     }
   });
 
+  it('gives HEAD what GET gets: the GET route\'s permission, not a refusal for a route without a policy', async () => {
+    for (const r of apiRoutes.filter((x) => x.method === 'GET')) {
+      const needed = policyFor('GET', r.path)!;
+      for (const role of ROLES) {
+        const res = await app.request(r.path.replace(/:id/g, 'x'), { method: 'HEAD', headers: { authorization: `Bearer ${secretOf(role)}` } });
+        const allowed = needed === 'authenticated' || can({ role } as Principal, needed);
+        expect(res.status, `${role} HEAD ${r.path}`).toBe(allowed ? (await app.request(r.path.replace(/:id/g, 'x'), { headers: { authorization: `Bearer ${secretOf(role)}` } })).status : 403);
+      }
+    }
+  });
+
   it('keeps /health, /metrics and /openapi.json open, and an unknown route 404 once the caller is known', async () => {
     expect((await app.request('/health')).status).toBe(200);
     expect((await app.request('/openapi.json')).status).toBe(200);

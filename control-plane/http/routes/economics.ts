@@ -8,10 +8,11 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import { profitabilityHistory, recentDecisions } from '../../db/economics-store.js';
 import type { Api, HttpDeps } from '../deps.js';
+import { isoTime } from '../time.js';
 import { actorOf } from '../deps.js';
 
 const Json = z.record(z.string(), z.unknown());
-const time = z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 time, e.g. 2026-11-24T09:00:00Z');
+const time = isoTime;
 const ok = (description: string) => ({ 200: { description, content: { 'application/json': { schema: Json } } } });
 const body = <T extends z.ZodTypeAny>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 

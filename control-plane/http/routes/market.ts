@@ -7,11 +7,10 @@ import { HcpError, notFound } from '../../errors.js';
 import { queryPrices } from '../../db/price-store.js';
 import { commandView } from '../../commands/views.js';
 import type { Api, HttpDeps } from '../deps.js';
+import { isoTime } from '../time.js';
 import { actorOf } from '../deps.js';
 
-const time = z
-  .string()
-  .refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 time, e.g. 2026-11-24T09:00:00Z');
+const time = isoTime;
 const Json = z.record(z.string(), z.unknown());
 
 export function registerMarketRoutes(app: Api, { db, registry, market, grid }: HttpDeps): void {

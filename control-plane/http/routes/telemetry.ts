@@ -11,6 +11,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import { asicSeries, gpuSeries, ScanLimitError, siteSeries } from '../../db/telemetry-queries.js';
 import type { Api, HttpDeps } from '../deps.js';
+import { isoTime } from '../time.js';
 
 const UNIT_S: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 const MAX_POINTS = 10_000;
@@ -31,9 +32,7 @@ export function defaultBucket(spanS: number): number {
   return STEPS.find((s) => spanS / s <= 300) ?? 86400;
 }
 
-const time = z
-  .string()
-  .refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 time, e.g. 2026-11-24T09:00:00Z');
+const time = isoTime;
 
 /**
  * The 400 for a query past the scan cap: which fields to change, and by how much when the

@@ -8,6 +8,7 @@ import { commandView } from '../../commands/views.js';
 import { WORKLOAD_STATES, WORKLOAD_TYPES } from '../../scheduler/workload-state.js';
 import type { Principal } from '../../auth/roles.js';
 import type { Api, HttpDeps } from '../deps.js';
+import { isoTime } from '../time.js';
 import { actorOf, principalOf } from '../deps.js';
 import { commandsReply, WaitQuery } from './commands.js';
 
@@ -257,8 +258,8 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       request: {
         query: z.object({
           customer_id: z.string().min(1).max(64).optional(),
-          from: z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 time').optional(),
-          to: z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO-8601 time').optional(),
+          from: isoTime.optional(),
+          to: isoTime.optional(),
         }),
       },
       responses: res('GPU-hours per customer'),
