@@ -27,6 +27,7 @@ import { principalOfMetadata } from './auth.js';
 import type { Metrics } from '../metrics.js';
 import type { Registry } from '../registry/registry.js';
 import type { RegistryTracker } from '../registry/tracker.js';
+import { isMalformed, malformedReason } from './malformed.js';
 import { grpcError } from './status.js';
 
 type Stream = ServerDuplexStream<AgentMessage, ControlMessage>;
@@ -180,6 +181,7 @@ export function createAgentGateway(deps: GatewayDeps) {
     };
 
     stream.on('data', (m: AgentMessage) => {
+      if (isMalformed(m)) return reject(stream, status.INVALID_ARGUMENT, 'malformed_message', `a message is not a valid hcp.v1.AgentMessage: ${malformedReason(m)}`);
       const body = m.body;
       if (!body) return metrics.agentMessagesRejected.inc({ reason: 'empty_message' });
       if (body.$case === 'hello') {

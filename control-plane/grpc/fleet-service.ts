@@ -15,6 +15,7 @@ import { actorOf, type Permission, type Principal } from '../auth/roles.js';
 import type { WaitGate } from '../commands/wait-gate.js';
 import { runInRequest } from '../request-context.js';
 import { authorizeCall, requestIdOf } from './auth.js';
+import { isMalformed, malformedReason } from './malformed.js';
 import { grpcError } from './status.js';
 
 const STATUS: Record<ErrorCode, status> = {
@@ -45,6 +46,9 @@ export function toCommandView(r: CommandRecord): CommandView {
     finishedAtMs: r.finishedAtMs ?? 0, devices: r.devices ?? [],
   };
 }
+
+const malformed = (m: Parameters<typeof malformedReason>[0]) =>
+  new HcpError('invalid_argument', `the request is not a valid message of this method: ${malformedReason(m)}`, 'malformed_message');
 
 export interface FleetServiceDeps {
   registry: Registry;
@@ -81,6 +85,7 @@ export function createFleetService(d: FleetServiceDeps) {
       } catch (err) {
         return fail(cb as sendUnaryData<never>, err);
       }
+      if (isMalformed(call.request)) return fail(cb as sendUnaryData<never>, malformed(call.request));
       runInRequest({ requestId: requestIdOf(call.metadata), principal }, () =>
         fn(call.request, actorOf(principal)).then((r) => cb(null, r), (err) => fail(cb as sendUnaryData<never>, err)));
     };
@@ -115,6 +120,7 @@ export function createFleetService(d: FleetServiceDeps) {
       } catch (err) {
         return refuse(err as HcpError);
       }
+      if (isMalformed(call.request)) return refuse(malformed(call.request));
       const site = call.request.site;
       if (site && !d.registry.site(site)) return refuse(new HcpError('not_found', `site ${site} not found`, 'unknown_site'));
       const release = d.waiters.enter();
