@@ -74,6 +74,8 @@ export function checkHello(h: Hello, maxDevices = 20_000): string[] {
   const seen = new Set<string>();
   for (const d of h.devices) {
     if (!DEVICE_ID.test(d.id)) problems.push(`device id ${JSON.stringify(d.id)} is invalid`);
+    // stored as text: PostgreSQL takes no NUL, and nothing here needs more than 255 characters
+    if ([d.model, d.endpoint, d.serial, d.driver].some((f) => f.length > 255 || f.includes('\u0000'))) problems.push(`device ${JSON.stringify(d.id.slice(0, 128))}: model, endpoint, serial or driver is too long or holds NUL`);
     else if (seen.has(d.id)) problems.push(`device id ${d.id} appears twice`);
     seen.add(d.id);
     if (d.kind !== DeviceKind.DEVICE_KIND_GPU && d.kind !== DeviceKind.DEVICE_KIND_ASIC) problems.push(`device ${d.id} has no kind`);

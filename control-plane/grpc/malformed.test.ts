@@ -3,7 +3,7 @@
 import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FleetService, type GetStatusRequest } from '../../proto/gen/hcp/v1/fleet.js';
-import { isMalformed, malformedReason, tolerantService } from './malformed.js';
+import { holdsNul, isMalformed, malformedReason, tolerantService } from './malformed.js';
 import { startGrpcServer, type GrpcServer } from './server.js';
 import { grpcError } from './status.js';
 
@@ -14,6 +14,12 @@ it('decodes what decodes, and marks what does not', () => {
   expect(isMalformed(bad)).toBe(true);
   expect(malformedReason(bad as never)).toMatch(/wire type/i);
   expect(isMalformed({})).toBe(false);
+});
+
+it('finds a NUL in any string of a decoded message', () => {
+  expect(holdsNul({ site: 'a', deviceIds: ['b', 'c\u0000'] })).toBe(true);
+  expect(holdsNul({ body: { $case: 'hello', value: { devices: [{ model: '\u0000' }] } } })).toBe(true);
+  expect(holdsNul({ site: 'a', deviceIds: ['b'], powerTargetW: 0, wait: false })).toBe(false);
 });
 
 let server: GrpcServer;

@@ -20,6 +20,17 @@ export function malformedReason(m: Malformed): string {
   return m[MALFORMED];
 }
 
+/**
+ * true when any string in a decoded message holds U+0000: PostgreSQL's text cannot store one, so a
+ * request with one would pass the checks and fail at the database
+ */
+export function holdsNul(v: unknown): boolean {
+  if (typeof v === 'string') return v.includes('\u0000');
+  if (Array.isArray(v)) return v.some(holdsNul);
+  if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) return Object.values(v).some(holdsNul);
+  return false;
+}
+
 /** the service with request deserializers that return a Malformed marker instead of throwing */
 export function tolerantService<S extends ServiceDefinition>(def: S): S {
   const out: Record<string, unknown> = {};
