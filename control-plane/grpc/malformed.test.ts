@@ -3,7 +3,7 @@
 import { Client, credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { FleetService, type GetStatusRequest } from '../../proto/gen/hcp/v1/fleet.js';
-import { holdsNul, isMalformed, malformedReason, tolerantService } from './malformed.js';
+import { holdsNul, isMalformed, malformedReason, tolerantService, withoutNul } from './malformed.js';
 import { startGrpcServer, type GrpcServer } from './server.js';
 import { grpcError } from './status.js';
 
@@ -20,6 +20,13 @@ it('finds a NUL in any string of a decoded message', () => {
   expect(holdsNul({ site: 'a', deviceIds: ['b', 'c\u0000'] })).toBe(true);
   expect(holdsNul({ body: { $case: 'hello', value: { devices: [{ model: '\u0000' }] } } })).toBe(true);
   expect(holdsNul({ site: 'a', deviceIds: ['b'], powerTargetW: 0, wait: false })).toBe(false);
+});
+
+it('replaces every NUL in a message, and leaves a message without one as it is', () => {
+  const r = { commandId: 'c', message: 'driver said a\u0000b', devices: [{ deviceId: 'd', state: '\u0000' }], appliedAtMs: 1 };
+  expect(withoutNul(r)).toEqual({ commandId: 'c', message: 'driver said a\uFFFDb', devices: [{ deviceId: 'd', state: '\uFFFD' }], appliedAtMs: 1 });
+  const clean = { commandId: 'c', devices: [] };
+  expect(withoutNul(clean)).toBe(clean);
 });
 
 let server: GrpcServer;

@@ -31,6 +31,16 @@ export function holdsNul(v: unknown): boolean {
   return false;
 }
 
+/** the message with every U+0000 in its strings replaced by U+FFFD (what PostgreSQL's text and jsonb can hold) */
+export function withoutNul<T>(v: T): T {
+  if (typeof v === 'string') return (v.includes('\u0000') ? v.replaceAll('\u0000', '\uFFFD') : v) as T;
+  if (Array.isArray(v)) return (v.some(holdsNul) ? v.map(withoutNul) : v) as T;
+  if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && holdsNul(v)) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, withoutNul(x)])) as T;
+  }
+  return v;
+}
+
 /** the service with request deserializers that return a Malformed marker instead of throwing */
 export function tolerantService<S extends ServiceDefinition>(def: S): S {
   const out: Record<string, unknown> = {};
