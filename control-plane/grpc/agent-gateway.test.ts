@@ -28,4 +28,12 @@ describe('checkHello', () => {
     expect(checkHello({ siteId: 'texas-1', agentVersion: '1', agentSession: 's'.repeat(65), hostname: '', devices: [] })).toHaveLength(1);
     expect(checkHello({ siteId: 'texas-1', agentVersion: '1', agentSession: 's', hostname: '', devices: [dev('gpu-1'), dev('gpu-2')] }, 1)).toEqual(['more than 1 devices (HCP_MAX_DEVICES_PER_SITE)']);
   });
+
+  it('refuses a device whose model, endpoint, serial or driver holds NUL or is over-long (they are stored as text)', () => {
+    const h = (d: Partial<Device>) => checkHello({ siteId: 'texas-1', agentVersion: '1', agentSession: 's', hostname: '', devices: [{ ...dev('gpu-texas-1-0001'), ...d }] });
+    for (const d of [{ model: 'H100\u0000' }, { endpoint: '\u0000' }, { serial: 'x'.repeat(256) }, { driver: 'sim\u0000' }]) {
+      expect(h(d), JSON.stringify(d)).toEqual(['device "gpu-texas-1-0001": model, endpoint, serial or driver is too long or holds NUL']);
+    }
+    expect(h({ model: 'NVIDIA H100 80GB HBM3', endpoint: '10.0.0.1:4028', serial: 'GPU-1', driver: 'sim' })).toEqual([]);
+  });
 });

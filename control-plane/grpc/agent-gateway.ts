@@ -27,6 +27,8 @@ import { principalOfMetadata } from './auth.js';
 import type { Metrics } from '../metrics.js';
 import type { Registry } from '../registry/registry.js';
 import type { RegistryTracker } from '../registry/tracker.js';
+import { isMalformed, malformedReason, withoutNul } from './malformed.js';
+import { limitedLog } from '../mqtt/log-limit.js';
 import { grpcError } from './status.js';
 
 type Stream = ServerDuplexStream<AgentMessage, ControlMessage>;
@@ -73,6 +75,8 @@ export function checkHello(h: Hello, maxDevices = 20_000): string[] {
   const seen = new Set<string>();
   for (const d of h.devices) {
     if (!DEVICE_ID.test(d.id)) problems.push(`device id ${JSON.stringify(d.id)} is invalid`);
+    // stored as text: PostgreSQL takes no NUL, and nothing here needs more than 255 characters
+    if ([d.model, d.endpoint, d.serial, d.driver].some((f) => f.length > 255 || f.includes('\u0000'))) problems.push(`device ${JSON.stringify(d.id.slice(0, 128))}: model, endpoint, serial or driver is too long or holds NUL`);
     else if (seen.has(d.id)) problems.push(`device id ${d.id} appears twice`);
     seen.add(d.id);
     if (d.kind !== DeviceKind.DEVICE_KIND_GPU && d.kind !== DeviceKind.DEVICE_KIND_ASIC) problems.push(`device ${d.id} has no kind`);
@@ -83,6 +87,8 @@ export function checkHello(h: Hello, maxDevices = 20_000): string[] {
 
 export function createAgentGateway(deps: GatewayDeps) {
   const { registry, log, metrics } = deps;
+  // what an agent's messages make us say is said a few times per window, whatever it sends
+  const warn = limitedLog(log);
   const streams = new Map<string, { session: string; keyId: string; stream: Stream; lastSeenMs: number }>();
   // A stream that has not heartbeated for this long belongs to an agent that is gone (a crashed
   // host behind NAT can leave a half-open TCP connection for minutes); a new agent may take over.
@@ -180,6 +186,7 @@ export function createAgentGateway(deps: GatewayDeps) {
     };
 
     stream.on('data', (m: AgentMessage) => {
+      if (isMalformed(m)) return reject(stream, status.INVALID_ARGUMENT, 'malformed_message', `a message is not a valid hcp.v1.AgentMessage: ${malformedReason(m)}`);
       const body = m.body;
       if (!body) return metrics.agentMessagesRejected.inc({ reason: 'empty_message' });
       if (body.$case === 'hello') {
@@ -198,21 +205,26 @@ export function createAgentGateway(deps: GatewayDeps) {
       registry.heartbeat(site, session, now);
       let refused: string | null = null;
       let commandId = '';
+      // An agent's free text (a driver's error message) may hold a NUL, which the command log and
+      // the audit log (text, jsonb) cannot store: it becomes U+FFFD, and the answer still counts.
       if (body.$case === 'commandAck') {
-        commandId = body.value.commandId;
+        commandId = withoutNul(body.value.commandId);
         refused = deps.hooks.onAck(site, commandId);
       } else if (body.$case === 'commandResult') {
-        commandId = body.value.commandId;
-        refused = deps.hooks.onResult(site, body.value);
+        const r = withoutNul(body.value);
+        commandId = r.commandId;
+        refused = deps.hooks.onResult(site, r);
       } else if (body.$case === 'gridTripFired') {
-        const f = body.value;
+        const f = withoutNul(body.value);
+        // the region names a grid topic and goes to the audit log: a trip report without a valid one is nobody's
+        if (!isValidSiteId(f.region) || f.deviceIds.length > deps.maxDevicesPerSite) return metrics.agentMessagesRejected.inc({ reason: 'invalid_trip_report' });
         log.warn({ site, region: f.region, hz: f.hz, devices: f.deviceIds.length, agentMs: Number(f.appliedAtMs) - Number(f.signalTsMs) }, 'agent under-frequency trip fired');
         void audit(deps.db, `agent:${site}`, 'grid.trip_fired', site, { region: f.region, hz: f.hz, devices: f.deviceIds.length, applied_at_ms: f.appliedAtMs }).catch((err) => log.error({ err }, 'audit failed'));
         deps.hooks.onGridTrip?.(site, f);
       }
       if (refused) {
         metrics.commandMessagesRejected.inc({ reason: refused });
-        log.warn({ site, command: commandId, reason: refused, kind: body.$case }, 'agent answered a command that was not sent to it');
+        warn(`refused:${body.$case}`, { site, command: commandId.slice(0, 128), reason: refused, message: body.$case }, 'agent answered a command that was not sent to it');
       }
     });
 

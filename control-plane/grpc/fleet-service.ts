@@ -15,6 +15,7 @@ import { actorOf, type Permission, type Principal } from '../auth/roles.js';
 import type { WaitGate } from '../commands/wait-gate.js';
 import { runInRequest } from '../request-context.js';
 import { authorizeCall, requestIdOf } from './auth.js';
+import { holdsNul, isMalformed, malformedReason } from './malformed.js';
 import { grpcError } from './status.js';
 
 const STATUS: Record<ErrorCode, status> = {
@@ -44,6 +45,16 @@ export function toCommandView(r: CommandRecord): CommandView {
     reasonCode: r.reasonCode ?? '', message: r.message ?? '', createdAtMs: r.createdAtMs, deadlineMs: r.deadlineMs,
     finishedAtMs: r.finishedAtMs ?? 0, devices: r.devices ?? [],
   };
+}
+
+const malformed = (m: Parameters<typeof malformedReason>[0]) =>
+  new HcpError('invalid_argument', `the request is not a valid message of this method: ${malformedReason(m)}`, 'malformed_message');
+
+/** what no request may be, whatever its method: undecodable, or holding a NUL */
+function badRequest(request: unknown): HcpError | null {
+  if (isMalformed(request)) return malformed(request);
+  if (holdsNul(request)) return new HcpError('invalid_argument', 'a string field holds a NUL character (U+0000), which no HCP value may contain', 'nul_character');
+  return null;
 }
 
 export interface FleetServiceDeps {
@@ -81,6 +92,8 @@ export function createFleetService(d: FleetServiceDeps) {
       } catch (err) {
         return fail(cb as sendUnaryData<never>, err);
       }
+      const bad = badRequest(call.request);
+      if (bad) return fail(cb as sendUnaryData<never>, bad);
       runInRequest({ requestId: requestIdOf(call.metadata), principal }, () =>
         fn(call.request, actorOf(principal)).then((r) => cb(null, r), (err) => fail(cb as sendUnaryData<never>, err)));
     };
@@ -115,6 +128,8 @@ export function createFleetService(d: FleetServiceDeps) {
       } catch (err) {
         return refuse(err as HcpError);
       }
+      const bad = badRequest(call.request);
+      if (bad) return refuse(bad);
       const site = call.request.site;
       if (site && !d.registry.site(site)) return refuse(new HcpError('not_found', `site ${site} not found`, 'unknown_site'));
       const release = d.waiters.enter();

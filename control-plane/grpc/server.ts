@@ -1,5 +1,6 @@
 // The control plane's gRPC server (AgentGateway, Fleet, reflection), plaintext or TLS.
 import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { tolerantService } from './malformed.js';
 
 export interface GrpcServer {
   readonly port: number;
@@ -39,7 +40,8 @@ export async function startGrpcServer(o: {
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   });
-  for (const s of o.services) server.addService(s.service, s.impl);
+  // a request that does not decode reaches its handler as a marker, refused there (malformed.ts)
+  for (const s of o.services) server.addService(tolerantService(s.service), s.impl);
   o.extend?.(server);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${o.host}:${o.port}`, serverCredentials(o.tls), (err, p) => (err ? reject(err) : resolve(p))),

@@ -22,6 +22,8 @@ export interface FuzzTarget {
   keys: Record<FuzzRole, string>;
   /** fuzz-1's agent stream, answering every command */
   agent: TestAgentStream;
+  /** the status fuzz-1's stream ended with, if it did: no fuzz case may close another site's stream */
+  agentEnded(): string | null;
   /** index into the child's log lines: problems are looked for after a mark */
   mark(): number;
   /**
@@ -119,11 +121,14 @@ export async function startFuzzTarget(databaseUrl: string, o: { env?: Record<str
   await waitFor(() => agent.received.some((m) => m.body?.$case === 'helloAck'), { message: 'fuzz-1 HelloAck', timeoutMs: 10_000 });
   let hb = 0;
   const heartbeat = setInterval(() => agent.heartbeat(++hb), 400);
+  let ended: string | null = null;
+  void agent.error.then((e) => (ended = `${e.code} ${e.details} ${e.metadata?.get('hcp-reason')}`));
   const allowed = o.allowedErrors ?? [];
   return {
     cp,
     keys,
     agent,
+    agentEnded: () => ended,
     mark: () => cp.proc.lines.length,
     assertHealthy(since = 0, rid) {
       const child = cp.proc.child;

@@ -16,6 +16,8 @@ export interface SteadySite {
   readonly siteId: string;
   /** batches published so far */
   sent(): number;
+  /** the status its agent stream ended with, if it did (it should not, while the fuzzers run) */
+  streamEnded(): string | null;
   /**
    * stops publishing, then waits until every batch was acknowledged by the broker and has all
    * its rows in PostgreSQL; throws naming the missing seqs and the control plane's error lines
@@ -30,6 +32,8 @@ export async function startSteadySite(cp: { http: string; grpc: string; mqtt: st
   const asicId = `asic-${siteId}-00001`;
   const stream: TestAgentStream = openAgentStream(cp.grpc, { siteId, session: `${siteId}-session`, token, devices: [device(gpuId, 'gpu'), device(asicId, 'asic')] }, 'apply');
   await waitFor(() => stream.received.some((m) => m.body?.$case === 'helloAck'), { message: `${siteId} HelloAck`, timeoutMs: 10_000 });
+  let ended: string | null = null;
+  void stream.error.then((e) => (ended = `${e.code} ${e.details}`));
 
   const client: MqttClient = mqtt.connect(cp.mqtt, { username: siteId, password: token, clientId: `hcp-agent-${siteId}-steady`, reconnectPeriod: 500 });
   await new Promise<void>((resolve, reject) => {
@@ -69,6 +73,7 @@ export async function startSteadySite(cp: { http: string; grpc: string; mqtt: st
   return {
     siteId,
     sent: () => seq,
+    streamEnded: () => ended,
     async stopAndVerify(databaseUrl, errorLines) {
       clearInterval(timer);
       const total = seq;
