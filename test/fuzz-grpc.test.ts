@@ -252,7 +252,7 @@ describePg('gRPC fuzzing', (pg) => {
         checkStatus(what, s);
         othersUp(what);
         // once it has ended, the stream is nobody's: the open streams are fuzz-1's and the steady site's
-        await waitFor(async () => (await t.metrics()).get('hcp_agent_streams') === 2, { timeoutMs: 10_000, message: `${what}: the ended stream was let go (hcp_agent_streams back to 2)` });
+        await waitFor(async () => (await t.metrics()).get('hcp_agent_streams') === 2, { timeoutMs: 10_000, intervalMs: 10, message: `${what}: the ended stream was let go (hcp_agent_streams back to 2)` });
       }),
       fuzzParams(600, 50_000),
     );
