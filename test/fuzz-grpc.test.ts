@@ -254,7 +254,7 @@ describePg('gRPC fuzzing', (pg) => {
         // once it has ended, the stream is nobody's: the open streams are fuzz-1's and the steady site's
         await waitFor(async () => (await t.metrics()).get('hcp_agent_streams') === 2, { timeoutMs: 10_000, intervalMs: 10, message: `${what}: the ended stream was let go (hcp_agent_streams back to 2)` });
       }),
-      fuzzParams(600, 50_000),
+      fuzzParams(400, 50_000),
     );
     stats.print();
     t.assertHealthy(start);

@@ -91,6 +91,9 @@ describePg('MQTT fuzzing', (pg) => {
     await c.endAsync(true).catch(() => {});
   };
   const writerFailing = () => t.cp.proc.lines.some((l) => l.msg === WRITE_FAILED);
+  // once a property has reported the writer failing, the later ones do not report it again
+  let writerFailureReported = false;
+  const reported = () => (writerFailureReported ? [/^telemetry write failed; will retry$/] : []);
 
   beforeAll(async () => {
     // bulk writes every 20 ms, so a case can wait for the write of what it sent
@@ -121,8 +124,10 @@ describePg('MQTT fuzzing', (pg) => {
     // fixed elsewhere): once it fails no case can pass. The case whose samples made it fail is the
     // counterexample; the cases after it (and fast-check's shrinks, which cannot undo the failure)
     // are not run. The batches handed to the writer last are kept, to name them if that case is missed.
-    let writerFailureReported = false;
     const handed: string[] = [];
+    // HCP_FUZZ_STATS=1: how the cases ended
+    const seen = new Map<string, number>();
+    const note = (k: string) => seen.set(k, (seen.get(k) ?? 0) + 1);
     await fc.assert(
       fc.asyncProperty(mqttCase, async (c: MqttCase) => {
         await new Promise((r) => setImmediate(r)); // skipped runs must not starve the event loop
@@ -141,6 +146,7 @@ describePg('MQTT fuzzing', (pg) => {
         if (!('client' in opened)) {
           // refused at CONNECT (or closed by the broker before CONNACK): counted
           await waitFor(async () => (await t.metrics()).sum('hcp_broker_refused_connections_total') > before.sum('hcp_broker_refused_connections_total'), { timeoutMs: 10_000, message: `${what}: refused ${JSON.stringify(opened)} and counted` });
+          note(`${c.login}: login refused`);
           return;
         }
         const client = opened.client;
@@ -168,6 +174,7 @@ describePg('MQTT fuzzing', (pg) => {
           // the broker cut the connection: for a packet past the limit, or one that breaks the protocol; counted
           await waitFor(async () => drops(await t.metrics()) > drops(before), { timeoutMs: 10_000, message: `${what}: the cut connection was counted` });
           await close(client);
+          note(`${c.login}: connection cut`);
           return;
         }
         const target = before.get(sentinel.counter, { reason: sentinel.reason }) + 1 + (viaIngest && mine ? 1 : 0);
@@ -193,7 +200,12 @@ describePg('MQTT fuzzing', (pg) => {
         }
         // the sentinel is one drop of its own (a viewer's: forbidden at the broker)
         const dropped = drops(after) - drops(before) - 1;
-        if (dropped >= 1) return;
+        if (dropped >= 1) {
+          const by = DROP_COUNTERS.filter((m) => after.sum(m) > before.sum(m)).map((m) => m.replace(/^hcp_|_total$/g, '')).join('+');
+          note(`${c.login}: dropped (${by})`);
+          return;
+        }
+        note(`${c.login}: taken on ${topic === TOPICS.telemetry ? 'telemetry' : topic === TOPICS.status ? 'status' : 'a feed topic'}`);
         // nothing counted: the publish must have been taken, and be one that may be
         if (market && (c.login === 'feed' || c.login === 'anonymous')) {
           const ok = market.kind === 'grid_frequency' ? decodeFrequency(bytes) !== null : decodePrice(bytes) !== null;
@@ -228,6 +240,7 @@ describePg('MQTT fuzzing', (pg) => {
       }),
       fuzzParams(1000, 90_000),
     );
+    if (process.env.HCP_FUZZ_STATS) console.log([...seen].sort().map(([k, v]) => `${String(v).padStart(5)} ${k}`).join('\n'));
     t.assertHealthy(start);
   });
 
@@ -265,7 +278,7 @@ describePg('MQTT fuzzing', (pg) => {
       }),
       fuzzParams(200, 25_000),
     );
-    t.assertHealthy(start);
+    t.assertHealthy(start, undefined, reported());
   });
 
   it('survives raw bytes on the broker socket', { timeout: fuzzTestTimeout(30_000) }, async () => {
@@ -285,7 +298,7 @@ describePg('MQTT fuzzing', (pg) => {
       }),
       fuzzParams(200, 20_000),
     );
-    t.assertHealthy(start);
+    t.assertHealthy(start, undefined, reported());
   });
 
   it("kept the steady site's telemetry landing throughout", { timeout: 60_000 }, async () => {

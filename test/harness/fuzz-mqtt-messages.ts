@@ -64,7 +64,7 @@ const sampleTime: fc.Arbitrary<SampleTime> = fc.oneof(
 
 /** mostly in range; now and then one of the tricky numbers */
 const val = (ok: fc.Arbitrary<number>) => {
-  const v = fc.oneof({ weight: 10, arbitrary: ok }, { weight: 1, arbitrary: trickyNumber });
+  const v = fc.oneof({ weight: 30, arbitrary: ok }, { weight: 1, arbitrary: trickyNumber });
   // even the in-range doubles include subnormals (5e-324) that float4 cannot hold
   return AVOID_WRITER_BUG ? v.filter(fitsFloat4) : v;
 };
