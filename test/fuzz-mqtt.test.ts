@@ -118,7 +118,7 @@ describePg('MQTT fuzzing', (pg) => {
     return new Set(rows.map((r) => `${r.d} ${r.t}`));
   };
 
-  it('counts every bad publish and login, takes every good one, and accepts nothing silently', { timeout: fuzzTestTimeout(100_000) }, async () => {
+  it('counts every bad publish and login, takes every good one, and accepts nothing silently', { timeout: fuzzTestTimeout(120_000) }, async () => {
     const start = t.mark();
     // The telemetry writer retries a failed bulk write with every later sample (a known bug, being
     // fixed elsewhere): once it fails no case can pass. The case whose samples made it fail is the
@@ -238,7 +238,7 @@ describePg('MQTT fuzzing', (pg) => {
           throw new Error(`${what}: a batch taken whole (nothing counted), but ${missing.length} of its ${want.gpu.size + want.asic.size} samples never reached PostgreSQL${failed.length ? `; the control plane logged:\n${failed.slice(0, 3).join('\n')}` : ''}`);
         }
       }),
-      fuzzParams(1000, 90_000),
+      fuzzParams(1000, 120_000),
     );
     if (process.env.HCP_FUZZ_STATS) console.log([...seen].sort().map(([k, v]) => `${String(v).padStart(5)} ${k}`).join('\n'));
     t.assertHealthy(start);
@@ -276,7 +276,7 @@ describePg('MQTT fuzzing', (pg) => {
         const after = await t.metrics();
         expect(after.sum('hcp_broker_refused_subscriptions_total') - before.sum('hcp_broker_refused_subscriptions_total'), what).toBe(refused);
       }),
-      fuzzParams(200, 25_000),
+      fuzzParams(200, 30_000),
     );
     t.assertHealthy(start, undefined, reported());
   });
@@ -296,7 +296,7 @@ describePg('MQTT fuzzing', (pg) => {
         });
         expect(t.cp.proc.child.exitCode).toBeNull();
       }),
-      fuzzParams(200, 20_000),
+      fuzzParams(200, 30_000),
     );
     t.assertHealthy(start, undefined, reported());
   });
