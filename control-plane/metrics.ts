@@ -135,13 +135,13 @@ export function createMetrics() {
     // The embedded broker's defences (control-plane/mqtt/). No per-client labels.
     brokerRefusedConnections: new Counter({
       name: 'hcp_broker_refused_connections_total',
-      help: 'MQTT connections the embedded broker refused, by reason (bad_credentials, anonymous, not_authorized, client_id, client_id_in_use, revoked, auth_error, tls)',
+      help: 'MQTT connections the embedded broker refused, by reason (bad_credentials, anonymous, not_authorized, client_id, client_id_in_use, revoked, auth_error, tls, protocol_error)',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
     brokerRefusedSubscriptions: new Counter({
       name: 'hcp_broker_refused_subscriptions_total',
-      help: 'Topic filters the embedded broker refused (SUBACK 0x80), by reason (forbidden, reserved)',
+      help: 'Topic filters the embedded broker refused (SUBACK 0x80), by reason (forbidden, reserved), or closed the connection for (invalid_filter)',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),

@@ -33,4 +33,13 @@ describe('market topics', () => {
     expect(decodeFrequency('{"ts":"2025-06-01T17:00:00Z","hz":0}')).toBeNull();
     expect(decodeFrequency('{"ts":"2025-06-01T17:00:00Z","price":60}')).toBeNull();
   });
+
+  it('takes times of years 0001 to 9999 only: a tick before 4713 BC cannot be stored and was retried forever', () => {
+    for (const ts of ['-271821-04-20T00:00:00.000Z', '+275760-09-13T00:00:00.000Z', '+010000-01-01T00:00:00Z']) {
+      expect(decodePrice(JSON.stringify({ ts, price: 1 })), ts).toBeNull();
+      expect(decodeFrequency(JSON.stringify({ ts, hz: 60 })), ts).toBeNull();
+    }
+    expect(decodePrice('{"ts":"0001-01-01T00:00:00Z","price":1}')?.ts).toBe('0001-01-01T00:00:00.000Z');
+    expect(decodePrice('{"ts":"9999-12-31T23:59:59Z","price":1}')).not.toBeNull();
+  });
 });

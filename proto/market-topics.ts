@@ -68,11 +68,16 @@ function parseObject(payload: Buffer | string): Record<string, unknown> | null {
   }
 }
 
-/** A valid ISO-8601 time, normalised to UTC `…Z`; null otherwise. */
+// Date.parse reads years from -271821 to +275760; PostgreSQL stores none before 4713 BC, and a
+// tick it cannot store would be retried with every later one. A reading is of years 0001..9999.
+const MIN_MS = Date.parse('0001-01-01T00:00:00Z');
+const MAX_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
+/** A valid ISO-8601 time in years 0001..9999, normalised to UTC `…Z`; null otherwise. */
 function isoTime(v: unknown): string | null {
   if (typeof v !== 'string') return null;
   const ms = Date.parse(v);
-  return Number.isFinite(ms) ? new Date(ms).toISOString() : null;
+  return Number.isFinite(ms) && ms >= MIN_MS && ms <= MAX_MS ? new Date(ms).toISOString() : null;
 }
 
 /** `{ ts, price }` with a finite price; null for anything else. Negative prices are real (ERCOT). */

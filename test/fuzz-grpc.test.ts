@@ -129,7 +129,7 @@ describePg('gRPC fuzzing', (pg) => {
         checkStatus(what, err);
         othersUp(what);
       }),
-      fuzzParams(1200, 50_000),
+      fuzzParams(1200, 60_000),
     );
     stats.print();
     t.assertHealthy(start);
@@ -168,7 +168,7 @@ describePg('gRPC fuzzing', (pg) => {
         else checkStatus(what, ended);
         othersUp(what);
       }),
-      fuzzParams(200, 50_000),
+      fuzzParams(200, 60_000),
     );
     t.assertHealthy(start);
   });
@@ -224,12 +224,12 @@ describePg('gRPC fuzzing', (pg) => {
         checkStatus(what, ended, { unknownMethod });
         othersUp(what);
       }),
-      fuzzParams(500, 30_000),
+      fuzzParams(500, 40_000),
     );
     t.assertHealthy(start);
   });
 
-  it('ends every AgentGateway/Connect stream OK or with a reasoned status, and leaves the other sites’ streams up', { timeout: fuzzTestTimeout(60_000) }, async () => {
+  it('ends every AgentGateway/Connect stream OK or with a reasoned status, and leaves the other sites’ streams up', { timeout: fuzzTestTimeout(90_000) }, async () => {
     const start = t.mark();
     const stats = tally();
     await fc.assert(
@@ -252,9 +252,9 @@ describePg('gRPC fuzzing', (pg) => {
         checkStatus(what, s);
         othersUp(what);
         // once it has ended, the stream is nobody's: the open streams are fuzz-1's and the steady site's
-        await waitFor(async () => (await t.metrics()).get('hcp_agent_streams') === 2, { timeoutMs: 10_000, message: `${what}: the ended stream was let go (hcp_agent_streams back to 2)` });
+        await waitFor(async () => (await t.metrics()).get('hcp_agent_streams') === 2, { timeoutMs: 10_000, intervalMs: 10, message: `${what}: the ended stream was let go (hcp_agent_streams back to 2)` });
       }),
-      fuzzParams(600, 50_000),
+      fuzzParams(400, 90_000),
     );
     stats.print();
     t.assertHealthy(start);

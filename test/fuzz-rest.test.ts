@@ -128,7 +128,7 @@ describePg('REST fuzzing', (pg) => {
         await settled();
         t.assertHealthy(mark, String(r.headers['x-request-id']));
       }),
-      fuzzParams(3000, 90_000),
+      fuzzParams(3000, 100_000),
     );
     // what no case could be blamed for: lines without a request id, or later than their case
     t.assertHealthy(start);
@@ -169,7 +169,7 @@ describePg('REST fuzzing', (pg) => {
         }
         checkAnswer(c, r);
       }),
-      fuzzParams(800, 30_000),
+      fuzzParams(800, 40_000),
     );
     t.assertHealthy(start);
   });

@@ -127,8 +127,23 @@ export async function createBroker(o: BrokerOptions): Promise<Broker> {
     if (who) sessions.online(client.id, ownerOf(who), client.clean);
   });
   broker.on('clientDisconnect', (client) => sessions.offline(client.id, client.clean));
-  broker.on('clientError', (client, err) => o.log.debug({ client: client.id, err: err.message }, 'mqtt client error'));
-  broker.on('connectionError', (client, err) => o.log.debug({ client: client.id, err: err.message }, 'mqtt connection error'));
+  // Aedes closes the connection of a client that breaks the protocol (a wildcard or an empty topic
+  // in a PUBLISH, an invalid filter, a packet it cannot parse): counted, so no refusal goes unseen
+  const protocolError = (client: Client, err: Error & { code?: string }) => {
+    const kind = protocolViolation(err);
+    if (kind === 'publish') o.metrics.brokerRejected.inc({ reason: 'invalid_topic' });
+    else if (kind === 'subscribe') o.metrics.brokerRefusedSubscriptions.inc({ reason: 'invalid_filter' });
+    else if (kind === 'protocol') o.metrics.brokerRefusedConnections.inc({ reason: 'protocol_error' });
+    if (kind) warn(`protocol:${kind}`, { client: client.id?.slice(0, 64) ?? null, err: err.message.slice(0, 200) }, 'mqtt protocol violation: connection closed');
+  };
+  broker.on('clientError', (client, err) => {
+    o.log.debug({ client: client.id, err: err.message }, 'mqtt client error');
+    protocolError(client, err);
+  });
+  broker.on('connectionError', (client, err) => {
+    o.log.debug({ client: client.id, err: err.message }, 'mqtt connection error');
+    protocolError(client, err);
+  });
 
   /** every network connection passes the packet size guard before Aedes reads it */
   const handleNetwork = (socket: Socket | TLSSocket) => {
@@ -224,6 +239,19 @@ export async function createBroker(o: BrokerOptions): Promise<Broker> {
       return closing;
     },
   };
+}
+
+/**
+ * What kind of protocol violation an Aedes client error is, or null for the errors of a socket
+ * (a client that vanished: ECONNRESET, EPIPE) and of a connection closed on purpose
+ */
+export function protocolViolation(err: Error & { code?: string }): 'publish' | 'subscribe' | 'protocol' | null {
+  if (err.code !== undefined) return null; // system errors of the socket
+  const m = err.message;
+  if (/in PUBLISH|to publish|topic has too many levels/i.test(m)) return 'publish';
+  if (/SUBSCRIBE|to subscribe/i.test(m)) return 'subscribe';
+  if (/^(connection|client) (closed|disconnected)|keep ?alive|timeout|destroyed/i.test(m)) return null;
+  return 'protocol';
 }
 
 function listen(server: Server, host: string, port: number): Promise<number> {

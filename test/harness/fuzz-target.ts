@@ -31,7 +31,7 @@ export interface FuzzTarget {
    * problems logged for that request count (a line that arrives late belongs to its own case,
    * not to the one being checked when it arrives)
    */
-  assertHealthy(since?: number, rid?: string): void;
+  assertHealthy(since?: number, rid?: string, alsoAllowed?: readonly RegExp[]): void;
   /** /metrics, parsed */
   metrics(): Promise<Metrics>;
   close(): Promise<void>;
@@ -130,12 +130,12 @@ export async function startFuzzTarget(databaseUrl: string, o: { env?: Record<str
     agent,
     agentEnded: () => ended,
     mark: () => cp.proc.lines.length,
-    assertHealthy(since = 0, rid) {
+    assertHealthy(since = 0, rid, alsoAllowed = []) {
       const child = cp.proc.child;
       expect(child.exitCode, `the control plane exited:\n${cp.proc.output()}`).toBeNull();
       expect(child.signalCode, 'the control plane was killed').toBeNull();
       const lines = cp.proc.lines.slice(since);
-      const problems = logProblems(rid === undefined ? lines : lines.filter((l) => l.rid === rid), allowed);
+      const problems = logProblems(rid === undefined ? lines : lines.filter((l) => l.rid === rid), [...allowed, ...alsoAllowed]);
       if (problems.length) throw new Error(`the control plane logged ${problems.length} problem(s):\n${problems.slice(0, 5).join('\n')}`);
     },
     async metrics() {
