@@ -25,7 +25,14 @@ export { principalOf };
 
 export interface HttpDeps {
   registry: Registry;
+  /** writes and point reads */
   db: Db;
+  /**
+   * the queries that scan (telemetry series, histories, lists, usage): on PostgreSQL a small pool
+   * of their own under HCP_API_STATEMENT_TIMEOUT_MS, so a slow one is cancelled and never holds a
+   * connection that ingest, the scheduler or a submit needs; PGlite: the same handle as db
+   */
+  readDb: Db;
   metrics: Metrics;
   log: Logger;
   audit: AuditWriter;

@@ -34,6 +34,7 @@ export function testHttpApp(o: { registry: Registry; db: Db; limits?: Partial<Ht
   return createHttpApp({
     registry: o.registry,
     db: o.db,
+    readDb: o.db,
     metrics: createMetrics(),
     log: pino({ level: process.env.TEST_LOG ?? 'silent' }),
     audit: unwired('audit'),

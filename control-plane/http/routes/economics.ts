@@ -17,7 +17,7 @@ const ok = (description: string) => ({ 200: { description, content: { 'applicati
 const body = <T extends z.ZodTypeAny>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 
 export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
-  const { db, registry } = deps;
+  const { readDb: db, registry } = deps;
   const econ = () => {
     if (!deps.economics) throw new HcpError('unavailable', 'the economic engine is not running', 'economics_off');
     return deps.economics;

@@ -13,7 +13,7 @@ import { actorOf } from '../deps.js';
 const time = isoTime;
 const Json = z.record(z.string(), z.unknown());
 
-export function registerMarketRoutes(app: Api, { db, registry, market, grid }: HttpDeps): void {
+export function registerMarketRoutes(app: Api, { readDb: db, registry, market, grid }: HttpDeps): void {
   app.openapi(
     createRoute({
       method: 'get',

@@ -76,7 +76,7 @@ function tooManyRows(o: { maxRows: number; devices: number; fromMs: number; toMs
   );
 }
 
-export function registerTelemetryRoutes(app: Api, { registry, db, limits }: HttpDeps): void {
+export function registerTelemetryRoutes(app: Api, { registry, readDb: db, limits }: HttpDeps): void {
   app.openapi(
     createRoute({
       method: 'get',

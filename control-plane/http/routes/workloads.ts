@@ -187,7 +187,7 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
     async (c) => {
       const q = c.req.valid('query');
       const customerId = customerScope(principalOf(c), q.customer_id);
-      const rows = await listWorkloads(db, { state: q.state, customerId, limit: q.limit, before: q.cursor ? Number(q.cursor) : undefined });
+      const rows = await listWorkloads(deps.readDb, { state: q.state, customerId, limit: q.limit, before: q.cursor ? Number(q.cursor) : undefined });
       const last = rows.at(-1);
       return c.json({ workloads: rows.map(workloadView), next_cursor: rows.length === q.limit && last ? String(last.seq) : null }, 200);
     },
@@ -270,7 +270,7 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       const toMs = q.to ? Date.parse(q.to) : Date.now();
       const fromMs = q.from ? Date.parse(q.from) : toMs - 24 * 3600_000;
       if (fromMs >= toMs) throw invalid('from', 'must be before to');
-      const rows = await usageByCustomer(db, { fromMs, toMs, customerId });
+      const rows = await usageByCustomer(deps.readDb, { fromMs, toMs, customerId });
       return c.json({
         from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(),
         customers: rows.map((r) => ({ customer_id: r.customerId, gpu_hours: Math.round((r.gpuSeconds / 3600) * 1000) / 1000, gpus_now: r.liveGpus, workloads: r.workloads })),
