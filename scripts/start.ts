@@ -219,7 +219,7 @@ try {
 HCP is running.
   REST API        ${base}/api/v1/status   (OpenAPI: ${base}/openapi.json)
   admin key       ${adminKey}
-                  (kept in ${env.HCP_ADMIN_KEY ? 'HCP_ADMIN_KEY' : adminFile}; curl -H "authorization: Bearer $(cat ${adminFile})" …)
+                  (${env.HCP_ADMIN_KEY ? 'from HCP_ADMIN_KEY; curl -H "authorization: Bearer $HCP_ADMIN_KEY" …' : `kept in ${adminFile}; curl -H "authorization: Bearer $(cat ${adminFile})" …`})
   metrics         ${base}/metrics
   gRPC            ${host}:${grpcPort}   (hcp.v1.AgentGateway)
   MQTT broker     mqtt://${host}:${mqttPort}   (telemetry: hcp/v1/sites/+/telemetry)
