@@ -1,5 +1,5 @@
 // Wires one site's agent: simulated hardware (when asked), drivers, the sampling loop, the MQTT
-// publisher, the control-plane stream and the local HTTP endpoint. Shutdown order (STYLE.md):
+// publisher, the control-plane stream and the local HTTP endpoint. Shutdown order (docs/conventions.md):
 // stop sampling → flush telemetry and publish offline → close the stream → stop the devices.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';

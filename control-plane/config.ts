@@ -1,5 +1,5 @@
 // The one place the control plane reads process.env. Every bad value is reported at once and the
-// process exits non-zero (STYLE.md: options are validated and rejected up front).
+// process exits non-zero (docs/conventions.md: options are validated and rejected up front).
 import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65535);

@@ -1,5 +1,5 @@
 // Wires the control plane's parts. Start order: database (migrated) → registry → broker →
-// ingest → gRPC → HTTP. Shutdown (STYLE.md): stop intake (HTTP, gRPC, subscriber) → drain the
+// ingest → gRPC → HTTP. Shutdown (docs/conventions.md): stop intake (HTTP, gRPC, subscriber) → drain the
 // telemetry writer → close the broker and the database. close() is idempotent.
 import type { Logger } from 'pino';
 import { readFileSync } from 'node:fs';

@@ -113,7 +113,7 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
-    // The seed's names (ARCHITECTURE.md), kept.
+    // The seed's names (docs/architecture.md), kept.
     allocations: new Counter({
       name: 'orchestrator_allocations_total',
       help: 'Allocate and release operations by outcome',

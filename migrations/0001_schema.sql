@@ -85,7 +85,7 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_time_idx ON audit_log (time DESC);
 
--- Time series: one wide row per device sample (ARCHITECTURE.md "Wide rows").
+-- Time series: one wide row per device sample (docs/architecture.md "Wide rows").
 CREATE TABLE gpu_telemetry (
   time                  timestamptz NOT NULL,
   site_id               text NOT NULL,

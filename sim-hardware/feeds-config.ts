@@ -1,5 +1,5 @@
 // Configuration of the feeds process (feeds-main.ts): flags first, then environment, then
-// defaults. Every bad value is reported at once and the process exits non-zero (STYLE.md).
+// defaults. Every bad value is reported at once and the process exits non-zero (docs/conventions.md).
 //
 //   --mqtt URL                 broker (env HCP_MQTT_URL; default mqtt://127.0.0.1:1883)
 //   --token-file FILE          the feed credential (a platform key, hcp_…); or env HCP_FEEDS_TOKEN,

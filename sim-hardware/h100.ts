@@ -1,4 +1,4 @@
-// NVIDIA H100 SXM5 model. Numbers from ARCHITECTURE.md "Reference numbers" and the nvidia-smi
+// NVIDIA H100 SXM5 model. Numbers from docs/architecture.md "Reference numbers" and the nvidia-smi
 // capture in shared/reference/device-protocols.md.
 import { GpuState, type GpuSample } from '../proto/gen/hcp/v1/telemetry.js';
 import { clamp, firstOrderLag } from './lag.js';

@@ -1,5 +1,5 @@
 // Market simulator: BTC/USD, per-site wholesale power and GPU spot rental prices, deterministic
-// for a seed and a start time (ARCHITECTURE.md "Reference numbers", market feeds).
+// for a seed and a start time (docs/architecture.md "Reference numbers", market feeds).
 //
 // Wiring: the backtest reads a whole path with `marketTicks(opts, toMs)`; the feeds process
 // (feeds-main.ts) calls `createLiveMarket({ clock, … }).poll()` on a timer and publishes what it

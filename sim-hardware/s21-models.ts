@@ -1,4 +1,4 @@
-// Antminer S21 family: rated numbers from ARCHITECTURE.md "Reference numbers" and
+// Antminer S21 family: rated numbers from docs/architecture.md "Reference numbers" and
 // shared/reference/device-protocols.md, and the efficiency curve used when a power target is set.
 
 export type S21ModelId = 's21' | 's21-pro' | 's21-xp';

@@ -1,4 +1,4 @@
-// Rated numbers of the ASIC models the cgminer driver knows (ARCHITECTURE.md "Reference
+// Rated numbers of the ASIC models the cgminer driver knows (docs/architecture.md "Reference
 // numbers"). The agent does not import sim-hardware, so the figures are stated here too.
 
 export interface AsicModelSpec {

@@ -42,7 +42,7 @@ export interface CgminerDriverOptions {
   now?: () => number;
 }
 
-/** validates up front and names every problem (STYLE.md, nats.js options habit) */
+/** validates up front and names every problem (docs/conventions.md, nats.js options habit) */
 function validate(o: CgminerDriverOptions): void {
   const problems: string[] = [];
   const ids = new Set<string>();

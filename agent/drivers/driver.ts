@@ -1,5 +1,5 @@
 // The agent reads and (later) commands devices only through this interface, so a driver for
-// real hardware is a drop-in for the simulated one (ARCHITECTURE.md "Devices behind drivers").
+// real hardware is a drop-in for the simulated one (docs/architecture.md "Devices behind drivers").
 import type { Device } from '../../proto/gen/hcp/v1/gateway.js';
 import type { DeviceState } from '../../proto/gen/hcp/v1/commands.js';
 import type { AsicSample, GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';

@@ -1,6 +1,6 @@
 // The hot ingest path. Samples are buffered and written in bulk with INSERT … SELECT FROM
 // unnest($1::…[], …): one bind parameter per column whatever the row count, where Drizzle would
-// build one per value and stop at 65,534 (ARCHITECTURE.md). The same statement runs on
+// build one per value and stop at 65,534 (docs/architecture.md). The same statement runs on
 // PostgreSQL, TimescaleDB and PGlite. ON CONFLICT DO NOTHING makes a redelivered batch (MQTT QoS
 // 1 after a control-plane restart, when the sequence tracker has forgotten) harmless.
 // A sample the database refuses (a value out of its column's range that ingest did not catch)

@@ -1,5 +1,5 @@
 // The ASIC models the economic engine knows, with their efficiency curve. The control plane does
-// not import sim-hardware (real sites run real miners), so the rated figures from ARCHITECTURE.md
+// not import sim-hardware (real sites run real miners), so the rated figures from docs/architecture.md
 // "Reference numbers" are stated here, as agent/drivers/asic-models.ts states them too.
 //
 // Wiring: the engine looks a device's model up here by the id the registry stores for it

@@ -20,7 +20,7 @@ describe('profitability', () => {
     expect(hashpriceUsdPerPhDay(90_000, { ...DEFAULT_NETWORK_PARAMS, networkHashrateEhs: 550 })).toBeCloseTo(74.23, 2);
   });
 
-  it('puts the S21 XP break-even near $0.115/kWh at $38/PH/day (ARCHITECTURE.md)', () => {
+  it('puts the S21 XP break-even near $0.115/kWh at $38/PH/day (docs/architecture.md)', () => {
     // choose BTC so hashprice is exactly $38/PH/day
     const btc = (38 * DEFAULT_NETWORK_PARAMS.networkHashrateEhs * 1000) / (3.15 * 144);
     expect(hashpriceUsdPerPhDay(btc)).toBeCloseTo(38, 9);

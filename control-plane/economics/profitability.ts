@@ -3,7 +3,7 @@
 // profitability_scores (columns match) and serves them from GET /api/v1/economics.
 //
 // hashprice (USD per PH/s per day) = BTC × (block subsidy + avg fees per block) × 144 / network PH/s
-// break-even ($/kWh) = hashprice × (1 − pool fee) / (24 × J/TH)   (ARCHITECTURE.md "Reference numbers")
+// break-even ($/kWh) = hashprice × (1 − pool fee) / (24 × J/TH)   (docs/architecture.md "Reference numbers")
 import { ASIC_MODEL_SPECS, DEFAULT_POWER_FRACTIONS, hashFractionAt, targetWattsFor, type AsicModelId, type AsicModelSpec } from './asic-models.js';
 
 export interface NetworkParams {
@@ -20,7 +20,7 @@ export interface NetworkParams {
 // Defaults: approximate public figures for late 2025 (mempool.space mining dashboard and the
 // Hashrate Index hashprice series, read November 2025): network hashrate ≈ 1,100 EH/s (7-day
 // average), fees ≈ 0.025 BTC per block (under 1 % of the reward in a quiet mempool). With BTC at
-// $90,000 they give ≈ $37/PH/day, the hashprice ARCHITECTURE.md's break-even figure assumes.
+// $90,000 they give ≈ $37/PH/day, the hashprice docs/architecture.md's break-even figure assumes.
 // They are configuration, not facts: a deployment sets them from its own data source.
 export const DEFAULT_NETWORK_PARAMS: Readonly<NetworkParams> = {
   networkHashrateEhs: 1_100,
@@ -106,7 +106,7 @@ export function effectiveBreakevenUsdKwh(m: AsicModelSpec, usdPerThHour: number,
 export interface GpuAssumptions {
   /** share of an allocated GPU's hours that are billed at the spot rate */
   utilization: number;
-  /** board power busy / idle: H100 SXM5 limit 700 W, ~105 W idle (ARCHITECTURE.md) */
+  /** board power busy / idle: H100 SXM5 limit 700 W, ~105 W idle (docs/architecture.md) */
   busyW: number;
   idleW: number;
 }

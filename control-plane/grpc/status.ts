@@ -1,5 +1,5 @@
 // gRPC errors carry a stable reason code in the `hcp-reason` trailer, so clients branch on the
-// code and never on message text (STYLE.md, the lesson from Nomad).
+// code and never on message text (docs/conventions.md, the lesson from Nomad).
 import { Metadata, status, type StatusObject } from '@grpc/grpc-js';
 
 export const REASON_KEY = 'hcp-reason';

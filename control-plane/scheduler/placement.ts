@@ -63,7 +63,7 @@ export interface Policy {
   minRuntimeMs: number;
   /** queue aging: one priority level per this many ms waited (0 = strict priority) */
   agingMs: number;
-  /** what a GPU draws once released (H100 idle ≈ 105 W, ARCHITECTURE.md) */
+  /** what a GPU draws once released (H100 idle ≈ 105 W, docs/architecture.md) */
   idleGpuPowerW: number;
   /** stop after this many placements in one pass (bounds the time a pass holds the event loop) */
   maxPlacements: number;
