@@ -29,6 +29,7 @@ describe('agent configuration', () => {
     const c = config(['--site', 'texas-1', '--sim-gpus', '1'], { HCP_AGENT_TOKEN: 'hcp_0123456789abcdefghijKLMN' });
     expect(c).toMatchObject({ token: 'hcp_0123456789abcdefghijKLMN' });
     expect(() => parseAgentArgs(['--site', 'texas-1', '--sim-gpus', '1', '--mqtt-token', 'x'])).toThrow(/mqtt-token/);
+    expect(() => parseAgentArgs(['--site', 'texas-1', '--sim-gpus', '1', '--token', 'hcp_0123456789abcdefghijKLMN'])).toThrow(/never a flag/);
   });
 
   it('reads the credential from --token-file, and names the file, never its text, when it is bad', () => {

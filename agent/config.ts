@@ -148,7 +148,9 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   try {
     ({ values } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }));
   } catch (err) {
-    throw new ConfigError([(err as Error).message]);
+    const msg = (err as Error).message;
+    // flags show in `ps`: the credential is never one
+    throw new ConfigError([/'--token'/.test(msg) ? `${msg}: the site credential comes from HCP_AGENT_TOKEN or --token-file, never a flag` : msg]);
   }
   if (values.help) return { help: true };
   if (values.version) return { version: true };
