@@ -39,7 +39,7 @@ function command(id: string, over: Partial<CommandRecord> = {}): CommandRecord {
   return {
     id, siteId: 'texas-1', payload: { type: 'curtail', reason: 'test' }, state: 'pending', actor: 'test', workloadId: null,
     createdAtMs: now, deadlineMs: now + 60_000, sentAtMs: null, ackedAtMs: null, finishedAtMs: null, attempts: 0,
-    reasonCode: null, message: null, devices: null, ...over,
+    reasonCode: null, message: null, devices: null, details: null, ...over,
   };
 }
 

@@ -23,6 +23,7 @@ export interface NewCommand {
   actor: string;
   workloadId?: string | null;
   deadlineMs: number;
+  details?: Record<string, unknown> | null;
 }
 
 export interface CommandBusDeps {
@@ -160,7 +161,7 @@ export async function createCommandBus(d: CommandBusDeps) {
       const recs: CommandRecord[] = items.map((c) => ({
         id: c.id, siteId: c.siteId, payload: c.payload, state: 'pending', actor: c.actor, workloadId: c.workloadId ?? null,
         createdAtMs: now, deadlineMs: c.deadlineMs, sentAtMs: null, ackedAtMs: null, finishedAtMs: null, attempts: 0,
-        reasonCode: null, message: null, devices: null,
+        reasonCode: null, message: null, devices: null, details: c.details ?? null,
       }));
       await insertCommands(d.db, recs);
       for (const r of recs) {

@@ -4,7 +4,7 @@ import type { CommandPayload, CommandRecord } from './model.js';
 
 const rec = (payload: CommandPayload, actor: string, atMs: number, state: CommandRecord['state'] = 'succeeded'): CommandRecord => ({
   id: `c-${atMs}`, siteId: 'texas-1', payload, state, actor, workloadId: null, createdAtMs: atMs, deadlineMs: atMs + 1000,
-  sentAtMs: null, ackedAtMs: null, finishedAtMs: atMs, attempts: 1, reasonCode: 'ok', message: null, devices: null,
+  sentAtMs: null, ackedAtMs: null, finishedAtMs: atMs, attempts: 1, reasonCode: 'ok', message: null, devices: null, details: null,
 });
 const ASICS = ['asic-texas-1-00001', 'asic-texas-1-00002'];
 

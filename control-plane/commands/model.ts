@@ -34,6 +34,8 @@ export interface CommandRecord {
   reasonCode: string | null;
   message: string | null;
   devices: DeviceState[] | null;
+  /** why it was sent (the reconciler's: the winning claim's source, id and reason); null = not said */
+  details: Record<string, unknown> | null;
 }
 
 const NEXT: Record<CommandState, readonly CommandState[]> = {

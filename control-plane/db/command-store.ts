@@ -28,6 +28,7 @@ function toRecord(r: Record<string, unknown>): CommandRecord {
     reasonCode: (r.reason_code as string | null) ?? null,
     message: (r.message as string | null) ?? null,
     devices: devices ?? null,
+    details: ((typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown> | null) ?? null,
   };
 }
 
@@ -49,13 +50,14 @@ export async function insertCommands(db: Pick<Db, 'query'>, recs: CommandRecord[
 
 async function insertStatement(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<void> {
   await db.query(
-    `INSERT INTO commands (id, site_id, type, payload, state, actor, workload_id, created_at, deadline)
-     SELECT id, s, t, p::jsonb, st, a, w, to_timestamp(c / 1000.0), to_timestamp(d / 1000.0)
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[])
-       AS r(id, s, t, p, st, a, w, c, d)`,
+    `INSERT INTO commands (id, site_id, type, payload, state, actor, workload_id, created_at, deadline, details)
+     SELECT id, s, t, p::jsonb, st, a, w, to_timestamp(c / 1000.0), to_timestamp(d / 1000.0), dt::jsonb
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::text[])
+       AS r(id, s, t, p, st, a, w, c, d, dt)`,
     [
       recs.map((r) => r.id), recs.map((r) => r.siteId), recs.map((r) => r.payload.type), recs.map((r) => JSON.stringify(r.payload)),
       recs.map((r) => r.state), recs.map((r) => r.actor), recs.map((r) => r.workloadId), recs.map((r) => r.createdAtMs), recs.map((r) => r.deadlineMs),
+      recs.map((r) => (r.details ? JSON.stringify(r.details) : null)),
     ],
   );
 }

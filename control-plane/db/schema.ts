@@ -62,6 +62,11 @@ export const workloads = pgTable('workloads', {
   updatedAt: ts('updated_at').notNull().defaultNow(),
   startedAt: ts('started_at'),
   finishedAt: ts('finished_at'),
+  seq: bigserial('seq', { mode: 'number' }).notNull(),
+  preemptedCount: integer('preempted_count').notNull().default(0),
+  allocateAttempts: integer('allocate_attempts').notNull().default(0),
+  allocateCommandId: text('allocate_command_id'),
+  lastStateChange: ts('last_state_change').notNull().defaultNow(),
 });
 
 export const allocations = pgTable('allocations', {
@@ -148,4 +153,92 @@ export const allocationHistory = pgTable('allocation_history', {
   toState: text('to_state').notNull(),
   reason: text('reason'),
   details: jsonb('details').notNull(),
+});
+
+export const commands = pgTable('commands', {
+  id: text('id').primaryKey(),
+  siteId: text('site_id').notNull(),
+  type: text('type').notNull(),
+  payload: jsonb('payload').notNull(),
+  state: text('state').notNull(),
+  actor: text('actor').notNull(),
+  workloadId: text('workload_id'),
+  createdAt: ts('created_at').notNull().defaultNow(),
+  deadline: ts('deadline').notNull(),
+  sentAt: ts('sent_at'),
+  ackedAt: ts('acked_at'),
+  finishedAt: ts('finished_at'),
+  attempts: integer('attempts').notNull().default(0),
+  reasonCode: text('reason_code'),
+  message: text('message'),
+  devices: jsonb('devices'),
+  /** why the command was sent: for the reconciler's, the claim that won (source, claim id, reason) */
+  details: jsonb('details'),
+});
+
+export const siteControls = pgTable('site_controls', {
+  siteId: text('site_id').primaryKey(),
+  mode: text('mode').notNull().default('auto'),
+  modeReason: text('mode_reason'),
+  modeChangedBy: text('mode_changed_by'),
+  modeChangedAt: ts('mode_changed_at').notNull().defaultNow(),
+  schedule: jsonb('schedule').notNull(),
+  gridTrip: jsonb('grid_trip'),
+  /** ASIC starts are limited to this many kW per minute; null = the control plane's default */
+  rampKwPerMin: doublePrecision('ramp_kw_per_min'),
+});
+
+export const demandResponse = pgTable('demand_response', {
+  id: bigserial('id', { mode: 'number' }).primaryKey(),
+  siteId: text('site_id').notNull(),
+  mw: doublePrecision('mw').notNull(),
+  startsAt: ts('starts_at').notNull(),
+  endsAt: ts('ends_at').notNull(),
+  program: text('program').notNull().default(''),
+  createdBy: text('created_by').notNull(),
+  createdAt: ts('created_at').notNull().defaultNow(),
+});
+
+export const economicDecisions = pgTable('economic_decisions', {
+  time: ts('time').notNull(),
+  siteId: text('site_id').notNull(),
+  rule: text('rule').notNull(),
+  summary: text('summary').notNull(),
+  expectedMarginUsdH: doublePrecision('expected_margin_usd_h'),
+  explanation: jsonb('explanation').notNull(),
+  commands: text('commands').array().notNull(),
+});
+
+export const apiKeys = pgTable('api_keys', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  role: text('role').notNull(),
+  customerId: text('customer_id'),
+  siteId: text('site_id'),
+  secretSha256: text('secret_sha256').notNull(),
+  createdAt: ts('created_at').notNull().defaultNow(),
+  createdBy: text('created_by').notNull(),
+  revokedAt: ts('revoked_at'),
+  revokedBy: text('revoked_by'),
+  revokeReason: text('revoke_reason'),
+  version: bigint('version', { mode: 'number' }).notNull(),
+});
+
+/** what each part of the control plane wants a site's ASICs to do (control-plane/claims/model.ts) */
+export const claims = pgTable('claims', {
+  id: text('id').primaryKey(),
+  siteId: text('site_id').notNull(),
+  source: text('source').notNull(),
+  /** empty = every ASIC of the site */
+  deviceIds: text('device_ids').array().notNull(),
+  /** ClaimWant: {kind: 'mining', enabled, powerTargetW} | {kind: 'site_cap', capKw} */
+  want: jsonb('want').notNull(),
+  reason: text('reason').notNull(),
+  actor: text('actor').notNull(),
+  createdAt: ts('created_at').notNull().defaultNow(),
+  expiresAt: ts('expires_at'),
+  /** set when it ended (released, expired or replaced); a live claim has none */
+  endedAt: ts('ended_at'),
+  endedBy: text('ended_by'),
+  endReason: text('end_reason'),
 });

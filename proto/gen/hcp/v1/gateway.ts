@@ -110,6 +110,11 @@ export interface GridTripFired {
   deviceIds: string[];
 }
 
+/** The agent holds this version of the site's desired state (stored in its state dir). */
+export interface DesiredStateHeld {
+  version: number;
+}
+
 export interface AgentMessage {
   body:
     | { $case: "hello"; value: Hello }
@@ -117,6 +122,7 @@ export interface AgentMessage {
     | { $case: "commandAck"; value: CommandAck }
     | { $case: "commandResult"; value: CommandResult }
     | { $case: "gridTripFired"; value: GridTripFired }
+    | { $case: "desiredStateHeld"; value: DesiredStateHeld }
     | undefined;
 }
 
@@ -128,8 +134,39 @@ export interface HelloAck {
   gridTrip: ArmGridTrip | undefined;
 }
 
+/** What one ASIC should be doing, as the control plane's resolver decided it (docs/claims.md). */
+export interface DesiredAsic {
+  deviceId: string;
+  mining: boolean;
+  /** while mining; 0 = the model's stock power */
+  powerTargetW: number;
+  /** the claim source that won: grid, operator, demand_response, scheduler, schedule, economics, default */
+  source: string;
+}
+
+/**
+ * The site's whole desired state, sent after HelloAck and whenever it changes. The agent keeps
+ * the newest version in its state dir: after a restart, or while the control plane is away, it
+ * converges its ASICs to it on its own (sleeping at once, starting within ramp_kw_per_min), and a
+ * miner that reboots into mining while it is meant to sleep is put back to sleep by the agent.
+ */
+export interface DesiredState {
+  /** grows with every change; an older version is ignored */
+  version: number;
+  generatedAtMs: number;
+  /** every ASIC of the site */
+  asics: DesiredAsic[];
+  /** starts are limited to this; 0 = no limit */
+  rampKwPerMin: number;
+  /** the site's power capacity; 0 = none configured */
+  capacityKw: number;
+}
+
 export interface ControlMessage {
-  body: { $case: "helloAck"; value: HelloAck } | { $case: "command"; value: Command } | undefined;
+  body: { $case: "helloAck"; value: HelloAck } | { $case: "command"; value: Command } | {
+    $case: "desiredState";
+    value: DesiredState;
+  } | undefined;
 }
 
 function createBaseDevice(): Device {
@@ -770,6 +807,73 @@ export const GridTripFired: MessageFns<GridTripFired> = {
   },
 };
 
+function createBaseDesiredStateHeld(): DesiredStateHeld {
+  return { version: 0 };
+}
+
+export const DesiredStateHeld: MessageFns<DesiredStateHeld> = {
+  encode(message: DesiredStateHeld, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).uint64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DesiredStateHeld {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDesiredStateHeld();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DesiredStateHeld {
+    return { version: isSet(object.version) ? globalThis.Number(object.version) : 0 };
+  },
+
+  toJSON(message: DesiredStateHeld): unknown {
+    const obj: any = {};
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DesiredStateHeld>, I>>(base?: I): DesiredStateHeld {
+    return DesiredStateHeld.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DesiredStateHeld>, I>>(object: I): DesiredStateHeld {
+    const message = createBaseDesiredStateHeld();
+    message.version = object.version ?? 0;
+    return message;
+  },
+};
+
 function createBaseAgentMessage(): AgentMessage {
   return { body: undefined };
 }
@@ -791,6 +895,9 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         break;
       case "gridTripFired":
         GridTripFired.encode(message.body.value, writer.uint32(42).fork()).join();
+        break;
+      case "desiredStateHeld":
+        DesiredStateHeld.encode(message.body.value, writer.uint32(50).fork()).join();
         break;
     }
     return writer;
@@ -849,6 +956,14 @@ export const AgentMessage: MessageFns<AgentMessage> = {
             message.body = { $case: "gridTripFired", value: GridTripFired.decode(reader, reader.uint32()) };
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.body = { $case: "desiredStateHeld", value: DesiredStateHeld.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -879,6 +994,10 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         ? { $case: "gridTripFired", value: GridTripFired.fromJSON(object.gridTripFired) }
         : isSet(object.grid_trip_fired)
         ? { $case: "gridTripFired", value: GridTripFired.fromJSON(object.grid_trip_fired) }
+        : isSet(object.desiredStateHeld)
+        ? { $case: "desiredStateHeld", value: DesiredStateHeld.fromJSON(object.desiredStateHeld) }
+        : isSet(object.desired_state_held)
+        ? { $case: "desiredStateHeld", value: DesiredStateHeld.fromJSON(object.desired_state_held) }
         : undefined,
     };
   },
@@ -895,6 +1014,8 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       obj.commandResult = CommandResult.toJSON(message.body.value);
     } else if (message.body?.$case === "gridTripFired") {
       obj.gridTripFired = GridTripFired.toJSON(message.body.value);
+    } else if (message.body?.$case === "desiredStateHeld") {
+      obj.desiredStateHeld = DesiredStateHeld.toJSON(message.body.value);
     }
     return obj;
   },
@@ -932,6 +1053,12 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "gridTripFired": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "gridTripFired", value: GridTripFired.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "desiredStateHeld": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "desiredStateHeld", value: DesiredStateHeld.fromPartial(object.body.value) };
         }
         break;
       }
@@ -1075,6 +1202,276 @@ export const HelloAck: MessageFns<HelloAck> = {
   },
 };
 
+function createBaseDesiredAsic(): DesiredAsic {
+  return { deviceId: "", mining: false, powerTargetW: 0, source: "" };
+}
+
+export const DesiredAsic: MessageFns<DesiredAsic> = {
+  encode(message: DesiredAsic, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceId !== "") {
+      writer.uint32(10).string(message.deviceId);
+    }
+    if (message.mining !== false) {
+      writer.uint32(16).bool(message.mining);
+    }
+    if (message.powerTargetW !== 0) {
+      writer.uint32(25).double(message.powerTargetW);
+    }
+    if (message.source !== "") {
+      writer.uint32(34).string(message.source);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DesiredAsic {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDesiredAsic();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.mining = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.powerTargetW = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DesiredAsic {
+    return {
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+      mining: isSet(object.mining) ? globalThis.Boolean(object.mining) : false,
+      powerTargetW: isSet(object.powerTargetW)
+        ? globalThis.Number(object.powerTargetW)
+        : isSet(object.power_target_w)
+        ? globalThis.Number(object.power_target_w)
+        : 0,
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+    };
+  },
+
+  toJSON(message: DesiredAsic): unknown {
+    const obj: any = {};
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    if (message.mining !== false) {
+      obj.mining = message.mining;
+    }
+    if (message.powerTargetW !== 0) {
+      obj.powerTargetW = floatToJson(message.powerTargetW);
+    }
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DesiredAsic>, I>>(base?: I): DesiredAsic {
+    return DesiredAsic.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DesiredAsic>, I>>(object: I): DesiredAsic {
+    const message = createBaseDesiredAsic();
+    message.deviceId = object.deviceId ?? "";
+    message.mining = object.mining ?? false;
+    message.powerTargetW = object.powerTargetW ?? 0;
+    message.source = object.source ?? "";
+    return message;
+  },
+};
+
+function createBaseDesiredState(): DesiredState {
+  return { version: 0, generatedAtMs: 0, asics: [], rampKwPerMin: 0, capacityKw: 0 };
+}
+
+export const DesiredState: MessageFns<DesiredState> = {
+  encode(message: DesiredState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).uint64(message.version);
+    }
+    if (message.generatedAtMs !== 0) {
+      writer.uint32(16).int64(message.generatedAtMs);
+    }
+    for (const v of message.asics) {
+      DesiredAsic.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.rampKwPerMin !== 0) {
+      writer.uint32(33).double(message.rampKwPerMin);
+    }
+    if (message.capacityKw !== 0) {
+      writer.uint32(41).double(message.capacityKw);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DesiredState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDesiredState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.generatedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.asics.push(DesiredAsic.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.rampKwPerMin = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.capacityKw = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DesiredState {
+    return {
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      generatedAtMs: isSet(object.generatedAtMs)
+        ? globalThis.Number(object.generatedAtMs)
+        : isSet(object.generated_at_ms)
+        ? globalThis.Number(object.generated_at_ms)
+        : 0,
+      asics: globalThis.Array.isArray(object?.asics) ? object.asics.map((e: any) => DesiredAsic.fromJSON(e)) : [],
+      rampKwPerMin: isSet(object.rampKwPerMin)
+        ? globalThis.Number(object.rampKwPerMin)
+        : isSet(object.ramp_kw_per_min)
+        ? globalThis.Number(object.ramp_kw_per_min)
+        : 0,
+      capacityKw: isSet(object.capacityKw)
+        ? globalThis.Number(object.capacityKw)
+        : isSet(object.capacity_kw)
+        ? globalThis.Number(object.capacity_kw)
+        : 0,
+    };
+  },
+
+  toJSON(message: DesiredState): unknown {
+    const obj: any = {};
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.generatedAtMs !== 0) {
+      obj.generatedAtMs = Math.round(message.generatedAtMs);
+    }
+    if (message.asics?.length) {
+      obj.asics = message.asics.map((e) => DesiredAsic.toJSON(e));
+    }
+    if (message.rampKwPerMin !== 0) {
+      obj.rampKwPerMin = floatToJson(message.rampKwPerMin);
+    }
+    if (message.capacityKw !== 0) {
+      obj.capacityKw = floatToJson(message.capacityKw);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DesiredState>, I>>(base?: I): DesiredState {
+    return DesiredState.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DesiredState>, I>>(object: I): DesiredState {
+    const message = createBaseDesiredState();
+    message.version = object.version ?? 0;
+    message.generatedAtMs = object.generatedAtMs ?? 0;
+    message.asics = object.asics?.map((e) => DesiredAsic.fromPartial(e)) || [];
+    message.rampKwPerMin = object.rampKwPerMin ?? 0;
+    message.capacityKw = object.capacityKw ?? 0;
+    return message;
+  },
+};
+
 function createBaseControlMessage(): ControlMessage {
   return { body: undefined };
 }
@@ -1087,6 +1484,9 @@ export const ControlMessage: MessageFns<ControlMessage> = {
         break;
       case "command":
         Command.encode(message.body.value, writer.uint32(18).fork()).join();
+        break;
+      case "desiredState":
+        DesiredState.encode(message.body.value, writer.uint32(26).fork()).join();
         break;
     }
     return writer;
@@ -1121,6 +1521,14 @@ export const ControlMessage: MessageFns<ControlMessage> = {
             message.body = { $case: "command", value: Command.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = { $case: "desiredState", value: DesiredState.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1141,6 +1549,10 @@ export const ControlMessage: MessageFns<ControlMessage> = {
         ? { $case: "helloAck", value: HelloAck.fromJSON(object.hello_ack) }
         : isSet(object.command)
         ? { $case: "command", value: Command.fromJSON(object.command) }
+        : isSet(object.desiredState)
+        ? { $case: "desiredState", value: DesiredState.fromJSON(object.desiredState) }
+        : isSet(object.desired_state)
+        ? { $case: "desiredState", value: DesiredState.fromJSON(object.desired_state) }
         : undefined,
     };
   },
@@ -1151,6 +1563,8 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       obj.helloAck = HelloAck.toJSON(message.body.value);
     } else if (message.body?.$case === "command") {
       obj.command = Command.toJSON(message.body.value);
+    } else if (message.body?.$case === "desiredState") {
+      obj.desiredState = DesiredState.toJSON(message.body.value);
     }
     return obj;
   },
@@ -1170,6 +1584,12 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       case "command": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "command", value: Command.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "desiredState": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "desiredState", value: DesiredState.fromPartial(object.body.value) };
         }
         break;
       }
