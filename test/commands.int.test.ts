@@ -216,10 +216,10 @@ describePg('commands', (pg) => {
     const st = await new Promise<Json>((res, rej) => client.getStatus({}, bob, (e, r) => (e ? rej(e) : res(r as Json))));
     expect(st.sites.find((s: Json) => s.id === 'texas-1')).toMatchObject({ online: true, gpus: 2, asics: 2 });
     const reply = await new Promise<CommandsReply>((res, rej) =>
-      client.curtail({ sites: ['texas-1'], all: false, reason: 'ERCOT EEA', actor: 'ceo', wait: true, deadlineS: 0 }, bob, (e, r) => (e ? rej(e) : res(r))),
+      client.curtail({ sites: ['texas-1'], all: false, reason: 'ERCOT EEA', actor: 'ceo', wait: true, deadlineS: 0, durationS: 0 }, bob, (e, r) => (e ? rej(e) : res(r))),
     );
     expect(reply.commands[0]).toMatchObject({ site: 'texas-1', type: 'curtail', state: CommandState.COMMAND_STATE_SUCCEEDED, actor: 'key:bob' });
-    const err = await new Promise<ServiceError>((res) => client.setMining({ site: 'mars-1', enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 0 }, bob, (e) => res(e!)));
+    const err = await new Promise<ServiceError>((res) => client.setMining({ site: 'mars-1', enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 0, reason: '', durationS: 0 }, bob, (e) => res(e!)));
     expect(err.code).toBe(status.NOT_FOUND);
     expect(err.metadata.get('hcp-reason')).toEqual(['unknown_site']);
     client.close();

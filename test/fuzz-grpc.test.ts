@@ -154,7 +154,7 @@ describePg('gRPC fuzzing', (pg) => {
           await waitFor(
             async () => {
               if (ended || got) return true;
-              await callFleet({ method: 'setMining', request: { site, enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 5 } }, admin);
+              await callFleet({ method: 'setMining', request: { site, enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 5, reason: '', durationS: 0 } }, admin);
               return ended || got;
             },
             { timeoutMs: 10_000, intervalMs: 100, message: `watch ${JSON.stringify(req)} as ${a}: refused or delivering` },
@@ -206,7 +206,7 @@ describePg('gRPC fuzzing', (pg) => {
             call.on('status', (s: StatusObject) => (ended = s));
             void waitFor(
               async () => {
-                if (!got && !ended) await callFleet({ method: 'setMining', request: { site: FUZZ_SITE, enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 5 } }, metadataFor('admin', []));
+                if (!got && !ended) await callFleet({ method: 'setMining', request: { site: FUZZ_SITE, enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 5, reason: '', durationS: 0 } }, metadataFor('admin', []));
                 return got || ended;
               },
               { timeoutMs: 10_000, intervalMs: 100, message: `${what}: refused or delivering` },

@@ -184,7 +184,7 @@ describePg('security at every edge', (pg) => {
       m.set('authorization', `Bearer ${key}`);
       return m;
     };
-    const call = (m: Metadata) => new Promise<ServiceError | null>((res) => client.setMining({ site: 'texas-1', enabled: true, deviceIds: [], powerTargetW: 0, actor: 'ceo', wait: false, deadlineS: 0 }, m, (e) => res(e)));
+    const call = (m: Metadata) => new Promise<ServiceError | null>((res) => client.setMining({ site: 'texas-1', enabled: true, deviceIds: [], powerTargetW: 0, actor: 'ceo', wait: false, deadlineS: 0, reason: '', durationS: 0 }, m, (e) => res(e)));
     const anon = await call(new Metadata());
     expect(anon!.code).toBe(status.UNAUTHENTICATED);
     const viewer = await call(md(keys.watcher!));

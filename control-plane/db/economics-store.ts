@@ -13,6 +13,8 @@ export interface SiteControl {
   schedule: ScheduleWindow[];
   /** the agent's under-frequency trip for this site; null = the control plane's default */
   gridTrip: GridTripSetting | null;
+  /** ASIC starts are limited to this many kW per minute; null = the control plane's default */
+  rampKwPerMin: number | null;
 }
 
 export interface GridTripSetting {
@@ -35,7 +37,7 @@ export interface DemandResponseRow {
 const ms = (v: unknown) => (v instanceof Date ? v.getTime() : Date.parse(String(v)));
 
 export async function loadSiteControls(db: Db): Promise<SiteControl[]> {
-  const rows = await db.query<Record<string, unknown>>('SELECT site_id, mode, mode_reason, mode_changed_by, mode_changed_at, schedule, grid_trip FROM site_controls');
+  const rows = await db.query<Record<string, unknown>>('SELECT site_id, mode, mode_reason, mode_changed_by, mode_changed_at, schedule, grid_trip, ramp_kw_per_min FROM site_controls');
   return rows.map((r) => ({
     siteId: r.site_id as string,
     mode: r.mode as 'auto' | 'manual',
@@ -44,17 +46,18 @@ export async function loadSiteControls(db: Db): Promise<SiteControl[]> {
     modeChangedAtMs: ms(r.mode_changed_at),
     schedule: (typeof r.schedule === 'string' ? JSON.parse(r.schedule) : r.schedule) as ScheduleWindow[],
     gridTrip: (typeof r.grid_trip === 'string' ? JSON.parse(r.grid_trip) : (r.grid_trip ?? null)) as GridTripSetting | null,
+    rampKwPerMin: r.ramp_kw_per_min === null || r.ramp_kw_per_min === undefined ? null : Number(r.ramp_kw_per_min),
   }));
 }
 
 export async function saveSiteControl(db: Db, c: SiteControl): Promise<void> {
   await db.query(
-    `INSERT INTO site_controls (site_id, mode, mode_reason, mode_changed_by, mode_changed_at, schedule, grid_trip)
-     VALUES ($1, $2, $3, $4, to_timestamp($5 / 1000.0), $6::jsonb, $7::jsonb)
+    `INSERT INTO site_controls (site_id, mode, mode_reason, mode_changed_by, mode_changed_at, schedule, grid_trip, ramp_kw_per_min)
+     VALUES ($1, $2, $3, $4, to_timestamp($5 / 1000.0), $6::jsonb, $7::jsonb, $8)
      ON CONFLICT (site_id) DO UPDATE SET mode = EXCLUDED.mode, mode_reason = EXCLUDED.mode_reason,
        mode_changed_by = EXCLUDED.mode_changed_by, mode_changed_at = EXCLUDED.mode_changed_at, schedule = EXCLUDED.schedule,
-       grid_trip = EXCLUDED.grid_trip`,
-    [c.siteId, c.mode, c.modeReason, c.modeChangedBy, c.modeChangedAtMs, JSON.stringify(c.schedule), c.gridTrip ? JSON.stringify(c.gridTrip) : null],
+       grid_trip = EXCLUDED.grid_trip, ramp_kw_per_min = EXCLUDED.ramp_kw_per_min`,
+    [c.siteId, c.mode, c.modeReason, c.modeChangedBy, c.modeChangedAtMs, JSON.stringify(c.schedule), c.gridTrip ? JSON.stringify(c.gridTrip) : null, c.rampKwPerMin],
   );
 }
 

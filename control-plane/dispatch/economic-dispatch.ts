@@ -1,27 +1,21 @@
 // The economic engine at work: every interval, for each online site, it builds the engine's
-// inputs from the price book, the registry's latest telemetry, the operator's controls and the
-// grid state, calls decideSite (economics/engine.ts, pure), sends the resulting SetMining
-// commands through the command path as `system:economics`, and records the decision with its
+// inputs from the price book, the registry's latest telemetry and the site's demand-response
+// commitments, calls decideSite (economics/engine.ts, pure), and states what it decided as the
+// site's economics claims (one per group of ASICs with the same want), replacing its earlier
+// ones when the decision changed. Economics is the lowest claim source: the grid, operators,
+// demand response, the scheduler's headroom and schedules outrank it in the resolver
+// (claims/resolve.ts), so it needs no special cases for them. It records every decision with its
 // explanation (economic_decisions, the audit log when it changes something) and the
 // profitability of each device class (profitability_scores).
-//
-// It leaves alone: a site whose region is under the grid response (the grid owns its ASICs
-// until the staged restore ends), an offline site, and a site whose previous economic commands
-// are still in flight. A manual mining command by an operator (REST or gRPC) puts the site in
-// manual mode; the engine then explains but does not act until an operator returns it to auto.
 import type { Logger } from 'pino';
-import { isKeyActor } from '../auth/roles.js';
-import type { CommandBus } from '../commands/bus.js';
-import { isFinal, type CommandRecord } from '../commands/model.js';
-import type { MiningIntents } from '../commands/mining-intent.js';
-import type { Operations } from '../commands/operations.js';
+import type { ClaimsService } from '../claims/service.js';
+import type { Claim } from '../claims/model.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
 import { insertDecisions, insertProfitability, liveAllocatedGpus, type DecisionRow } from '../db/economics-store.js';
 import { ASIC_MODEL_SPECS, isAsicModelId, type AsicModelId } from '../economics/asic-models.js';
 import { decideSite, DEFAULT_ENGINE_CONFIG, type AsicInput, type EngineConfig, type SiteDecision } from '../economics/engine.js';
 import { siteProfitability } from '../economics/profitability.js';
-import type { GridResponse } from '../grid/grid-response.js';
 import type { PriceBook } from '../market/price-book.js';
 import type { Metrics } from '../metrics.js';
 import type { Registry } from '../registry/registry.js';
@@ -37,18 +31,13 @@ export interface EconomicDispatchDeps {
   db: Db;
   registry: Registry;
   book: PriceBook;
-  ops: () => Operations;
-  bus: () => CommandBus;
-  intent: MiningIntents;
-  grid: GridResponse;
+  claims: ClaimsService;
   controls: SiteControls;
   audit: AuditWriter;
   metrics: Metrics;
   log: Logger;
   intervalMs: number;
   engine?: Partial<EngineConfig>;
-  /** facility time zones, for schedules in local time */
-  timezones: Map<string, string>;
   now?: () => number;
 }
 
@@ -78,17 +67,10 @@ const RUN_STATE: Partial<Record<MiningState, AsicInput['state']>> = {
 export function createEconomicDispatch(d: EconomicDispatchDeps) {
   const now = d.now ?? Date.now;
   const base: EngineConfig = { ...DEFAULT_ENGINE_CONFIG, ...d.engine };
-  const last = new Map<string, { decision: SiteDecision; commands: string[]; atMs: number; skipped: string | null }>();
-  const inFlight = new Map<string, string[]>();
+  const last = new Map<string, { decision: SiteDecision; claims: string[]; atMs: number; skipped: string | null }>();
+  // when economics last switched each ASIC's want on or off (minimum on/off times count from it)
+  const switchedAt = new Map<string, { mine: boolean; atMs: number }>();
   let running: Promise<void> | null = null;
-
-  // An operator's own mining command (made with a key) puts the site in manual mode (never the
-  // engine's, the grid's or the scheduler's).
-  const unwatch = d.bus().watch((r: CommandRecord) => {
-    if (r.state !== 'pending' || r.attempts !== 0 || !isKeyActor(r.actor)) return;
-    if (r.payload.type !== 'set_mining' && r.payload.type !== 'curtail') return;
-    void d.controls.setMode(r.siteId, 'manual', r.actor, `manual mining command ${r.id}`).catch((err) => d.log.error({ err }, 'could not set manual mode'));
-  });
 
   function inputsFor(siteId: string, nowMs: number, allocated: number) {
     const site = d.registry.site(siteId)!;
@@ -105,7 +87,12 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
         continue;
       }
       if (dev.driver === 'cgminer') cgminer = true;
-      asics.push({ id: dev.id, model, state, powerTargetW: dev.asic.powerTargetW > 0 ? dev.asic.powerTargetW : null, lastChangeMs: d.intent.of(dev.id)?.atMs ?? null });
+      // Economics reasons from its own last want where it has one, not from what another claim
+      // (the grid, an operator) made the ASIC do meanwhile: otherwise a grid curtailment would
+      // look like economics' own "off" and hysteresis would keep it there after the grid let go.
+      const prev = switchedAt.get(dev.id);
+      const own: AsicInput['state'] = prev ? (prev.mine ? (state === 'starting' ? 'starting' : 'mining') : 'sleeping') : state;
+      asics.push({ id: dev.id, model, state: own, powerTargetW: dev.asic.powerTargetW > 0 ? dev.asic.powerTargetW : null, lastChangeMs: prev?.atMs ?? null });
     }
     const gpus = devices.filter((g) => g.kind === 'gpu' && g.online && g.gpu);
     const gpusBusy = gpus.filter((g) => g.gpu!.workloadId).length;
@@ -113,8 +100,6 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
     // GPUs come off the cap first at what they draw or what is committed to them: busy in
     // telemetry, or allocated by the scheduler and about to be (it made headroom for them)
     const gpuKw = Math.max(gpuW / 1000, (Math.max(gpusBusy, allocated) * base.gpu.busyW) / 1000);
-    const ctl = d.controls.get(siteId);
-    const tz = d.timezones.get(siteId) ?? 'UTC';
     return {
       site,
       cgminer,
@@ -127,11 +112,7 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
         gpuKw,
         gpusBusy,
         asics,
-        mode: ctl.mode,
-        schedule: ctl.schedule,
-        utcOffsetHours: utcOffsetHours(tz, nowMs),
         demandResponse: d.controls.demandResponse(siteId, nowMs).map((c) => ({ mw: c.mw, fromMs: c.fromMs, toMs: c.toMs })),
-        gridEmergency: false,
       },
     };
   }
@@ -145,37 +126,21 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
       return null;
     };
     if (!site.online) return skip('site offline');
-    if (d.grid.holding(site.region)) return skip(`grid response holds region ${site.region}`);
-    const pending = (inFlight.get(siteId) ?? []).filter((id) => {
-      const r = d.bus().get(id);
-      return r && !isFinal(r.state);
-    });
-    if (pending.length) return skip(`${pending.length} economic commands still in flight`);
 
     const { inputs, cgminer } = inputsFor(siteId, nowMs, allocated);
     const cfg = cgminer ? { ...base, powerFractions: [...STOCK_FIRMWARE_FRACTIONS] } : base;
     const decision = decideSite(inputs, cfg);
-    const ids: string[] = [];
-    for (const c of decision.commands) {
-      const stock = c.deviceIds.length ? ASIC_MODEL_SPECS[inputs.asics.find((a) => a.id === c.deviceIds[0])!.model].ratedPowerW : 0;
-      const target = c.enabled && c.powerTargetW > 0 && Math.abs(c.powerTargetW - stock) > 1 ? c.powerTargetW : null;
-      const recs = await d.ops().setMining({
-        site: siteId, enabled: c.enabled, deviceIds: c.deviceIds, powerTargetW: target, actor: ECONOMICS_ACTOR,
-        deadlineS: Math.max(30, Math.ceil((3 * d.intervalMs) / 1000)),
-      });
-      ids.push(...recs.map((r) => r.id));
-    }
-    inFlight.set(siteId, ids);
-    last.set(siteId, { decision, commands: ids, atMs: nowMs, skipped: null });
+    const ids = await stateClaims(siteId, decision, inputs.asics, nowMs);
+    last.set(siteId, { decision, claims: ids.changed ? ids.claims : (last.get(siteId)?.claims ?? ids.claims), atMs: nowMs, skipped: null });
     d.metrics.economicDecisions.inc({ rule: decision.rule });
     const margin = decision.explanation.expectedUsdH?.margin ?? null;
-    if (ids.length) {
+    if (ids.changed) {
       d.audit.write({
         actor: ECONOMICS_ACTOR, action: 'economics.decision', subject: siteId,
-        details: { rule: decision.rule, summary: decision.explanation.summary, expected_margin_usd_h: margin, commands: ids, inputs: decision.explanation.inputs },
+        details: { rule: decision.rule, summary: decision.explanation.summary, expected_margin_usd_h: margin, claims: ids.claims, inputs: decision.explanation.inputs },
         timeMs: nowMs,
       });
-      d.log.info({ site: siteId, rule: decision.rule, summary: decision.explanation.summary, commands: ids.length }, 'economic decision');
+      d.log.info({ site: siteId, rule: decision.rule, summary: decision.explanation.summary, claims: ids.claims.length }, 'economic decision');
     }
     if (inputs.prices.btcUsd !== null && inputs.prices.powerUsdKwh !== null && inputs.prices.gpuSpotUsdH !== null) {
       const models = [...new Set(inputs.asics.map((a) => a.model))];
@@ -183,7 +148,46 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
         btcUsd: inputs.prices.btcUsd, powerUsdKwh: inputs.prices.powerUsdKwh, gpuSpotUsdH: inputs.prices.gpuSpotUsdH,
       }, models.length ? models : undefined));
     }
-    return { timeMs: nowMs, siteId, rule: decision.rule, summary: decision.explanation.summary, expectedMarginUsdH: margin, explanation: decision.explanation, commands: ids };
+    return { timeMs: nowMs, siteId, rule: decision.rule, summary: decision.explanation.summary, expectedMarginUsdH: margin, explanation: decision.explanation, commands: ids.changed ? ids.claims : [] };
+  }
+
+  /**
+   * The decision as economics' claims: one per (mine, target) group. Unchanged groups keep their
+   * claims; a changed decision replaces them all. Returns the live economics claim ids.
+   */
+  async function stateClaims(siteId: string, decision: SiteDecision, asics: readonly AsicInput[], nowMs: number): Promise<{ claims: string[]; changed: boolean }> {
+    // Without prices economics has no opinion: its claims go, and the next claim down (or the
+    // default, mining) stands.
+    if (decision.rule === 'no_power_price' || decision.rule === 'no_btc_price') {
+      const mine = d.claims.list(siteId).filter((c) => c.source === 'economics');
+      for (const c of mine) await d.claims.release(c.id, ECONOMICS_ACTOR, `${decision.rule}: economics abstains`);
+      for (const a of asics) switchedAt.delete(a.id);
+      return { claims: [], changed: mine.length > 0 };
+    }
+    const stock = new Map(asics.map((a) => [a.id, ASIC_MODEL_SPECS[a.model].ratedPowerW]));
+    const groups = new Map<string, { enabled: boolean; powerTargetW: number | null; deviceIds: string[] }>();
+    for (const a of decision.asics) {
+      const target = a.mine && Math.abs(a.powerTargetW - (stock.get(a.id) ?? 0)) > 1 ? a.powerTargetW : null;
+      const key = `${a.mine}/${target}`;
+      const g = groups.get(key) ?? { enabled: a.mine, powerTargetW: target, deviceIds: [] };
+      g.deviceIds.push(a.id);
+      groups.set(key, g);
+      const prev = switchedAt.get(a.id);
+      if (!prev || prev.mine !== a.mine) switchedAt.set(a.id, { mine: a.mine, atMs: prev ? nowMs : 0 });
+    }
+    const mine = d.claims.list(siteId).filter((c) => c.source === 'economics');
+
+    const keyOf = (c: Pick<Claim, 'want' | 'deviceIds'>) => c.want.kind === 'mining' ? `${c.want.enabled}/${c.want.powerTargetW}/${[...c.deviceIds].sort().join(',')}` : 'cap';
+    const want = [...groups.values()].map((g) => ({ want: { kind: 'mining' as const, enabled: g.enabled, powerTargetW: g.powerTargetW }, deviceIds: g.deviceIds.sort() }));
+    const same = mine.length === want.length && new Set(mine.map(keyOf)).size === want.length && want.every((w) => mine.some((c) => keyOf(c) === keyOf(w)));
+    if (same || want.length === 0) return { claims: mine.map((c) => c.id), changed: false };
+    const made = await d.claims.setMany(want.map((w) => ({
+      siteId, source: 'economics' as const, deviceIds: w.deviceIds, want: w.want, actor: ECONOMICS_ACTOR, expiresAtMs: null,
+      reason: `${decision.rule}: ${decision.explanation.summary}`,
+    })));
+    const kept = new Set(made.map((c) => c.id));
+    for (const c of mine) if (!kept.has(c.id) && d.claims.get(c.id)) await d.claims.release(c.id, ECONOMICS_ACTOR, 'replaced by a new decision');
+    return { claims: made.map((c) => c.id), changed: true };
   }
 
   async function runOnce(): Promise<void> {
@@ -228,14 +232,13 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
         summary: l.decision.explanation.summary,
         expected_usd_h: l.decision.explanation.expectedUsdH,
         explanation: l.decision.explanation,
-        commands: l.commands,
+        claims: l.claims,
         skipped_since: l.skipped,
       };
     },
     intervalMs: d.intervalMs,
     async close(): Promise<void> {
       clearInterval(timer);
-      unwatch();
       await running;
     },
   };

@@ -1,6 +1,7 @@
-// Operator controls the economic engine obeys: each site's mode (auto: the engine decides;
-// manual: an operator does, and the engine never silently undoes them), its time-of-day
-// schedule, and demand-response commitments. Held in memory, written through to the database.
+// Operator settings per site: its time-of-day schedule and demand-response commitments (kept as
+// claims while in force by claims/programs.ts), its grid-trip settings and its ramp limit. Held in
+// memory, written through to the database. (Manual mode is an operator claim now:
+// claims/operator.ts; the mode columns of site_controls are no longer written.)
 import type { Logger } from 'pino';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
@@ -14,21 +15,10 @@ export async function createSiteControls(d: { db: Db; audit: AuditWriter; log: L
   const controls = new Map((await loadSiteControls(d.db)).map((c) => [c.siteId, c]));
   let dr = await loadDemandResponse(d.db, now());
   const get = (siteId: string): SiteControl =>
-    controls.get(siteId) ?? { siteId, mode: 'auto', modeReason: null, modeChangedBy: null, modeChangedAtMs: 0, schedule: [], gridTrip: null };
+    controls.get(siteId) ?? { siteId, mode: 'auto', modeReason: null, modeChangedBy: null, modeChangedAtMs: 0, schedule: [], gridTrip: null, rampKwPerMin: null };
 
   return {
     get,
-    async setMode(siteId: string, mode: 'auto' | 'manual', actor: string, reason: string | null): Promise<SiteControl> {
-      const cur = get(siteId);
-      // already there: the first reason stands (a stream of manual commands is one change)
-      if (cur.mode === mode) return cur;
-      const next = { ...cur, mode, modeReason: reason, modeChangedBy: actor, modeChangedAtMs: now() };
-      await saveSiteControl(d.db, next);
-      controls.set(siteId, next);
-      d.audit.write({ actor, action: `site.mode_${mode}`, subject: siteId, details: { from: cur.mode, reason } });
-      d.log.info({ site: siteId, mode, actor, reason }, 'site mode changed');
-      return next;
-    },
     async setSchedule(siteId: string, schedule: ScheduleWindow[], actor: string): Promise<SiteControl> {
       const next = { ...get(siteId), schedule };
       await saveSiteControl(d.db, next);
@@ -41,6 +31,14 @@ export async function createSiteControls(d: { db: Db; audit: AuditWriter; log: L
       await saveSiteControl(d.db, next);
       controls.set(siteId, next);
       d.audit.write({ actor, action: 'site.grid_trip_set', subject: siteId, details: { grid_trip: gridTrip, reason } });
+      return next;
+    },
+    async setRamp(siteId: string, rampKwPerMin: number | null, actor: string): Promise<SiteControl> {
+      const cur = get(siteId);
+      const next = { ...cur, rampKwPerMin };
+      await saveSiteControl(d.db, next);
+      controls.set(siteId, next);
+      d.audit.write({ actor, action: 'site.ramp_set', subject: siteId, details: { from: cur.rampKwPerMin, to: rampKwPerMin } });
       return next;
     },
     async addDemandResponse(c: Omit<DemandResponseRow, 'id'>): Promise<DemandResponseRow> {

@@ -199,9 +199,6 @@ export function runBacktest(o: BacktestOptions): BacktestResult {
         gpuKw: gpuKwAt(now),
         gpusBusy: busyGpus(now),
         asics,
-        mode: 'auto',
-        utcOffsetHours: fleetDef.utcOffsetHours,
-        gridEmergency: false,
       },
       cfg,
     );

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ASIC_MODEL_SPECS, type AsicModelId } from './asic-models.js';
-import { DEFAULT_ENGINE_CONFIG, decideSite, type AsicInput, type SiteInputs } from './engine.js';
+import { DEFAULT_ENGINE_CONFIG, decideSite, scheduleOffAt, type AsicInput, type SiteInputs } from './engine.js';
 import { effectiveBreakevenUsdKwh, netUsdPerThHour } from './profitability.js';
 
 const NOW = Date.parse('2025-06-01T12:00:00Z');
@@ -17,8 +17,6 @@ const site = (over: Partial<SiteInputs> = {}): SiteInputs => ({
   gpuKw: 7,
   gpusBusy: 10,
   asics: fleet(),
-  mode: 'auto',
-  gridEmergency: false,
   ...over,
 });
 const mining = (d: ReturnType<typeof decideSite>) => d.asics.filter((a) => a.mine).map((a) => a.id);
@@ -128,24 +126,11 @@ describe('decision engine', () => {
     expect(mining(decideSite(site({ capKw: 20, gpuKw: 5, asics, demandResponse: dr, nowMs: NOW + 3600_000 })))).toHaveLength(4);
   });
 
-  it('never undoes an operator in manual mode, but a grid emergency overrides manual and minimum run time', () => {
-    const asics = [asic('a', 's21', { state: 'starting', lastChangeMs: NOW - 10_000 }), asic('b', 's21-xp', { state: 'sleeping' })];
-    const manual = decideSite(site({ mode: 'manual', asics, prices: { btcUsd: BTC, powerUsdKwh: 5, gpuSpotUsdH: 3.5 } }));
-    expect(manual.rule).toBe('manual_mode');
-    expect(manual.commands).toEqual([]);
-    const emergency = decideSite(site({ mode: 'manual', asics, gridEmergency: true, prices: { btcUsd: null, powerUsdKwh: null, gpuSpotUsdH: null } }));
-    expect(emergency.rule).toBe('grid_emergency');
-    expect(emergency.commands).toEqual([{ enabled: false, deviceIds: ['a'], powerTargetW: 0 }]);
-    expect(emergency.explanation.inputs.gridEmergency).toBe(true);
-  });
-
-  it('sleeps the ASICs inside an operator schedule window, in site local time', () => {
+  it('finds an ASIC sleeping in a schedule window from the site local time', () => {
     // 12:00 UTC is 06:00 in Texas (UTC−6); the window 05–07 covers it, 22–02 (wrapping) does not.
-    const windowed = (fromHour: number, toHour: number) =>
-      decideSite(site({ utcOffsetHours: -6, schedule: [{ fromHour, toHour, mining: 'off' }] }));
-    expect(windowed(5, 7).rule).toBe('schedule');
-    expect(mining(windowed(5, 7))).toEqual([]);
-    expect(mining(windowed(22, 2))).toHaveLength(3);
-    expect(mining(decideSite(site({ nowMs: NOW - 7 * 3600_000, utcOffsetHours: -6, schedule: [{ fromHour: 22, toHour: 2, mining: 'off' }] })))).toEqual([]);
+    expect(scheduleOffAt([{ fromHour: 5, toHour: 7, mining: 'off' }], NOW, -6)).toBe(true);
+    expect(scheduleOffAt([{ fromHour: 22, toHour: 2, mining: 'off' }], NOW, -6)).toBe(false);
+    expect(scheduleOffAt([{ fromHour: 22, toHour: 2, mining: 'off' }], NOW - 7 * 3600_000, -6)).toBe(true);
+    expect(scheduleOffAt([{ fromHour: 5, toHour: 7, mining: 'auto' }], NOW, -6)).toBe(false);
   });
 });

@@ -1,16 +1,11 @@
-// The decision engine: one pure function per site per interval (issue 5). Given prices, the site
-// power cap, the GPUs' power, each ASIC's model and state, the operator's mode and schedule,
-// demand-response commitments and the grid state, it says which ASICs mine and at what power
-// target, and explains why.
+// The decision engine: one pure function per site per interval. Given prices, the site power cap,
+// the GPUs' power, each ASIC's model and state and the demand-response commitments, it says which
+// ASICs should mine and at what power target for the money, and explains why.
 //
-// Wiring (control plane): every HCP_ECONOMICS_INTERVAL_MS, for each site, build SiteInputs from
-// the latest price_data ticks, the registry (facility cap, timezone, devices and models), the last
-// telemetry (mining state, power target), the last change time of each ASIC (from the command
-// log), the site's mode/schedule/DR commitments and the region's grid state; call decideSite;
-// send `commands` through the command bus as SetMining (enabled, device_ids, power_target_w)
-// with actor 'economics'; store `explanation` for GET /api/v1/economics and the audit log. For a
-// grid emergency the grid handler calls decideSite at once with gridEmergency: true rather than
-// waiting for the interval. Nothing here reads a clock or does I/O.
+// What it decides is economics' claim (control-plane/claims/model.ts), the lowest in precedence:
+// the grid, operators, demand response, the scheduler's headroom and schedules outrank it in the
+// resolver, so none of them is a rule here. The wiring is control-plane/dispatch/economic-dispatch.ts.
+// Nothing here reads a clock or does I/O.
 import { ASIC_MODEL_SPECS, DEFAULT_POWER_FRACTIONS, type AsicModelId, type AsicModelSpec } from './asic-models.js';
 import {
   bestOperatingPoint,
@@ -62,11 +57,7 @@ export interface SiteInputs {
   /** GPUs serving a workload, for the expected revenue */
   gpusBusy: number;
   asics: readonly AsicInput[];
-  mode: 'auto' | 'manual';
-  schedule?: readonly ScheduleWindow[];
-  utcOffsetHours?: number;
   demandResponse?: readonly DemandResponseCommitment[];
-  gridEmergency: boolean;
 }
 
 export interface EngineConfig {
@@ -105,11 +96,8 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = {
 
 /** In precedence order: the first one that changed something names the decision. */
 export const RULES = [
-  'grid_emergency',
   'no_power_price',
   'no_btc_price',
-  'manual_mode',
-  'schedule',
   'demand_response',
   'site_cap',
   'price_curtail',
@@ -161,9 +149,6 @@ export interface Explanation {
     capKw: number;
     gpuKw: number;
     demandResponseKw: number;
-    mode: 'auto' | 'manual';
-    gridEmergency: boolean;
-    scheduleOff: boolean;
   };
   /** power left for ASICs after GPUs and DR, and what the decision uses of it */
   asicBudgetKw: number;
@@ -184,12 +169,17 @@ export interface SiteDecision {
   explanation: Explanation;
 }
 
-function inWindow(hour: number, w: ScheduleWindow): boolean {
+export function inWindow(hour: number, w: ScheduleWindow): boolean {
   return w.fromHour <= w.toHour ? hour >= w.fromHour && hour < w.toHour : hour >= w.fromHour || hour < w.toHour;
 }
 
-function localHour(nowMs: number, offsetH: number): number {
+export function localHour(nowMs: number, offsetH: number): number {
   return (((nowMs / 3600_000 + offsetH) % 24) + 24) % 24;
+}
+
+/** true while an 'off' window of the schedule covers the site's local time */
+export function scheduleOffAt(schedule: readonly ScheduleWindow[], nowMs: number, utcOffsetHours: number): boolean {
+  return schedule.some((w) => w.mining === 'off' && inWindow(localHour(nowMs, utcOffsetHours), w));
 }
 
 const isOn = (a: AsicInput): boolean => a.state !== 'sleeping';
@@ -198,7 +188,6 @@ const currentWatts = (a: AsicInput, m: AsicModelSpec): number => a.powerTargetW 
 export function decideSite(inp: SiteInputs, cfg: EngineConfig = DEFAULT_ENGINE_CONFIG): SiteDecision {
   const { prices } = inp;
   const dr = (inp.demandResponse ?? []).filter((c) => inp.nowMs >= c.fromMs && inp.nowMs < c.toMs).reduce((s, c) => s + c.mw * 1000, 0);
-  const scheduleOff = (inp.schedule ?? []).some((w) => w.mining === 'off' && inWindow(localHour(inp.nowMs, inp.utcOffsetHours ?? 0), w));
   const asicBudgetKw = Math.max(0, inp.capKw - dr - inp.gpuKw);
   const usdPerThH = prices.btcUsd === null ? null : netUsdPerThHour(prices.btcUsd, cfg.network);
 
@@ -213,19 +202,10 @@ export function decideSite(inp: SiteInputs, cfg: EngineConfig = DEFAULT_ENGINE_C
   const sleep = (a: AsicInput, rule: Rule): AsicDecision => ({ id: a.id, model: a.model, mine: false, powerTargetW: 0, change: isOn(a) ? 'stop' : 'none', rule });
 
   let decisions: AsicDecision[];
-  if (inp.gridEmergency) {
-    // Grid programs outrank everything, the operator and minimum run times included
-    // (ERCOT load resources must respond within 15 cycles of a 59.7 Hz trip).
-    decisions = inp.asics.map((a) => sleep(a, 'grid_emergency'));
-  } else if (prices.powerUsdKwh === null) {
+  if (prices.powerUsdKwh === null) {
     decisions = inp.asics.map((a) => keep(a, 'no_power_price'));
   } else if (usdPerThH === null) {
     decisions = inp.asics.map((a) => keep(a, 'no_btc_price'));
-  } else if (inp.mode === 'manual') {
-    // The engine never silently undoes an operator.
-    decisions = inp.asics.map((a) => keep(a, 'manual_mode'));
-  } else if (scheduleOff) {
-    decisions = inp.asics.map((a) => sleep(a, 'schedule'));
   } else {
     decisions = decideAuto(inp, cfg, prices.powerUsdKwh, usdPerThH, asicBudgetKw, dr > 0);
   }
@@ -236,7 +216,7 @@ export function decideSite(inp: SiteInputs, cfg: EngineConfig = DEFAULT_ENGINE_C
     rule: primaryRule(decisions),
     asics: decisions,
     commands: toCommands(decisions),
-    explanation: explain(inp, cfg, decisions, { dr, scheduleOff, asicBudgetKw, usdPerThH }),
+    explanation: explain(inp, cfg, decisions, { dr, asicBudgetKw, usdPerThH }),
   };
 }
 
@@ -334,7 +314,7 @@ function explain(
   inp: SiteInputs,
   cfg: EngineConfig,
   ds: readonly AsicDecision[],
-  x: { dr: number; scheduleOff: boolean; asicBudgetKw: number; usdPerThH: number | null },
+  x: { dr: number; asicBudgetKw: number; usdPerThH: number | null },
 ): Explanation {
   const { btcUsd, powerUsdKwh, gpuSpotUsdH } = inp.prices;
   const byModel = new Map<AsicModelId, AsicDecision[]>();
@@ -386,9 +366,6 @@ function explain(
       capKw: inp.capKw,
       gpuKw: inp.gpuKw,
       demandResponseKw: x.dr,
-      mode: inp.mode,
-      gridEmergency: inp.gridEmergency,
-      scheduleOff: x.scheduleOff,
     },
     asicBudgetKw: x.asicBudgetKw,
     asicPlannedKw: plannedW / 1000,

@@ -107,6 +107,13 @@ export function createFrequencyGuard(cfg: GuardConfig = DEFAULT_GUARD) {
       for (const region of regions.keys()) advance(region, nowMs, out);
       return out;
     },
+    /**
+     * After a control-plane restart with the region still held (its grid claims are stored): it
+     * starts tripped again, so recovery goes through the hold and the stages as it would have.
+     */
+    resume(region: string, nowMs: number): void {
+      if (get(region).phase === 'normal') regions.set(region, { phase: 'tripped', sinceMs: nowMs, lowestHz: Number.POSITIVE_INFINITY });
+    },
     state: (region: string): RegionPhase => get(region),
     lastReading: (region: string) => last.get(region) ?? null,
     regions: () => [...new Set([...regions.keys(), ...last.keys()])],

@@ -1,14 +1,17 @@
 // The control plane's grid response: frequency readings from the feeds go through the frequency
-// guard (frequency-guard.ts); a trip curtails every ASIC of the region's sites through the
-// command path, and a recovery brings back, in stages, the ASICs that were meant to mine. It
+// guard (frequency-guard.ts). A trip states a grid claim, every ASIC of each of the region's sites
+// off, which outranks every other claim (claims/model.ts); the site's reconciler sends the
+// sleeps at once, never ramp-limited. A recovery hands the ASICs back in the guard's stages: at
+// stage k of N the grid claim shrinks to the last (N−k)/N of them, and at stage N it ends. What
+// mines then is whatever the next claims down want, started within the site's ramp limit. It
 // also tells each connecting agent how to arm its local trip, and keeps the story for the API.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ArmGridTrip } from '../../proto/gen/hcp/v1/commands.js';
-import { GRID_ACTOR, type MiningIntents } from '../commands/mining-intent.js';
+import type { Claim } from '../claims/model.js';
+import type { ClaimsService } from '../claims/service.js';
 import type { CommandBus } from '../commands/bus.js';
 import type { CommandRecord } from '../commands/model.js';
-import type { Operations } from '../commands/operations.js';
 import type { GridTripSetting } from '../db/economics-store.js';
 import type { SiteControls } from '../dispatch/site-controls.js';
 import { HcpError } from '../errors.js';
@@ -17,16 +20,20 @@ import type { Metrics } from '../metrics.js';
 import type { Registry } from '../registry/registry.js';
 import { createFrequencyGuard, type GuardAction, type GuardConfig } from './frequency-guard.js';
 
+/** the grid response's actor in the audit log and on its claims */
+export const GRID_ACTOR = 'system:grid';
+
 export interface GridResponseDeps {
   guard: GuardConfig;
   /** regions whose agents arm a local trip at guard.tripHz */
   tripRegions: string[];
   registry: Registry;
-  ops: () => Operations;
-  bus: () => CommandBus;
+  bus: CommandBus;
+  claims: ClaimsService;
+  /** after the claims changed: reconcile these sites now (a grid trip does not wait for a tick) */
+  reconcileNow: (siteIds: string[]) => Promise<unknown>;
   /** per-site trip settings an operator made; the default applies where there are none */
   controls: SiteControls;
-  intent: MiningIntents;
   audit: AuditWriter;
   metrics: Metrics;
   log: Logger;
@@ -47,8 +54,6 @@ export function createGridResponse(d: GridResponseDeps) {
   const now = d.now ?? Date.now;
   const guard = createFrequencyGuard(d.guard);
   const events: GridEvent[] = [];
-  // per region, per site: the ASICs to bring back, split into the guard's stages
-  const toRestore = new Map<string, Map<string, string[]>>();
   const record = (e: GridEvent) => {
     events.push(e);
     if (events.length > 200) events.shift();
@@ -56,32 +61,49 @@ export function createGridResponse(d: GridResponseDeps) {
     d.audit.write({ actor: GRID_ACTOR, action: `grid.${e.action}`, subject: e.region, details: { ...e }, timeMs: e.at_ms });
   };
   const sitesIn = (region: string) => d.registry.sites().filter((s) => s.region === region).map((s) => s.id).sort();
+  const gridClaims = (region: string): Claim[] => d.claims.list().filter((c) => c.source === 'grid' && d.registry.site(c.siteId)?.region === region);
+  // per region, per site: the ASICs the trip took, in the order the stages hand them back
+  const taken = new Map<string, Map<string, string[]>>();
+
+  // A restart with grid claims still live: the region is held until it recovers again.
+  for (const c of d.claims.list().filter((x) => x.source === 'grid')) {
+    const region = d.registry.site(c.siteId)?.region;
+    if (region) guard.resume(region, now());
+  }
 
   async function act(a: GuardAction): Promise<void> {
     const at = now();
     if (a.kind === 'curtail') {
       const sites = sitesIn(a.region);
-      // Remember what was meant to mine unless an earlier trip of this event already did.
-      if (!toRestore.has(a.region)) toRestore.set(a.region, new Map(sites.map((s) => [s, d.intent.meantOn(s)])));
       if (sites.length === 0) return record({ region: a.region, action: 'curtail', at_ms: at, hz: a.hz, sites, commands: 0, detail: 'no sites in this region' });
-      d.log.warn({ region: a.region, hz: a.hz, sites }, 'under-frequency: curtailing every ASIC in the region');
-      const recs = await d.ops().curtail({ sites, reason: `under-frequency ${a.hz} Hz in ${a.region}`, actor: GRID_ACTOR, deadlineS: 60 });
-      record({ region: a.region, action: 'curtail', at_ms: at, hz: a.hz, sites, commands: recs.length });
+      d.log.warn({ region: a.region, hz: a.hz, sites }, 'under-frequency: every ASIC in the region off');
+      const reason = `under-frequency ${a.hz} Hz in ${a.region}`;
+      await d.claims.setMany(sites.map((siteId) => ({ siteId, source: 'grid' as const, deviceIds: [], want: { kind: 'mining' as const, enabled: false, powerTargetW: null }, reason, actor: GRID_ACTOR, expiresAtMs: null })));
+      taken.set(a.region, new Map(sites.map((s) => [s, d.registry.devices({ site: s, kind: 'asic' }).map((x) => x.id).sort()])));
+      const recs = await d.reconcileNow(sites);
+      record({ region: a.region, action: 'curtail', at_ms: at, hz: a.hz, sites, commands: Array.isArray(recs) ? recs.length : 0 });
     } else if (a.kind === 'restore') {
-      const plan = toRestore.get(a.region) ?? new Map<string, string[]>();
-      let commands = 0;
-      for (const [site, asics] of plan) {
-        const per = Math.ceil(asics.length / a.of);
-        const chunk = asics.slice((a.stage - 1) * per, a.stage * per);
-        if (chunk.length === 0 || !d.registry.site(site)) continue;
-        await d.ops().setMining({ site, enabled: true, deviceIds: chunk, actor: GRID_ACTOR, deadlineS: 120 });
-        commands++;
+      const claims = gridClaims(a.region);
+      const plan = taken.get(a.region) ?? new Map<string, string[]>();
+      const next: Parameters<ClaimsService['setMany']>[0] = [];
+      const release: Claim[] = [];
+      for (const c of claims) {
+        const asics = plan.get(c.siteId) ?? d.registry.devices({ site: c.siteId, kind: 'asic' }).map((x) => x.id).sort();
+        const keep = asics.slice(Math.ceil((a.stage * asics.length) / a.of));
+        if (a.stage >= a.of || keep.length === 0) release.push(c);
+        else next.push({ siteId: c.siteId, source: 'grid', deviceIds: keep, want: c.want, reason: `${c.reason}; restoring, stage ${a.stage} of ${a.of}`, actor: GRID_ACTOR, expiresAtMs: null, replaces: c.id });
       }
-      d.log.info({ region: a.region, stage: a.stage, of: a.of, commands }, 'grid recovered: restoring a stage');
-      record({ region: a.region, action: 'restore', at_ms: at, commands, detail: `stage ${a.stage} of ${a.of}` });
+      if (next.length) await d.claims.setMany(next);
+      for (const c of release) await d.claims.release(c.id, GRID_ACTOR, `grid recovered (stage ${a.stage} of ${a.of})`);
+      const sites = claims.map((c) => c.siteId);
+      if (sites.length) await d.reconcileNow(sites);
+      d.log.info({ region: a.region, stage: a.stage, of: a.of, sites: sites.length }, 'grid recovered: handing a stage back');
+      record({ region: a.region, action: 'restore', at_ms: at, commands: sites.length, detail: `stage ${a.stage} of ${a.of}` });
     } else {
-      toRestore.delete(a.region);
-      record({ region: a.region, action: 'restored', at_ms: at, hz: a.lowestHz, detail: `lowest reading ${a.lowestHz} Hz` });
+      taken.delete(a.region);
+      // whatever is left (a site added during the event) goes too
+      for (const c of gridClaims(a.region)) await d.claims.release(c.id, GRID_ACTOR, 'grid restored');
+      record({ region: a.region, action: 'restored', at_ms: at, hz: Number.isFinite(a.lowestHz) ? a.lowestHz : undefined, detail: Number.isFinite(a.lowestHz) ? `lowest reading ${a.lowestHz} Hz` : 'after a restart' });
     }
   }
 
@@ -121,7 +143,7 @@ export function createGridResponse(d: GridResponseDeps) {
       }
       await d.controls.setGridTrip(siteId, setting, actor, reason);
       const arm = tripFor(siteId) ?? { enabled: false, region: s.region, thresholdHz: 0, deviceIds: [] };
-      const [rec] = await d.bus().submit([{
+      const [rec] = await d.bus.submit([{
         id: `cmd-${randomUUID()}`, siteId, actor, deadlineMs: Date.now() + 300_000,
         payload: { type: 'arm_grid_trip', enabled: arm.enabled, region: arm.region, thresholdHz: arm.thresholdHz, deviceIds: arm.deviceIds },
       }]);
@@ -130,7 +152,7 @@ export function createGridResponse(d: GridResponseDeps) {
     onAgentTrip(siteId: string, region: string, hz: number): void {
       record({ region, action: 'agent_trip', at_ms: now(), hz, sites: [siteId] });
     },
-    /** the economic engine leaves a site alone while its region is under the grid response */
+    /** true while the region is under the grid response (its claims outrank every other) */
     holding: (region: string) => guard.holding(region),
     idle: () => chain,
     view() {

@@ -57,10 +57,14 @@ function badRequest(request: unknown): HcpError | null {
   return null;
 }
 
+import type { OperatorControls } from '../claims/operator.js';
+
 export interface FleetServiceDeps {
   registry: Registry;
   ops: () => Operations;
   bus: () => CommandBus;
+  /** mining and curtail are operator claims (claims/operator.ts) */
+  operator: OperatorControls;
   log: Logger;
   ring: KeyRing;
   limiter: RateLimiter;
@@ -73,12 +77,12 @@ export function createFleetService(d: FleetServiceDeps) {
     d.log.error({ err }, 'fleet call failed');
     cb(grpcError(status.INTERNAL, 'internal', 'internal error') as never, null);
   };
-  const reply = async (recs: CommandRecord[], wait: boolean): Promise<CommandsReply> => {
+  const reply = async (recs: CommandRecord[], wait: boolean, claimIds: string[] = []): Promise<CommandsReply> => {
     // over the waiters' cap the commands stand as submitted: answered now, not refused
     const release = wait ? d.waiters.enter() : null;
     try {
       const out = release ? await d.bus().waitFinal(recs.map((r) => r.id), Math.max(0, Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), 60_000))) : recs;
-      return { commands: out.map(toCommandView) };
+      return { commands: out.map(toCommandView), claimIds };
     } finally {
       release?.();
     }
@@ -111,13 +115,18 @@ export function createFleetService(d: FleetServiceDeps) {
       };
     }),
     // The requests' `actor` field is ignored: the audit actor is the caller's key.
-    setMining: unary('fleet.control', async (req, actor) =>
-      reply(await d.ops().setMining({
-        site: req.site, enabled: req.enabled, deviceIds: req.deviceIds, powerTargetW: req.powerTargetW || null,
-        actor, deadlineS: req.deadlineS || undefined,
-      }), req.wait)),
-    curtail: unary('fleet.control', async (req, actor) =>
-      reply(await d.ops().curtail({ sites: req.sites, all: req.all, reason: req.reason, actor, deadlineS: req.deadlineS || undefined }), req.wait)),
+    setMining: unary('fleet.control', async (req, actor) => {
+      if (!d.registry.site(req.site)) throw new HcpError('not_found', `site ${JSON.stringify(req.site)} not found`, 'unknown_site');
+      const { claim, commands } = await d.operator.setMining({
+        site: req.site, enabled: req.enabled, deviceIds: req.deviceIds, powerTargetW: req.powerTargetW || null, actor, reason: req.reason || undefined,
+        expiresAtMs: req.durationS ? Date.now() + req.durationS * 1000 : null,
+      });
+      return reply(commands, req.wait, [claim.id]);
+    }),
+    curtail: unary('fleet.control', async (req, actor) => {
+      const { claims, commands } = await d.operator.curtail({ sites: req.sites, all: req.all, reason: req.reason, actor, expiresAtMs: req.durationS ? Date.now() + req.durationS * 1000 : null });
+      return reply(commands, req.wait, claims.map((c) => c.id));
+    }),
     allocate: unary('fleet.control', async (req, actor) =>
       reply(await d.ops().allocate({ workloadId: req.workloadId, deviceIds: req.deviceIds, actor }), req.wait)),
     release: unary('fleet.control', async (req, actor) => reply(await d.ops().release({ workloadId: req.workloadId, actor }), req.wait)),

@@ -15,6 +15,7 @@ import { requireKey } from './auth.js';
 import type { Api, HttpDeps } from './deps.js';
 import { errorBody, onError, validationHook } from './errors.js';
 import { refuseNul } from './nul-guard.js';
+import { registerClaimRoutes } from './routes/claims.js';
 import { registerCommandRoutes } from './routes/commands.js';
 import { registerFleetRoutes } from './routes/fleet.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -65,6 +66,7 @@ export function createHttpApp(deps: HttpDeps): Api {
   registerFleetRoutes(app, deps);
   registerTelemetryRoutes(app, deps);
   registerCommandRoutes(app, deps);
+  registerClaimRoutes(app, deps);
   registerWorkloadRoutes(app, deps);
   registerMarketRoutes(app, deps);
   registerEconomicsRoutes(app, deps);

@@ -20,6 +20,10 @@ import type { KeyRing } from '../auth/key-ring.js';
 import type { RateLimiter } from '../auth/rate-limit.js';
 import { actorOf as principalActor } from '../auth/roles.js';
 import { principalOf } from './auth.js';
+import type { ClaimsService } from '../claims/service.js';
+import type { OperatorControls } from '../claims/operator.js';
+import type { Programs } from '../claims/programs.js';
+import type { CommandRecord } from '../commands/model.js';
 
 export { principalOf };
 
@@ -48,6 +52,16 @@ export interface HttpDeps {
   waiters: WaitGate;
   /** who may call: the live keys, the per-key rate limit, and the browser origins allowed (none: CORS off) */
   security: { ring: KeyRing; limiter: RateLimiter; corsOrigins: string[]; keys: KeyAdmin };
+  /** claims, the operator's controls over them, and the reconcilers that carry them out */
+  claims: {
+    service: ClaimsService;
+    operator: OperatorControls;
+    programs: Programs;
+    /** schedules, demand-response commitments, grid-trip and ramp settings */
+    controls: SiteControls;
+    reconciler: { reconcileNow(siteIds: string[]): Promise<CommandRecord[]>; poke(siteId: string): void; view(siteId: string): Record<string, unknown> };
+    ramp: { of(siteId: string): number; set(siteId: string, kwPerMin: number | null, actor: string): Promise<void> };
+  };
   /** what /ready checks */
   readiness: () => Promise<Record<string, boolean>>;
 }

@@ -21,12 +21,16 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /api/v1/prices': 'fleet.read',
   'GET /api/v1/grid': 'fleet.read',
   'GET /api/v1/economics': 'fleet.read',
+  'GET /api/v1/sites/:id/desired': 'fleet.read',
+  'GET /api/v1/claims': 'fleet.read',
 
   'POST /api/v1/sites/:id/mining': 'fleet.control',
   'POST /api/v1/curtail': 'fleet.control',
   'PUT /api/v1/sites/:id/mode': 'fleet.control',
   'PUT /api/v1/sites/:id/schedule': 'fleet.control',
   'POST /api/v1/sites/:id/demand-response': 'fleet.control',
+  'DELETE /api/v1/claims/:id': 'fleet.control',
+  'PUT /api/v1/sites/:id/ramp': 'fleet.control',
   'POST /api/v1/allocate': 'fleet.control',
   'POST /api/v1/release': 'fleet.control',
 

@@ -48,10 +48,10 @@ const shortWait = <T extends { wait: boolean; deadlineS: number }>(r: T): T => (
 export const fleetCall: fc.Arbitrary<FleetCall> = fc.oneof(
   fc.constant({ method: 'getStatus' as const, request: {} }),
   fc
-    .record({ site: siteName, enabled: bool, deviceIds: ids(FUZZ_ASICS), powerTargetW: double, actor: trickyString, wait: bool, deadlineS: uint32 })
+    .record({ site: siteName, enabled: bool, deviceIds: ids(FUZZ_ASICS), powerTargetW: double, actor: trickyString, wait: bool, deadlineS: uint32, reason: trickyString, durationS: uint32 })
     .map((request) => ({ method: 'setMining' as const, request: shortWait(request) })),
   fc
-    .record({ sites: fc.oneof(fc.array(siteName, { maxLength: 3 }), fc.constant(HUGE_IDS)), all: bool, reason: trickyString, actor: trickyString, wait: bool, deadlineS: uint32 })
+    .record({ sites: fc.oneof(fc.array(siteName, { maxLength: 3 }), fc.constant(HUGE_IDS)), all: bool, reason: trickyString, actor: trickyString, wait: bool, deadlineS: uint32, durationS: uint32 })
     .map((request) => ({ method: 'curtail' as const, request: shortWait(request) })),
   // Allocate and Release have no deadline of their own (120 s): they do not wait here
   fc.record({ workloadId: someId, deviceIds: ids(FUZZ_GPUS), actor: trickyString, wait: fc.constant(false) }).map((request) => ({ method: 'allocate' as const, request })),

@@ -1,5 +1,8 @@
-// Mining, curtailment and the command log. A mutating call answers 202 with its command ids;
-// with ?wait=true it answers when every command is final (or at timeout_s, with what stands).
+// Mining, curtailment and the command log. Mining and curtail state operator claims
+// (control-plane/claims/operator.ts): the answer carries the claim and the commands the site's
+// reconciler sent for it, 202 (200 when nothing needed sending); with ?wait=true it answers when
+// every command is final (or at timeout_s, with what stands). An expiry (expires_at or
+// duration_s) hands control back when it passes; DELETE /api/v1/claims/:id releases it sooner.
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { notFound } from '../../errors.js';
@@ -7,6 +10,9 @@ import { getCommand, listCommands } from '../../db/command-store.js';
 import { COMMAND_STATES, isFinal, type CommandRecord } from '../../commands/model.js';
 import { commandView } from '../../commands/views.js';
 import { actorOf, type Api, type HttpDeps } from '../deps.js';
+import { claimView } from '../../claims/views.js';
+import { expiryOf } from '../../claims/operator.js';
+import { isoTime } from '../time.js';
 
 const Json = z.record(z.string(), z.unknown());
 const res = (description: string) => ({ 200: { description, content: { 'application/json': { schema: Json } } } });
@@ -33,11 +39,18 @@ export async function commandsReply(c: Context, deps: HttpDeps, recs: CommandRec
     release?.();
   }
   const done = out.every((r) => isFinal(r.state));
-  return c.json({ ...extra, commands: out.map(commandView) }, release && done ? 200 : 202);
+  return c.json({ ...extra, commands: out.map(commandView) }, (release && done) || out.length === 0 ? 200 : 202);
 }
 
+/** how long an operator claim lasts: until released, to an ISO time, or for a number of seconds */
+const ClaimExpiry = {
+  reason: z.string().min(1).max(500).optional(),
+  expires_at: isoTime.optional(),
+  duration_s: z.number().positive().max(366 * 86_400).optional(),
+};
+
 export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
-  const { ops } = deps;
+  const { operator } = deps.claims;
 
   app.openapi(
     createRoute({
@@ -51,16 +64,21 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
           enabled: z.boolean(),
           power_target_w: z.number().positive().max(10_000).nullable().optional(),
           device_ids: z.array(z.string().min(1).max(128)).max(20_000).optional(),
+          /** accepted for older clients; the reconciler sets its commands' deadlines */
           deadline_s: z.number().int().min(1).max(86_400).optional(),
+          ...ClaimExpiry,
         }).strict()),
       },
-      responses: res('the command'),
+      responses: res('the operator claim and the commands it caused'),
     }),
     async (c) => {
       const { id } = c.req.valid('param');
       const b = c.req.valid('json');
-      const recs = await ops().setMining({ site: id, enabled: b.enabled, powerTargetW: b.power_target_w ?? null, deviceIds: b.device_ids, actor: actorOf(c), deadlineS: b.deadline_s });
-      return commandsReply(c, deps, recs, c.req.valid('query')) as never;
+      if (!deps.registry.site(id)) throw notFound('site', id);
+      const { claim, commands } = await operator.setMining({
+        site: id, enabled: b.enabled, powerTargetW: b.power_target_w ?? null, deviceIds: b.device_ids, actor: actorOf(c), reason: b.reason, expiresAtMs: expiryOf(b),
+      });
+      return commandsReply(c, deps, commands, c.req.valid('query'), { claim: claimView(claim) }) as never;
     },
   );
 
@@ -76,14 +94,16 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
           all: z.boolean().optional(),
           reason: z.string().min(1).max(500),
           deadline_s: z.number().int().min(1).max(86_400).optional(),
+          expires_at: isoTime.optional(),
+          duration_s: z.number().positive().max(366 * 86_400).optional(),
         }).strict()),
       },
-      responses: res('one command per site'),
+      responses: res('one operator claim per site, and the commands they caused'),
     }),
     async (c) => {
       const b = c.req.valid('json');
-      const recs = await ops().curtail({ sites: b.sites, all: b.all, reason: b.reason, actor: actorOf(c), deadlineS: b.deadline_s });
-      return commandsReply(c, deps, recs, c.req.valid('query')) as never;
+      const { claims, commands } = await operator.curtail({ sites: b.sites, all: b.all, reason: b.reason, actor: actorOf(c), expiresAtMs: expiryOf(b) });
+      return commandsReply(c, deps, commands, c.req.valid('query'), { claims: claims.map(claimView) }) as never;
     },
   );
 

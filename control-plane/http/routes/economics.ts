@@ -1,15 +1,18 @@
-// The economic engine's API:
+// The economic engine's API and the site programs that outrank it:
 //   GET  /api/v1/economics                 current prices, per-site profitability, mode, schedule,
 //                                          demand response, the last decision explained, and history
-//   PUT  /api/v1/sites/:id/mode            { mode: auto|manual, reason? }
+//   PUT  /api/v1/sites/:id/mode            { mode: auto|manual, reason?, duration_s?, expires_at? }
+//                                          manual pins every ASIC by operator claims; auto releases them
 //   PUT  /api/v1/sites/:id/schedule        { windows: [{ from_hour, to_hour, mining: off|auto }] }
-//   POST /api/v1/sites/:id/demand-response { mw, from, to, program? }
+//                                          an open 'off' window is a schedule claim
+//   POST /api/v1/sites/:id/demand-response { mw, from, to, program? }: a site cap claim while in force
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import { profitabilityHistory, recentDecisions } from '../../db/economics-store.js';
 import type { Api, HttpDeps } from '../deps.js';
 import { isoTime } from '../time.js';
 import { actorOf } from '../deps.js';
+import { expiryOf } from '../../claims/operator.js';
 
 const Json = z.record(z.string(), z.unknown());
 const time = isoTime;
@@ -27,13 +30,19 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
     if (!s) throw notFound('site', id);
     return s;
   };
+  const { controls, operator, programs } = deps.claims;
   const controlView = (id: string) => {
-    const c = econ().controls.get(id);
+    const c = controls.get(id);
+    const held = deps.claims.service.list(id).filter((x) => x.source === 'operator');
+    const first = held[0];
     return {
-      mode: c.mode, mode_reason: c.modeReason, mode_changed_by: c.modeChangedBy,
-      mode_changed_at: c.modeChangedAtMs ? new Date(c.modeChangedAtMs).toISOString() : null,
+      mode: operator.mode(id),
+      mode_reason: first?.reason ?? null,
+      mode_changed_by: first?.actor ?? null,
+      mode_changed_at: first ? new Date(first.createdAtMs).toISOString() : null,
+      operator_claims: held.map((x) => x.id),
       schedule: c.schedule.map((w) => ({ from_hour: w.fromHour, to_hour: w.toHour, mining: w.mining })),
-      demand_response: econ().controls.demandResponse(id).map((r) => ({ id: r.id, mw: r.mw, from: new Date(r.fromMs).toISOString(), to: new Date(r.toMs).toISOString(), program: r.program })),
+      demand_response: controls.demandResponse(id).map((r) => ({ id: r.id, mw: r.mw, from: new Date(r.fromMs).toISOString(), to: new Date(r.toMs).toISOString(), program: r.program })),
     };
   };
 
@@ -87,15 +96,23 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
       method: 'put',
       path: '/api/v1/sites/{id}/mode',
       summary: 'Automatic (the engine decides) or manual (operators do) for one site',
-      request: { params: z.object({ id: z.string() }), ...body(z.object({ mode: z.enum(['auto', 'manual']), reason: z.string().max(500).optional() })) },
+      request: {
+        params: z.object({ id: z.string() }),
+        ...body(z.object({ mode: z.enum(['auto', 'manual']), reason: z.string().max(500).optional(), expires_at: time.optional(), duration_s: z.number().positive().max(366 * 86_400).optional() })),
+      },
       responses: ok('the site controls'),
     }),
     async (c) => {
       const { id } = c.req.valid('param');
       const b = c.req.valid('json');
       site(id);
-      await econ().controls.setMode(id, b.mode, actorOf(c), b.reason ?? null);
-      if (b.mode === 'auto') void econ().dispatch.decideNow();
+      if (b.mode === 'manual') {
+        const expires = expiryOf(b);
+        if (operator.mode(id) === 'auto') await operator.hold(id, actorOf(c), b.reason ?? null, expires);
+      } else {
+        await operator.releaseAll(id, actorOf(c), b.reason ?? null);
+        if (deps.economics) void deps.economics.dispatch.decideNow();
+      }
       return c.json({ site: id, ...controlView(id) }, 200);
     },
   );
@@ -120,7 +137,8 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
       b.windows.forEach((w, i) => {
         if (w.from_hour === w.to_hour) throw new HcpError('invalid_argument', `windows.${i}: from_hour and to_hour are equal`, 'validation_failed', { fields: [{ field: `windows.${i}.to_hour`, message: 'must differ from from_hour' }] });
       });
-      await econ().controls.setSchedule(id, b.windows.map((w) => ({ fromHour: w.from_hour, toHour: w.to_hour % 24, mining: w.mining })), actorOf(c));
+      await controls.setSchedule(id, b.windows.map((w) => ({ fromHour: w.from_hour, toHour: w.to_hour % 24, mining: w.mining })), actorOf(c));
+      await programs.syncNow(id);
       return c.json({ site: id, ...controlView(id) }, 200);
     },
   );
@@ -140,8 +158,9 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
       const fromMs = Date.parse(b.from);
       const toMs = Date.parse(b.to);
       if (toMs <= fromMs) throw new HcpError('invalid_argument', 'to must be after from', 'validation_failed', { fields: [{ field: 'to', message: 'must be after from' }] });
-      const r = await econ().controls.addDemandResponse({ siteId: id, mw: b.mw, fromMs, toMs, program: b.program ?? '', createdBy: actorOf(c) });
-      void econ().dispatch.decideNow();
+      const r = await controls.addDemandResponse({ siteId: id, mw: b.mw, fromMs, toMs, program: b.program ?? '', createdBy: actorOf(c) });
+      await programs.syncNow(id);
+      if (deps.economics) void deps.economics.dispatch.decideNow();
       return c.json({ id: r.id, site: id, mw: r.mw, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), program: r.program }, 201);
     },
   );

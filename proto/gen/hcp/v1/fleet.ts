@@ -121,8 +121,12 @@ export interface SetMiningRequest {
   powerTargetW: number;
   actor: string;
   wait: boolean;
-  /** 0 = default */
+  /** accepted for older clients; the reconciler sets command deadlines */
   deadlineS: number;
+  /** the operator claim's reason; empty = "mining on/off by <key>" */
+  reason: string;
+  /** the claim ends after this; 0 = until released */
+  durationS: number;
 }
 
 export interface CurtailRequest {
@@ -131,7 +135,10 @@ export interface CurtailRequest {
   reason: string;
   actor: string;
   wait: boolean;
+  /** accepted for older clients */
   deadlineS: number;
+  /** the operator claims end after this; 0 = until released */
+  durationS: number;
 }
 
 export interface AllocateRequest {
@@ -165,6 +172,8 @@ export interface CommandView {
 
 export interface CommandsReply {
   commands: CommandView[];
+  /** the operator claims SetMining/Curtail stated */
+  claimIds: string[];
 }
 
 export interface WatchCommandsRequest {
@@ -642,7 +651,17 @@ export const FleetStatus: MessageFns<FleetStatus> = {
 };
 
 function createBaseSetMiningRequest(): SetMiningRequest {
-  return { site: "", enabled: false, deviceIds: [], powerTargetW: 0, actor: "", wait: false, deadlineS: 0 };
+  return {
+    site: "",
+    enabled: false,
+    deviceIds: [],
+    powerTargetW: 0,
+    actor: "",
+    wait: false,
+    deadlineS: 0,
+    reason: "",
+    durationS: 0,
+  };
 }
 
 export const SetMiningRequest: MessageFns<SetMiningRequest> = {
@@ -667,6 +686,12 @@ export const SetMiningRequest: MessageFns<SetMiningRequest> = {
     }
     if (message.deadlineS !== 0) {
       writer.uint32(56).uint32(message.deadlineS);
+    }
+    if (message.reason !== "") {
+      writer.uint32(66).string(message.reason);
+    }
+    if (message.durationS !== 0) {
+      writer.uint32(72).uint32(message.durationS);
     }
     return writer;
   },
@@ -740,6 +765,22 @@ export const SetMiningRequest: MessageFns<SetMiningRequest> = {
             message.deadlineS = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.durationS = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -773,6 +814,12 @@ export const SetMiningRequest: MessageFns<SetMiningRequest> = {
         : isSet(object.deadline_s)
         ? globalThis.Number(object.deadline_s)
         : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      durationS: isSet(object.durationS)
+        ? globalThis.Number(object.durationS)
+        : isSet(object.duration_s)
+        ? globalThis.Number(object.duration_s)
+        : 0,
     };
   },
 
@@ -799,6 +846,12 @@ export const SetMiningRequest: MessageFns<SetMiningRequest> = {
     if (message.deadlineS !== 0) {
       obj.deadlineS = Math.round(message.deadlineS);
     }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.durationS !== 0) {
+      obj.durationS = Math.round(message.durationS);
+    }
     return obj;
   },
 
@@ -814,12 +867,14 @@ export const SetMiningRequest: MessageFns<SetMiningRequest> = {
     message.actor = object.actor ?? "";
     message.wait = object.wait ?? false;
     message.deadlineS = object.deadlineS ?? 0;
+    message.reason = object.reason ?? "";
+    message.durationS = object.durationS ?? 0;
     return message;
   },
 };
 
 function createBaseCurtailRequest(): CurtailRequest {
-  return { sites: [], all: false, reason: "", actor: "", wait: false, deadlineS: 0 };
+  return { sites: [], all: false, reason: "", actor: "", wait: false, deadlineS: 0, durationS: 0 };
 }
 
 export const CurtailRequest: MessageFns<CurtailRequest> = {
@@ -841,6 +896,9 @@ export const CurtailRequest: MessageFns<CurtailRequest> = {
     }
     if (message.deadlineS !== 0) {
       writer.uint32(48).uint32(message.deadlineS);
+    }
+    if (message.durationS !== 0) {
+      writer.uint32(56).uint32(message.durationS);
     }
     return writer;
   },
@@ -906,6 +964,14 @@ export const CurtailRequest: MessageFns<CurtailRequest> = {
             message.deadlineS = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.durationS = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -930,6 +996,11 @@ export const CurtailRequest: MessageFns<CurtailRequest> = {
         : isSet(object.deadline_s)
         ? globalThis.Number(object.deadline_s)
         : 0,
+      durationS: isSet(object.durationS)
+        ? globalThis.Number(object.durationS)
+        : isSet(object.duration_s)
+        ? globalThis.Number(object.duration_s)
+        : 0,
     };
   },
 
@@ -953,6 +1024,9 @@ export const CurtailRequest: MessageFns<CurtailRequest> = {
     if (message.deadlineS !== 0) {
       obj.deadlineS = Math.round(message.deadlineS);
     }
+    if (message.durationS !== 0) {
+      obj.durationS = Math.round(message.durationS);
+    }
     return obj;
   },
 
@@ -967,6 +1041,7 @@ export const CurtailRequest: MessageFns<CurtailRequest> = {
     message.actor = object.actor ?? "";
     message.wait = object.wait ?? false;
     message.deadlineS = object.deadlineS ?? 0;
+    message.durationS = object.durationS ?? 0;
     return message;
   },
 };
@@ -1461,13 +1536,16 @@ export const CommandView: MessageFns<CommandView> = {
 };
 
 function createBaseCommandsReply(): CommandsReply {
-  return { commands: [] };
+  return { commands: [], claimIds: [] };
 }
 
 export const CommandsReply: MessageFns<CommandsReply> = {
   encode(message: CommandsReply, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.commands) {
       CommandView.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.claimIds) {
+      writer.uint32(18).string(v!);
     }
     return writer;
   },
@@ -1493,6 +1571,14 @@ export const CommandsReply: MessageFns<CommandsReply> = {
             message.commands.push(CommandView.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.claimIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1510,6 +1596,11 @@ export const CommandsReply: MessageFns<CommandsReply> = {
       commands: globalThis.Array.isArray(object?.commands)
         ? object.commands.map((e: any) => CommandView.fromJSON(e))
         : [],
+      claimIds: globalThis.Array.isArray(object?.claimIds)
+        ? object.claimIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.claim_ids)
+        ? object.claim_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1517,6 +1608,9 @@ export const CommandsReply: MessageFns<CommandsReply> = {
     const obj: any = {};
     if (message.commands?.length) {
       obj.commands = message.commands.map((e) => CommandView.toJSON(e));
+    }
+    if (message.claimIds?.length) {
+      obj.claimIds = message.claimIds;
     }
     return obj;
   },
@@ -1527,6 +1621,7 @@ export const CommandsReply: MessageFns<CommandsReply> = {
   fromPartial<I extends Exact<DeepPartial<CommandsReply>, I>>(object: I): CommandsReply {
     const message = createBaseCommandsReply();
     message.commands = object.commands?.map((e) => CommandView.fromPartial(e)) || [];
+    message.claimIds = object.claimIds?.map((e) => e) || [];
     return message;
   },
 };
