@@ -1,5 +1,5 @@
 // Antminer S21 family model: start-up ramp, sleep, power targets along the efficiency curve,
-// thermal lag, fan control and share accrual. Rated numbers live in s21-models.ts.
+// thermal lag, fan control and share accrual. Rated numbers come from the catalog (proto/asic-models.ts) via s21-models.ts.
 import { MiningState, type AsicSample } from '../proto/gen/hcp/v1/telemetry.js';
 import type { CgminerMiner, CgminerStatus } from './cgminer-status.js';
 import { clamp, firstOrderLag } from './lag.js';
