@@ -1,21 +1,20 @@
-// Wires one site's agent: simulated hardware (when asked), drivers, the sampling loop, the MQTT
-// publisher, the control-plane stream and the local HTTP endpoint. Shutdown order (docs/conventions.md):
-// stop sampling → flush telemetry and publish offline → close the stream → stop the devices.
+// Wires one site's agent: drivers (built by name from the registry the entry point passes in:
+// agent/drivers/registry.ts), the sampling loop, the desired state and its converger, the MQTT
+// publisher, the control-plane stream and the local HTTP endpoint. Shutdown order
+// (docs/conventions.md): stop sampling → flush telemetry and publish offline → close the stream →
+// stop the devices.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { TelemetryBatch } from '../proto/gen/hcp/v1/telemetry.js';
-import { createSimClock } from '../sim-hardware/clock.js';
-import { createSimFleet, type SimFleet } from '../sim-hardware/fleet.js';
 import type { AgentConfig } from './config.js';
-import { createCgminerDriver, type CgminerDeviceConfig } from './drivers/cgminer-driver.js';
-import type { CommandableDriver } from './drivers/driver.js';
 import { createCommandHandler } from './commands/handler.js';
+import { createDesiredConverger } from './desired/converger.js';
+import { buildDrivers, type DriverRegistry } from './drivers/registry.js';
 import { createGridTrip } from './grid/grid-trip.js';
 import { loadTrip, saveTrip } from './grid/trip-store.js';
 import { openResultJournal, type ResultJournal } from './commands/result-journal.js';
-import { createSimDriver } from './drivers/sim-driver.js';
 import { createGatewayClient } from './grpc/gateway-client.js';
 import { startAgentHttp } from './http/server.js';
 import { createAgentMetrics } from './metrics.js';
@@ -30,37 +29,6 @@ export interface Agent {
   close(): Promise<void>;
 }
 
-async function createDrivers(c: AgentConfig, log: Logger): Promise<{ drivers: CommandableDriver[]; fleets: SimFleet[] }> {
-  const clock = createSimClock({ speed: c.simSpeed });
-  const common = { site: c.site, asicModel: c.asicModel, seed: c.seed, clock, startupSeconds: c.simStartupS };
-  if (c.asicDriver === 'sim') {
-    const fleet = createSimFleet({ ...common, gpus: c.simGpus, asics: c.simAsics });
-    return { drivers: [createSimDriver(fleet)], fleets: [fleet] };
-  }
-  // cgminer driver: GPUs stay in-process; ASICs are read over TCP, either real miners at
-  // --asic-endpoints or simulated S21s that serve the cgminer API on loopback ports.
-  const gpuFleet = createSimFleet({ ...common, gpus: c.simGpus, asics: 0 });
-  const fleets = [gpuFleet];
-  let devices: CgminerDeviceConfig[];
-  if (c.asicEndpoints) {
-    devices = c.asicEndpoints.split(',').map((e, i) => {
-      const [host, port] = e.trim().split(':') as [string, string];
-      return { id: `asic-${c.site}-${String(i + 1).padStart(5, '0')}`, host, port: Number(port), model: c.asicModel };
-    });
-  } else {
-    const asicFleet = createSimFleet({ ...common, gpus: 0, asics: c.simAsics });
-    fleets.push(asicFleet);
-    asicFleet.start(250);
-    const endpoints = await asicFleet.serveCgminer({ host: c.simApiHost, basePort: c.simApiPortBase });
-    log.info({ miners: endpoints.length, first: endpoints[0]?.endpoint, last: endpoints.at(-1)?.endpoint }, 'simulated miners serve the cgminer API');
-    devices = endpoints.map((e) => ({ id: e.deviceId, host: e.host, port: e.port, webPort: e.webPort, model: c.asicModel }));
-  }
-  const drivers: CommandableDriver[] = [];
-  if (c.simGpus > 0) drivers.push(createSimDriver(gpuFleet));
-  if (devices.length > 0) drivers.push(createCgminerDriver({ devices, timeoutMs: Math.min(3000, c.sampleIntervalMs * 2) }));
-  return { drivers, fleets };
-}
-
 /** the PEM files the agent was given, read once at start */
 function readTls(c: AgentConfig): { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined {
   if (!c.caFile && !c.certFile) return undefined;
@@ -73,10 +41,18 @@ function readTls(c: AgentConfig): { ca?: Buffer; cert?: Buffer; key?: Buffer } |
 /** command results remembered for at-most-once (in memory, and in --state-dir when given) */
 const RESULTS_REMEMBERED = 10_000;
 
-export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
+export interface AgentDeps {
+  /** driver factories by name: the core's (cgminer) plus whatever the entry point registers (sim) */
+  drivers: DriverRegistry;
+  /** wall clock for the desired-state converger's ramp window and backoff (tests); default Date.now */
+  now?: () => number;
+}
+
+export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps): Promise<Agent> {
   const metrics = createAgentMetrics();
   const session = randomUUID();
-  const { drivers, fleets } = await createDrivers(c, log);
+  const built = await buildDrivers(c, log, deps.drivers);
+  const drivers = built.drivers;
   const inventory = drivers.flatMap((d) => d.inventory());
   let reporting = { gpu: 0, asic: 0 };
   const gpuWorkload = new Map<string, string>();
@@ -99,7 +75,10 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
     drivers,
     listen: (t, fn) => publisher.listen(t, fn),
     unlisten: (t) => publisher.unlisten(t),
-    report: (f) => void gateway.send({ body: { $case: 'gridTripFired', value: f } }),
+    report: (f) => {
+      desired.tripped(f.deviceIds);
+      gateway.send({ body: { $case: 'gridTripFired', value: f } });
+    },
     changed: () => void tick(),
     log: log.child({ component: 'grid-trip' }),
     metrics,
@@ -131,6 +110,16 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
       log.error({ err, dir: c.stateDir }, 'could not open the command result journal; results are kept in memory only');
     }
   }
+  // the desired state: loaded from the state dir now, replaced by the control plane's
+  const desired = createDesiredConverger({
+    drivers,
+    connected: () => gateway.connected(),
+    sendHeld: (version) => void gateway.send({ body: { $case: 'desiredStateHeld', value: { version } } }),
+    log: log.child({ component: 'desired' }),
+    metrics,
+    stateDir: c.stateDir,
+    now: deps.now,
+  });
   const handler = createCommandHandler({
     drivers,
     journal,
@@ -152,6 +141,7 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
     metrics,
     onControl: (m) => {
       if (m.body?.$case === 'command') handler.handle(m.body.value);
+      if (m.body?.$case === 'desiredState') desired.offer(m.body.value);
       // the control plane arms the trip at every connect; while it is unreachable the trip
       // keeps the settings it last had
       if (m.body?.$case === 'helloAck' && m.body.value.gridTrip) {
@@ -174,6 +164,7 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
       devices: inventory.length,
       devices_reporting: reporting.gpu + reporting.asic,
       spooled_batches: publisher.spooled(),
+      desired_state: desired.status(),
     }),
   });
 
@@ -203,6 +194,8 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
       metrics.devicesReporting.set({ kind: 'asic' }, asics.length);
       const batch = TelemetryBatch.encode({ siteId: c.site, seq: ++seq, sentAtMs: Date.now(), agentSession: session, gpus, asics }).finish();
       publisher.publishBatch(batch);
+      // after the telemetry: the converger acts on what was just read
+      await desired.converge({ gpus, asics });
     } catch (err) {
       log.error({ err }, 'sampling tick failed');
     } finally {
@@ -231,11 +224,11 @@ export async function createAgent(c: AgentConfig, log: Logger): Promise<Agent> {
         clearInterval(timer);
         await handler.idle();
         await trip.idle();
+        await desired.idle();
         await publisher.close();
         await gateway.close();
         await http.close();
-        for (const d of drivers) await d.close();
-        for (const f of fleets) await f.close();
+        await built.close();
       })();
       return closing;
     },

@@ -49,7 +49,7 @@ export const AgentConfigSchema = z
     spoolBatches: z.coerce.number().int().min(1).max(1_000_000).default(3600),
     httpHost: z.string().min(1).default('127.0.0.1'),
     httpPort: z.coerce.number().int().min(0).max(65535).default(0),
-    /** where the agent keeps what must survive a restart (the grid trip settings); none = memory only */
+    /** where the agent keeps what must survive a restart (the grid trip settings, the desired state, command results); none = memory only */
     stateDir: z.string().min(1).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -124,8 +124,10 @@ Usage: hcp-agent --site <id> [options]
   --sample-interval-ms MS   sampling and publishing interval [1000]
   --spool-batches N         batches kept while the broker is unreachable [3600]
   --http-host H --http-port P   local /health and /metrics [127.0.0.1, 0 = random]
-  --state-dir DIR           keeps the grid trip settings across restarts, so the site stays
-                            armed even if it restarts while the control plane is away [none]
+  --state-dir DIR           keeps the grid trip settings and the site's desired state across
+                            restarts, so an agent that restarts while the control plane is
+                            away stays armed and converges its miners to the last desired
+                            state [none]
   --log-level L             fatal|error|warn|info|debug|trace|silent [info]
   --config FILE             JSON file with any of the options above (camelCase keys)
   -h, --help                this text

@@ -1,7 +1,9 @@
-// Agent process: configuration, wiring and signals only.
+// Agent process: configuration, wiring and signals only. The simulator's drivers are registered
+// here (agent/main-sim.ts), the one place the agent reaches sim-hardware/.
 import { createAgent } from './agent.js';
 import { ConfigError, parseAgentArgs, USAGE } from './config.js';
 import { createLogger } from './log.js';
+import { simDriverRegistry } from './main-sim.js';
 import { AGENT_VERSION } from './version.js';
 
 let parsed;
@@ -27,7 +29,7 @@ const config = parsed.config;
 const log = createLogger(config.logLevel, config.site);
 let agent;
 try {
-  agent = await createAgent(config, log);
+  agent = await createAgent(config, log, { drivers: simDriverRegistry() });
 } catch (err) {
   log.fatal({ err }, 'agent failed to start');
   process.exit(1);

@@ -17,6 +17,10 @@ export function createAgentMetrics() {
     gridTrips: new Counter({ name: 'hcp_agent_grid_trips_total', help: 'Local under-frequency trips fired', registers: [registry] }),
     gridTripSeconds: new Histogram({ name: 'hcp_agent_grid_trip_seconds', help: 'From the frequency reading arriving to every covered ASIC told to sleep', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [registry] }),
     gridReadingsRejected: new Counter({ name: 'hcp_agent_grid_readings_rejected_total', help: 'Frequency readings that were not { ts, hz }', registers: [registry] }),
+    desiredActions: new Counter({ name: 'hcp_agent_desired_actions_total', help: 'Actions the local converger took toward the held desired state, by action (sleep, start, retarget) and outcome', labelNames: ['action', 'outcome'] as const, registers: [registry] }),
+    desiredStates: new Counter({ name: 'hcp_agent_desired_states_total', help: 'Desired states from the control plane, by outcome (stored, same, older)', labelNames: ['outcome'] as const, registers: [registry] }),
+    desiredVersion: new Gauge({ name: 'hcp_agent_desired_version', help: 'Version of the desired state held (0 = none)', registers: [registry] }),
+    desiredDiffering: new Gauge({ name: 'hcp_agent_desired_differing', help: 'ASICs whose last reading differs from the held desired state', registers: [registry] }),
     grpcConnected: new Gauge({ name: 'hcp_agent_control_plane_connected', help: '1 while the Connect stream is open and acknowledged', registers: [registry] }),
   };
 }

@@ -131,4 +131,18 @@ describe('S21 dynamics', () => {
     expect(big.reading(0).hashrate5sThs).toBeGreaterThan(260);
     expect(big.cgminerStatus().elapsedS).toBe(600);
   });
+
+  it('a sleeping miner that reboots comes back mining through its start-up, keeping its power target', () => {
+    const m = miner({ startupSeconds: 60 });
+    m.setPowerTarget(3000);
+    m.setMining(false);
+    run(m, 30);
+    expect(m.miningState).toBe(MiningState.MINING_STATE_SLEEPING);
+    m.reboot();
+    expect(m.miningState).toBe(MiningState.MINING_STATE_RAMPING);
+    run(m, 120);
+    expect(m.miningState).toBe(MiningState.MINING_STATE_MINING);
+    expect(m.powerTargetW).toBe(3000);
+    expect(m.reading(0).powerW).toBeGreaterThan(2900);
+  });
 });

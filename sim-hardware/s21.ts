@@ -1,5 +1,5 @@
 // Antminer S21 family model: start-up ramp, sleep, power targets along the efficiency curve,
-// thermal lag, fan control and share accrual. Rated numbers live in s21-models.ts.
+// thermal lag, fan control and share accrual. Rated numbers come from the catalog (proto/asic-models.ts) via s21-models.ts.
 import { MiningState, type AsicSample } from '../proto/gen/hcp/v1/telemetry.js';
 import type { CgminerMiner, CgminerStatus } from './cgminer-status.js';
 import { clamp, firstOrderLag } from './lag.js';
@@ -55,6 +55,11 @@ export interface SimS21 extends CgminerMiner {
   setMining(on: boolean): void;
   /** clamps to 50–110 % of stock; null restores stock settings */
   setPowerTarget(watts: number | null): void;
+  /**
+   * A power cycle or firmware reboot: the miner boots and starts mining again (through the
+   * start-up ramp) whatever it was told before, keeping its power target (saved in its conf).
+   */
+  reboot(): void;
   step(dtSeconds: number): void;
   reading(nowMs: number): AsicSample;
 }
@@ -196,6 +201,10 @@ export function createS21(opts: S21Options): SimS21 {
       } else if (!on) {
         phase = 'sleeping';
       }
+    },
+    reboot() {
+      phase = startupS > 0 ? 'starting' : 'mining';
+      sinceStartS = 0;
     },
     setPowerTarget(watts) {
       if (watts !== null && !Number.isFinite(watts)) throw new RangeError(`power target must be finite, got ${watts}`);

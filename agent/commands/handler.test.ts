@@ -9,7 +9,7 @@ import { MiningState } from '../../proto/gen/hcp/v1/telemetry.js';
 import { createManualClock } from '../../sim-hardware/clock.js';
 import { createSimFleet } from '../../sim-hardware/fleet.js';
 import type { CommandableDriver, DeviceOp, DeviceOpResult } from '../drivers/driver.js';
-import { createSimDriver } from '../drivers/sim-driver.js';
+import { createSimDriver } from '../../sim-hardware/agent-driver.js';
 import { createAgentMetrics } from '../metrics.js';
 import { createCommandHandler } from './handler.js';
 import { openResultJournal, type ResultJournal } from './result-journal.js';

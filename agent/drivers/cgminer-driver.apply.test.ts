@@ -8,7 +8,7 @@ import { createSimFleet, type CgminerEndpoint } from '../../sim-hardware/fleet.j
 import { lowPowerTargetW, S21_MODELS } from '../../sim-hardware/s21-models.js';
 import { freePort } from '../../test/harness/ports.js';
 import { waitFor } from '../../test/harness/wait-for.js';
-import { ASIC_MODELS } from './asic-models.js';
+import { ASIC_MODELS } from '../../proto/asic-models.js';
 import { createCgminerDriver, type CgminerDeviceConfig } from './cgminer-driver.js';
 
 const clock = createManualClock(1_750_000_000_000);

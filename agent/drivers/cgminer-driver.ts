@@ -13,7 +13,7 @@ import type { DeviceState } from '../../proto/gen/hcp/v1/commands.js';
 import type { Device } from '../../proto/gen/hcp/v1/gateway.js';
 import { DeviceKind } from '../../proto/gen/hcp/v1/gateway.js';
 import type { AsicSample } from '../../proto/gen/hcp/v1/telemetry.js';
-import { ASIC_MODELS } from './asic-models.js';
+import { ASIC_MODEL_IDS, ASIC_MODELS, isAsicModelId, type AsicModel } from '../../proto/asic-models.js';
 import { CgminerError, queryCgminer, type CgminerReply } from './cgminer-client.js';
 import { mapCgminerToAsicSample } from './cgminer-mapping.js';
 import { AntminerWebError, AntminerWebSession, type MinerConf } from './antminer-web-client.js';
@@ -23,7 +23,7 @@ export interface CgminerDeviceConfig {
   id: string;
   host: string;
   port: number;
-  /** a key of ASIC_MODELS: 's21' | 's21-pro' | 's21-xp' */
+  /** a model id of the catalog (proto/asic-models.ts): 's21' | 's21-pro' | 's21-xp' */
   model: string;
   /** the web control port (get/set_miner_conf.cgi); default 80 */
   webPort?: number;
@@ -42,6 +42,9 @@ export interface CgminerDriverOptions {
   now?: () => number;
 }
 
+/** the catalog entry of a validated device */
+const modelOf = (d: CgminerDeviceConfig): AsicModel => ASIC_MODELS[d.model as keyof typeof ASIC_MODELS];
+
 /** validates up front and names every problem (docs/conventions.md, nats.js options habit) */
 function validate(o: CgminerDriverOptions): void {
   const problems: string[] = [];
@@ -55,7 +58,7 @@ function validate(o: CgminerDriverOptions): void {
     if (d.webPort !== undefined && !(Number.isInteger(d.webPort) && d.webPort >= 1 && d.webPort <= 65535)) {
       problems.push(`devices[${i}].webPort ${d.webPort} is not a TCP port`);
     }
-    if (!ASIC_MODELS[d.model]) problems.push(`devices[${i}].model ${JSON.stringify(d.model)} is not one of ${Object.keys(ASIC_MODELS).join(', ')}`);
+    if (!isAsicModelId(d.model)) problems.push(`devices[${i}].model ${JSON.stringify(d.model)} is not one of ${ASIC_MODEL_IDS.join(', ')}`);
   });
   if (o.timeoutMs !== undefined && !(o.timeoutMs > 0)) problems.push(`timeoutMs must be positive, got ${o.timeoutMs}`);
   if (o.concurrency !== undefined && !(Number.isInteger(o.concurrency) && o.concurrency >= 1)) {
@@ -161,7 +164,7 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
   refreshTimer.unref();
 
   const inventory: Device[] = opts.devices.map((d) => {
-    const m = ASIC_MODELS[d.model]!;
+    const m = modelOf(d);
     return {
       id: d.id,
       kind: DeviceKind.DEVICE_KIND_ASIC,
@@ -191,7 +194,7 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
         stats = await queryCgminer({ ...q, command: 'stats' });
         summary = await queryCgminer({ ...q, command: 'summary' });
       }
-      return mapCgminerToAsicSample(d.id, nowMs, ASIC_MODELS[d.model]!, stats, summary);
+      return mapCgminerToAsicSample(d.id, nowMs, modelOf(d), stats, summary);
     } catch (err) {
       const code = err instanceof CgminerError ? err.code : 'bad_reply';
       return { deviceId: d.id, code, message: err instanceof Error ? err.message : String(err) };
@@ -208,7 +211,7 @@ export function createCgminerDriver(opts: CgminerDriverOptions): CommandableDriv
    * shows the actual ramp.
    */
   async function applyMining(d: CgminerDeviceConfig, op: Extract<DeviceOp, { kind: 'mining' }>): Promise<DeviceOpResult> {
-    const m = ASIC_MODELS[d.model]!;
+    const m = modelOf(d);
     const w = op.powerTargetW;
     const stateOf = (mode: unknown, wokenNow = false): DeviceState => ({
       deviceId: d.id, state: stateOfMode(mode, wokenNow), workloadId: '', powerTargetW: Number(mode) === 3 ? m.lowPowerW : 0,

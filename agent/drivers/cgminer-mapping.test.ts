@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MiningState } from '../../proto/gen/hcp/v1/telemetry.js';
-import { ASIC_MODELS, estimateAsicPowerW } from './asic-models.js';
+import { ASIC_MODELS, estimateAsicPowerW } from '../../proto/asic-models.js';
 import { mapCgminerToAsicSample, parseDashedTemps } from './cgminer-mapping.js';
 
 const XP = ASIC_MODELS['s21-xp']!;

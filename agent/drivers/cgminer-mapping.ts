@@ -1,7 +1,7 @@
 // Maps a bmminer `stats` + `summary` reply to an AsicSample. Field names per
 // shared/reference/device-protocols.md; values arrive as numbers or numeric strings.
 import { MiningState, type AsicSample } from '../../proto/gen/hcp/v1/telemetry.js';
-import { estimateAsicPowerW, type AsicModelSpec } from './asic-models.js';
+import { estimateAsicPowerW, type AsicModel } from '../../proto/asic-models.js';
 
 type Obj = Record<string, unknown>;
 
@@ -39,7 +39,7 @@ function indexed(data: Obj, prefix: string, n: number): unknown[] {
 export function mapCgminerToAsicSample(
   deviceId: string,
   nowMs: number,
-  model: AsicModelSpec,
+  model: AsicModel,
   stats: Obj | undefined,
   summary: Obj | undefined,
 ): AsicSample {

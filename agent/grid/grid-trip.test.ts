@@ -9,7 +9,7 @@ import { createAntminerWebServer } from '../../sim-hardware/antminer-web-server.
 import { s21WebMiner } from '../../sim-hardware/antminer-web.js';
 import { waitFor } from '../../test/harness/wait-for.js';
 import { createCgminerDriver } from '../drivers/cgminer-driver.js';
-import { createSimDriver } from '../drivers/sim-driver.js';
+import { createSimDriver } from '../../sim-hardware/agent-driver.js';
 import { createAgentMetrics } from '../metrics.js';
 import { createGridTrip } from './grid-trip.js';
 

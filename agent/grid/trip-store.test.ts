@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MiningState, TelemetryBatch } from '../../proto/gen/hcp/v1/telemetry.js';
 import { waitFor } from '../../test/harness/wait-for.js';
 import { createAgent, type Agent } from '../agent.js';
+import { simDriverRegistry } from '../main-sim.js';
 import { parseAgentArgs } from '../config.js';
 import { loadTrip, saveTrip } from './trip-store.js';
 
@@ -55,7 +56,7 @@ describe('grid trip store', () => {
         '--sample-interval-ms', '200', '--state-dir', dir,
       ], {});
       if (!('config' in parsed)) throw new Error('expected a config');
-      agent = await createAgent(parsed.config, pino({ level: 'silent' }));
+      agent = await createAgent(parsed.config, pino({ level: 'silent' }), { drivers: simDriverRegistry() });
 
       const sub = await mqtt.connectAsync(url);
       const latest: { states: MiningState[] } = { states: [] };

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { GpuState, MiningState } from '../../proto/gen/hcp/v1/telemetry.js';
-import { createManualClock } from '../../sim-hardware/clock.js';
-import { createSimFleet } from '../../sim-hardware/fleet.js';
-import { hashFractionForPower, S21_MODELS } from '../../sim-hardware/s21-models.js';
-import { createSimDriver } from './sim-driver.js';
+import { GpuState, MiningState } from '../proto/gen/hcp/v1/telemetry.js';
+import { createManualClock } from './clock.js';
+import { createSimFleet } from './fleet.js';
+import { hashFractionForPower, S21_MODELS } from './s21-models.js';
+import { createSimDriver } from './agent-driver.js';
 
 const setup = () => {
   const clock = createManualClock(1_750_000_000_000);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { DeviceKind } from '../../proto/gen/hcp/v1/gateway.js';
-import { GpuState, MiningState } from '../../proto/gen/hcp/v1/telemetry.js';
-import { createManualClock } from '../../sim-hardware/clock.js';
-import { createSimFleet } from '../../sim-hardware/fleet.js';
-import { createSimDriver } from './sim-driver.js';
+import { DeviceKind } from '../proto/gen/hcp/v1/gateway.js';
+import { GpuState, MiningState } from '../proto/gen/hcp/v1/telemetry.js';
+import { createManualClock } from './clock.js';
+import { createSimFleet } from './fleet.js';
+import { createSimDriver } from './agent-driver.js';
 
 describe('sim driver', () => {
   const clock = createManualClock(1_750_000_000_000);

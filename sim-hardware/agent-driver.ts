@@ -1,13 +1,15 @@
-// CommandableDriver over the in-process simulated fleet: reads and commands the device models
-// directly, no protocol in between. The fleet is owned by the caller; close() does not close it.
-import type { DeviceState } from '../../proto/gen/hcp/v1/commands.js';
-import { DeviceKind, type Device } from '../../proto/gen/hcp/v1/gateway.js';
-import { GpuState } from '../../proto/gen/hcp/v1/telemetry.js';
-import type { SimFleet } from '../../sim-hardware/fleet.js';
-import type { SimH100 } from '../../sim-hardware/h100.js';
-import type { SimS21 } from '../../sim-hardware/s21.js';
-import type { CommandableDriver, DeviceOp, DeviceOpResult } from './driver.js';
-import { asicStateName, gpuStateName } from './device-state.js';
+// The simulated fleet as an agent driver (agent/drivers/driver.ts CommandableDriver): reads and
+// commands the device models directly, no protocol in between. The agent's core never imports
+// this; its entry point registers it by name (agent/main-sim.ts). The fleet is owned by the
+// caller; close() does not close it.
+import { asicStateName, gpuStateName } from '../agent/drivers/device-state.js';
+import type { CommandableDriver, DeviceOp, DeviceOpResult } from '../agent/drivers/driver.js';
+import type { DeviceState } from '../proto/gen/hcp/v1/commands.js';
+import { DeviceKind, type Device } from '../proto/gen/hcp/v1/gateway.js';
+import { GpuState } from '../proto/gen/hcp/v1/telemetry.js';
+import type { SimFleet } from './fleet.js';
+import type { SimH100 } from './h100.js';
+import type { SimS21 } from './s21.js';
 
 export function createSimDriver(fleet: SimFleet): CommandableDriver {
   const inventory: Device[] = [
