@@ -68,7 +68,7 @@ describe('claims service', () => {
     expect((await refusal(claims.set({ ...base, deviceIds: ['asic-texas-2-00001'], want: off }))).message).toContain('not at site texas-1');
     const target = await refusal(claims.set({ ...base, deviceIds: [], want: on(9000) }));
     expect(target.details).toMatchObject({ fields: [{ field: 'power_target_w' }] });
-    expect(target.message).toContain('1823–4010 W');
+    expect(target.message).toContain('1823–4009 W');
     expect((await refusal(claims.set({ ...base, deviceIds: [], want: on(1000) }))).reason).toBe('power_target_out_of_range');
     expect((await refusal(claims.set({ ...base, deviceIds: [], want: off, expiresAtMs: now - 1 }))).details).toMatchObject({ fields: [{ field: 'expires_at' }] });
     expect((await refusal(claims.set({ ...base, deviceIds: [], want: off, reason: '  ' }))).details).toMatchObject({ fields: [{ field: 'reason' }] });
