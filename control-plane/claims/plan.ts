@@ -172,7 +172,7 @@ export function plan(input: PlanInput): PlanOutput {
       if (p.attempts >= timings.maxAttempts) {
         p.divergent = p.lastFailure
           ? `command failed: ${p.lastFailure} (sent ${p.attempts} times)`
-          : `sent ${p.attempts} times; still observed ${o.state}${d.mining && o.state !== 'sleeping' ? ` at ${o.powerTargetW ?? 'stock'} W target` : ''}`;
+          : `sent ${p.attempts} times; still observed ${o.state}${kind === 'retarget' ? ` at ${o.powerTargetW === null ? 'stock power' : `a ${o.powerTargetW} W target`}` : ''}`;
         divergent.push({ deviceId: d.deviceId, reason: p.divergent });
         continue;
       }
