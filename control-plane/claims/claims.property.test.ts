@@ -189,6 +189,8 @@ function run(sc: Scenario): { miners: Map<string, SimMiner>; startLog: Array<{ a
         // nothing is sent whose effect is already observed, nor to an offline device
         must(!converged(m, c.mining, c.powerTargetW), `${id}: ${c.mining ? 'on' : 'off'} already observed`);
         must(m.online, `${id}: sent while offline`);
+        // nor one duplicating a command of ours still in flight towards the same want
+        must(!commands.some((p) => p.deviceIds.includes(id) && p.mining === c.mining && (!c.mining || p.powerTargetW === c.powerTargetW)), `${id}: duplicate of ${c.mining ? 'on' : 'off'} in flight`);
         if (c.mining) must(!liveGridOff.has(id), `${id}: start while the grid holds it off`);
         if (c.mining && m.state === 'sleeping') {
           const kw = (c.powerTargetW ?? m.spec.ratedPowerW) / 1000;
