@@ -1,0 +1,365 @@
+// One reconciler per site: the I/O shell around the pure planner (plan.ts). Every intervalMs, and
+// on poke(siteId) (a claim changed, the site connected, one of its commands finished), it reads
+// the site's desired state (the claims service, via desiredOf), what telemetry reports (the
+// registry) and where its own commands stand (the command bus), and submits the set_mining
+// commands the plan asks for, as `system:reconciler` with the winning claim's source, id and
+// reason in the details. Runs of one site are coalesced: one at a time, and pokes during a run
+// make one more run after it.
+//
+// It also versions the site's desired state and pushes it down the agent's stream
+// (proto/hcp/v1/gateway.proto DesiredState) when it changes and whenever the agent connects; the
+// agent says which version it holds (desiredHeld). A version is max(previous + 1, now in ms), so
+// it keeps growing across control-plane restarts without being stored.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry as PromRegistry } from 'prom-client';
+import type { DesiredState as DesiredStateMessage } from '../../proto/gen/hcp/v1/gateway.js';
+import { MiningState } from '../../proto/gen/hcp/v1/telemetry.js';
+import type { CommandBus, NewCommand } from '../commands/bus.js';
+import { isFinal, type CommandRecord } from '../commands/model.js';
+import type { Registry } from '../registry/registry.js';
+import type { AsicSpec, DesiredState } from './model.js';
+import {
+  DEFAULT_TIMINGS,
+  plan,
+  RAMP_WINDOW_MS,
+  type DeviceProgress,
+  type HoldReason,
+  type ObservedAsic,
+  type ObservedMiningState,
+  type PendingCommand,
+  type PlanTimings,
+  type StartRecord,
+} from './plan.js';
+
+export const RECONCILER_ACTOR = 'system:reconciler';
+
+export interface ReconcilerDeps {
+  registry: Pick<Registry, 'devices' | 'sites'>;
+  bus: Pick<CommandBus, 'submit' | 'get' | 'watch'>;
+  /** the site's resolved desired state now (claims/service.ts) */
+  desiredOf: (siteId: string) => DesiredState;
+  specsOf: (siteId: string) => readonly AsicSpec[];
+  /** kW per minute; 0 = no limit */
+  rampKwPerMin: (siteId: string) => number;
+  /** kW; 0 = none configured */
+  capacityKw: (siteId: string) => number;
+  /** writes to the site's agent stream; false when it has none (sent again at connect) */
+  sendDesired: (siteId: string, msg: DesiredStateMessage) => boolean;
+  metrics: PromRegistry;
+  log: Logger;
+  /** how often every site is reconciled; default 2 s */
+  intervalMs?: number;
+  now?: () => number;
+  timings?: Partial<PlanTimings>;
+  /** the ramp window (the limit scales with it); RAMP_WINDOW_MS unless a test shortens it */
+  rampWindowMs?: number;
+  /** how long a command may take to reach a final state; default 60 s */
+  commandDeadlineMs?: number;
+  /** the sites reconciled; default every site the registry knows */
+  sites?: () => string[];
+}
+
+export interface ReconcilerCommandView {
+  commandId: string;
+  deviceIds: string[];
+  mining: boolean;
+  powerTargetW: number | null;
+  sentAtMs: number;
+  state: string;
+}
+
+export interface ReconcilerView {
+  siteId: string;
+  /** when it last ran; null = not yet */
+  atMs: number | null;
+  observed: Array<{ deviceId: string } & ObservedAsic>;
+  divergent: Array<{ deviceId: string; reason: string }>;
+  held: Array<{ deviceId: string; why: HoldReason }>;
+  inFlight: ReconcilerCommandView[];
+  /** the desired state's version: made, delivered to the agent's stream, and held by the agent */
+  desiredVersion: number | null;
+  desiredSentVersion: number | null;
+  desiredHeldVersion: number | null;
+  ramp: { kwPerMin: number; windowMs: number; usedKw: number; starts: number; capacityKw: number };
+}
+
+interface SiteRun {
+  progress: Map<string, DeviceProgress>;
+  starts: StartRecord[];
+  inflight: Map<string, PendingCommand>;
+  failures: Map<string, string>;
+  desiredKey: string | null;
+  version: number;
+  message: DesiredStateMessage | null;
+  sentVersion: number | null;
+  heldVersion: number | null;
+  atMs: number | null;
+  observed: Map<string, ObservedAsic>;
+  held: ReconcilerView['held'];
+  divergent: ReconcilerView['divergent'];
+  running: Promise<void> | null;
+  again: boolean;
+}
+
+export function observedState(s: MiningState): ObservedMiningState {
+  if (s === MiningState.MINING_STATE_MINING) return 'mining';
+  if (s === MiningState.MINING_STATE_RAMPING) return 'ramping';
+  if (s === MiningState.MINING_STATE_SLEEPING) return 'sleeping';
+  return 'other';
+}
+
+/** the desired state as the agent takes it: 0 W = stock */
+export function toDesiredMessage(d: DesiredState, version: number, rampKwPerMin: number, capacityKw: number): DesiredStateMessage {
+  return {
+    version,
+    generatedAtMs: d.atMs,
+    asics: d.asics.map((a) => ({ deviceId: a.deviceId, mining: a.mining, powerTargetW: a.powerTargetW ?? 0, source: a.rule })),
+    rampKwPerMin,
+    capacityKw,
+  };
+}
+
+export function createReconciler(deps: ReconcilerDeps) {
+  const now = deps.now ?? Date.now;
+  const timings: PlanTimings = { ...DEFAULT_TIMINGS, ...deps.timings };
+  const windowMs = deps.rampWindowMs ?? RAMP_WINDOW_MS;
+  const deadlineMs = deps.commandDeadlineMs ?? 60_000;
+  const sitesOf = deps.sites ?? (() => deps.registry.sites().map((s) => s.id));
+  const log = deps.log;
+  const runs = new Map<string, SiteRun>();
+  /** our commands not final yet → their site */
+  const ours = new Map<string, string>();
+  let closed = false;
+
+  const commandsTotal = new Counter({
+    name: 'hcp_reconciler_commands_total',
+    help: 'set_mining commands the reconcilers sent, by the rule that decided them',
+    labelNames: ['rule'] as const,
+    registers: [deps.metrics],
+  });
+  const divergentGauge = new Gauge({
+    name: 'hcp_reconciler_divergent_devices',
+    help: 'ASICs that did not reach their desired state after every retry',
+    registers: [deps.metrics],
+  });
+  const heldGauge = new Gauge({
+    name: 'hcp_reconciler_held_devices',
+    help: 'ASICs not at their desired state that the reconcilers hold back, by why',
+    labelNames: ['why'] as const,
+    registers: [deps.metrics],
+  });
+  const runErrors = new Counter({
+    name: 'hcp_reconciler_run_errors_total',
+    help: 'Reconciler runs that failed (the next run tries again)',
+    registers: [deps.metrics],
+  });
+  const WHYS: HoldReason[] = ['ramp_limit', 'capacity', 'backoff', 'in_flight', 'offline'];
+  const updateGauges = () => {
+    let divergent = 0;
+    const held = new Map<HoldReason, number>(WHYS.map((w) => [w, 0]));
+    for (const r of runs.values()) {
+      divergent += r.divergent.length;
+      for (const h of r.held) held.set(h.why, held.get(h.why)! + 1);
+    }
+    divergentGauge.set(divergent);
+    for (const [why, n] of held) heldGauge.set({ why }, n);
+  };
+
+  const stateOf = (siteId: string): SiteRun => {
+    let r = runs.get(siteId);
+    if (!r) {
+      r = {
+        progress: new Map(), starts: [], inflight: new Map(), failures: new Map(), desiredKey: null, version: 0, message: null,
+        sentVersion: null, heldVersion: null, atMs: null, observed: new Map(), held: [], divergent: [], running: null, again: false,
+      };
+      runs.set(siteId, r);
+    }
+    return r;
+  };
+
+  const observe = (siteId: string): { observed: Map<string, ObservedAsic>; drawKw: number } => {
+    const observed = new Map<string, ObservedAsic>();
+    let drawW = 0;
+    for (const d of deps.registry.devices({ site: siteId })) {
+      if (d.kind === 'gpu') {
+        if (d.online && d.gpu) drawW += d.gpu.powerW;
+        continue;
+      }
+      const a = d.asic;
+      if (d.online && a) drawW += a.powerW;
+      observed.set(d.id, {
+        online: d.online && a !== null,
+        state: a ? observedState(a.miningState) : 'other',
+        powerTargetW: a && a.powerTargetW > 0 ? a.powerTargetW : null,
+        powerW: a?.powerW ?? 0,
+      });
+    }
+    return { observed, drawKw: drawW / 1000 };
+  };
+
+  /** our commands that ended since the last run leave the in-flight set; failures feed the plan */
+  const settle = (r: SiteRun) => {
+    for (const [id, c] of r.inflight) {
+      const rec = deps.bus.get(id);
+      if (rec && !isFinal(rec.state)) continue;
+      r.inflight.delete(id);
+      ours.delete(id);
+      if (!rec) continue;
+      if (rec.state === 'failed' || rec.state === 'expired') {
+        for (const dev of c.deviceIds) r.failures.set(dev, rec.reasonCode ?? rec.state);
+      }
+    }
+  };
+
+  const pushDesired = (siteId: string, r: SiteRun) => {
+    if (!r.message || r.sentVersion === r.version) return;
+    if (deps.sendDesired(siteId, r.message)) {
+      r.sentVersion = r.version;
+      log.debug({ site: siteId, version: r.version }, 'desired state sent to the agent');
+    }
+  };
+
+  const runOnce = async (siteId: string, r: SiteRun): Promise<void> => {
+    const t = now();
+    const desired = deps.desiredOf(siteId);
+    const ramp = deps.rampKwPerMin(siteId);
+    const capacity = deps.capacityKw(siteId);
+    const key = JSON.stringify([desired.asics.map((a) => [a.deviceId, a.mining, a.powerTargetW, a.rule]), ramp, capacity]);
+    if (key !== r.desiredKey) {
+      r.desiredKey = key;
+      r.version = Math.max(r.version + 1, t);
+      r.message = toDesiredMessage(desired, r.version, ramp, capacity);
+    }
+    pushDesired(siteId, r);
+
+    settle(r);
+    const { observed, drawKw } = observe(siteId);
+    const failures = new Map(r.failures);
+    const out = plan({
+      nowMs: t, desired, specs: new Map(deps.specsOf(siteId).map((s) => [s.id, s])), observed, pending: [...r.inflight.values()],
+      progress: r.progress, starts: r.starts, rampKwPerMin: ramp, capacityKw: capacity, siteDrawKw: drawKw, timings, failures, windowMs,
+    });
+    if (out.commands.length) {
+      const items: NewCommand[] = out.commands.map((c) => ({
+        id: `cmd-${randomUUID()}`,
+        siteId,
+        payload: { type: 'set_mining', enabled: c.mining, deviceIds: c.deviceIds, powerTargetW: c.mining ? c.powerTargetW : null },
+        actor: RECONCILER_ACTOR,
+        deadlineMs: t + deadlineMs,
+        details: { source: c.rule, claim_id: c.claimId, reason: c.reason },
+      }));
+      // in flight before the submit returns: its result can come back before the await does
+      items.forEach((it, i) => {
+        const c = out.commands[i]!;
+        r.inflight.set(it.id, { commandId: it.id, deviceIds: c.deviceIds, mining: c.mining, powerTargetW: c.powerTargetW, sentAtMs: t });
+        ours.set(it.id, siteId);
+      });
+      try {
+        await deps.bus.submit(items);
+      } catch (err) {
+        // nothing was stored: the next run plans again from the same progress
+        for (const it of items) {
+          r.inflight.delete(it.id);
+          ours.delete(it.id);
+        }
+        throw err;
+      }
+      for (const c of out.commands) commandsTotal.inc({ rule: c.rule });
+      log.info(
+        { site: siteId, commands: out.commands.map((c) => ({ kind: c.kind, mining: c.mining, powerTargetW: c.powerTargetW, source: c.rule, claim: c.claimId, devices: c.deviceIds.length })) },
+        'reconciler sent mining commands',
+      );
+    }
+    for (const dev of failures.keys()) r.failures.delete(dev);
+    const newlyDivergent = out.divergent.filter((d) => !r.divergent.some((x) => x.deviceId === d.deviceId));
+    if (newlyDivergent.length) log.warn({ site: siteId, devices: newlyDivergent }, 'devices divergent: not at their desired state after every retry');
+    r.progress = out.progress;
+    r.starts = out.starts;
+    r.atMs = t;
+    r.observed = observed;
+    r.held = out.held;
+    r.divergent = out.divergent;
+    updateGauges();
+  };
+
+  /** reconciles the site now (or once more after the run in progress); resolves when done */
+  const poke = (siteId: string): Promise<void> => {
+    if (closed) return Promise.resolve();
+    const r = stateOf(siteId);
+    if (r.running) {
+      r.again = true;
+      return r.running;
+    }
+    r.running = (async () => {
+      do {
+        r.again = false;
+        try {
+          await runOnce(siteId, r);
+        } catch (err) {
+          runErrors.inc();
+          log.error({ err, site: siteId }, 'reconciler run failed');
+        }
+      } while (r.again && !closed);
+    })().finally(() => {
+      r.running = null;
+    });
+    return r.running;
+  };
+
+  const unwatch = deps.bus.watch((rec: CommandRecord) => {
+    if (!isFinal(rec.state)) return;
+    const site = ours.get(rec.id);
+    if (site) void poke(site);
+  });
+  const timer = setInterval(() => {
+    for (const s of sitesOf()) void poke(s);
+  }, deps.intervalMs ?? 2000);
+  timer.unref();
+
+  return {
+    poke,
+    /** the agent's stream is up: it gets the desired state again, and the site is reconciled */
+    siteConnected(siteId: string): void {
+      const r = stateOf(siteId);
+      r.sentVersion = null;
+      pushDesired(siteId, r);
+      void poke(siteId);
+    },
+    /** the agent holds this version (it said so on its stream) */
+    desiredHeld(siteId: string, version: number): void {
+      const r = stateOf(siteId);
+      if (r.heldVersion === null || version > r.heldVersion) r.heldVersion = version;
+    },
+    /** what GET /api/v1/sites/:id/desired shows beside the claims and the desired state */
+    view(siteId: string): ReconcilerView {
+      const r = stateOf(siteId);
+      const t = now();
+      const inWindow = r.starts.filter((s) => s.atMs > t - windowMs);
+      return {
+        siteId,
+        atMs: r.atMs,
+        observed: [...r.observed].map(([deviceId, o]) => ({ deviceId, ...o })),
+        divergent: r.divergent,
+        held: r.held,
+        inFlight: [...r.inflight.values()].map((c) => ({ ...c, state: deps.bus.get(c.commandId)?.state ?? 'pending' })),
+        desiredVersion: r.version || null,
+        desiredSentVersion: r.sentVersion,
+        desiredHeldVersion: r.heldVersion,
+        ramp: {
+          kwPerMin: deps.rampKwPerMin(siteId), windowMs, usedKw: inWindow.reduce((kw, s) => kw + s.kw, 0), starts: inWindow.length,
+          capacityKw: deps.capacityKw(siteId),
+        },
+      };
+    },
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      clearInterval(timer);
+      unwatch();
+      await Promise.all([...runs.values()].map((r) => r.running));
+    },
+  };
+}
+
+export type Reconciler = ReturnType<typeof createReconciler>;
