@@ -86,6 +86,16 @@ export const ControlPlaneConfigSchema = z.object({
     .default('ercot')
     .transform((v) => (v.trim() === 'none' ? [] : v.split(',').map((r) => r.trim()).filter(Boolean)))
     .refine((rs) => rs.every((r) => /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(r)), 'must be region ids separated by commas'),
+  /**
+   * ASIC starts per site are limited to this many kW per minute (PUT /api/v1/sites/:id/ramp sets
+   * one site's); 0 = a quarter of the site's capacity per minute (no limit where none is set).
+   * Curtailment is never ramp-limited.
+   */
+  HCP_RAMP_KW_PER_MIN: z.coerce.number().min(0).default(0),
+  /** the reconcilers' interval (each also runs at once when a claim changes) */
+  HCP_RECONCILE_MS: ms.default(2000),
+  /** how long an S21 takes from wake to hashing, before the reconciler retries a start */
+  HCP_RECONCILE_START_S: z.coerce.number().min(1).default(300),
   /** scheduler: running batch/training work younger than this is not preempted by batch/training */
   HCP_SCHED_MIN_RUNTIME_S: z.coerce.number().int().min(0).default(60),
   /** scheduler: a site offline this long has its workloads requeued elsewhere */

@@ -15,7 +15,6 @@ import { createAgentGateway, type GatewayHooks } from './grpc/agent-gateway.js';
 import { createFleetService } from './grpc/fleet-service.js';
 import { addReflection } from './grpc/reflection.js';
 import { startGrpcServer } from './grpc/server.js';
-import { createMiningIntent } from './commands/mining-intent.js';
 import { latestPrices } from './db/price-store.js';
 import { createGridResponse, type GridResponse } from './grid/grid-response.js';
 import { createHttpApp } from './http/app.js';
@@ -37,6 +36,11 @@ import { Registry } from './registry/registry.js';
 import { createRegistryTracker } from './registry/tracker.js';
 import { DEFAULT_POLICY } from './scheduler/placement.js';
 import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
+import { createClaimsService } from './claims/service.js';
+import { createReconciler, type Reconciler } from './claims/reconciler.js';
+import { createOperatorControls } from './claims/operator.js';
+import { createPrograms } from './claims/programs.js';
+import { EventStream } from './events.js';
 
 export interface ControlPlane {
   readonly httpPort: number;
@@ -69,6 +73,7 @@ function readTls(config: ControlPlaneConfig): { cert: Buffer; key: Buffer; clien
 
 export async function createControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
   const metrics = createMetrics();
+  const events = new EventStream(log.child({ component: 'events' }));
   const tls = readTls(config);
   const db = await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR });
   const cleanup: Array<() => Promise<void>> = [() => db.close()];
@@ -165,8 +170,15 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       if (!bus) throw new Error('command bus not ready');
       return bus;
     };
+    let reconciler: Reconciler | null = null;
     const hooks: GatewayHooks = {
-      siteConnected: (s) => bus?.siteConnected(s),
+      // the desired state first, then the commands: the agent sleeps a miner its held desired
+      // state says is meant to sleep, so a start must not arrive before the state that allows it
+      siteConnected: (s) => {
+        reconciler?.siteConnected(s);
+        bus?.siteConnected(s);
+      },
+      onDesiredHeld: (s, v) => reconciler?.desiredHeld(s, v),
       siteDisconnected: (s) => bus?.siteDisconnected(s),
       onAck: (s, id) => (bus ? bus.onAck(s, id) : 'not_ready'),
       onResult: (s, r) => (bus ? bus.onResult(s, r) : 'not_ready'),
@@ -191,10 +203,36 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     // operator controls (mode, schedule, demand response, trip settings), used by the
     // scheduler, the grid response and the economic engine
     const controls = await createSiteControls({ db, audit, log: log.child({ component: 'controls' }) });
+    // Claims: what every part wants the ASICs to do, resolved per site (claims/model.ts); the
+    // site's reconciler closes the gap between that and what telemetry reports.
+    const claims = await createClaimsService({ db, registry, audit, events, log: log.child({ component: 'claims' }) });
+    cleanup.push(() => claims.close());
+    const rampOf = (site: string): number => {
+      const own = controls.get(site).rampKwPerMin;
+      if (own !== null) return own;
+      if (config.HCP_RAMP_KW_PER_MIN > 0) return config.HCP_RAMP_KW_PER_MIN;
+      return (registry.site(site)?.powerCapacityKw ?? 0) / 4;
+    };
+    const rec = createReconciler({
+      registry, bus, desiredOf: (site) => claims.desired(site), specsOf: (site) => claims.specOf(site).asics,
+      rampKwPerMin: rampOf, capacityKw: (site) => registry.site(site)?.powerCapacityKw ?? 0,
+      sendDesired: (site, value) => gateway.send(site, { body: { $case: 'desiredState', value } }),
+      metrics: metrics.registry, log: log.child({ component: 'reconciler' }), intervalMs: config.HCP_RECONCILE_MS,
+      timings: { startMs: config.HCP_RECONCILE_START_S * 1000 },
+    });
+    reconciler = rec;
+    cleanup.push(() => rec.close());
+    const unclaim = events.on('claim.changed', (e) => void rec.poke(e.claim.siteId));
+    cleanup.push(async () => unclaim());
+    const operator = createOperatorControls({ claims, registry, reconcileNow: (sites) => rec.reconcileNow(sites) });
+    const tzRows = await db.query<{ id: string; timezone: string }>('SELECT id, timezone FROM facilities');
+    const timezones = new Map(tzRows.map((r) => [r.id, r.timezone]));
+    const programs = createPrograms({ claims, controls, registry, timezoneOf: (site) => timezones.get(site) ?? 'UTC', log: log.child({ component: 'programs' }) });
+    cleanup.push(() => programs.close());
     const commitmentsKw = (site: string, at = Date.now()) =>
       controls.demandResponse(site, at).filter((c) => c.fromMs <= at).reduce((kw, c) => kw + c.mw * 1000, 0);
     scheduler = await createScheduler({
-      commitmentsKw,
+      commitmentsKw, claims,
       db, registry, bus: need, metrics, audit, log: log.child({ component: 'scheduler' }), refreshActive: ops.refreshActive,
       policy: { ...DEFAULT_POLICY, minRuntimeMs: config.HCP_SCHED_MIN_RUNTIME_S * 1000, agingMs: config.HCP_SCHED_AGING_S * 1000 },
       siteGraceMs: config.HCP_SCHED_SITE_GRACE_S * 1000, maxAllocateAttempts: config.HCP_SCHED_MAX_ALLOCATE_ATTEMPTS,
@@ -202,29 +240,25 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     });
     const sched = scheduler;
     cleanup.push(() => sched.close());
-    const asicsOf = (site: string) => registry.devices({ site, kind: 'asic' }).map((dv) => dv.id);
-    const intent = createMiningIntent(asicsOf);
-    bus.watch((r) => intent.observe(r));
     grid = createGridResponse({
       guard: {
         tripHz: config.HCP_GRID_TRIP_HZ, recoverHz: config.HCP_GRID_RECOVER_HZ, holdS: config.HCP_GRID_RESTORE_HOLD_S,
         stages: config.HCP_GRID_RESTORE_STAGES, stageIntervalS: config.HCP_GRID_RESTORE_STAGE_S,
       },
-      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, ops: () => ops, bus: need, controls, intent, audit, metrics, log: log.child({ component: 'grid' }),
+      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, bus, claims, reconcileNow: (sites) => rec.reconcileNow(sites), controls, audit, metrics, log: log.child({ component: 'grid' }),
     });
     cleanup.push(() => grid!.close());
     let economics: { dispatch: EconomicDispatch; controls: Awaited<ReturnType<typeof createSiteControls>> } | undefined;
     if (config.HCP_ECONOMICS === 'on') {
-      const tz = await db.query<{ id: string; timezone: string }>('SELECT id, timezone FROM facilities');
       const dispatch = createEconomicDispatch({
-        db, registry, book, ops: () => ops, bus: need, intent, grid, controls, audit, metrics, log: log.child({ component: 'economics' }),
-        intervalMs: config.HCP_ECONOMICS_INTERVAL_MS, timezones: new Map(tz.map((r) => [r.id, r.timezone])),
+        db, registry, book, claims, controls, audit, metrics, log: log.child({ component: 'economics' }),
+        intervalMs: config.HCP_ECONOMICS_INTERVAL_MS,
         engine: { startupS: config.HCP_ECONOMICS_STARTUP_S, minOnS: config.HCP_ECONOMICS_MIN_ON_S, minOffS: config.HCP_ECONOMICS_MIN_OFF_S, spikeMultiple: config.HCP_ECONOMICS_SPIKE_MULTIPLE },
       });
       cleanup.push(() => dispatch.close());
       economics = { dispatch, controls };
     }
-    const fleet = createFleetService({ registry, ops: () => ops, bus: need, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters });
+    const fleet = createFleetService({ registry, ops: () => ops, bus: need, operator, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters });
     const grpc = await startGrpcServer({
       host: config.HCP_GRPC_HOST,
       port: config.HCP_GRPC_PORT,
@@ -249,6 +283,10 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       registry, db, readDb, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, scheduler: () => sched, market: { book }, grid, economics,
       limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS, bodyLimitBytes: config.HCP_HTTP_BODY_LIMIT_BYTES },
       waiters,
+      claims: {
+        service: claims, operator, programs, controls, reconciler: rec,
+        ramp: { of: rampOf, set: async (site, kw, actor) => void (await controls.setRamp(site, kw, actor)) },
+      },
       security: { ring, limiter, corsOrigins: config.HCP_CORS_ORIGINS, keys },
       readiness: async () => ({
         database: await db.ping(),

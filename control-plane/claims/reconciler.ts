@@ -128,6 +128,8 @@ export function createReconciler(deps: ReconcilerDeps) {
   const sitesOf = deps.sites ?? (() => deps.registry.sites().map((s) => s.id));
   const log = deps.log;
   const runs = new Map<string, SiteRun>();
+  /** reconcileNow callers waiting for the commands their sites' runs send */
+  const collectors = new Map<string, Set<CommandRecord[]>>();
   /** our commands not final yet → their site */
   const ours = new Map<string, string>();
   let closed = false;
@@ -256,7 +258,8 @@ export function createReconciler(deps: ReconcilerDeps) {
         ours.set(it.id, siteId);
       });
       try {
-        await deps.bus.submit(items);
+        const recs = await deps.bus.submit(items);
+        for (const c of collectors.get(siteId) ?? []) c.push(...recs);
       } catch (err) {
         // nothing was stored: the next run plans again from the same progress
         for (const it of items) {
@@ -319,6 +322,29 @@ export function createReconciler(deps: ReconcilerDeps) {
 
   return {
     poke,
+    /**
+     * Reconciles these sites now (after a claim changed: an operator's call, a grid trip) and
+     * gives the commands that sent, so the caller can answer with them or wait for them.
+     */
+    async reconcileNow(siteIds: string[]): Promise<CommandRecord[]> {
+      const got: CommandRecord[] = [];
+      const sites = [...new Set(siteIds)];
+      for (const s of sites) {
+        let set = collectors.get(s);
+        if (!set) collectors.set(s, (set = new Set()));
+        set.add(got);
+      }
+      try {
+        await Promise.all(sites.map((s) => poke(s)));
+      } finally {
+        for (const s of sites) {
+          const set = collectors.get(s);
+          set?.delete(got);
+          if (set?.size === 0) collectors.delete(s);
+        }
+      }
+      return got;
+    },
     /** the agent's stream is up: it gets the desired state again, and the site is reconciled */
     siteConnected(siteId: string): void {
       const r = stateOf(siteId);

@@ -44,6 +44,8 @@ export interface GatewayHooks {
   gridTripFor?(siteId: string): ArmGridTrip | undefined;
   /** the agent's local trip fired */
   onGridTrip?(siteId: string, fired: GridTripFired): void;
+  /** the agent holds this version of the site's desired state */
+  onDesiredHeld?(siteId: string, version: number): void;
 }
 
 export interface GatewayDeps {
@@ -221,6 +223,8 @@ export function createAgentGateway(deps: GatewayDeps) {
         log.warn({ site, region: f.region, hz: f.hz, devices: f.deviceIds.length, agentMs: Number(f.appliedAtMs) - Number(f.signalTsMs) }, 'agent under-frequency trip fired');
         void audit(deps.db, `agent:${site}`, 'grid.trip_fired', site, { region: f.region, hz: f.hz, devices: f.deviceIds.length, applied_at_ms: f.appliedAtMs }).catch((err) => log.error({ err }, 'audit failed'));
         deps.hooks.onGridTrip?.(site, f);
+      } else if (body.$case === 'desiredStateHeld') {
+        deps.hooks.onDesiredHeld?.(site, body.value.version);
       }
       if (refused) {
         metrics.commandMessagesRejected.inc({ reason: refused });

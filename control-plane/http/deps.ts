@@ -23,7 +23,7 @@ import { principalOf } from './auth.js';
 import type { ClaimsService } from '../claims/service.js';
 import type { OperatorControls } from '../claims/operator.js';
 import type { Programs } from '../claims/programs.js';
-import type { CommandRecord } from '../commands/model.js';
+import type { Reconciler } from '../claims/reconciler.js';
 
 export { principalOf };
 
@@ -59,7 +59,7 @@ export interface HttpDeps {
     programs: Programs;
     /** schedules, demand-response commitments, grid-trip and ramp settings */
     controls: SiteControls;
-    reconciler: { reconcileNow(siteIds: string[]): Promise<CommandRecord[]>; poke(siteId: string): void; view(siteId: string): Record<string, unknown> };
+    reconciler: Pick<Reconciler, 'reconcileNow' | 'poke' | 'view'>;
     ramp: { of(siteId: string): number; set(siteId: string, kwPerMin: number | null, actor: string): Promise<void> };
   };
   /** what /ready checks */

@@ -22,6 +22,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
+import type { NewClaim, ClaimsService } from '../claims/service.js';
 import type { CommandBus, NewCommand } from '../commands/bus.js';
 import type { CommandRecord } from '../commands/model.js';
 import { DEFAULT_DEADLINE_S, SCHEDULER_ACTOR } from '../commands/operations.js';
@@ -56,6 +57,8 @@ export interface SchedulerDeps {
   tickMs: number;
   /** orchestrator_active_workloads: moved by a transition that happened, or counted again without one */
   refreshActive: (change?: { from: WorkloadState | undefined; to: WorkloadState }) => Promise<void>;
+  /** the scheduler's ASIC headroom is a claim (claims/model.ts) */
+  claims: ClaimsService;
   /** demand response the site is committed to right now, kW: it comes off the site's capacity */
   commitmentsKw?: (siteId: string) => number;
   now?: () => number;
@@ -71,6 +74,10 @@ const RESYNC_MS = 10_000;
 const COMPLETE_MS = 200;
 /** the running count is checked against the database this often */
 const RECOUNT_MS = 60_000;
+/** headroom claims are ids `sched.<allocate command id>.<target W | off>` */
+const HEADROOM_PREFIX = 'sched.';
+/** how long the ASICs have to reach their headroom before the placement is given up */
+const HEADROOM_WAIT_MS = 35_000;
 
 export function toQueued(r: WorkloadRow): QueuedWorkload {
   const req = (typeof r.requirements === 'string' ? JSON.parse(r.requirements) : r.requirements) as Record<string, unknown>;
@@ -253,36 +260,58 @@ export async function createScheduler(d: SchedulerDeps) {
       commands.push(allocate);
       return;
     }
-    // Headroom first: the ASIC commands must succeed before the GPUs draw more.
+    // Headroom first: scheduler claims lower (or switch off) the ASICs, and the Allocate goes
+    // only once telemetry shows them there (the site's reconciler sends the commands). The
+    // claims last as long as the run holds the GPUs (releaseFinishedHeadroom).
     const until = now() + POWER_OVERRIDE_MS;
-    const mining: NewCommand[] = [];
     const byTarget = new Map<number, string[]>();
     for (const l of p.power.lower) byTarget.set(l.targetW, [...(byTarget.get(l.targetW) ?? []), l.id]);
+    const reason = `GPU headroom for ${w.id} (${w.type}, ${w.gpuCount} GPUs)`;
+    const wanted: NewClaim[] = [];
     for (const [targetW, ids] of byTarget) {
-      mining.push({ id: `cmd-${randomUUID()}`, siteId: p.siteId, actor: SCHEDULER_ACTOR, workloadId: w.id, deadlineMs: now() + 30_000, payload: { type: 'set_mining', enabled: true, deviceIds: ids, powerTargetW: targetW } });
+      wanted.push({ id: `${HEADROOM_PREFIX}${allocateId}.${targetW}`, siteId: p.siteId, source: 'scheduler', deviceIds: ids, want: { kind: 'mining', enabled: true, powerTargetW: targetW }, reason, actor: SCHEDULER_ACTOR, expiresAtMs: null });
       for (const id of ids) powerOverride.set(id, { w: targetW, untilMs: until });
     }
     if (p.power.off.length) {
-      mining.push({ id: `cmd-${randomUUID()}`, siteId: p.siteId, actor: SCHEDULER_ACTOR, workloadId: w.id, deadlineMs: now() + 30_000, payload: { type: 'set_mining', enabled: false, deviceIds: p.power.off, powerTargetW: null } });
+      wanted.push({ id: `${HEADROOM_PREFIX}${allocateId}.off`, siteId: p.siteId, source: 'scheduler', deviceIds: p.power.off, want: { kind: 'mining', enabled: false, powerTargetW: null }, reason, actor: SCHEDULER_ACTOR, expiresAtMs: null });
       for (const id of p.power.off) powerOverride.set(id, { w: 0, untilMs: until });
     }
     log.info({ workload: w.id, site: p.siteId, lower: p.power.lower.length, off: p.power.off.length, saves_w: p.power.savesW }, 'lowering ASICs for GPU headroom');
-    // Evictions already queued go out first; the allocate follows once the ASICs confirm.
+    // Evictions already queued go out first; the allocate follows once the ASICs are there.
     if (commands.length) await d.bus().submit(commands.splice(0));
-    const recs = await d.bus().submit(mining);
-    void d.bus().waitFinal(recs.map((r) => r.id), 35_000).then(async (done) => {
+    const made = await d.claims.setMany(wanted);
+    void Promise.all(made.map((c) => d.claims.waitConverged(c.id, HEADROOM_WAIT_MS))).then(async (done) => {
       if (closed) return;
-      if (done.length === recs.length && done.every((r) => r.state === 'succeeded')) {
+      if (done.every(Boolean)) {
         await d.bus().submit([allocate]);
         return;
       }
       for (const id of p.power!.lower.map((l) => l.id).concat(p.power!.off)) powerOverride.delete(id);
+      for (const c of made) await d.claims.release(c.id, SCHEDULER_ACTOR, 'ASIC headroom was not confirmed');
       const t = await transitionWorkload(d.db, w.id, ['scheduled'], 'pending', 'ASIC headroom was not confirmed', { releaseAllocations: true, allocateCommandId: allocateId });
       if (t) {
         dropHolder(w.id);
         await enqueueIfPending(w.id);
       }
     }).catch((err) => log.error({ err, workload: w.id }, 'headroom follow-up failed'));
+  }
+
+  /**
+   * Headroom claims whose run no longer holds its GPUs (completed, cancelled, evicted, requeued,
+   * failed) end, and the ASICs go back to what the claims below want. Found by the Allocate id
+   * the claim carries, in the database, so it holds across a restart.
+   */
+  async function releaseFinishedHeadroom(): Promise<void> {
+    const mine = d.claims.list().filter((c) => c.source === 'scheduler' && c.id.startsWith(HEADROOM_PREFIX));
+    if (!mine.length) return;
+    const allocateIds = [...new Set(mine.map((c) => c.id.slice(HEADROOM_PREFIX.length, c.id.lastIndexOf('.'))))];
+    const live = new Set((await d.db.query<{ allocate_command_id: string }>(
+      `SELECT allocate_command_id FROM workloads WHERE allocate_command_id = ANY($1::text[]) AND state IN ('scheduled', 'running')`, [allocateIds],
+    )).map((r) => r.allocate_command_id));
+    for (const c of mine) {
+      const allocateId = c.id.slice(HEADROOM_PREFIX.length, c.id.lastIndexOf('.'));
+      if (!live.has(allocateId)) await d.claims.release(c.id, SCHEDULER_ACTOR, 'the run that needed the headroom ended');
+    }
   }
 
   const releaseCommand = (workloadId: string, siteId: string, deviceIds: string[], deadlineMs: number): NewCommand => ({
@@ -348,6 +377,7 @@ export async function createScheduler(d: SchedulerDeps) {
         await enqueueIfPending(w.id);
       }
     }
+    await releaseFinishedHeadroom().catch((err) => log.error({ err }, 'could not release finished headroom claims'));
     if (dirty) poke();
     if (performance.now() >= recountAt) {
       recountAt = performance.now() + RECOUNT_MS;

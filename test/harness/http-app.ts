@@ -43,6 +43,7 @@ export function testHttpApp(o: { registry: Registry; db: Db; limits?: Partial<Ht
     scheduler: () => unwired('scheduler'),
     limits: { telemetryMaxScanRows: 2_000_000, bodyLimitBytes: 1024 * 1024, ...o.limits },
     waiters: createWaitGate(10),
+    claims: unwired('claims'),
     security: { ring: adminOnly, limiter: createRateLimiter({ perSecond: 1e6, burst: 1e6 }), corsOrigins: [], keys: unwired('keys') },
     readiness: async () => ({ database: await o.db.ping() }),
   });

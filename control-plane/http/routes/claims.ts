@@ -10,7 +10,7 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import { can } from '../../auth/roles.js';
 import { CLAIM_SOURCES } from '../../claims/model.js';
-import { claimView, desiredView } from '../../claims/views.js';
+import { claimView, desiredView, reconcilerView } from '../../claims/views.js';
 import { HcpError, notFound } from '../../errors.js';
 import { actorOf, principalOf, type Api, type HttpDeps } from '../deps.js';
 
@@ -19,7 +19,6 @@ const ok = (description: string) => ({ 200: { description, content: { 'applicati
 const body = <T extends z.ZodTypeAny>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 
 export function registerClaimRoutes(app: Api, deps: HttpDeps): void {
-  const { service, reconciler, ramp } = deps.claims;
   const site = (id: string) => {
     const s = deps.registry.site(id);
     if (!s) throw notFound('site', id);
@@ -40,10 +39,10 @@ export function registerClaimRoutes(app: Api, deps: HttpDeps): void {
       return c.json({
         site: id,
         mode: deps.claims.operator.mode(id),
-        ramp_kw_per_min: ramp.of(id),
-        claims: service.list(id).map(claimView),
-        desired: desiredView(service.desired(id)),
-        ...reconciler.view(id),
+        ramp_kw_per_min: deps.claims.ramp.of(id),
+        claims: deps.claims.service.list(id).map(claimView),
+        desired: desiredView(deps.claims.service.desired(id)),
+        ...reconcilerView(deps.claims.reconciler.view(id)),
       }, 200);
     },
   );
@@ -59,7 +58,7 @@ export function registerClaimRoutes(app: Api, deps: HttpDeps): void {
     (c) => {
       const q = c.req.valid('query');
       if (q.site) site(q.site);
-      return c.json({ claims: service.list(q.site).filter((x) => !q.source || x.source === q.source).map(claimView) }, 200);
+      return c.json({ claims: deps.claims.service.list(q.site).filter((x) => !q.source || x.source === q.source).map(claimView) }, 200);
     },
   );
 
@@ -73,6 +72,7 @@ export function registerClaimRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const { id } = c.req.valid('param');
+      const { service, reconciler } = deps.claims;
       const claim = service.get(id);
       if (!claim) throw notFound('claim', id);
       if (claim.source === 'grid' && !can(principalOf(c), 'grid.admin')) {
@@ -100,9 +100,9 @@ export function registerClaimRoutes(app: Api, deps: HttpDeps): void {
       const { id } = c.req.valid('param');
       site(id);
       const b = c.req.valid('json');
-      await ramp.set(id, b.kw_per_min, actorOf(c));
-      reconciler.poke(id);
-      return c.json({ site: id, ramp_kw_per_min: ramp.of(id), custom: b.kw_per_min !== null }, 200);
+      await deps.claims.ramp.set(id, b.kw_per_min, actorOf(c));
+      void deps.claims.reconciler.poke(id);
+      return c.json({ site: id, ramp_kw_per_min: deps.claims.ramp.of(id), custom: b.kw_per_min !== null }, 200);
     },
   );
 }

@@ -50,7 +50,7 @@ const ClaimExpiry = {
 };
 
 export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
-  const { operator } = deps.claims;
+  const operator = () => deps.claims.operator;
 
   app.openapi(
     createRoute({
@@ -75,7 +75,7 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
       const { id } = c.req.valid('param');
       const b = c.req.valid('json');
       if (!deps.registry.site(id)) throw notFound('site', id);
-      const { claim, commands } = await operator.setMining({
+      const { claim, commands } = await operator().setMining({
         site: id, enabled: b.enabled, powerTargetW: b.power_target_w ?? null, deviceIds: b.device_ids, actor: actorOf(c), reason: b.reason, expiresAtMs: expiryOf(b),
       });
       return commandsReply(c, deps, commands, c.req.valid('query'), { claim: claimView(claim) }) as never;
@@ -102,7 +102,7 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const b = c.req.valid('json');
-      const { claims, commands } = await operator.curtail({ sites: b.sites, all: b.all, reason: b.reason, actor: actorOf(c), expiresAtMs: expiryOf(b) });
+      const { claims, commands } = await operator().curtail({ sites: b.sites, all: b.all, reason: b.reason, actor: actorOf(c), expiresAtMs: expiryOf(b) });
       return commandsReply(c, deps, commands, c.req.valid('query'), { claims: claims.map(claimView) }) as never;
     },
   );

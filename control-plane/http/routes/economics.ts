@@ -30,19 +30,18 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
     if (!s) throw notFound('site', id);
     return s;
   };
-  const { controls, operator, programs } = deps.claims;
   const controlView = (id: string) => {
-    const c = controls.get(id);
+    const c = deps.claims.controls.get(id);
     const held = deps.claims.service.list(id).filter((x) => x.source === 'operator');
     const first = held[0];
     return {
-      mode: operator.mode(id),
+      mode: deps.claims.operator.mode(id),
       mode_reason: first?.reason ?? null,
       mode_changed_by: first?.actor ?? null,
       mode_changed_at: first ? new Date(first.createdAtMs).toISOString() : null,
       operator_claims: held.map((x) => x.id),
       schedule: c.schedule.map((w) => ({ from_hour: w.fromHour, to_hour: w.toHour, mining: w.mining })),
-      demand_response: controls.demandResponse(id).map((r) => ({ id: r.id, mw: r.mw, from: new Date(r.fromMs).toISOString(), to: new Date(r.toMs).toISOString(), program: r.program })),
+      demand_response: deps.claims.controls.demandResponse(id).map((r) => ({ id: r.id, mw: r.mw, from: new Date(r.fromMs).toISOString(), to: new Date(r.toMs).toISOString(), program: r.program })),
     };
   };
 
@@ -108,9 +107,9 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
       site(id);
       if (b.mode === 'manual') {
         const expires = expiryOf(b);
-        if (operator.mode(id) === 'auto') await operator.hold(id, actorOf(c), b.reason ?? null, expires);
+        if (deps.claims.operator.mode(id) === 'auto') await deps.claims.operator.hold(id, actorOf(c), b.reason ?? null, expires);
       } else {
-        await operator.releaseAll(id, actorOf(c), b.reason ?? null);
+        await deps.claims.operator.releaseAll(id, actorOf(c), b.reason ?? null);
         if (deps.economics) void deps.economics.dispatch.decideNow();
       }
       return c.json({ site: id, ...controlView(id) }, 200);
@@ -137,8 +136,8 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
       b.windows.forEach((w, i) => {
         if (w.from_hour === w.to_hour) throw new HcpError('invalid_argument', `windows.${i}: from_hour and to_hour are equal`, 'validation_failed', { fields: [{ field: `windows.${i}.to_hour`, message: 'must differ from from_hour' }] });
       });
-      await controls.setSchedule(id, b.windows.map((w) => ({ fromHour: w.from_hour, toHour: w.to_hour % 24, mining: w.mining })), actorOf(c));
-      await programs.syncNow(id);
+      await deps.claims.controls.setSchedule(id, b.windows.map((w) => ({ fromHour: w.from_hour, toHour: w.to_hour % 24, mining: w.mining })), actorOf(c));
+      await deps.claims.programs.syncNow(id);
       return c.json({ site: id, ...controlView(id) }, 200);
     },
   );
@@ -158,8 +157,8 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
       const fromMs = Date.parse(b.from);
       const toMs = Date.parse(b.to);
       if (toMs <= fromMs) throw new HcpError('invalid_argument', 'to must be after from', 'validation_failed', { fields: [{ field: 'to', message: 'must be after from' }] });
-      const r = await controls.addDemandResponse({ siteId: id, mw: b.mw, fromMs, toMs, program: b.program ?? '', createdBy: actorOf(c) });
-      await programs.syncNow(id);
+      const r = await deps.claims.controls.addDemandResponse({ siteId: id, mw: b.mw, fromMs, toMs, program: b.program ?? '', createdBy: actorOf(c) });
+      await deps.claims.programs.syncNow(id);
       if (deps.economics) void deps.economics.dispatch.decideNow();
       return c.json({ id: r.id, site: id, mw: r.mw, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(), program: r.program }, 201);
     },
