@@ -92,6 +92,8 @@ export const ControlPlaneConfigSchema = z.object({
    * Curtailment is never ramp-limited.
    */
   HCP_RAMP_KW_PER_MIN: z.coerce.number().min(0).default(0),
+  /** the ramp limit's sliding window (the kW allowed in it scale with it); shorter for tests and demos */
+  HCP_RAMP_WINDOW_S: z.coerce.number().min(1).max(3600).default(60),
   /** the reconcilers' interval (each also runs at once when a claim changes) */
   HCP_RECONCILE_MS: ms.default(2000),
   /** how long an S21 takes from wake to hashing, before the reconciler retries a start */

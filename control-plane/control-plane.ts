@@ -36,7 +36,7 @@ import { Registry } from './registry/registry.js';
 import { createRegistryTracker } from './registry/tracker.js';
 import { DEFAULT_POLICY } from './scheduler/placement.js';
 import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
-import { createClaimsService } from './claims/service.js';
+import { createClaimsService, type ClaimsService } from './claims/service.js';
 import { createReconciler, type Reconciler } from './claims/reconciler.js';
 import { createOperatorControls } from './claims/operator.js';
 import { createPrograms } from './claims/programs.js';
@@ -51,6 +51,9 @@ export interface ControlPlane {
   readonly bus: CommandBus;
   /** keys and site credentials (tests and tools make theirs here) */
   readonly keys: KeyAdmin;
+  /** what every part wants the ASICs to do, and the reconcilers that carry it out */
+  readonly claims: ClaimsService;
+  readonly reconciler: Reconciler;
   close(): Promise<void>;
 }
 
@@ -218,7 +221,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       rampKwPerMin: rampOf, capacityKw: (site) => registry.site(site)?.powerCapacityKw ?? 0,
       sendDesired: (site, value) => gateway.send(site, { body: { $case: 'desiredState', value } }),
       metrics: metrics.registry, log: log.child({ component: 'reconciler' }), intervalMs: config.HCP_RECONCILE_MS,
-      timings: { startMs: config.HCP_RECONCILE_START_S * 1000 },
+      timings: { startMs: config.HCP_RECONCILE_START_S * 1000 }, rampWindowMs: config.HCP_RAMP_WINDOW_S * 1000,
     });
     reconciler = rec;
     cleanup.push(() => rec.close());
@@ -307,6 +310,8 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       registry,
       bus,
       keys,
+      claims,
+      reconciler: rec,
       close() {
         closing ??= unwind();
         return closing;
