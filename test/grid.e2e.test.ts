@@ -71,8 +71,15 @@ describePg('grid under-frequency response: control plane and hcp-agent binaries'
     }, { message: 'curtail and agent trip recorded' });
     expect(g.regions.find((r) => r.region === 'ercot')).toMatchObject({ phase: 'tripped', last_hz: 59.6, sites: expect.arrayContaining(['texas-1']) });
     expect(await states('canada-1')).toEqual(['mining', 'mining', 'mining', 'mining']);
-    const curtails = await (await fetch(`${http}/api/v1/commands?site=texas-1`, { headers: bearer() })).json() as { commands: Array<{ type: string; actor: string }> };
-    expect(curtails.commands.some((c) => c.type === 'curtail' && c.actor === 'system:grid')).toBe(true);
+    // the control plane's side is a grid claim on every Texas ASIC, outranking the rest; the
+    // agent's trip got there first, so the reconciler has nothing left to send
+    const desired = await (await fetch(`${http}/api/v1/sites/texas-1/desired`, { headers: bearer() })).json() as {
+      claims: Array<{ source: string; reason: string }>; desired: { asleep: number; groups: Array<{ rule: string; mining: boolean; devices: number }> };
+    };
+    expect(desired.claims).toEqual([expect.objectContaining({ source: 'grid', reason: 'under-frequency 59.6 Hz in ercot' })]);
+    expect(desired.desired.groups).toEqual([expect.objectContaining({ rule: 'grid', mining: false, devices: 4 })]);
+    const canada = await (await fetch(`${http}/api/v1/sites/canada-1/desired`, { headers: bearer() })).json() as { claims: unknown[] };
+    expect(canada.claims).toEqual([]);
   });
 
   it('after the frequency recovers and holds, the ASICs come back in stages', async () => {
@@ -84,6 +91,11 @@ describePg('grid under-frequency response: control plane and hcp-agent binaries'
     }, { timeoutMs: 10_000, message: 'restore finished' });
     expect(g.events.filter((e) => e.action === 'restore')).toHaveLength(2);
     expect(g.regions.find((r) => r.region === 'ercot')!.phase).toBe('normal');
+    // the grid claim is gone, and the reconciler brought the ASICs back for the default rule
+    const desired = await (await fetch(`${http}/api/v1/sites/texas-1/desired`, { headers: bearer() })).json() as { claims: unknown[] };
+    expect(desired.claims).toEqual([]);
+    const cmds = await (await fetch(`${http}/api/v1/commands?site=texas-1`, { headers: bearer() })).json() as { commands: Array<{ type: string; actor: string; params: { enabled?: boolean }; details: { source: string } | null }> };
+    expect(cmds.commands.some((c) => c.type === 'set_mining' && c.actor === 'system:reconciler' && c.params.enabled === true)).toBe(true);
   });
 
   it('an operator sets canada-1\'s trip to two ASICs at 59.8 Hz: the agent trips just those, the control plane does not curtail', async () => {

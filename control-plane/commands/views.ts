@@ -12,6 +12,8 @@ export function commandView(r: CommandRecord) {
     state: r.state,
     actor: r.actor,
     workload_id: r.workloadId,
+    /** why it was sent: the reconciler's carry the winning claim (source, claim_id, reason) */
+    details: r.details,
     params: Object.fromEntries(Object.entries(params).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v])),
     created_at: iso(r.createdAtMs),
     deadline: iso(r.deadlineMs),
