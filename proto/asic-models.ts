@@ -89,9 +89,9 @@ export function clampPowerTarget(m: AsicModel, watts: number): number {
   return Math.min(Math.max(Math.round(watts), m.minPowerW), m.maxPowerW);
 }
 
-/** whole watts, as firmware takes them, for a fraction of stock power */
+/** whole watts, as firmware takes them, for a fraction of stock power (inside the model's window) */
 export function targetWattsFor(m: AsicModel, fraction: number): number {
-  return Math.round(m.ratedPowerW * fraction);
+  return clampPowerTarget(m, m.ratedPowerW * fraction);
 }
 
 /** hashrate as a fraction of rated, at a wall-power target */

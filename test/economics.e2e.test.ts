@@ -15,7 +15,7 @@ interface DeviceView { id: string; online: boolean; latest: { mining_state?: str
 interface SiteEconomics {
   id: string;
   mode: string;
-  decision: { rule: string; summary: string; expected_usd_h: { margin: number } | null; explanation: { inputs: { powerUsdKwh: number } }; commands: string[] } | null;
+  decision: { rule: string; summary: string; expected_usd_h: { margin: number } | null; explanation: { inputs: { powerUsdKwh: number } }; claims: string[] } | null;
   profitability: Array<{ device_class: string; breakeven_usd_kwh: number | null }>;
 }
 
@@ -71,7 +71,7 @@ describePg('economic engine end to end', (pg) => {
       const x = await econ('texas-1');
       return x.decision && x.decision.explanation.inputs && x.decision.rule === 'no_power_price' ? x : null;
     }, { message: 'a decision that leaves texas-1 alone for want of a price' });
-    expect(e.decision!.commands).toEqual([]);
+    expect(e.decision!.claims).toEqual([]);
     // and the decision is in the stored history
     await waitFor(async () => {
       const h = ((await (await fetch(`${http}/api/v1/economics?site=texas-1`, { headers: bearer() })).json()) as { history: Array<{ rule: string; commands: string[] }> }).history;
@@ -104,22 +104,33 @@ describePg('economic engine end to end', (pg) => {
     expect(xpRows.some((r) => r.margin_usd_h > 0)).toBe(true);
     expect((await states('texas-1', 'gpu')).every((g) => g.online && g.latest?.state !== undefined)).toBe(true);
     expect(await mining('texas-2')).toEqual(['mining', 'mining', 'mining', 'mining']);
-    const audit = await (await fetch(`${http}/api/v1/commands?site=texas-1`, { headers: bearer() })).json() as { commands: Array<{ actor: string; type: string }> };
-    expect(audit.commands.some((c) => c.actor === 'system:economics' && c.type === 'set_mining')).toBe(true);
+    // economics stated a claim; the site's reconciler sent the commands for it
+    const desired = await (await fetch(`${http}/api/v1/sites/texas-1/desired`, { headers: bearer() })).json() as { claims: Array<{ id: string; source: string; want: { enabled: boolean } }> };
+    expect(desired.claims).toEqual([expect.objectContaining({ source: 'economics', want: expect.objectContaining({ enabled: false }) })]);
+    expect(e.decision!.claims).toEqual([desired.claims[0]!.id]);
+    const sent = await (await fetch(`${http}/api/v1/commands?site=texas-1`, { headers: bearer() })).json() as { commands: Array<{ actor: string; type: string; details: { source: string; claim_id: string } | null }> };
+    expect(sent.commands.some((c) => c.actor === 'system:reconciler' && c.type === 'set_mining' && c.details?.source === 'economics' && c.details.claim_id === desired.claims[0]!.id)).toBe(true);
   });
 
-  it('an operator\'s mining command puts the site in manual mode, and the engine never undoes it', async () => {
-    const r = await fetch(`${http}/api/v1/sites/texas-1/mining?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer(operator) }, body: JSON.stringify({ enabled: true }) });
+  it('an operator\'s mining claim beats the engine, which goes on deciding underneath it, until the site is back in auto', async () => {
+    const r = await fetch(`${http}/api/v1/sites/texas-1/mining?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer(operator) }, body: JSON.stringify({ enabled: true, reason: 'customer demo' }) });
     expect(r.status).toBe(200);
+    const body = await r.json() as { claim: { source: string; actor: string; reason: string }; commands: Array<{ state: string }> };
+    expect(body.claim).toMatchObject({ source: 'operator', actor: 'key:alice', reason: 'customer demo' });
+    expect(body.commands.length).toBeGreaterThan(0);
+    expect(body.commands.every((c) => c.state === 'succeeded')).toBe(true);
     await waitFor(async () => (await econ('texas-1')).mode === 'manual', { message: 'manual mode' });
     await waitFor(async () => (await mining('texas-1')).every((s) => s === 'mining' || s === 'ramping'), { timeoutMs: 5_000, message: 'mining again' });
-    // three more intervals at $5/kWh: still mining, and the decision says it is the operator's call
+    // more intervals at $5/kWh: still mining; the engine still wants them off, and loses
     await prices(5);
     const before = (await econ('texas-1')).decision;
     await waitFor(async () => {
       const e = await econ('texas-1');
-      return e.decision && before && e.decision !== null && JSON.stringify(e.decision) !== JSON.stringify(before) && e.decision.rule === 'manual_mode' ? e : null;
-    }, { timeoutMs: 5_000, message: 'a decision in manual mode' });
+      // economics still wants every ASIC asleep at $5/kWh
+      return e.decision && before && JSON.stringify(e.decision) !== JSON.stringify(before) && /^\w+: 0\/4 ASICs mining/.test(e.decision.summary) ? e : null;
+    }, { timeoutMs: 5_000, message: 'a new decision under the operator claim' });
+    const desired = await (await fetch(`${http}/api/v1/sites/texas-1/desired`, { headers: bearer() })).json() as { desired: { groups: Array<{ rule: string; mining: boolean }> } };
+    expect(desired.desired.groups).toEqual([expect.objectContaining({ rule: 'operator', mining: true })]);
     expect((await mining('texas-1')).every((s) => s === 'mining' || s === 'ramping')).toBe(true);
 
     const auto = await fetch(`${http}/api/v1/sites/texas-1/mode`, { method: 'PUT', headers: { 'content-type': 'application/json', ...bearer(operator) }, body: JSON.stringify({ mode: 'auto' }) });
