@@ -1,8 +1,8 @@
 // Commands end to end, as an operator sees them: the control plane as a process on real
 // PostgreSQL, and texas-1's agent as it ships (dist/hcp-agent) reading its simulated S21s over
 // the cgminer TCP API and switching them through the Antminer web API. Mining off and on, an
-// allocation and a release, a command held for a site that is down, and a control plane killed
-// with commands pending.
+// allocation and a release, an operator claim made while the site is down, and a control plane
+// killed with a claim standing.
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AGENT_BINARY } from './harness/agent-binary.js';
 import { describePg } from './harness/pg.js';
@@ -47,7 +47,7 @@ describePg('commands end to end: control plane process and the hcp-agent binary'
   };
   const post = async (path: string, body: unknown) => {
     const r = await fetch(`${http}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer(operator) }, body: JSON.stringify(body) });
-    return { status: r.status, body: (await r.json()) as { commands: CommandView[]; id?: string } };
+    return { status: r.status, body: (await r.json()) as { commands: CommandView[]; id?: string; claim?: { id: string; source: string; reason: string; expires_at: string | null } } };
   };
   const devices = (kind: 'gpu' | 'asic') => get<{ devices: DeviceView[] }>(`/api/v1/devices?site=${SITE}&kind=${kind}`).then((r) => r.devices);
   const site = () => get<SiteView>(`/api/v1/sites/${SITE}`);
@@ -134,36 +134,41 @@ describePg('commands end to end: control plane process and the hcp-agent binary'
     }, { timeoutMs: 10_000, message: 'every GPU idle again' });
   });
 
-  it('a command sent while the agent is down is applied when it returns', async () => {
+  it('an operator claim made while the agent is down is carried out when it returns', async () => {
     await agent!.kill('SIGKILL');
     await waitFor(async () => ((await site()).online ? null : true), { timeoutMs: 10_000, message: 'texas-1 offline' });
-    const off = await post(`/api/v1/sites/${SITE}/mining`, { enabled: false });
-    expect(off.status).toBe(202);
-    const id = off.body.commands[0]!.id;
-    expect((await command(id)).state).toBe('pending');
+    const off = await post(`/api/v1/sites/${SITE}/mining`, { enabled: false, reason: 'maintenance window' });
+    // nothing can be sent to a site that is away: the claim stands, and the reconciler holds
+    expect(off.status).toBe(200);
+    expect(off.body.commands).toEqual([]);
+    expect(off.body.claim).toMatchObject({ source: 'operator', reason: 'maintenance window' });
+    const desired = await get<{ claims: Array<{ id: string }>; held: Array<{ why: string }> }>(`/api/v1/sites/${SITE}/desired`);
+    expect(desired.claims.map((c) => c.id)).toEqual([off.body.claim!.id]);
+    await waitFor(async () => {
+      const d = await get<{ held: Array<{ why: string }> }>(`/api/v1/sites/${SITE}/desired`);
+      return d.held.length === ASICS && d.held.every((h) => h.why === 'offline');
+    }, { message: 'every ASIC held: offline' });
 
     startAgent();
-    await waitFor(async () => ((await command(id)).state === 'succeeded' ? true : null), { timeoutMs: 20_000, message: 'held command applied on return' });
-    await waitFor(allAsleep, { timeoutMs: 10_000, message: 'the returning agent\'s S21s asleep' });
+    await waitFor(allAsleep, { timeoutMs: 20_000, message: 'the returning agent\'s S21s asleep' });
   });
 
-  it('a control plane killed with commands pending loses none of them', async () => {
+  it('a control plane killed with a claim standing loses none of it', async () => {
     const on = await post(`/api/v1/sites/${SITE}/mining?wait=true`, { enabled: true });
     expect(on.body.commands).toMatchObject([{ state: 'succeeded' }]);
     await waitFor(allMining, { timeoutMs: 20_000, message: 'mining again' });
 
     await agent!.kill('SIGKILL');
     await waitFor(async () => ((await site()).online ? null : true), { timeoutMs: 10_000, message: 'texas-1 offline' });
-    const off = await post(`/api/v1/sites/${SITE}/mining`, { enabled: false });
-    const id = off.body.commands[0]!.id;
-    expect((await command(id)).state).toBe('pending');
+    const off = await post(`/api/v1/sites/${SITE}/mining`, { enabled: false, duration_s: 3600 });
+    const id = off.body.claim!.id;
     const killed = await cp!.kill('SIGKILL');
     expect(killed.signal).toBe('SIGKILL');
 
     await startCp();
-    expect((await command(id)).state).toBe('pending');
+    const claims = await get<{ claims: Array<{ id: string; expires_at: string }> }>(`/api/v1/claims?site=${SITE}`);
+    expect(claims.claims).toEqual([expect.objectContaining({ id, expires_at: off.body.claim!.expires_at })]);
     startAgent();
-    await waitFor(async () => ((await command(id)).state === 'succeeded' ? true : null), { timeoutMs: 20_000, message: 'the pending command survives the restart and is applied' });
-    await waitFor(allAsleep, { timeoutMs: 10_000, message: 'S21s asleep after the restart' });
+    await waitFor(allAsleep, { timeoutMs: 20_000, message: 'S21s asleep after the restart' });
   });
 });
