@@ -1,4 +1,7 @@
-// The command path on real PostgreSQL with real gRPC: REST and Fleet API in, agent streams out.
+// The command path on real PostgreSQL with real gRPC: REST and Fleet API in (an operator's
+// mining and curtail are claims, carried out by the site's reconciler), agent streams out; the
+// bus's own guarantees (held for a site that is away, deadlines, redelivery, restarts) with
+// commands submitted to it directly.
 import { credentials, loadPackageDefinition, status, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -16,6 +19,7 @@ import { describePg } from './harness/pg.js';
 import { waitFor } from './harness/wait-for.js';
 import { bearer, TEST_ADMIN_KEY } from './harness/auth.js';
 import { Metadata } from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -46,6 +50,18 @@ describePg('commands', (pg) => {
     for (const site of ['texas-1', 'texas-2', 'canada-1']) {
       if (!tokens.has(site)) tokens.set(site, (await cp.keys.create({ role: 'agent', siteId: site }, 'test')).secret);
     }
+  };
+  /** a set_mining command straight onto the bus (the reconciler's way in) */
+  const submit = async (site: string, enabled: boolean, o: { deadlineS?: number; powerTargetW?: number } = {}) => {
+    const [r] = await cp.bus.submit([{
+      id: `cmd-${randomUUID()}`, siteId: site, actor: 'test', deadlineMs: Date.now() + (o.deadlineS ?? 300) * 1000,
+      payload: { type: 'set_mining', enabled, deviceIds: [], powerTargetW: o.powerTargetW ?? null },
+    }]);
+    return r!.id;
+  };
+  const release = async (claimId: string) => {
+    const r = await fetch(`${base()}/api/v1/claims/${claimId}`, { method: 'DELETE', headers: bearer() });
+    expect(r.status).toBe(200);
   };
   const open = (site: string, answer: 'apply' | 'ack' | 'none', devices = [device(`gpu-${site}-0001`, 'gpu'), device(`asic-${site}-00001`, 'asic')]) => {
     const s = openAgentStream(`127.0.0.1:${cp.grpcPort}`, { siteId: site, session: `${site}-${Math.random()}`, devices, token: tokens.get(site)! }, answer);
@@ -78,18 +94,29 @@ describePg('commands', (pg) => {
     const alice = (await cp.keys.create({ role: 'operator', name: 'alice' }, 'test')).secret;
     const r = await post('/api/v1/sites/texas-1/mining?wait=true', { enabled: false }, { ...bearer(alice), 'x-hcp-actor': 'ceo', 'x-request-id': 'req-alice-1' });
     expect(r.status).toBe(200);
+    const claim = r.body.claim;
+    expect(claim).toMatchObject({ site: 'texas-1', source: 'operator', actor: 'key:alice', want: { kind: 'mining', enabled: false, power_target_w: null }, devices: 'all' });
     const [c] = r.body.commands;
-    expect(c).toMatchObject({ site: 'texas-1', type: 'set_mining', state: 'succeeded', actor: 'key:alice', params: { enabled: false, device_ids: [], power_target_w: null } });
+    expect(c).toMatchObject({
+      site: 'texas-1', type: 'set_mining', state: 'succeeded', actor: 'system:reconciler',
+      params: { enabled: false, device_ids: ['asic-texas-1-00001', 'asic-texas-1-00002'], power_target_w: null },
+      details: { source: 'operator', claim_id: claim.id },
+    });
     const sent = texas1.commands().find((x) => x.commandId === c.id)!;
-    expect(sent.action).toEqual({ $case: 'setMining', value: { enabled: false, deviceIds: [], powerTargetW: 0 } });
+    expect(sent.action).toEqual({ $case: 'setMining', value: { enabled: false, deviceIds: ['asic-texas-1-00001', 'asic-texas-1-00002'], powerTargetW: 0 } });
     await waitFor(async () => (await sql`SELECT state FROM commands WHERE id = ${c.id}`)[0]?.state === 'succeeded', { message: 'state persisted' });
     const audit = await waitFor(async () => {
       const rows = await sql`SELECT actor, action FROM audit_log WHERE subject = ${c.id} ORDER BY id`;
       return rows.length === 2 ? rows : null;
     }, { message: 'audit rows' });
-    expect(audit.map((a) => [a.actor, a.action])).toEqual([['key:alice', 'command.submitted'], ['agent:texas-1', 'command.succeeded']]);
+    expect(audit.map((a) => [a.actor, a.action])).toEqual([['system:reconciler', 'command.submitted'], ['agent:texas-1', 'command.succeeded']]);
+    // the claim is the key's, and both it and the command it caused carry the request's id
+    const [stated] = await sql`SELECT actor, details FROM audit_log WHERE subject = ${claim.id} AND action = 'claim.set'`;
+    expect(stated!.actor).toBe('key:alice');
+    expect(stated!.details.request_id).toBe('req-alice-1');
     const [submitted] = await sql`SELECT details FROM audit_log WHERE subject = ${c.id} AND action = 'command.submitted'`;
     expect(submitted!.details.request_id).toBe('req-alice-1');
+    await release(claim.id);
     const got = await get(`/api/v1/commands/${c.id}`);
     expect(got.body).toMatchObject({ id: c.id, state: 'succeeded', attempts: 1 });
     expect(got.body.acked_at).not.toBeNull();
@@ -103,7 +130,16 @@ describePg('commands', (pg) => {
     const gpuAsAsic = await post('/api/v1/sites/texas-1/mining', { enabled: true, device_ids: ['gpu-texas-1-0001'] });
     expect(gpuAsAsic.status).toBe(400);
     expect(gpuAsAsic.body.error.fields[0].field).toBe('device_ids.0');
-    expect((await post('/api/v1/sites/texas-1/mining', { enabled: true, device_ids: ['asic-texas-2-00009'] })).status).toBe(404);
+    const elsewhere = await post('/api/v1/sites/texas-1/mining', { enabled: true, device_ids: ['asic-texas-1-00001', 'asic-texas-2-00009'] });
+    expect(elsewhere.status).toBe(400);
+    expect(elsewhere.body.error.fields[0].field).toBe('device_ids.1');
+    const tooMuch = await post('/api/v1/sites/texas-1/mining', { enabled: true, power_target_w: 5000 });
+    expect(tooMuch.status).toBe(400);
+    expect(tooMuch.body.error).toMatchObject({ reason: 'power_target_out_of_range', fields: [{ field: 'power_target_w' }] });
+    const past = await post('/api/v1/sites/texas-1/mining', { enabled: false, expires_at: '2020-01-01T00:00:00Z' });
+    expect(past.status).toBe(400);
+    expect(past.body.error.fields[0].field).toBe('expires_at');
+    expect(cp.claims.list('texas-1')).toEqual([]);
     const both = await post('/api/v1/curtail', { all: true, sites: ['texas-1'], reason: 'x' });
     expect(both.status).toBe(400);
     expect((await post('/api/v1/curtail', { sites: ['mars-1'], reason: 'x' })).status).toBe(404);
@@ -116,18 +152,15 @@ describePg('commands', (pg) => {
   });
 
   it('holds a command for a disconnected site and delivers it when the agent connects', async () => {
-    const r = await post('/api/v1/sites/texas-2/mining', { enabled: false });
-    expect(r.status).toBe(202);
-    const id = r.body.commands[0].id as string;
-    expect(r.body.commands[0].state).toBe('pending');
+    const id = await submit('texas-2', false);
+    expect((await get(`/api/v1/commands/${id}`)).body.state).toBe('pending');
     const texas2 = open('texas-2', 'apply');
     await waitFor(async () => (await get(`/api/v1/commands/${id}`)).body.state === 'succeeded', { message: 'delivered on connect' });
     expect(texas2.commands().map((c) => c.commandId)).toContain(id);
   });
 
   it('expires a command that reaches no agent before its deadline', async () => {
-    const r = await post('/api/v1/sites/canada-1/mining', { enabled: false, deadline_s: 1 });
-    const id = r.body.commands[0].id as string;
+    const id = await submit('canada-1', false, { deadlineS: 1 });
     const c = await waitFor(async () => {
       const x = (await get(`/api/v1/commands/${id}`)).body;
       return x.state === 'expired' ? x : null;
@@ -138,8 +171,7 @@ describePg('commands', (pg) => {
   it('redelivers a command whose agent vanished after the ack, and refuses results from the wrong site', async () => {
     const silent = open('canada-1', 'ack');
     await waitFor(() => silent.received.length > 0, { message: 'hello ack' });
-    const r = await post('/api/v1/curtail', { sites: ['canada-1'], reason: 'price spike' });
-    const id = r.body.commands[0].id as string;
+    const id = await submit('canada-1', false);
     await waitFor(async () => (await get(`/api/v1/commands/${id}`)).body.state === 'acked', { message: 'acked' });
 
     const before = await metric('hcp_command_results_rejected_total{reason="wrong_site"}');
@@ -218,7 +250,10 @@ describePg('commands', (pg) => {
     const reply = await new Promise<CommandsReply>((res, rej) =>
       client.curtail({ sites: ['texas-1'], all: false, reason: 'ERCOT EEA', actor: 'ceo', wait: true, deadlineS: 0, durationS: 0 }, bob, (e, r) => (e ? rej(e) : res(r))),
     );
-    expect(reply.commands[0]).toMatchObject({ site: 'texas-1', type: 'curtail', state: CommandState.COMMAND_STATE_SUCCEEDED, actor: 'key:bob' });
+    expect(reply.claimIds).toHaveLength(1);
+    expect(cp.claims.get(reply.claimIds[0]!)).toMatchObject({ source: 'operator', actor: 'key:bob', reason: 'ERCOT EEA' });
+    expect(reply.commands[0]).toMatchObject({ site: 'texas-1', type: 'set_mining', state: CommandState.COMMAND_STATE_SUCCEEDED, actor: 'system:reconciler' });
+    await release(reply.claimIds[0]!);
     const err = await new Promise<ServiceError>((res) => client.setMining({ site: 'mars-1', enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 0, reason: '', durationS: 0 }, bob, (e) => res(e!)));
     expect(err.code).toBe(status.NOT_FOUND);
     expect(err.metadata.get('hcp-reason')).toEqual(['unknown_site']);
@@ -241,12 +276,10 @@ describePg('commands', (pg) => {
   });
 
   it('loses no pending command across a control-plane restart', async () => {
-    const r = await post('/api/v1/sites/texas-2/mining', { enabled: true });
+    const id = await submit('texas-2', true);
     for (const s of streams.filter((x) => x !== texas1)) s.close();
-    const id = r.body.commands[0].id as string;
     // texas-2's stream was open: let the command go out; then pull the control plane away
-    const r2 = await post('/api/v1/sites/canada-1/mining', { enabled: true, power_target_w: 3000 });
-    const pendingId = r2.body.commands[0].id as string;
+    const pendingId = await submit('canada-1', true, { powerTargetW: 3000 });
     texas1.close();
     await cp.close();
     await start();
