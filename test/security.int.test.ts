@@ -5,6 +5,7 @@
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import postgres from 'postgres';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadControlPlaneConfig } from '../control-plane/config.js';
 import { createControlPlane, type ControlPlane } from '../control-plane/control-plane.js';
@@ -82,12 +83,14 @@ describePg('security at every edge', (pg) => {
     const none = await fetch(`${base()}/api/v1/curtail`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hcp-actor': 'ceo' }, body: JSON.stringify({ all: true, reason: 'x' }) });
     expect(none.status).toBe(401);
     expect(await sql`SELECT 1 FROM commands`).toHaveLength(0);
+    expect(await sql`SELECT 1 FROM claims`).toHaveLength(0);
     const r = await as(keys.ops).post('/api/v1/curtail', { sites: ['texas-1'], reason: 'ERCOT EEA' }, { 'x-hcp-actor': 'ceo' });
-    expect(r.status).toBe(202);
-    const [c] = (await body(r)).commands;
-    expect(c.actor).toBe('key:ops');
-    const audit = await waitFor(async () => (await sql`SELECT actor FROM audit_log WHERE subject = ${c.id} AND action = 'command.submitted'`)[0], { message: 'audited' });
+    expect(r.status).toBe(200);
+    const [c] = (await body(r)).claims;
+    expect(c).toMatchObject({ site: 'texas-1', source: 'operator', actor: 'key:ops', reason: 'ERCOT EEA' });
+    const audit = await waitFor(async () => (await sql`SELECT actor FROM audit_log WHERE subject = ${c.id} AND action = 'claim.set'`)[0], { message: 'audited' });
     expect(audit.actor).toBe('key:ops');
+    expect((await as(keys.ops).del(`/api/v1/claims/${c.id}`)).status).toBe(200);
     expect(await sql`SELECT 1 FROM audit_log WHERE actor LIKE '%ceo%'`).toHaveLength(0);
   });
 
@@ -171,9 +174,10 @@ describePg('security at every edge', (pg) => {
     const second = stream('texas-1', keys['agent-texas-1']!);
     await acked(second);
     expect((await first.error).metadata.get('hcp-reason')).toEqual(['superseded']);
-    const r = await as(keys.ops).post('/api/v1/sites/texas-1/mining?wait=true', { enabled: false });
-    expect((await body(r)).commands[0].state).toBe('succeeded');
-    expect(second.commands().length).toBeGreaterThan(0);
+    const [sent] = await cp.bus.submit([{ id: `cmd-${randomUUID()}`, siteId: 'texas-1', actor: 'test', deadlineMs: Date.now() + 30_000, payload: { type: 'set_mining', enabled: false, deviceIds: [], powerTargetW: null } }]);
+    const [done] = await cp.bus.waitFinal([sent!.id], 10_000);
+    expect(done!.state).toBe('succeeded');
+    expect(second.commands().map((c) => c.commandId)).toContain(sent!.id);
     expect(first.commands().some((c) => c.action?.$case === 'setMining')).toBe(false);
   });
 
@@ -191,8 +195,8 @@ describePg('security at every edge', (pg) => {
     expect(viewer!.code).toBe(status.PERMISSION_DENIED);
     expect(viewer!.metadata.get('hcp-reason')).toEqual(['forbidden']);
     expect(await call(md(keys.ops!))).toBeNull();
-    const [c] = await sql`SELECT actor FROM commands ORDER BY created_at DESC LIMIT 1`;
-    expect(c!.actor).toBe('key:ops');
+    const [c] = await sql`SELECT actor, source FROM claims ORDER BY created_at DESC LIMIT 1`;
+    expect(c).toEqual({ actor: 'key:ops', source: 'operator' });
     const watch = client.watchCommands({ site: '' }, md(keys.acme!));
     const err = await new Promise<ServiceError>((res) => watch.on('error', res));
     expect(err.code).toBe(status.PERMISSION_DENIED);
