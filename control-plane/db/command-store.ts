@@ -67,10 +67,11 @@ async function insertStatement(db: Pick<Db, 'query'>, recs: CommandRecord[]): Pr
  * (dead-letter.ts), the others written; throws WriteInterruptedError on a database fault.
  */
 export async function updateCommands(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<DeadLetter<CommandRecord>[]> {
-  return writeWithDeadLetters(recs, (rows) => updateStatement(db, rows));
+  return writeWithDeadLetters(recs, (rows) => updateCommandStates(db, rows));
 }
 
-async function updateStatement(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<void> {
+/** one UPDATE … FROM unnest for any number of commands; the caller dead-letters (batch-writer.ts) */
+export async function updateCommandStates(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<void> {
   await db.query(
     `UPDATE commands SET state = r.st, sent_at = to_timestamp(r.sa / 1000.0), acked_at = to_timestamp(r.aa / 1000.0),
        finished_at = to_timestamp(r.fa / 1000.0), attempts = r.at, reason_code = r.rc, message = r.msg, devices = r.dv::jsonb
