@@ -10,7 +10,8 @@ import type { ControlMessage } from '../../proto/gen/hcp/v1/gateway.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
 import { createBatchWriter } from '../db/batch-writer.js';
-import { insertCommands, loadLiveCommands, updateCommandStates } from '../db/command-store.js';
+import { CommandsRejectedError, insertCommands, loadLiveCommands, updateCommandStates } from '../db/command-store.js';
+import { HcpError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { canTransition, isFinal, type CommandPayload, type CommandRecord, type CommandState } from './model.js';
 import { sanitizeResult } from './result-sanitizer.js';
@@ -68,7 +69,7 @@ export async function createCommandBus(d: CommandBusDeps) {
 
   // Commands that were in flight when the control plane stopped: back to pending, to be
   // delivered again when their site's agent connects.
-  for (const r of await loadLiveCommands(d.db)) {
+  for (const r of await loadLiveCommands<CommandRecord>(d.db)) {
     if (r.state !== 'pending') r.state = 'pending';
     live.set(r.id, r);
   }
@@ -150,7 +151,12 @@ export async function createCommandBus(d: CommandBusDeps) {
         createdAtMs: now, deadlineMs: c.deadlineMs, sentAtMs: null, ackedAtMs: null, finishedAtMs: null, attempts: 0,
         reasonCode: null, message: null, devices: null, details: c.details ?? null,
       }));
-      await insertCommands(d.db, recs);
+      try {
+        await insertCommands(d.db, recs);
+      } catch (err) {
+        if (!(err instanceof CommandsRejectedError)) throw err;
+        throw new HcpError('invalid_argument', err.message, 'db_rejected', { sqlstate: err.sqlstate, commands: err.commandIds });
+      }
       for (const r of recs) {
         live.set(r.id, r);
         d.metrics.commandTransitions.inc({ type: r.payload.type, state: 'pending' });
