@@ -1,9 +1,13 @@
 // The Drizzle schema (control-plane/db/schema.ts) and the database migrations/*.sql build are
 // the same, on real PostgreSQL and on PGlite; and the drift check really reports a difference.
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateDrizzleJson, generateMigration } from 'drizzle-kit/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { createDb, type Db } from '../control-plane/db/client.js';
-import { migrate } from '../control-plane/db/migrate.js';
+import { migrate, MIGRATIONS_DIR } from '../control-plane/db/migrate.js';
 import * as schema from '../control-plane/db/schema.js';
 import { usePgDatabase } from './harness/pg.js';
 import { schemaDrift } from './harness/schema-drift.js';
@@ -58,6 +62,40 @@ describe('schema drift on PostgreSQL', () => {
     expect(drift).toContain('CHECK demand_response.demand_response_check is missing from the database');
     expect(drift).toContain('index predicate workloads.workloads_live_site_idx differs');
     expect(drift).toContain('CREATE INDEX "commands_created_idx"');
+  });
+});
+
+describe('a migration generated from a changed schema', () => {
+  const pg = usePgDatabase('hcp_drift_gen');
+
+  it('is applied by migrate.ts after the frozen files and leaves the database exactly as the changed schema', async () => {
+    const changed = {
+      ...schema,
+      hcpMigrations: pgTable('hcp_migrations', {
+        name: text('name').primaryKey(),
+        status: text('status').notNull(),
+        appliedAt: timestamp('applied_at', { withTimezone: true }).notNull().defaultNow(),
+        note: text('note').notNull().default(''),
+      }),
+    };
+    // what `npm run db:generate` would write: the diff from the last committed snapshot
+    const meta = join(MIGRATIONS_DIR, 'meta');
+    const last = readdirSync(meta).filter((f) => f.endsWith('_snapshot.json')).sort().at(-1)!;
+    const statements = await generateMigration(JSON.parse(readFileSync(join(meta, last), 'utf8')), generateDrizzleJson(changed));
+    expect(statements).toEqual([`ALTER TABLE "hcp_migrations" ADD COLUMN "note" text DEFAULT '' NOT NULL;`]);
+    const dir = mkdtempSync(join(tmpdir(), 'hcp-migrations-'));
+    const db = await createDb({ url: pg.url, dataDir: '' });
+    try {
+      for (const f of readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql'))) copyFileSync(join(MIGRATIONS_DIR, f), join(dir, f));
+      writeFileSync(join(dir, '0010_note.sql'), statements.join('\n--> statement-breakpoint\n'));
+      const outcomes = await migrate(db, dir);
+      expect(outcomes.at(-1)).toEqual({ name: '0010_note.sql', status: 'applied' });
+      expect(await schemaDrift(db, changed)).toEqual([]);
+      expect(await schemaDrift(db)).not.toEqual([]);
+    } finally {
+      await db.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
