@@ -108,5 +108,6 @@ describe('schema drift on PGlite', () => {
     } finally {
       await db.close();
     }
-  });
+    // PGlite starts a WebAssembly PostgreSQL and runs every migration: slow on a busy machine
+  }, 120_000);
 });
