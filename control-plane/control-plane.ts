@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, isLoopbackHost, mqttUrlOf, redactUrl, type ControlPlaneConfig } from './config.js';
 import { createDb, type Db } from './db/client.js';
 import { hasTimescale, migrate } from './db/migrate.js';
-import { loadRegistry } from './db/registry-store.js';
+import { loadRegistry } from './registry/load.js';
 import { createTelemetryWriter } from './db/telemetry-writer.js';
 import { createCommandBus, type CommandBus } from './commands/bus.js';
 import { createOperations } from './commands/operations.js';

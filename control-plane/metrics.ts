@@ -167,6 +167,12 @@ export function createMetrics() {
       labelNames: ['writer'] as const,
       registers: [registry],
     }),
+    dbDroppedRows: new Counter({
+      name: 'hcp_db_dropped_rows_total',
+      help: 'Rows a write-behind buffer dropped unwritten, by writer and why: buffer_full (the database was away past the bound) or closed (still unwritten at shutdown)',
+      labelNames: ['writer', 'why'] as const,
+      registers: [registry],
+    }),
   };
 }
 

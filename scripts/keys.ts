@@ -13,7 +13,7 @@ import { createAuditWriter } from '../control-plane/db/audit-writer.js';
 import { createDb } from '../control-plane/db/client.js';
 import type { KeyRow } from '../control-plane/db/key-store.js';
 import { migrate } from '../control-plane/db/migrate.js';
-import { loadRegistry } from '../control-plane/db/registry-store.js';
+import { loadRegistry } from '../control-plane/registry/load.js';
 import { HcpError } from '../control-plane/errors.js';
 import { Registry } from '../control-plane/registry/registry.js';
 

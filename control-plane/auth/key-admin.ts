@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { isValidSiteId } from '../../proto/topics.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
-import { insertKey, listKeys, liveKeyByHash, liveKeyByName, revokeKey, type KeyRow } from '../db/key-store.js';
+import { insertKey as storeKey, KeyStoreError, listKeys, liveKeyByHash, liveKeyByName, revokeKey, type KeyRow } from '../db/key-store.js';
 import { insertSite } from '../db/registry-store.js';
 import { HcpError, notFound } from '../errors.js';
 import type { Registry, SiteInfo } from '../registry/registry.js';
@@ -49,6 +49,21 @@ export interface KeyAdmin {
 
 const invalid = (field: string, message: string) =>
   new HcpError('invalid_argument', `${field}: ${message}`, 'validation_failed', { fields: [{ field, message }] });
+
+/** stores a key, saying why the database refused it as the API does (name_taken, unknown_customer, unknown_site) */
+async function insertKey(db: Db, k: Parameters<typeof storeKey>[1]): Promise<KeyRow> {
+  try {
+    return await storeKey(db, k);
+  } catch (err) {
+    if (!(err instanceof KeyStoreError)) throw err;
+    if (err.reason === 'name_taken') {
+      throw new HcpError('conflict', `a live key named ${k.name} exists; revoke it first or choose another name`, 'name_taken', { fields: [{ field: 'name', message: 'is taken by a live key' }] });
+    }
+    const what = err.reason === 'unknown_customer' ? 'customer' : 'site';
+    const id = (what === 'customer' ? k.customerId : k.siteId)!;
+    throw new HcpError('not_found', `${what} ${JSON.stringify(id)} not found`, err.reason, { [what]: id });
+  }
+}
 
 function isTimeZone(tz: string): boolean {
   try {

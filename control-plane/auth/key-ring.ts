@@ -22,7 +22,7 @@ export interface KeyRing {
   close(): Promise<void>;
 }
 
-export async function createKeyRing(o: { db: Pick<Db, 'query'>; log: Logger; pollMs?: number }): Promise<KeyRing> {
+export async function createKeyRing(o: { db: Pick<Db, 'orm'>; log: Logger; pollMs?: number }): Promise<KeyRing> {
   let byHash = new Map<string, Principal>();
   let byId = new Map<string, Principal>();
   let version = '';

@@ -9,9 +9,9 @@ import { CommandOutcome, type Command, type CommandResult } from '../../proto/ge
 import type { ControlMessage } from '../../proto/gen/hcp/v1/gateway.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
-import { insertCommands, loadLiveCommands, updateCommands } from '../db/command-store.js';
-import { createDeadLetterLog } from '../db/dead-letter-log.js';
-import { WriteInterruptedError } from '../db/dead-letter.js';
+import { createBatchWriter } from '../db/batch-writer.js';
+import { CommandsRejectedError, insertCommands, loadLiveCommands, updateCommandStates } from '../db/command-store.js';
+import { HcpError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { canTransition, isFinal, type CommandPayload, type CommandRecord, type CommandState } from './model.js';
 import { sanitizeResult } from './result-sanitizer.js';
@@ -62,53 +62,41 @@ export function toProtoCommand(r: CommandRecord): Command {
 export async function createCommandBus(d: CommandBusDeps) {
   const live = new Map<string, CommandRecord>();
   const finished = new Map<string, CommandRecord>();
-  const dirty = new Map<string, CommandRecord>();
   const events = new EventEmitter();
   events.setMaxListeners(0);
   const keepFinishedMs = d.keepFinishedMs ?? 10 * 60_000;
-  let flushing: Promise<void> | null = null;
   let closed = false;
 
   // Commands that were in flight when the control plane stopped: back to pending, to be
   // delivered again when their site's agent connects.
-  for (const r of await loadLiveCommands(d.db)) {
+  for (const r of await loadLiveCommands<CommandRecord>(d.db)) {
     if (r.state !== 'pending') r.state = 'pending';
     live.set(r.id, r);
   }
   if (live.size) d.log.info({ commands: live.size }, 'resuming commands that were not final');
 
-  // A state the database refuses is dead-lettered: the command keeps its state in memory (and its
-  // waiters hear of it), its row keeps the last state written, and the rest of the batch lands.
-  // Retrying it would hold every later transition behind it.
-  const deadLetters = createDeadLetterLog<CommandRecord>({
+  // Transitions are written behind (batch-writer.ts), one row per command: a later state of a
+  // command takes the place of an earlier one not yet written. A state the database refuses is
+  // dead-lettered: the command keeps its state in memory (and its waiters hear of it), its row
+  // keeps the last state written, and the rest of the batch lands. Retrying it would hold every
+  // later transition behind it. The bound counts commands, not transitions; past it the oldest
+  // command's state is dropped (logged, hcp_db_dropped_rows_total{writer="commands"}): its row
+  // keeps an earlier state, which a restart only redelivers.
+  const states = createBatchWriter<CommandRecord>({
+    name: 'commands',
     log: d.log,
-    writer: 'commands',
-    count: (n) => d.metrics.dbRejectedRows.inc({ writer: 'commands' }, n),
+    write: (rows) => updateCommandStates(d.db, rows),
+    identify: (r) => ({ site: r.siteId, command: r.id, type: r.payload.type, state: r.state }),
+    key: (r) => r.id,
+    snapshot: (r) => ({ ...r }),
+    flushIntervalMs: d.flushMs ?? 20,
+    maxBuffered: 200_000,
+    metrics: {
+      rejected: (n) => d.metrics.dbRejectedRows.inc({ writer: 'commands' }, n),
+      dropped: (n, why) => d.metrics.dbDroppedRows.inc({ writer: 'commands', why }, n),
+    },
   });
-  const identify = (r: CommandRecord) => ({ site: r.siteId, command: r.id, type: r.payload.type, state: r.state });
-  const flush = async (): Promise<void> => {
-    while (flushing) await flushing;
-    if (dirty.size === 0) return;
-    const batch = [...dirty.values()].map((r) => ({ ...r }));
-    dirty.clear();
-    flushing = updateCommands(d.db, batch)
-      .then((dead) => deadLetters(dead, identify))
-      .catch((err) => {
-        const interrupted = err instanceof WriteInterruptedError ? (err as WriteInterruptedError<CommandRecord>) : null;
-        if (interrupted) deadLetters(interrupted.rejected, identify);
-        const retry = interrupted?.unwritten ?? batch;
-        d.log.error({ err: interrupted?.cause ?? err, commands: retry.length }, 'command state write failed; retrying');
-        for (const r of retry) if (!dirty.has(r.id)) dirty.set(r.id, live.get(r.id) ?? finished.get(r.id) ?? r);
-      })
-      .finally(() => {
-        flushing = null;
-      });
-    await flushing;
-  };
-  const flushTimer = setInterval(() => {
-    if (dirty.size && !flushing) void flush();
-  }, d.flushMs ?? 20);
-  flushTimer.unref();
+  const flush = () => states.flush();
 
   const transition = (r: CommandRecord, to: CommandState, now: number, extra: Partial<CommandRecord> = {}): boolean => {
     if (!canTransition(r.state, to)) return false;
@@ -117,7 +105,7 @@ export async function createCommandBus(d: CommandBusDeps) {
       r.sentAtMs = now;
       r.attempts += 1;
     } else if (to === 'acked') r.ackedAtMs = now;
-    dirty.set(r.id, r);
+    states.add(r);
     d.metrics.commandTransitions.inc({ type: r.payload.type, state: to });
     if (isFinal(to)) {
       r.finishedAtMs = now;
@@ -163,7 +151,12 @@ export async function createCommandBus(d: CommandBusDeps) {
         createdAtMs: now, deadlineMs: c.deadlineMs, sentAtMs: null, ackedAtMs: null, finishedAtMs: null, attempts: 0,
         reasonCode: null, message: null, devices: null, details: c.details ?? null,
       }));
-      await insertCommands(d.db, recs);
+      try {
+        await insertCommands(d.db, recs);
+      } catch (err) {
+        if (!(err instanceof CommandsRejectedError)) throw err;
+        throw new HcpError('invalid_argument', err.message, 'db_rejected', { sqlstate: err.sqlstate, commands: err.commandIds });
+      }
       for (const r of recs) {
         live.set(r.id, r);
         d.metrics.commandTransitions.inc({ type: r.payload.type, state: 'pending' });
@@ -257,9 +250,8 @@ export async function createCommandBus(d: CommandBusDeps) {
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
-      clearInterval(flushTimer);
       clearInterval(expiryTimer);
-      await flush();
+      await states.close();
     },
   };
 }

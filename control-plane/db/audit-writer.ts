@@ -1,12 +1,11 @@
 // Audit entries from hot paths (a fleet-wide curtail writes two per site) go through a small
 // write-behind buffer: one INSERT … unnest per flush instead of one round trip per entry. An
 // entry the database refuses (a NUL in its details is invalid in jsonb, 22P05) is dead-lettered
-// — logged, counted — and the others land; only a database fault keeps entries for a retry.
+// — logged, counted — and the others land; only a database fault keeps entries for a retry,
+// within a bound (batch-writer.ts).
 import type { Logger } from 'pino';
-import type { Metrics } from '../metrics.js';
+import { createBatchWriter, type CounterLike } from './batch-writer.js';
 import type { Db } from './client.js';
-import { createDeadLetterLog } from './dead-letter-log.js';
-import { WriteInterruptedError, writeWithDeadLetters } from './dead-letter.js';
 
 export interface AuditEntry {
   actor: string;
@@ -34,16 +33,25 @@ function json(details: Record<string, unknown>): string {
   }
 }
 
-export function createAuditWriter(o: { db: Db; log: Logger; flushMs?: number; metrics?: Metrics }): AuditWriter {
-  let buf: Stamped[] = [];
-  let running: Promise<void> | null = null;
-  let closed = false;
-  const report = createDeadLetterLog<Stamped>({
-    log: o.log,
-    writer: 'audit_log',
-    count: (n) => o.metrics?.dbRejectedRows.inc({ writer: 'audit_log' }, n),
-  });
-  const identify = (e: Stamped) => ({ actor: e.actor, action: e.action, subject: e.subject });
+/** the counters the writer moves, by shape (control-plane/metrics.ts's fit) */
+export interface AuditWriterMetrics {
+  dbRejectedRows: CounterLike<'writer'>;
+  dbDroppedRows?: CounterLike<'writer' | 'why'>;
+}
+
+export interface AuditWriterOptions {
+  db: Db;
+  log: Logger;
+  flushMs?: number;
+  /**
+   * entries waiting at most (the database down); past it the oldest are dropped, logged and
+   * counted (hcp_db_dropped_rows_total{writer="audit_log"})
+   */
+  maxBuffered?: number;
+  metrics?: AuditWriterMetrics;
+}
+
+export function createAuditWriter(o: AuditWriterOptions): AuditWriter {
   const insert = async (batch: Stamped[]) => {
     await o.db.query(
       `INSERT INTO audit_log (time, actor, action, subject, details)
@@ -51,41 +59,27 @@ export function createAuditWriter(o: { db: Db; log: Logger; flushMs?: number; me
       [batch.map((e) => e.timeMs), batch.map((e) => e.actor), batch.map((e) => e.action), batch.map((e) => e.subject), batch.map((e) => e.details)],
     );
   };
-  const flushOnce = async () => {
-    const batch = buf;
-    buf = [];
-    if (batch.length === 0) return;
-    try {
-      report(await writeWithDeadLetters(batch, insert), identify);
-    } catch (err) {
-      const interrupted = err instanceof WriteInterruptedError ? (err as WriteInterruptedError<Stamped>) : null;
-      if (interrupted) report(interrupted.rejected, identify);
-      const unwritten = interrupted?.unwritten ?? batch;
-      o.log.error({ err: interrupted?.cause ?? err, entries: unwritten.length }, 'audit write failed; retrying');
-      buf = [...unwritten, ...buf];
-    }
-  };
-  const flush = async (): Promise<void> => {
-    while (running) await running;
-    running = flushOnce().finally(() => {
-      running = null;
-    });
-    await running;
-  };
-  const timer = setInterval(() => {
-    if (buf.length && !running) void flush();
-  }, o.flushMs ?? 50);
-  timer.unref();
+  const w = createBatchWriter<Stamped>({
+    name: 'audit_log',
+    log: o.log,
+    write: insert,
+    identify: (e) => ({ actor: e.actor, action: e.action, subject: e.subject }),
+    flushIntervalMs: o.flushMs ?? 50,
+    maxBuffered: o.maxBuffered ?? 50_000,
+    metrics: {
+      rejected: (n) => o.metrics?.dbRejectedRows.inc({ writer: 'audit_log' }, n),
+      dropped: (n, why) => o.metrics?.dbDroppedRows?.inc({ writer: 'audit_log', why }, n),
+    },
+  });
+  let closed = false;
   return {
     write(e) {
-      if (!closed) buf.push({ ...e, timeMs: e.timeMs ?? Date.now(), details: json(e.details) });
+      if (!closed) w.add({ ...e, timeMs: e.timeMs ?? Date.now(), details: json(e.details) });
     },
-    flush,
+    flush: () => w.flush(),
     async close() {
-      if (closed) return;
       closed = true;
-      clearInterval(timer);
-      await flush();
+      await w.close();
     },
   };
 }

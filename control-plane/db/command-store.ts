@@ -1,54 +1,85 @@
 // Persistence of commands. Inserts and state updates are batched into single statements that
-// bind one array per column, so a fleet-wide curtail of a thousand sites is one round trip.
-import type { CommandPayload, CommandRecord, CommandState } from '../commands/model.js';
-import { HcpError } from '../errors.js';
+// bind one array per column, so a fleet-wide curtail of a thousand sites is one round trip; the
+// reads go through Drizzle. The record type is the stored shape, generic in its payload so db/
+// imports no domain module: control-plane/commands/model.ts CommandRecord is one.
+import { and, asc, desc, eq, inArray, type SQL } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { classifyDbError, dbMessage, sqlState } from './db-error.js';
 import { writeWithDeadLetters, type DeadLetter } from './dead-letter.js';
+import { commands } from './schema.js';
 
-const ms = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string).getTime());
+/** a command as stored (control-plane/commands/model.ts CommandRecord fits) */
+export interface StoredCommand {
+  id: string;
+  siteId: string;
+  payload: { type: string };
+  state: string;
+  actor: string;
+  workloadId: string | null;
+  createdAtMs: number;
+  deadlineMs: number;
+  sentAtMs: number | null;
+  ackedAtMs: number | null;
+  finishedAtMs: number | null;
+  attempts: number;
+  reasonCode: string | null;
+  message: string | null;
+  devices: unknown[] | null;
+  details: Record<string, unknown> | null;
+}
+
+/** the database refused new commands for their content (SQLSTATE class 21, 22, 23…) */
+export class CommandsRejectedError extends Error {
+  constructor(
+    override readonly cause: unknown,
+    readonly sqlstate: string | null,
+    readonly commandIds: string[],
+  ) {
+    super(`the database refused the command: ${dbMessage(cause)}`);
+    this.name = 'CommandsRejectedError';
+  }
+}
+
 const iso = (v: number | null) => (v === null ? null : new Date(v).toISOString());
+const json = <T>(v: unknown): T => (typeof v === 'string' ? JSON.parse(v) : v) as T;
 
-function toRecord(r: Record<string, unknown>): CommandRecord {
-  const payload = (typeof r.payload === 'string' ? JSON.parse(r.payload) : r.payload) as CommandPayload;
-  const devices = (typeof r.devices === 'string' ? JSON.parse(r.devices) : r.devices) as CommandRecord['devices'];
+function toRecord<R extends StoredCommand>(r: typeof commands.$inferSelect): R {
   return {
-    id: r.id as string,
-    siteId: r.site_id as string,
-    payload,
-    state: r.state as CommandState,
-    actor: r.actor as string,
-    workloadId: (r.workload_id as string | null) ?? null,
-    createdAtMs: ms(r.created_at)!,
-    deadlineMs: ms(r.deadline)!,
-    sentAtMs: ms(r.sent_at),
-    ackedAtMs: ms(r.acked_at),
-    finishedAtMs: ms(r.finished_at),
-    attempts: Number(r.attempts),
-    reasonCode: (r.reason_code as string | null) ?? null,
-    message: (r.message as string | null) ?? null,
-    devices: devices ?? null,
-    details: ((typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown> | null) ?? null,
-  };
+    id: r.id,
+    siteId: r.siteId,
+    payload: json(r.payload),
+    state: r.state,
+    actor: r.actor,
+    workloadId: r.workloadId,
+    createdAtMs: r.createdAt.getTime(),
+    deadlineMs: r.deadline.getTime(),
+    sentAtMs: r.sentAt?.getTime() ?? null,
+    ackedAtMs: r.ackedAt?.getTime() ?? null,
+    finishedAtMs: r.finishedAt?.getTime() ?? null,
+    attempts: r.attempts,
+    reasonCode: r.reasonCode,
+    message: r.message,
+    devices: json<unknown[] | null>(r.devices) ?? null,
+    details: json<Record<string, unknown> | null>(r.details) ?? null,
+  } as R;
 }
 
 /**
  * Stores new commands, all or none: the caller sends only what is stored, and waits for this, so
- * a refused command fails its own submit (invalid_argument, reason db_rejected) and nothing else.
+ * a refused command fails its own submit (CommandsRejectedError; the bus answers invalid_argument,
+ * reason db_rejected) and nothing else.
  */
-export async function insertCommands(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<void> {
+export async function insertCommands(db: Pick<Db, 'query'>, recs: StoredCommand[]): Promise<void> {
   if (recs.length === 0) return;
   try {
     await insertStatement(db, recs);
   } catch (err) {
     if (classifyDbError(err) !== 'content') throw err;
-    throw new HcpError('invalid_argument', `the database refused the command: ${dbMessage(err)}`, 'db_rejected', {
-      sqlstate: sqlState(err), commands: recs.map((r) => r.id),
-    });
+    throw new CommandsRejectedError(err, sqlState(err), recs.map((r) => r.id));
   }
 }
 
-async function insertStatement(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<void> {
+async function insertStatement(db: Pick<Db, 'query'>, recs: StoredCommand[]): Promise<void> {
   await db.query(
     `INSERT INTO commands (id, site_id, type, payload, state, actor, workload_id, created_at, deadline, details)
      SELECT id, s, t, p::jsonb, st, a, w, to_timestamp(c / 1000.0), to_timestamp(d / 1000.0), dt::jsonb
@@ -66,11 +97,12 @@ async function insertStatement(db: Pick<Db, 'query'>, recs: CommandRecord[]): Pr
  * Writes the commands' current states in one statement. Returns the records the database refused
  * (dead-letter.ts), the others written; throws WriteInterruptedError on a database fault.
  */
-export async function updateCommands(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<DeadLetter<CommandRecord>[]> {
-  return writeWithDeadLetters(recs, (rows) => updateStatement(db, rows));
+export async function updateCommands<R extends StoredCommand>(db: Pick<Db, 'query'>, recs: R[]): Promise<DeadLetter<R>[]> {
+  return writeWithDeadLetters(recs, (rows) => updateCommandStates(db, rows));
 }
 
-async function updateStatement(db: Pick<Db, 'query'>, recs: CommandRecord[]): Promise<void> {
+/** one UPDATE … FROM unnest for any number of commands; the caller dead-letters (batch-writer.ts) */
+export async function updateCommandStates(db: Pick<Db, 'query'>, recs: StoredCommand[]): Promise<void> {
   await db.query(
     `UPDATE commands SET state = r.st, sent_at = to_timestamp(r.sa / 1000.0), acked_at = to_timestamp(r.aa / 1000.0),
        finished_at = to_timestamp(r.fa / 1000.0), attempts = r.at, reason_code = r.rc, message = r.msg, devices = r.dv::jsonb
@@ -84,24 +116,34 @@ async function updateStatement(db: Pick<Db, 'query'>, recs: CommandRecord[]): Pr
   );
 }
 
-export async function loadLiveCommands(db: Db): Promise<CommandRecord[]> {
-  const rows = await db.query(`SELECT * FROM commands WHERE state IN ('pending', 'sent', 'acked') ORDER BY created_at, id`);
-  return rows.map(toRecord);
+const LIVE_STATES = ['pending', 'sent', 'acked'];
+
+/** every command not final, oldest first: the bus resumes them at start */
+export async function loadLiveCommands<R extends StoredCommand = StoredCommand>(db: Pick<Db, 'orm'>): Promise<R[]> {
+  const rows = await db.orm.select().from(commands).where(inArray(commands.state, LIVE_STATES)).orderBy(asc(commands.createdAt), asc(commands.id));
+  return rows.map((r) => toRecord<R>(r));
 }
 
-export async function getCommand(db: Db, id: string): Promise<CommandRecord | null> {
-  const [r] = await db.query(`SELECT * FROM commands WHERE id = $1`, [id]);
-  return r ? toRecord(r) : null;
+export async function getCommand<R extends StoredCommand = StoredCommand>(db: Pick<Db, 'orm'>, id: string): Promise<R | null> {
+  const [r] = await db.orm.select().from(commands).where(eq(commands.id, id));
+  return r ? toRecord<R>(r) : null;
 }
 
-export async function listCommands(db: Db, f: { site?: string; state?: string; workloadId?: string; limit: number }): Promise<CommandRecord[]> {
-  const rows = await db.query(
-    `SELECT * FROM commands
-     WHERE ($1::text IS NULL OR site_id = $1) AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR workload_id = $3)
-     ORDER BY created_at DESC, id DESC LIMIT $4`,
-    [f.site ?? null, f.state ?? null, f.workloadId ?? null, f.limit],
-  );
-  return rows.map(toRecord);
+export async function listCommands<R extends StoredCommand = StoredCommand>(
+  db: Pick<Db, 'orm'>,
+  f: { site?: string; state?: string; workloadId?: string; limit: number },
+): Promise<R[]> {
+  const where: SQL[] = [];
+  if (f.site !== undefined) where.push(eq(commands.siteId, f.site));
+  if (f.state !== undefined) where.push(eq(commands.state, f.state));
+  if (f.workloadId !== undefined) where.push(eq(commands.workloadId, f.workloadId));
+  const rows = await db.orm
+    .select()
+    .from(commands)
+    .where(and(...where))
+    .orderBy(desc(commands.createdAt), desc(commands.id))
+    .limit(f.limit);
+  return rows.map((r) => toRecord<R>(r));
 }
 
 export { iso as isoOrNull };

@@ -13,12 +13,25 @@
 // An errno name can be five upper-case letters too (EPIPE, EPERM), so a SQLSTATE is only
 // trusted on an error that also carries the server's `severity`.
 
+import { DrizzleQueryError } from 'drizzle-orm/errors';
+
 export type DbErrorKind = 'content' | 'transient';
+
+/**
+ * The driver's error behind Drizzle's: a query built with db.orm fails as a DrizzleQueryError
+ * ("Failed query: …", its params) whose cause is what the driver threw.
+ */
+export function driverError(err: unknown): unknown {
+  let e = err;
+  for (let i = 0; i < 3 && e instanceof DrizzleQueryError && e.cause !== undefined; i++) e = e.cause;
+  return e;
+}
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 
 /** the SQLSTATE of an error the server sent, or null (connection failure, driver error) */
-export function sqlState(err: unknown): string | null {
+export function sqlState(error: unknown): string | null {
+  const err = driverError(error);
   if (typeof err !== 'object' || err === null) return null;
   const { code, severity } = err as { code?: unknown; severity?: unknown };
   return typeof code === 'string' && SQLSTATE.test(code) && typeof severity === 'string' ? code : null;
@@ -47,7 +60,8 @@ export function classifyDbError(err: unknown): DbErrorKind {
 }
 
 /** the server's message, one line, for logs and dead letters */
-export function dbMessage(err: unknown): string {
+export function dbMessage(error: unknown): string {
+  const err = driverError(error);
   const m = err instanceof Error ? err.message : String(err);
   return m.length > 500 ? `${m.slice(0, 500)}…` : m;
 }

@@ -1,13 +1,18 @@
-// Persistence of API keys and site credentials (migrations/0008_api_keys.sql). The secret never
-// reaches this layer: only its SHA-256.
-import type { Role } from '../auth/roles.js';
-import { HcpError } from '../errors.js';
+// Persistence of API keys and site credentials (api_keys in schema.ts). The secret never reaches
+// this layer: only its SHA-256. A key the database refuses for a taken name or an unknown
+// customer or site fails with KeyStoreError; control-plane/auth/key-admin.ts says it to the caller.
+import { and, asc, eq, isNull, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
+import { sqlState } from './db-error.js';
+import { apiKeys, type API_KEY_ROLES } from './schema.js';
+
+/** the roles api_keys_role_check allows (control-plane/auth/roles.ts ROLES) */
+export type KeyRole = (typeof API_KEY_ROLES)[number];
 
 export interface KeyRow {
   id: string;
   name: string;
-  role: Role;
+  role: KeyRole;
   customerId: string | null;
   siteId: string | null;
   createdAtMs: number;
@@ -21,87 +26,86 @@ export interface LiveKey extends Pick<KeyRow, 'id' | 'name' | 'role' | 'customer
   secretSha256: string;
 }
 
-const ms = (v: unknown) => (v === null || v === undefined ? null : new Date(v as string).getTime());
+/** why an insert was refused: the live-name index (23505) or a foreign key (23503) */
+export class KeyStoreError extends Error {
+  constructor(readonly reason: 'name_taken' | 'unknown_customer' | 'unknown_site', override readonly cause: unknown) {
+    super(`api key refused: ${reason}`);
+    this.name = 'KeyStoreError';
+  }
+}
 
-function toRow(r: Record<string, unknown>): KeyRow {
+type Stored = typeof apiKeys.$inferSelect;
+
+function toRow(r: Stored): KeyRow {
   return {
-    id: r.id as string, name: r.name as string, role: r.role as Role,
-    customerId: (r.customer_id as string | null) ?? null, siteId: (r.site_id as string | null) ?? null,
-    createdAtMs: ms(r.created_at)!, createdBy: r.created_by as string,
-    revokedAtMs: ms(r.revoked_at), revokedBy: (r.revoked_by as string | null) ?? null, revokeReason: (r.revoke_reason as string | null) ?? null,
+    id: r.id, name: r.name, role: r.role as KeyRole, customerId: r.customerId, siteId: r.siteId,
+    createdAtMs: r.createdAt.getTime(), createdBy: r.createdBy,
+    revokedAtMs: r.revokedAt?.getTime() ?? null, revokedBy: r.revokedBy, revokeReason: r.revokeReason,
   };
 }
 
-/** SQLSTATE of a database error (postgres.js and PGlite both carry it as .code) */
-const sqlState = (err: unknown) => (err as { code?: unknown })?.code;
-
 export async function insertKey(
-  db: Pick<Db, 'query'>,
-  k: { id: string; name: string; role: Role; customerId: string | null; siteId: string | null; secretSha256: string; createdBy: string },
+  db: Pick<Db, 'orm'>,
+  k: { id: string; name: string; role: KeyRole; customerId: string | null; siteId: string | null; secretSha256: string; createdBy: string },
 ): Promise<KeyRow> {
   try {
-    const [r] = await db.query(
-      `INSERT INTO api_keys (id, name, role, customer_id, site_id, secret_sha256, created_by)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
-      [k.id, k.name, k.role, k.customerId, k.siteId, k.secretSha256, k.createdBy],
-    );
+    const [r] = await db.orm
+      .insert(apiKeys)
+      .values({ id: k.id, name: k.name, role: k.role, customerId: k.customerId, siteId: k.siteId, secretSha256: k.secretSha256, createdBy: k.createdBy })
+      .returning();
     return toRow(r!);
   } catch (err) {
-    // 23505 unique_violation: the live-name index; 23503 foreign_key_violation: customer or site
-    if (sqlState(err) === '23505') {
-      throw new HcpError('conflict', `a live key named ${k.name} exists; revoke it first or choose another name`, 'name_taken', { fields: [{ field: 'name', message: 'is taken by a live key' }] });
-    }
-    if (sqlState(err) === '23503') {
-      const what = k.role === 'customer' ? 'customer' : 'site';
-      const id = (k.role === 'customer' ? k.customerId : k.siteId)!;
-      throw new HcpError('not_found', `${what} ${JSON.stringify(id)} not found`, `unknown_${what}`, { [what]: id });
-    }
+    if (sqlState(err) === '23505') throw new KeyStoreError('name_taken', err);
+    if (sqlState(err) === '23503') throw new KeyStoreError(k.role === 'customer' ? 'unknown_customer' : 'unknown_site', err);
     throw err;
   }
 }
 
-export async function listKeys(db: Pick<Db, 'query'>, o: { includeRevoked: boolean }): Promise<KeyRow[]> {
-  const rows = await db.query(
-    `SELECT * FROM api_keys WHERE $1::boolean OR revoked_at IS NULL ORDER BY created_at, id`,
-    [o.includeRevoked],
-  );
+export async function listKeys(db: Pick<Db, 'orm'>, o: { includeRevoked: boolean }): Promise<KeyRow[]> {
+  const rows = await db.orm
+    .select()
+    .from(apiKeys)
+    .where(o.includeRevoked ? undefined : isNull(apiKeys.revokedAt))
+    .orderBy(asc(apiKeys.createdAt), asc(apiKeys.id));
   return rows.map(toRow);
 }
 
-export async function getKey(db: Pick<Db, 'query'>, id: string): Promise<KeyRow | null> {
-  const [r] = await db.query(`SELECT * FROM api_keys WHERE id = $1`, [id]);
+export async function getKey(db: Pick<Db, 'orm'>, id: string): Promise<KeyRow | null> {
+  const [r] = await db.orm.select().from(apiKeys).where(eq(apiKeys.id, id));
   return r ? toRow(r) : null;
 }
 
 /** revokes a live key; a key revoked already is returned as it stands */
-export async function revokeKey(db: Pick<Db, 'query'>, id: string, by: string, reason: string | null): Promise<KeyRow | null> {
-  const [r] = await db.query(
-    `UPDATE api_keys SET revoked_at = now(), revoked_by = $2, revoke_reason = $3, version = nextval('api_keys_version_seq')
-     WHERE id = $1 AND revoked_at IS NULL RETURNING *`,
-    [id, by, reason],
-  );
+export async function revokeKey(db: Pick<Db, 'orm'>, id: string, by: string, reason: string | null): Promise<KeyRow | null> {
+  const [r] = await db.orm
+    .update(apiKeys)
+    .set({ revokedAt: sql`now()`, revokedBy: by, revokeReason: reason, version: sql`nextval('api_keys_version_seq')` })
+    .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+    .returning();
   return r ? toRow(r) : getKey(db, id);
 }
 
-export async function loadLiveKeys(db: Pick<Db, 'query'>): Promise<LiveKey[]> {
-  const rows = await db.query<Record<string, string | null>>(
-    `SELECT id, name, role, customer_id, site_id, secret_sha256 FROM api_keys WHERE revoked_at IS NULL`,
-  );
-  return rows.map((r) => ({ id: r.id!, name: r.name!, role: r.role as Role, customerId: r.customer_id ?? null, siteId: r.site_id ?? null, secretSha256: r.secret_sha256! }));
+export async function loadLiveKeys(db: Pick<Db, 'orm'>): Promise<LiveKey[]> {
+  const rows = await db.orm
+    .select({ id: apiKeys.id, name: apiKeys.name, role: apiKeys.role, customerId: apiKeys.customerId, siteId: apiKeys.siteId, secretSha256: apiKeys.secretSha256 })
+    .from(apiKeys)
+    .where(isNull(apiKeys.revokedAt));
+  return rows.map((r) => ({ ...r, role: r.role as KeyRole }));
 }
 
 /** moves whenever a key is made or revoked */
-export async function keysVersion(db: Pick<Db, 'query'>): Promise<string> {
-  const [r] = await db.query<{ v: string | null }>(`SELECT max(version)::text AS v FROM api_keys`);
+export async function keysVersion(db: Pick<Db, 'orm'>): Promise<string> {
+  const [r] = await db.orm.select({ v: sql<string | null>`max(${apiKeys.version})::text` }).from(apiKeys);
   return r?.v ?? '0';
 }
 
-export async function liveKeyByHash(db: Pick<Db, 'query'>, secretSha256: string): Promise<KeyRow | null> {
-  const [r] = await db.query(`SELECT * FROM api_keys WHERE secret_sha256 = $1 AND revoked_at IS NULL`, [secretSha256]);
+export async function liveKeyByHash(db: Pick<Db, 'orm'>, secretSha256: string): Promise<KeyRow | null> {
+  const [r] = await db.orm.select().from(apiKeys).where(and(eq(apiKeys.secretSha256, secretSha256), isNull(apiKeys.revokedAt)));
   return r ? toRow(r) : null;
 }
 
-export async function liveKeyByName(db: Pick<Db, 'query'>, name: string): Promise<KeyRow | null> {
-  const [r] = await db.query(`SELECT * FROM api_keys WHERE name = $1 AND revoked_at IS NULL`, [name]);
+export async function liveKeyByName(db: Pick<Db, 'orm'>, name: string): Promise<KeyRow | null> {
+  const [r] = await db.orm.select().from(apiKeys).where(and(eq(apiKeys.name, name), isNull(apiKeys.revokedAt)));
   return r ? toRow(r) : null;
 }
+

@@ -1,7 +1,9 @@
 // Applies migrations/NNNN_*.sql in order, each in its own transaction, recording them in
 // hcp_migrations. A file whose first line is `-- hcp:requires-extension NAME` runs only where
 // that extension is available; elsewhere it is recorded as skipped and retried at every start,
-// so a server that gains TimescaleDB later gets its hypertables then.
+// so a server that gains TimescaleDB later gets its hypertables then. 0001–0009 are hand-written
+// and frozen; later files are generated from schema.ts by drizzle-kit (`npm run db:generate`,
+// docs/database.md), whose migrations/meta/ this does not read.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';

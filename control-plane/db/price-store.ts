@@ -1,6 +1,8 @@
 // Price ticks (the price_data time series): written in batches with one unnest statement, read
-// back for the API and, at start, to know the latest price of every feed.
+// back (through Drizzle) for the API and, at start, to know the latest price of every feed.
+import { and, desc, eq, gt, gte, lte, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
+import { priceData } from './schema.js';
 
 export interface PriceRow {
   timeMs: number;
@@ -22,25 +24,34 @@ export async function insertPrices(db: Db, rows: PriceRow[]): Promise<void> {
   );
 }
 
+const tick = (r: { time: Date; feed: string; siteId: string | null; price: number; source: string }): PriceRow => ({
+  timeMs: r.time.getTime(), feed: r.feed, siteId: r.siteId, price: r.price, source: r.source,
+});
+
 export async function queryPrices(
-  db: Db,
+  db: Pick<Db, 'orm'>,
   q: { feed?: string; site?: string; fromMs: number; toMs: number; limit: number },
 ): Promise<PriceRow[]> {
-  const rows = await db.query<{ t: number | string; feed: string; site_id: string | null; price: number; source: string }>(
-    `SELECT extract(epoch FROM time) * 1000 AS t, feed, site_id, price, source FROM price_data
-     WHERE time >= to_timestamp($1 / 1000.0) AND time <= to_timestamp($2 / 1000.0)
-       AND ($3::text IS NULL OR feed = $3) AND ($4::text IS NULL OR site_id = $4)
-     ORDER BY time DESC LIMIT $5`,
-    [q.fromMs, q.toMs, q.feed ?? null, q.site ?? null, q.limit],
-  );
-  return rows.map((r) => ({ timeMs: Math.round(Number(r.t)), feed: r.feed, siteId: r.site_id, price: Number(r.price), source: r.source }));
+  const rows = await db.orm
+    .select()
+    .from(priceData)
+    .where(and(
+      gte(priceData.time, new Date(q.fromMs)),
+      lte(priceData.time, new Date(q.toMs)),
+      q.feed === undefined ? undefined : eq(priceData.feed, q.feed),
+      q.site === undefined ? undefined : eq(priceData.siteId, q.site),
+    ))
+    .orderBy(desc(priceData.time))
+    .limit(q.limit);
+  return rows.map(tick);
 }
 
 /** the newest tick of every feed (and site), to start with what was known */
-export async function latestPrices(db: Db): Promise<PriceRow[]> {
-  const rows = await db.query<{ t: number | string; feed: string; site_id: string | null; price: number; source: string }>(
-    `SELECT DISTINCT ON (feed, site_id) extract(epoch FROM time) * 1000 AS t, feed, site_id, price, source
-     FROM price_data WHERE time > now() - interval '7 days' ORDER BY feed, site_id, time DESC`,
-  );
-  return rows.map((r) => ({ timeMs: Math.round(Number(r.t)), feed: r.feed, siteId: r.site_id, price: Number(r.price), source: r.source }));
+export async function latestPrices(db: Pick<Db, 'orm'>): Promise<PriceRow[]> {
+  const rows = await db.orm
+    .selectDistinctOn([priceData.feed, priceData.siteId])
+    .from(priceData)
+    .where(gt(priceData.time, sql`now() - interval '7 days'`))
+    .orderBy(priceData.feed, priceData.siteId, desc(priceData.time));
+  return rows.map(tick);
 }

@@ -1,37 +1,53 @@
-// Persistence of the registry: facilities and resources rows, loaded at start and kept current
-// from hellos and online/offline transitions.
+// Persistence of the registry: facilities and resources rows, read at start and kept current
+// from hellos and online/offline transitions. Plain rows: control-plane/registry/load.ts fills
+// the in-memory registry from them and control-plane/registry/tracker.ts writes its changes; the
+// registry's own types fit the shapes here.
 import { eq, sql } from 'drizzle-orm';
-import type { DeviceState, Registry, RegistryChange, SiteState } from '../registry/registry.js';
 import type { Db } from './client.js';
-import { auditLog, facilities, resources } from './schema.js';
+import { auditLog, facilities, resources, type RESOURCE_KINDS } from './schema.js';
 
-export async function loadRegistry(db: Db, registry: Registry): Promise<void> {
-  for (const f of await db.orm.select().from(facilities)) {
-    registry.addSite(
-      { id: f.id, name: f.name, region: f.region, powerCapacityKw: f.powerCapacityKw },
-      {
-        lastSeenMs: f.lastSeenAt?.getTime() ?? null,
-        agentVersion: f.agentVersion,
-        agentSession: f.agentSession,
-        agentHostname: f.agentHostname,
-      },
-    );
-  }
-  for (const r of await db.orm.select().from(resources)) {
-    registry.addDevice({
-      id: r.id,
-      siteId: r.facilityId,
-      kind: r.kind,
-      model: r.model,
-      driver: r.driver,
-      endpoint: r.endpoint,
-      serial: r.serial,
-      ratedPowerW: r.ratedPowerW,
-      ratedHashrateThs: r.ratedHashrateThs,
-      memoryTotalMib: r.memoryTotalMib,
-      lastSeenMs: r.lastSeenAt?.getTime() ?? null,
-    });
-  }
+export interface SiteRow {
+  id: string;
+  name: string;
+  region: string;
+  powerCapacityKw: number;
+  lastSeenMs: number | null;
+  agentVersion: string | null;
+  agentSession: string | null;
+  agentHostname: string | null;
+}
+
+export interface DeviceRow {
+  id: string;
+  siteId: string;
+  kind: (typeof RESOURCE_KINDS)[number];
+  model: string;
+  driver: string;
+  endpoint: string | null;
+  serial: string | null;
+  ratedPowerW: number;
+  ratedHashrateThs: number | null;
+  memoryTotalMib: number | null;
+  lastSeenMs: number | null;
+}
+
+/** an online/offline transition of a site or a device */
+export type StatusChange =
+  | { type: 'site'; site: { id: string; online: boolean; lastSeenMs: number | null } }
+  | { type: 'device'; device: { id: string; online: boolean; lastSeenMs: number | null } };
+
+export async function loadSites(db: Pick<Db, 'orm'>): Promise<SiteRow[]> {
+  return (await db.orm.select().from(facilities)).map((f) => ({
+    id: f.id, name: f.name, region: f.region, powerCapacityKw: f.powerCapacityKw,
+    lastSeenMs: f.lastSeenAt?.getTime() ?? null, agentVersion: f.agentVersion, agentSession: f.agentSession, agentHostname: f.agentHostname,
+  }));
+}
+
+export async function loadDevices(db: Pick<Db, 'orm'>): Promise<DeviceRow[]> {
+  return (await db.orm.select().from(resources)).map((r) => ({
+    id: r.id, siteId: r.facilityId, kind: r.kind, model: r.model, driver: r.driver, endpoint: r.endpoint, serial: r.serial,
+    ratedPowerW: r.ratedPowerW, ratedHashrateThs: r.ratedHashrateThs, memoryTotalMib: r.memoryTotalMib, lastSeenMs: r.lastSeenAt?.getTime() ?? null,
+  }));
 }
 
 /** a site made by an admin or with its credential (or, in development, by its agent's Hello) */
@@ -42,7 +58,11 @@ export async function insertSite(db: Db, s: { id: string; name: string; region: 
     .onConflictDoNothing();
 }
 
-export async function saveHello(db: Db, site: SiteState, devices: DeviceState[]): Promise<void> {
+export async function saveHello(
+  db: Db,
+  site: Pick<SiteRow, 'id' | 'lastSeenMs' | 'agentVersion' | 'agentSession' | 'agentHostname'>,
+  devices: Omit<DeviceRow, 'lastSeenMs'>[],
+): Promise<void> {
   await db.orm
     .update(facilities)
     .set({
@@ -74,7 +94,7 @@ export async function saveHello(db: Db, site: SiteState, devices: DeviceState[])
   );
 }
 
-export async function saveChanges(db: Db, changes: RegistryChange[]): Promise<void> {
+export async function saveChanges(db: Db, changes: StatusChange[]): Promise<void> {
   const sites = changes.flatMap((c) => (c.type === 'site' ? [c.site] : []));
   const devices = changes.flatMap((c) => (c.type === 'device' ? [c.device] : []));
   for (const s of sites) {

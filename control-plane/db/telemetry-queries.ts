@@ -1,7 +1,10 @@
 // Time-bucketed telemetry for the REST API. date_bin() exists on PostgreSQL 14+ and PGlite, and
-// plans like time_bucket() on a hypertable, so one query serves every back end.
+// plans like time_bucket() on a hypertable, so one query serves every back end. The series are
+// scans with a budget and stay SQL; the point reads (a device's newest sample) use Drizzle.
+import { desc, eq } from 'drizzle-orm';
 import { GpuState, MiningState, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
 import type { Db } from './client.js';
+import { asicTelemetry, gpuTelemetry } from './schema.js';
 import { GPU_STATE_NAME, MINING_STATE_NAME } from './telemetry-writer.js';
 
 export interface SeriesQuery {
@@ -149,27 +152,24 @@ const STATE_OF_GPU = Object.fromEntries(Object.entries(GPU_STATE_NAME).map(([k, 
 const STATE_OF_ASIC = Object.fromEntries(Object.entries(MINING_STATE_NAME).map(([k, v]) => [v, Number(k)]));
 
 /** the newest stored sample of a device, for a device the control plane has not heard since start */
-export async function latestGpuSample(db: Db, deviceId: string): Promise<GpuSample | null> {
-  const [r] = await db.query(`SELECT * FROM gpu_telemetry WHERE device_id = $1 ORDER BY time DESC LIMIT 1`, [deviceId]);
+export async function latestGpuSample(db: Pick<Db, 'orm'>, deviceId: string): Promise<GpuSample | null> {
+  const [r] = await db.orm.select().from(gpuTelemetry).where(eq(gpuTelemetry.deviceId, deviceId)).orderBy(desc(gpuTelemetry.time)).limit(1);
   if (!r) return null;
   return {
-    deviceId, tsMs: new Date(r.time as string).getTime(), utilizationPct: num(r.utilization_pct)!,
-    memoryUsedMib: num(r.memory_used_mib)!, memoryTotalMib: num(r.memory_total_mib)!, temperatureC: num(r.temperature_c)!,
-    powerW: num(r.power_w)!, smClockMhz: num(r.sm_clock_mhz)!, state: STATE_OF_GPU[r.state as string] ?? GpuState.GPU_STATE_UNSPECIFIED,
-    workloadId: (r.workload_id as string | null) ?? '', memoryTemperatureC: num(r.memory_temperature_c) ?? 0,
-    powerLimitW: num(r.power_limit_w) ?? 0, energyMj: num(r.energy_mj) ?? 0, xidErrors: num(r.xid_errors) ?? 0,
+    deviceId, tsMs: r.time.getTime(), utilizationPct: r.utilizationPct, memoryUsedMib: r.memoryUsedMib, memoryTotalMib: r.memoryTotalMib,
+    temperatureC: r.temperatureC, powerW: r.powerW, smClockMhz: r.smClockMhz, state: STATE_OF_GPU[r.state] ?? GpuState.GPU_STATE_UNSPECIFIED,
+    workloadId: r.workloadId ?? '', memoryTemperatureC: r.memoryTemperatureC ?? 0, powerLimitW: r.powerLimitW ?? 0,
+    energyMj: r.energyMj ?? 0, xidErrors: r.xidErrors,
   };
 }
 
-export async function latestAsicSample(db: Db, deviceId: string): Promise<AsicSample | null> {
-  const [r] = await db.query(`SELECT * FROM asic_telemetry WHERE device_id = $1 ORDER BY time DESC LIMIT 1`, [deviceId]);
+export async function latestAsicSample(db: Pick<Db, 'orm'>, deviceId: string): Promise<AsicSample | null> {
+  const [r] = await db.orm.select().from(asicTelemetry).where(eq(asicTelemetry.deviceId, deviceId)).orderBy(desc(asicTelemetry.time)).limit(1);
   if (!r) return null;
   return {
-    deviceId, tsMs: new Date(r.time as string).getTime(), hashrate5sThs: num(r.hashrate_5s_ths)!,
-    hashrateAvgThs: num(r.hashrate_avg_ths)!, powerW: num(r.power_w)!,
-    boardTemperaturesC: (r.board_temperatures_c as number[]) ?? [], chipTemperaturesC: (r.chip_temperatures_c as number[]) ?? [],
-    fanRpm: (r.fan_rpm as number[]) ?? [], acceptedShares: num(r.accepted_shares)!, rejectedShares: num(r.rejected_shares)!,
-    hardwareErrors: num(r.hardware_errors)!, miningState: STATE_OF_ASIC[r.mining_state as string] ?? MiningState.MINING_STATE_UNSPECIFIED,
-    powerTargetW: num(r.power_target_w) ?? 0,
+    deviceId, tsMs: r.time.getTime(), hashrate5sThs: r.hashrate5sThs, hashrateAvgThs: r.hashrateAvgThs, powerW: r.powerW,
+    boardTemperaturesC: r.boardTemperaturesC ?? [], chipTemperaturesC: r.chipTemperaturesC ?? [], fanRpm: r.fanRpm ?? [],
+    acceptedShares: r.acceptedShares, rejectedShares: r.rejectedShares, hardwareErrors: r.hardwareErrors,
+    miningState: STATE_OF_ASIC[r.miningState] ?? MiningState.MINING_STATE_UNSPECIFIED, powerTargetW: r.powerTargetW ?? 0,
   };
 }

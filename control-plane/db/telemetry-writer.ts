@@ -5,13 +5,13 @@
 // 1 after a control-plane restart, when the sequence tracker has forgotten) harmless.
 // A sample the database refuses (a value out of its column's range that ingest did not catch)
 // is dead-lettered — logged, counted as db_rejected — and the rest of its batch is written; only
-// a database fault keeps rows for another attempt (dead-letter.ts).
+// a database fault keeps rows for another attempt (dead-letter.ts). Each table has its own
+// batch-writer.ts, so a fault of one (a migration holding it) does not hold the other; the bound
+// (maxBuffered) is on both together, oldest GPU samples dropped first, as before.
 import type { Logger } from 'pino';
 import { GpuState, MiningState, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
-import type { Metrics } from '../metrics.js';
+import { createBatchWriter, type BatchWriter, type CounterLike, type GaugeLike, type HistogramLike } from './batch-writer.js';
 import type { Db } from './client.js';
-import { createDeadLetterLog } from './dead-letter-log.js';
-import { WriteInterruptedError, writeWithDeadLetters, type DeadLetter } from './dead-letter.js';
 
 export interface TelemetryWriter {
   add(siteId: string, sentAtMs: number, gpus: GpuSample[], asics: AsicSample[]): void;
@@ -21,9 +21,22 @@ export interface TelemetryWriter {
   close(): Promise<void>;
 }
 
+/**
+ * The counters the writer moves, by shape: control-plane/metrics.ts's Prometheus metrics fit, and
+ * db/ does not import them.
+ */
+export interface TelemetryWriterMetrics {
+  ingestSamples: CounterLike<'kind'>;
+  ingestRejected: CounterLike<'reason'>;
+  dbRejectedRows: CounterLike<'writer'>;
+  ingestBuffered: GaugeLike;
+  ingestFlush: HistogramLike;
+  ingestLag: HistogramLike;
+}
+
 export interface TelemetryWriterOptions {
   db: Db;
-  metrics: Metrics;
+  metrics: TelemetryWriterMetrics;
   log: Logger;
   flushIntervalMs: number;
   /** flush early once this many samples wait */
@@ -35,15 +48,9 @@ export interface TelemetryWriterOptions {
 interface Row<S> {
   site: string;
   s: S;
+  /** the batch's sent_at, on one row of each batch: its lag is observed when that row is stored */
+  lagFrom?: number;
 }
-
-interface Pending {
-  gpus: Row<GpuSample>[];
-  asics: Row<AsicSample>[];
-  sentAt: number[];
-}
-
-const empty = (): Pending => ({ gpus: [], asics: [], sentAt: [] });
 
 export const GPU_STATE_NAME: Record<number, string> = {
   [GpuState.GPU_STATE_IDLE]: 'idle',
@@ -81,10 +88,6 @@ ON CONFLICT DO NOTHING`;
 
 export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWriter {
   const maxBuffered = o.maxBuffered ?? 200_000;
-  let pending = empty();
-  let inFlight: Promise<void> | null = null;
-  let closed = false;
-  const buffered = () => pending.gpus.length + pending.asics.length;
 
   const writeGpus = async (rows: Row<GpuSample>[]) => {
     await o.db.query(GPU_SQL, [
@@ -108,106 +111,66 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
     ]);
   };
 
-  const deadLetters = (writer: 'gpu_telemetry' | 'asic_telemetry') =>
-    createDeadLetterLog<Row<GpuSample | AsicSample>>({
+  let gpus: BatchWriter<Row<GpuSample>> | null = null;
+  let asics: BatchWriter<Row<AsicSample>> | null = null;
+  const total = () => (gpus?.size ?? 0) + (asics?.size ?? 0);
+  // The bound is on both tables together: past it the oldest GPU samples go first, then ASIC ones.
+  const trim = () => {
+    const over = total() - maxBuffered;
+    if (over <= 0 || !gpus || !asics) return;
+    const g = gpus.dropOldest(over);
+    asics.dropOldest(over - g);
+  };
+  const writer = <S extends GpuSample | AsicSample>(kind: 'gpu' | 'asic', write: (rows: Row<S>[]) => Promise<void>) => {
+    const table = kind === 'gpu' ? 'gpu_telemetry' : 'asic_telemetry';
+    return createBatchWriter<Row<S>>({
+      name: table,
       log: o.log,
-      writer,
-      count: (n) => {
-        o.metrics.ingestRejected.inc({ reason: 'db_rejected' }, n);
-        o.metrics.dbRejectedRows.inc({ writer }, n);
+      write,
+      identify: (r) => ({ site: r.site, device: r.s.deviceId }),
+      flushIntervalMs: o.flushIntervalMs,
+      flushAtRows: o.maxRows,
+      maxBuffered,
+      onWritten: (rows) => {
+        const t = Date.now();
+        for (const r of rows) if (r.lagFrom !== undefined) o.metrics.ingestLag.observe(Math.max(0, (t - r.lagFrom) / 1000));
+      },
+      metrics: {
+        written: (n) => o.metrics.ingestSamples.inc({ kind }, n),
+        rejected: (n) => {
+          o.metrics.ingestRejected.inc({ reason: 'db_rejected' }, n);
+          o.metrics.dbRejectedRows.inc({ writer: table }, n);
+        },
+        dropped: (n) => o.metrics.ingestRejected.inc({ reason: 'backpressure' }, n),
+        buffered: () => {
+          trim();
+          o.metrics.ingestBuffered.set(total());
+        },
+        flushed: (s, ok) => {
+          if (ok) o.metrics.ingestFlush.observe(s);
+        },
       },
     });
-  const report = { gpu: deadLetters('gpu_telemetry'), asic: deadLetters('asic_telemetry') };
-  const identify = (r: Row<GpuSample | AsicSample>) => ({ site: r.site, device: r.s.deviceId });
-
-  /** writes one kind; returns the rows a database fault left unwritten */
-  const writeKind = async <S extends GpuSample | AsicSample>(
-    kind: 'gpu' | 'asic', rows: Row<S>[], write: (rows: Row<S>[]) => Promise<void>,
-  ): Promise<{ unwritten: Row<S>[]; err?: unknown }> => {
-    let dead: DeadLetter<Row<S>>[];
-    try {
-      dead = await writeWithDeadLetters(rows, write);
-    } catch (err) {
-      if (!(err instanceof WriteInterruptedError)) return { unwritten: rows, err };
-      const e = err as WriteInterruptedError<Row<S>>;
-      report[kind](e.rejected, identify);
-      o.metrics.ingestSamples.inc({ kind }, rows.length - e.unwritten.length - e.rejected.length);
-      return { unwritten: e.unwritten, err: e.cause };
-    }
-    report[kind](dead, identify);
-    o.metrics.ingestSamples.inc({ kind }, rows.length - dead.length);
-    return { unwritten: [] };
   };
-
-  const runFlush = async () => {
-    const batch = pending;
-    pending = empty();
-    o.metrics.ingestBuffered.set(0);
-    if (batch.gpus.length + batch.asics.length === 0) return;
-    const end = o.metrics.ingestFlush.startTimer();
-    // each table on its own: a fault of one (a migration holding it) does not hold the other
-    const g = await writeKind('gpu', batch.gpus, writeGpus);
-    const a = await writeKind('asic', batch.asics, writeAsics);
-    const err = g.err ?? a.err;
-    if (err === undefined) {
-      end();
-      const t = Date.now();
-      for (const s of batch.sentAt) o.metrics.ingestLag.observe(Math.max(0, (t - s) / 1000));
-      return;
-    }
-    // Keep the rows for the next attempt (the database may be restarting), within the bound.
-    o.log.error({ err, rows: g.unwritten.length + a.unwritten.length }, 'telemetry write failed; will retry');
-    pending = merge({ gpus: g.unwritten, asics: a.unwritten, sentAt: batch.sentAt }, pending);
-    trim();
-    o.metrics.ingestBuffered.set(buffered());
-  };
-
-  const merge = (a: Pending, b: Pending): Pending => ({
-    gpus: [...a.gpus, ...b.gpus],
-    asics: [...a.asics, ...b.asics],
-    sentAt: [...a.sentAt, ...b.sentAt],
-  });
-
-  const trim = () => {
-    const over = buffered() - maxBuffered;
-    if (over <= 0) return;
-    const g = Math.min(over, pending.gpus.length);
-    pending.gpus.splice(0, g);
-    const a = Math.min(over - g, pending.asics.length);
-    pending.asics.splice(0, a);
-    o.metrics.ingestRejected.inc({ reason: 'backpressure' }, g + a);
-    o.log.warn({ dropped: g + a }, 'telemetry buffer full; oldest samples dropped');
-  };
-
-  const flush = (): Promise<void> => {
-    if (inFlight) return inFlight.then(() => (buffered() > 0 ? flush() : undefined));
-    inFlight = runFlush().finally(() => {
-      inFlight = null;
-    });
-    return inFlight;
-  };
-
-  const timer = setInterval(() => {
-    if (!inFlight && buffered() > 0) void flush();
-  }, o.flushIntervalMs);
-  timer.unref();
+  gpus = writer<GpuSample>('gpu', writeGpus);
+  asics = writer<AsicSample>('asic', writeAsics);
+  const g = gpus;
+  const a = asics;
 
   return {
-    add(site, sentAtMs, gpus, asics) {
-      if (closed) return;
-      for (const s of gpus) pending.gpus.push({ site, s });
-      for (const s of asics) pending.asics.push({ site, s });
-      pending.sentAt.push(sentAtMs);
-      trim();
-      o.metrics.ingestBuffered.set(buffered());
-      if (buffered() >= o.maxRows && !inFlight) void flush();
+    add(site, sentAtMs, gpuSamples, asicSamples) {
+      const gRows: Row<GpuSample>[] = gpuSamples.map((s) => ({ site, s }));
+      const aRows: Row<AsicSample>[] = asicSamples.map((s) => ({ site, s }));
+      const owner = gRows[0] ?? aRows[0];
+      if (owner) owner.lagFrom = sentAtMs;
+      g.addMany(gRows);
+      a.addMany(aRows);
     },
-    flush,
+    async flush() {
+      await Promise.all([g.flush(), a.flush()]);
+    },
     async close() {
-      if (closed) return;
-      closed = true;
-      clearInterval(timer);
-      await flush();
+      await Promise.all([g.close(), a.close()]);
     },
   };
 }

@@ -4,6 +4,7 @@
 // counted by reason and logged (rate-limited), never thrown.
 import type { Logger } from 'pino';
 import { decodeFrequency, decodePrice, parseMarketTopic } from '../../proto/market-topics.js';
+import { createBatchWriter } from '../db/batch-writer.js';
 import type { Db } from '../db/client.js';
 import { insertPrices, type PriceRow } from '../db/price-store.js';
 import type { Metrics } from '../metrics.js';
@@ -22,8 +23,6 @@ export interface FeedIngestDeps {
 const MAX_BUFFERED = 50_000;
 
 export function createFeedIngest(d: FeedIngestDeps) {
-  let buffer: PriceRow[] = [];
-  let flushing: Promise<void> | null = null;
   const lastWarn = new Map<string, number>();
   const reject = (reason: string, topic: string) => {
     d.metrics.feedRejected.inc({ reason });
@@ -34,23 +33,25 @@ export function createFeedIngest(d: FeedIngestDeps) {
     }
   };
 
-  const flush = async (): Promise<void> => {
-    while (flushing) await flushing;
-    if (buffer.length === 0) return;
-    const rows = buffer;
-    buffer = [];
-    flushing = insertPrices(d.db, rows)
-      .catch((err) => {
-        d.log.error({ err, rows: rows.length }, 'price write failed; will retry');
-        buffer = [...rows, ...buffer].slice(-MAX_BUFFERED);
-      })
-      .finally(() => {
-        flushing = null;
-      });
-    await flushing;
-  };
-  const timer = setInterval(() => void flush(), d.flushMs ?? 500);
-  timer.unref();
+  // price_data written behind in batches (control-plane/db/batch-writer.ts): a tick the database
+  // refuses is dead-lettered, the others land; past MAX_BUFFERED waiting ticks (the database
+  // away) the oldest are dropped and counted as buffer_full. The price book has them already.
+  const prices = createBatchWriter<PriceRow>({
+    name: 'price_data',
+    log: d.log,
+    write: (rows) => insertPrices(d.db, rows),
+    identify: (r) => ({ feed: r.feed, site: r.siteId }),
+    flushIntervalMs: d.flushMs ?? 500,
+    maxBuffered: MAX_BUFFERED,
+    metrics: {
+      rejected: (n) => {
+        d.metrics.feedRejected.inc({ reason: 'db_rejected' }, n);
+        d.metrics.dbRejectedRows.inc({ writer: 'price_data' }, n);
+      },
+      dropped: (n) => d.metrics.feedRejected.inc({ reason: 'buffer_full' }, n),
+    },
+  });
+  const flush = () => prices.flush();
 
   return {
     /** true when the topic is a market or grid feed (and was handled) */
@@ -75,18 +76,13 @@ export function createFeedIngest(d: FeedIngestDeps) {
       const tsMs = Date.parse(p.ts);
       d.book.set(t.kind, site, { price: p.price, tsMs, receivedAtMs: now });
       d.metrics.feedMessages.inc({ feed: t.kind });
-      if (buffer.length >= MAX_BUFFERED) {
-        buffer.shift();
-        d.metrics.feedRejected.inc({ reason: 'buffer_full' });
-      }
-      buffer.push({ timeMs: tsMs, feed: t.kind, siteId: site, price: p.price, source: 'mqtt' });
+      prices.add({ timeMs: tsMs, feed: t.kind, siteId: site, price: p.price, source: 'mqtt' });
       d.onPrice?.(t.kind, site);
       return true;
     },
     flush,
     async close(): Promise<void> {
-      clearInterval(timer);
-      await flush();
+      await prices.close();
     },
   };
 }

@@ -116,7 +116,7 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const r = deps.bus().get(id) ?? (await getCommand(deps.db, id));
+      const r = deps.bus().get(id) ?? (await getCommand<CommandRecord>(deps.db, id));
       if (!r) throw notFound('command', id);
       return c.json(commandView(r), 200);
     },
@@ -140,7 +140,7 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
       const q = c.req.valid('query');
       if (q.site && !deps.registry.site(q.site)) throw notFound('site', q.site);
       await deps.bus().flush();
-      const rows = await listCommands(deps.readDb, { site: q.site, state: q.state, workloadId: q.workload_id, limit: q.limit });
+      const rows = await listCommands<CommandRecord>(deps.readDb, { site: q.site, state: q.state, workloadId: q.workload_id, limit: q.limit });
       return c.json({ commands: rows.map((r) => commandView(deps.bus().get(r.id) ?? r)) }, 200);
     },
   );

@@ -2,6 +2,7 @@
 // cancelled; and explicit allocate/release (an operator's placement, outside the queue).
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
+import type { CommandRecord } from '../../commands/model.js';
 import { listCommands } from '../../db/command-store.js';
 import { allocationsOf, customerQuota, getWorkload, historyOf, insertWorkloadChecked, listWorkloads, usageByCustomer, type WorkloadRow } from '../../db/workload-store.js';
 import { commandView } from '../../commands/views.js';
@@ -161,7 +162,7 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
         device_id: a.resource_id, site: a.facility_id, allocated_at: iso(a.allocated_at), released_at: iso(a.released_at), live: a.released_at === null,
       }));
       await deps.bus().flush();
-      const commands = (await listCommands(db, { workloadId: id, limit: 50 })).map((r) => commandView(deps.bus().get(r.id) ?? r));
+      const commands = (await listCommands<CommandRecord>(db, { workloadId: id, limit: 50 })).map((r) => commandView(deps.bus().get(r.id) ?? r));
       return c.json({
         ...workloadView(w), allocations,
         history: history.map((h) => ({ time: iso(h.time), from: h.from_state, to: h.to_state, site: h.facility_id, device_ids: h.resource_ids, reason: h.reason })),
