@@ -1,6 +1,13 @@
 // Wires the control plane's parts. Start order: database (migrated) → registry → broker →
 // ingest → gRPC → HTTP. Shutdown (docs/conventions.md): stop intake (HTTP, gRPC, subscriber) → drain the
 // telemetry writer → close the broker and the database. close() is idempotent.
+//
+// Construction is a one-way graph: each part is made from parts made before it, given as plain
+// values. Parts that hear of each other do so through the event stream (events.ts), made first:
+// the agent gateway says what agents send, the command bus hears it and says command.changed,
+// the feeds say grid.frequency, the workload service says workload.changed. The open agent
+// streams are kept apart from the gateway (createAgentStreams), so the command bus, and the
+// parts that send commands, exist before the gateway, which is given the grid's trip settings.
 import type { Logger } from 'pino';
 import { readFileSync } from 'node:fs';
 import { ConfigError, isLoopbackHost, mqttUrlOf, redactUrl, type ControlPlaneConfig } from './config.js';
@@ -11,18 +18,19 @@ import { createTelemetryWriter } from './db/telemetry-writer.js';
 import { createCommandBus, type CommandBus } from './commands/bus.js';
 import { createOperations } from './commands/operations.js';
 import { createAuditWriter } from './db/audit-writer.js';
-import { createAgentGateway, type GatewayHooks } from './grpc/agent-gateway.js';
+import { createAgentGateway, createAgentStreams } from './grpc/agent-gateway.js';
 import { createFleetService } from './grpc/fleet-service.js';
 import { addReflection } from './grpc/reflection.js';
 import { startGrpcServer } from './grpc/server.js';
 import { createMiningIntent } from './commands/mining-intent.js';
 import { latestPrices } from './db/price-store.js';
-import { createGridResponse, type GridResponse } from './grid/grid-response.js';
+import { createGridResponse } from './grid/grid-response.js';
 import { createHttpApp } from './http/app.js';
 import { listenHttp } from './http/listen.js';
 import { createFeedIngest } from './market/feed-ingest.js';
 import { PriceBook } from './market/price-book.js';
 import { createEconomicDispatch, type EconomicDispatch } from './dispatch/economic-dispatch.js';
+import { EventStream } from './events.js';
 import { createSiteControls } from './dispatch/site-controls.js';
 import { createIngest } from './ingest/ingest.js';
 import { createMetrics } from './metrics.js';
@@ -36,7 +44,8 @@ import { createSubscriber } from './mqtt/subscriber.js';
 import { Registry } from './registry/registry.js';
 import { createRegistryTracker } from './registry/tracker.js';
 import { DEFAULT_POLICY } from './scheduler/placement.js';
-import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
+import { createScheduler } from './scheduler/scheduler.js';
+import { createWorkloadService } from './workloads/service.js';
 
 export interface ControlPlane {
   readonly httpPort: number;
@@ -69,6 +78,7 @@ function readTls(config: ControlPlaneConfig): { cert: Buffer; key: Buffer; clien
 
 export async function createControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
   const metrics = createMetrics();
+  const events = new EventStream(log.child({ component: 'events' }));
   const tls = readTls(config);
   const db = await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR });
   const cleanup: Array<() => Promise<void>> = [() => db.close()];
@@ -127,12 +137,8 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const ingestLog = log.child({ component: 'ingest' });
     const book = new PriceBook();
     book.load(await latestPrices(db));
-    // bound below, once the command path exists
-    let grid: GridResponse | null = null;
-    const feeds = createFeedIngest({
-      db, book, metrics, log: log.child({ component: 'feeds' }),
-      onFrequency: (region, hz) => grid?.onFrequency(region, hz),
-    });
+    // frequency readings are said as grid.frequency; the grid response, made below, hears them
+    const feeds = createFeedIngest({ db, book, metrics, log: log.child({ component: 'feeds' }), events });
     cleanup.push(() => feeds.close());
     const embedded = broker;
     const subscriber = await createSubscriber({
@@ -158,73 +164,62 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const keys = createKeyAdmin({ db, ring, registry, audit, log: log.child({ component: 'keys' }), maxSites: config.HCP_MAX_SITES });
     if (config.HCP_ADMIN_KEY) await keys.ensureAdmin(config.HCP_ADMIN_KEY);
     else await keys.ensureSomeAdmin(config.HCP_DATA_DIR);
-    // The gateway and the command bus need each other: the bus sends down agent streams, the
-    // gateway hands acks and results to the bus. The hooks are bound once both exist.
-    let bus: CommandBus | null = null;
-    const need = () => {
-      if (!bus) throw new Error('command bus not ready');
-      return bus;
-    };
-    const hooks: GatewayHooks = {
-      siteConnected: (s) => bus?.siteConnected(s),
-      siteDisconnected: (s) => bus?.siteDisconnected(s),
-      onAck: (s, id) => (bus ? bus.onAck(s, id) : 'not_ready'),
-      onResult: (s, r) => (bus ? bus.onResult(s, r) : 'not_ready'),
-      gridTripFor: (s) => grid?.tripFor(s),
-      onGridTrip: (s, f) => grid?.onAgentTrip(s, f.region, f.hz),
-    };
-    const gateway = createAgentGateway({
-      hooks, registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
-      heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
-      ring, maxDevicesPerSite: config.HCP_MAX_DEVICES_PER_SITE, maxSites: config.HCP_MAX_SITES,
-    });
-    const ops = createOperations({ db, registry, bus: need, metrics, audit, log: log.child({ component: 'operations' }) });
-    // The scheduler follows command results after operations has moved the workload.
-    let scheduler: Scheduler | null = null;
-    const onFinal = async (r: Parameters<typeof ops.onFinal>[0]) => {
-      await ops.onFinal(r);
-      await scheduler?.onCommandFinal(r);
-    };
-    bus = await createCommandBus({ db, audit, metrics, log: log.child({ component: 'commands' }), send: gateway.send, onFinal });
-    cleanup.push(() => bus!.close());
-    await ops.refreshActive();
     // operator controls (mode, schedule, demand response, trip settings), used by the
     // scheduler, the grid response and the economic engine
     const controls = await createSiteControls({ db, audit, log: log.child({ component: 'controls' }) });
+    // The command bus sends down the agents' open streams and hears their answers as events; the
+    // gateway, made last, fills the streams and says the events.
+    const streams = createAgentStreams();
+    const bus = await createCommandBus({ db, audit, metrics, log: log.child({ component: 'commands' }), send: streams.send, events });
+    cleanup.push(() => bus.close());
+    const workloads = await createWorkloadService({
+      db, registry, bus, events, metrics, audit, log: log.child({ component: 'workloads' }), maxAllocateAttempts: config.HCP_SCHED_MAX_ALLOCATE_ATTEMPTS,
+    });
+    cleanup.push(() => workloads.close());
+    const ops = createOperations({ registry, bus, workloads, log: log.child({ component: 'operations' }) });
     const commitmentsKw = (site: string, at = Date.now()) =>
       controls.demandResponse(site, at).filter((c) => c.fromMs <= at).reduce((kw, c) => kw + c.mw * 1000, 0);
-    scheduler = await createScheduler({
+    const scheduler = await createScheduler({
       commitmentsKw,
-      db, registry, bus: need, metrics, audit, log: log.child({ component: 'scheduler' }), refreshActive: ops.refreshActive,
+      db, registry, bus, events, workloads, metrics, log: log.child({ component: 'scheduler' }),
       policy: { ...DEFAULT_POLICY, minRuntimeMs: config.HCP_SCHED_MIN_RUNTIME_S * 1000, agingMs: config.HCP_SCHED_AGING_S * 1000 },
-      siteGraceMs: config.HCP_SCHED_SITE_GRACE_S * 1000, maxAllocateAttempts: config.HCP_SCHED_MAX_ALLOCATE_ATTEMPTS,
+      siteGraceMs: config.HCP_SCHED_SITE_GRACE_S * 1000,
       passIntervalMs: config.HCP_SCHED_PASS_MS, tickMs: 1000,
     });
-    const sched = scheduler;
-    cleanup.push(() => sched.close());
+    cleanup.push(() => scheduler.close());
     const asicsOf = (site: string) => registry.devices({ site, kind: 'asic' }).map((dv) => dv.id);
     const intent = createMiningIntent(asicsOf);
     bus.watch((r) => intent.observe(r));
-    grid = createGridResponse({
+    const grid = createGridResponse({
       guard: {
         tripHz: config.HCP_GRID_TRIP_HZ, recoverHz: config.HCP_GRID_RECOVER_HZ, holdS: config.HCP_GRID_RESTORE_HOLD_S,
         stages: config.HCP_GRID_RESTORE_STAGES, stageIntervalS: config.HCP_GRID_RESTORE_STAGE_S,
       },
-      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, ops: () => ops, bus: need, controls, intent, audit, metrics, log: log.child({ component: 'grid' }),
+      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, ops, bus, controls, intent, audit, metrics, log: log.child({ component: 'grid' }),
     });
-    cleanup.push(() => grid!.close());
+    cleanup.push(() => grid.close());
+    const unhear = [
+      events.on('grid.frequency', (e) => grid.onFrequency(e.region, e.hz)),
+      events.on('agent.grid_trip', (e) => grid.onAgentTrip(e.siteId, e.fired.region, e.fired.hz)),
+    ];
+    cleanup.push(async () => unhear.forEach((off) => off()));
     let economics: { dispatch: EconomicDispatch; controls: Awaited<ReturnType<typeof createSiteControls>> } | undefined;
     if (config.HCP_ECONOMICS === 'on') {
       const tz = await db.query<{ id: string; timezone: string }>('SELECT id, timezone FROM facilities');
       const dispatch = createEconomicDispatch({
-        db, registry, book, ops: () => ops, bus: need, intent, grid, controls, audit, metrics, log: log.child({ component: 'economics' }),
+        db, registry, book, ops, bus, intent, grid, controls, audit, metrics, log: log.child({ component: 'economics' }),
         intervalMs: config.HCP_ECONOMICS_INTERVAL_MS, timezones: new Map(tz.map((r) => [r.id, r.timezone])),
         engine: { startupS: config.HCP_ECONOMICS_STARTUP_S, minOnS: config.HCP_ECONOMICS_MIN_ON_S, minOffS: config.HCP_ECONOMICS_MIN_OFF_S, spikeMultiple: config.HCP_ECONOMICS_SPIKE_MULTIPLE },
       });
       cleanup.push(() => dispatch.close());
       economics = { dispatch, controls };
     }
-    const fleet = createFleetService({ registry, ops: () => ops, bus: need, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters });
+    const gateway = createAgentGateway({
+      events, streams, gridTripFor: grid.tripFor, registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
+      heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
+      ring, maxDevicesPerSite: config.HCP_MAX_DEVICES_PER_SITE, maxSites: config.HCP_MAX_SITES,
+    });
+    const fleet = createFleetService({ registry, ops, bus, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters });
     const grpc = await startGrpcServer({
       host: config.HCP_GRPC_HOST,
       port: config.HCP_GRPC_PORT,
@@ -246,7 +241,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       : db;
     if (readDb !== db) cleanup.push(() => readDb.close());
     const app = createHttpApp({
-      registry, db, readDb, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, scheduler: () => sched, market: { book }, grid, economics,
+      registry, db, readDb, metrics, log: log.child({ component: 'http' }), audit, bus, ops, workloads, market: { book }, grid, economics,
       limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS, bodyLimitBytes: config.HCP_HTTP_BODY_LIMIT_BYTES },
       waiters,
       security: { ring, limiter, corsOrigins: config.HCP_CORS_ORIGINS, keys },

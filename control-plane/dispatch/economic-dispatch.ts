@@ -37,8 +37,8 @@ export interface EconomicDispatchDeps {
   db: Db;
   registry: Registry;
   book: PriceBook;
-  ops: () => Operations;
-  bus: () => CommandBus;
+  ops: Operations;
+  bus: CommandBus;
   intent: MiningIntents;
   grid: GridResponse;
   controls: SiteControls;
@@ -84,7 +84,7 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
 
   // An operator's own mining command (made with a key) puts the site in manual mode (never the
   // engine's, the grid's or the scheduler's).
-  const unwatch = d.bus().watch((r: CommandRecord) => {
+  const unwatch = d.bus.watch((r: CommandRecord) => {
     if (r.state !== 'pending' || r.attempts !== 0 || !isKeyActor(r.actor)) return;
     if (r.payload.type !== 'set_mining' && r.payload.type !== 'curtail') return;
     void d.controls.setMode(r.siteId, 'manual', r.actor, `manual mining command ${r.id}`).catch((err) => d.log.error({ err }, 'could not set manual mode'));
@@ -147,7 +147,7 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
     if (!site.online) return skip('site offline');
     if (d.grid.holding(site.region)) return skip(`grid response holds region ${site.region}`);
     const pending = (inFlight.get(siteId) ?? []).filter((id) => {
-      const r = d.bus().get(id);
+      const r = d.bus.get(id);
       return r && !isFinal(r.state);
     });
     if (pending.length) return skip(`${pending.length} economic commands still in flight`);
@@ -159,7 +159,7 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
     for (const c of decision.commands) {
       const stock = c.deviceIds.length ? ASIC_MODEL_SPECS[inputs.asics.find((a) => a.id === c.deviceIds[0])!.model].ratedPowerW : 0;
       const target = c.enabled && c.powerTargetW > 0 && Math.abs(c.powerTargetW - stock) > 1 ? c.powerTargetW : null;
-      const recs = await d.ops().setMining({
+      const recs = await d.ops.setMining({
         site: siteId, enabled: c.enabled, deviceIds: c.deviceIds, powerTargetW: target, actor: ECONOMICS_ACTOR,
         deadlineS: Math.max(30, Math.ceil((3 * d.intervalMs) / 1000)),
       });

@@ -22,8 +22,8 @@ export interface GridResponseDeps {
   /** regions whose agents arm a local trip at guard.tripHz */
   tripRegions: string[];
   registry: Registry;
-  ops: () => Operations;
-  bus: () => CommandBus;
+  ops: Operations;
+  bus: CommandBus;
   /** per-site trip settings an operator made; the default applies where there are none */
   controls: SiteControls;
   intent: MiningIntents;
@@ -65,7 +65,7 @@ export function createGridResponse(d: GridResponseDeps) {
       if (!toRestore.has(a.region)) toRestore.set(a.region, new Map(sites.map((s) => [s, d.intent.meantOn(s)])));
       if (sites.length === 0) return record({ region: a.region, action: 'curtail', at_ms: at, hz: a.hz, sites, commands: 0, detail: 'no sites in this region' });
       d.log.warn({ region: a.region, hz: a.hz, sites }, 'under-frequency: curtailing every ASIC in the region');
-      const recs = await d.ops().curtail({ sites, reason: `under-frequency ${a.hz} Hz in ${a.region}`, actor: GRID_ACTOR, deadlineS: 60 });
+      const recs = await d.ops.curtail({ sites, reason: `under-frequency ${a.hz} Hz in ${a.region}`, actor: GRID_ACTOR, deadlineS: 60 });
       record({ region: a.region, action: 'curtail', at_ms: at, hz: a.hz, sites, commands: recs.length });
     } else if (a.kind === 'restore') {
       const plan = toRestore.get(a.region) ?? new Map<string, string[]>();
@@ -74,7 +74,7 @@ export function createGridResponse(d: GridResponseDeps) {
         const per = Math.ceil(asics.length / a.of);
         const chunk = asics.slice((a.stage - 1) * per, a.stage * per);
         if (chunk.length === 0 || !d.registry.site(site)) continue;
-        await d.ops().setMining({ site, enabled: true, deviceIds: chunk, actor: GRID_ACTOR, deadlineS: 120 });
+        await d.ops.setMining({ site, enabled: true, deviceIds: chunk, actor: GRID_ACTOR, deadlineS: 120 });
         commands++;
       }
       d.log.info({ region: a.region, stage: a.stage, of: a.of, commands }, 'grid recovered: restoring a stage');
@@ -121,7 +121,7 @@ export function createGridResponse(d: GridResponseDeps) {
       }
       await d.controls.setGridTrip(siteId, setting, actor, reason);
       const arm = tripFor(siteId) ?? { enabled: false, region: s.region, thresholdHz: 0, deviceIds: [] };
-      const [rec] = await d.bus().submit([{
+      const [rec] = await d.bus.submit([{
         id: `cmd-${randomUUID()}`, siteId, actor, deadlineMs: Date.now() + 300_000,
         payload: { type: 'arm_grid_trip', enabled: arm.enabled, region: arm.region, thresholdHz: arm.thresholdHz, deviceIds: arm.deviceIds },
       }]);

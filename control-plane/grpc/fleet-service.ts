@@ -59,8 +59,8 @@ function badRequest(request: unknown): HcpError | null {
 
 export interface FleetServiceDeps {
   registry: Registry;
-  ops: () => Operations;
-  bus: () => CommandBus;
+  ops: Operations;
+  bus: CommandBus;
   log: Logger;
   ring: KeyRing;
   limiter: RateLimiter;
@@ -77,7 +77,7 @@ export function createFleetService(d: FleetServiceDeps) {
     // over the waiters' cap the commands stand as submitted: answered now, not refused
     const release = wait ? d.waiters.enter() : null;
     try {
-      const out = release ? await d.bus().waitFinal(recs.map((r) => r.id), Math.max(0, Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), 60_000))) : recs;
+      const out = release ? await d.bus.waitFinal(recs.map((r) => r.id), Math.max(0, Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), 60_000))) : recs;
       return { commands: out.map(toCommandView) };
     } finally {
       release?.();
@@ -112,15 +112,15 @@ export function createFleetService(d: FleetServiceDeps) {
     }),
     // The requests' `actor` field is ignored: the audit actor is the caller's key.
     setMining: unary('fleet.control', async (req, actor) =>
-      reply(await d.ops().setMining({
+      reply(await d.ops.setMining({
         site: req.site, enabled: req.enabled, deviceIds: req.deviceIds, powerTargetW: req.powerTargetW || null,
         actor, deadlineS: req.deadlineS || undefined,
       }), req.wait)),
     curtail: unary('fleet.control', async (req, actor) =>
-      reply(await d.ops().curtail({ sites: req.sites, all: req.all, reason: req.reason, actor, deadlineS: req.deadlineS || undefined }), req.wait)),
+      reply(await d.ops.curtail({ sites: req.sites, all: req.all, reason: req.reason, actor, deadlineS: req.deadlineS || undefined }), req.wait)),
     allocate: unary('fleet.control', async (req, actor) =>
-      reply(await d.ops().allocate({ workloadId: req.workloadId, deviceIds: req.deviceIds, actor }), req.wait)),
-    release: unary('fleet.control', async (req, actor) => reply(await d.ops().release({ workloadId: req.workloadId, actor }), req.wait)),
+      reply(await d.ops.allocate({ workloadId: req.workloadId, deviceIds: req.deviceIds, actor }), req.wait)),
+    release: unary('fleet.control', async (req, actor) => reply(await d.ops.release({ workloadId: req.workloadId, actor }), req.wait)),
     watchCommands: (call) => {
       const refuse = (err: HcpError) => call.emit('error', grpcError(STATUS[err.code], err.reason, err.message));
       try {
@@ -134,7 +134,7 @@ export function createFleetService(d: FleetServiceDeps) {
       if (site && !d.registry.site(site)) return refuse(new HcpError('not_found', `site ${site} not found`, 'unknown_site'));
       const release = d.waiters.enter();
       if (!release) return refuse(new HcpError('rate_limited', 'too many open command watchers (HCP_MAX_WAITERS)', 'too_many_waiters'));
-      const stop = d.bus().watch((r) => {
+      const stop = d.bus.watch((r) => {
         if (!site || r.siteId === site) call.write(toCommandView(r));
       });
       const done = () => {

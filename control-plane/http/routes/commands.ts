@@ -27,7 +27,7 @@ export async function commandsReply(c: Context, deps: HttpDeps, recs: CommandRec
   try {
     if (release) {
       const until = Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), (q.timeout_s ?? 30) * 1000);
-      out = await deps.bus().waitFinal(recs.map((r) => r.id), Math.max(0, until));
+      out = await deps.bus.waitFinal(recs.map((r) => r.id), Math.max(0, until));
     }
   } finally {
     release?.();
@@ -59,7 +59,7 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
     async (c) => {
       const { id } = c.req.valid('param');
       const b = c.req.valid('json');
-      const recs = await ops().setMining({ site: id, enabled: b.enabled, powerTargetW: b.power_target_w ?? null, deviceIds: b.device_ids, actor: actorOf(c), deadlineS: b.deadline_s });
+      const recs = await ops.setMining({ site: id, enabled: b.enabled, powerTargetW: b.power_target_w ?? null, deviceIds: b.device_ids, actor: actorOf(c), deadlineS: b.deadline_s });
       return commandsReply(c, deps, recs, c.req.valid('query')) as never;
     },
   );
@@ -82,7 +82,7 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const b = c.req.valid('json');
-      const recs = await ops().curtail({ sites: b.sites, all: b.all, reason: b.reason, actor: actorOf(c), deadlineS: b.deadline_s });
+      const recs = await ops.curtail({ sites: b.sites, all: b.all, reason: b.reason, actor: actorOf(c), deadlineS: b.deadline_s });
       return commandsReply(c, deps, recs, c.req.valid('query')) as never;
     },
   );
@@ -96,7 +96,7 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const r = deps.bus().get(id) ?? (await getCommand(deps.db, id));
+      const r = deps.bus.get(id) ?? (await getCommand(deps.db, id));
       if (!r) throw notFound('command', id);
       return c.json(commandView(r), 200);
     },
@@ -119,9 +119,9 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
     async (c) => {
       const q = c.req.valid('query');
       if (q.site && !deps.registry.site(q.site)) throw notFound('site', q.site);
-      await deps.bus().flush();
+      await deps.bus.flush();
       const rows = await listCommands(deps.readDb, { site: q.site, state: q.state, workloadId: q.workload_id, limit: q.limit });
-      return c.json({ commands: rows.map((r) => commandView(deps.bus().get(r.id) ?? r)) }, 200);
+      return c.json({ commands: rows.map((r) => commandView(deps.bus.get(r.id) ?? r)) }, 200);
     },
   );
 }
