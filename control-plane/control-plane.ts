@@ -45,7 +45,7 @@ import { Registry } from './registry/registry.js';
 import { createRegistryTracker } from './registry/tracker.js';
 import { DEFAULT_POLICY } from './scheduler/placement.js';
 import { createScheduler } from './scheduler/scheduler.js';
-import { createWorkloadService } from './workloads/service.js';
+import { createWorkloadService, type WorkloadService } from './workloads/service.js';
 
 export interface ControlPlane {
   readonly httpPort: number;
@@ -54,6 +54,10 @@ export interface ControlPlane {
   readonly db: Db;
   readonly registry: Registry;
   readonly bus: CommandBus;
+  /** the in-process event stream the parts talk through (tests listen here) */
+  readonly events: EventStream;
+  /** the one owner of workload transitions */
+  readonly workloads: WorkloadService;
   /** keys and site credentials (tests and tools make theirs here) */
   readonly keys: KeyAdmin;
   close(): Promise<void>;
@@ -76,9 +80,10 @@ function readTls(config: ControlPlaneConfig): { cert: Buffer; key: Buffer; clien
   };
 }
 
-export async function createControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
+/** o.events: the event stream to build on (a test listening from the first event); a new one otherwise */
+export async function createControlPlane(config: ControlPlaneConfig, log: Logger, o: { events?: EventStream } = {}): Promise<ControlPlane> {
   const metrics = createMetrics();
-  const events = new EventStream(log.child({ component: 'events' }));
+  const events = o.events ?? new EventStream(log.child({ component: 'events' }));
   const tls = readTls(config);
   const db = await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR });
   const cleanup: Array<() => Promise<void>> = [() => db.close()];
@@ -263,6 +268,8 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       db,
       registry,
       bus,
+      events,
+      workloads,
       keys,
       close() {
         closing ??= unwind();
