@@ -23,7 +23,7 @@ import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
 import {
   AllocationConflict, allocationsOf, busyGpus, countRunning, dueCompletions, getWorkload, insertWorkloadChecked, liveAtSite,
-  reserveAllocation, reserveMany, transitionMany, transitionWorkload,
+  preemptedWorkloads, reserveAllocation, reserveMany, transitionMany, transitionWorkload,
   type CheckedInsert, type NewWorkload, type TransitionOptions, type Transitioned, type WorkloadRow,
 } from '../db/workload-store.js';
 import { HcpError, notFound } from '../errors.js';
@@ -223,9 +223,7 @@ export async function createWorkloadService(d: WorkloadServiceDeps) {
 
   // A preemption whose release was never answered (the control plane stopped) is requeued: its
   // GPUs were let go when it was decided, and the late release answer changes nothing.
-  for (const r of await d.db.query<{ id: string }>(`SELECT id FROM workloads WHERE state = 'preempted'`)) {
-    await move(r.id, ['preempted'], 'pending', 'control plane restarted during preemption');
-  }
+  for (const id of await preemptedWorkloads(d.db)) await move(id, ['preempted'], 'pending', 'control plane restarted during preemption');
   await recount();
   let recounting: Promise<void> | null = null;
   const recountTimer = setInterval(() => {
