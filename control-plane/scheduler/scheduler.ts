@@ -19,9 +19,9 @@
 //
 // A timer has the service complete runs whose duration_s elapsed (all that are due in one
 // transaction, every COMPLETE_MS, since a GPU held past its run is capacity lost), and requeue
-// the work of sites that stayed offline longer than the grace period. The passes are coalesced and spaced, so a burst of
-// submits costs one pass, and ingest (same event loop) is never held for long: one pass places
-// at most policy.maxPlacements workloads.
+// the work of sites that stayed offline longer than the grace period. The passes are coalesced
+// and spaced, so a burst of submits costs one pass, and ingest (same event loop) is never held
+// for long: one pass places at most policy.maxPlacements workloads.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
