@@ -196,7 +196,22 @@ describePg('workload service', (pg) => {
     // a submit and a cancel of a queued workload too
     const queued = await submit({ site: 'texas-1', priority: 9 });
     expect((await post(`/api/v1/workloads/${queued}/cancel`, {})).body.state).toBe('cancelled');
-    const ids = [operatorRun, evicted, realtime, queued];
+    // a run whose duration elapses: completed, and its GPU released for the completion
+    const timed = await submit({ site: 'texas-2', duration_s: 1 });
+    await answer('texas-2', (await command('texas-2', 'allocate', timed)).commandId);
+    await inState(timed, 'completed');
+    const done = await command('texas-2', 'release', timed);
+    await cp.bus.flush();
+    expect(await detailsOf(done.commandId)).toEqual({ workload: 'completion' });
+    await answer('texas-2', done.commandId);
+    expect((await get(`/api/v1/workloads/${timed}`)).state).toBe('completed');
+    // an Allocate the agent fails: back to the queue, one attempt counted
+    const failing = await submit({ site: 'texas-2' });
+    await answer('texas-2', (await command('texas-2', 'allocate', failing)).commandId, false);
+    const back = await inState(failing, 'pending');
+    expect(back.allocate_attempts).toBe(1);
+    expect((await post(`/api/v1/workloads/${failing}/cancel`, {})).body.state).toBe('cancelled');
+    const ids = [operatorRun, evicted, realtime, queued, timed, failing];
     const stored = await sql<{ workload_id: string; from_state: string | null; to_state: string }[]>`
       SELECT workload_id, from_state, to_state FROM allocation_history WHERE workload_id = ANY(${ids})`;
     const moves = (rows: Array<{ id: string; from: string | null; to: string }>) => rows.map((m) => `${m.id}:${m.from ?? 'new'}->${m.to}`).sort();
