@@ -169,12 +169,19 @@ export interface LiveHolderRow {
 
 /** workloads holding GPUs, with their GPUs */
 export async function liveHolders(db: Db): Promise<LiveHolderRow[]> {
-  return db.query<LiveHolderRow>(
-    `SELECT w.id, w.customer_id, w.workload_type, w.priority, w.state, w.started_at, a.facility_id, array_agg(a.resource_id ORDER BY a.resource_id) AS gpu_ids
-     FROM allocations a JOIN workloads w ON w.id = a.workload_id
-     WHERE a.released_at IS NULL
-     GROUP BY w.id, a.facility_id`,
-  );
+  const rows = await db.orm
+    .select({
+      id: workloads.id, customerId: workloads.customerId, workloadType: workloads.workloadType, priority: workloads.priority, state: workloads.state,
+      startedAt: workloads.startedAt, facilityId: allocations.facilityId,
+      gpuIds: sql<string[]>`array_agg(${allocations.resourceId} ORDER BY ${allocations.resourceId})`,
+    })
+    .from(allocations).innerJoin(workloads, eq(workloads.id, allocations.workloadId))
+    .where(isNull(allocations.releasedAt))
+    .groupBy(workloads.id, allocations.facilityId);
+  return rows.map((r) => ({
+    id: r.id, customer_id: r.customerId, workload_type: r.workloadType, priority: r.priority, state: r.state,
+    started_at: isoOf(r.startedAt), facility_id: r.facilityId, gpu_ids: r.gpuIds,
+  }));
 }
 
 /** running workloads whose duration_s has elapsed */
