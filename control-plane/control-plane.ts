@@ -1,6 +1,13 @@
 // Wires the control plane's parts. Start order: database (migrated) → registry → broker →
 // ingest → gRPC → HTTP. Shutdown (docs/conventions.md): stop intake (HTTP, gRPC, subscriber) → drain the
 // telemetry writer → close the broker and the database. close() is idempotent.
+//
+// Construction is a one-way graph: each part is made from parts made before it, given as plain
+// values. Parts that hear of each other do so through the event stream (events.ts), made first:
+// the agent gateway says what agents send, the command bus hears it and says command.changed,
+// the feeds say grid.frequency, the workload service says workload.changed. The open agent
+// streams are kept apart from the gateway (createAgentStreams), so the command bus, and the
+// parts that send commands, exist before the gateway, which is given the grid's trip settings.
 import type { Logger } from 'pino';
 import { readFileSync } from 'node:fs';
 import { ConfigError, isLoopbackHost, mqttUrlOf, redactUrl, type ControlPlaneConfig } from './config.js';
@@ -11,17 +18,18 @@ import { createTelemetryWriter } from './db/telemetry-writer.js';
 import { createCommandBus, type CommandBus } from './commands/bus.js';
 import { createOperations } from './commands/operations.js';
 import { createAuditWriter } from './db/audit-writer.js';
-import { createAgentGateway, type GatewayHooks } from './grpc/agent-gateway.js';
+import { createAgentGateway, createAgentStreams } from './grpc/agent-gateway.js';
 import { createFleetService } from './grpc/fleet-service.js';
 import { addReflection } from './grpc/reflection.js';
 import { startGrpcServer } from './grpc/server.js';
 import { latestPrices } from './db/price-store.js';
-import { createGridResponse, type GridResponse } from './grid/grid-response.js';
+import { createGridResponse } from './grid/grid-response.js';
 import { createHttpApp } from './http/app.js';
 import { listenHttp } from './http/listen.js';
 import { createFeedIngest } from './market/feed-ingest.js';
 import { PriceBook } from './market/price-book.js';
 import { createEconomicDispatch, type EconomicDispatch } from './dispatch/economic-dispatch.js';
+import { EventStream } from './events.js';
 import { createSiteControls } from './dispatch/site-controls.js';
 import { createIngest } from './ingest/ingest.js';
 import { createMetrics } from './metrics.js';
@@ -35,12 +43,12 @@ import { createSubscriber } from './mqtt/subscriber.js';
 import { Registry } from './registry/registry.js';
 import { createRegistryTracker } from './registry/tracker.js';
 import { DEFAULT_POLICY } from './scheduler/placement.js';
-import { createScheduler, type Scheduler } from './scheduler/scheduler.js';
+import { createScheduler } from './scheduler/scheduler.js';
+import { createWorkloadService, type WorkloadService } from './workloads/service.js';
 import { createClaimsService, type ClaimsService } from './claims/service.js';
 import { createReconciler, type Reconciler } from './claims/reconciler.js';
 import { createOperatorControls } from './claims/operator.js';
 import { createPrograms } from './claims/programs.js';
-import { EventStream } from './events.js';
 
 export interface ControlPlane {
   readonly httpPort: number;
@@ -49,6 +57,10 @@ export interface ControlPlane {
   readonly db: Db;
   readonly registry: Registry;
   readonly bus: CommandBus;
+  /** the in-process event stream the parts talk through (tests listen here) */
+  readonly events: EventStream;
+  /** the one owner of workload transitions */
+  readonly workloads: WorkloadService;
   /** keys and site credentials (tests and tools make theirs here) */
   readonly keys: KeyAdmin;
   /** what every part wants the ASICs to do, and the reconcilers that carry it out */
@@ -74,9 +86,10 @@ function readTls(config: ControlPlaneConfig): { cert: Buffer; key: Buffer; clien
   };
 }
 
-export async function createControlPlane(config: ControlPlaneConfig, log: Logger): Promise<ControlPlane> {
+/** o.events: the event stream to build on (a test listening from the first event); a new one otherwise */
+export async function createControlPlane(config: ControlPlaneConfig, log: Logger, o: { events?: EventStream } = {}): Promise<ControlPlane> {
   const metrics = createMetrics();
-  const events = new EventStream(log.child({ component: 'events' }));
+  const events = o.events ?? new EventStream(log.child({ component: 'events' }));
   const tls = readTls(config);
   const db = await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR });
   const cleanup: Array<() => Promise<void>> = [() => db.close()];
@@ -135,12 +148,8 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const ingestLog = log.child({ component: 'ingest' });
     const book = new PriceBook();
     book.load(await latestPrices(db));
-    // bound below, once the command path exists
-    let grid: GridResponse | null = null;
-    const feeds = createFeedIngest({
-      db, book, metrics, log: log.child({ component: 'feeds' }),
-      onFrequency: (region, hz) => grid?.onFrequency(region, hz),
-    });
+    // frequency readings are said as grid.frequency; the grid response, made below, hears them
+    const feeds = createFeedIngest({ db, book, metrics, log: log.child({ component: 'feeds' }), events });
     cleanup.push(() => feeds.close());
     const embedded = broker;
     const subscriber = await createSubscriber({
@@ -166,46 +175,14 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const keys = createKeyAdmin({ db, ring, registry, audit, log: log.child({ component: 'keys' }), maxSites: config.HCP_MAX_SITES });
     if (config.HCP_ADMIN_KEY) await keys.ensureAdmin(config.HCP_ADMIN_KEY);
     else await keys.ensureSomeAdmin(config.HCP_DATA_DIR);
-    // The gateway and the command bus need each other: the bus sends down agent streams, the
-    // gateway hands acks and results to the bus. The hooks are bound once both exist.
-    let bus: CommandBus | null = null;
-    const need = () => {
-      if (!bus) throw new Error('command bus not ready');
-      return bus;
-    };
-    let reconciler: Reconciler | null = null;
-    const hooks: GatewayHooks = {
-      // the desired state first, then the commands: the agent sleeps a miner its held desired
-      // state says is meant to sleep, so a start must not arrive before the state that allows it
-      siteConnected: (s) => {
-        reconciler?.siteConnected(s);
-        bus?.siteConnected(s);
-      },
-      onDesiredHeld: (s, v) => reconciler?.desiredHeld(s, v),
-      siteDisconnected: (s) => bus?.siteDisconnected(s),
-      onAck: (s, id) => (bus ? bus.onAck(s, id) : 'not_ready'),
-      onResult: (s, r) => (bus ? bus.onResult(s, r) : 'not_ready'),
-      gridTripFor: (s) => grid?.tripFor(s),
-      onGridTrip: (s, f) => grid?.onAgentTrip(s, f.region, f.hz),
-    };
-    const gateway = createAgentGateway({
-      hooks, registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
-      heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
-      ring, maxDevicesPerSite: config.HCP_MAX_DEVICES_PER_SITE, maxSites: config.HCP_MAX_SITES,
-    });
-    const ops = createOperations({ db, registry, bus: need, metrics, audit, log: log.child({ component: 'operations' }) });
-    // The scheduler follows command results after operations has moved the workload.
-    let scheduler: Scheduler | null = null;
-    const onFinal = async (r: Parameters<typeof ops.onFinal>[0]) => {
-      await ops.onFinal(r);
-      await scheduler?.onCommandFinal(r);
-    };
-    bus = await createCommandBus({ db, audit, metrics, log: log.child({ component: 'commands' }), send: gateway.send, onFinal });
-    cleanup.push(() => bus!.close());
-    await ops.refreshActive();
     // operator controls (mode, schedule, demand response, trip settings), used by the
     // scheduler, the grid response and the economic engine
     const controls = await createSiteControls({ db, audit, log: log.child({ component: 'controls' }) });
+    // The command bus sends down the agents' open streams and hears their answers as events; the
+    // gateway, made last, fills the streams and says the events.
+    const streams = createAgentStreams();
+    const bus = await createCommandBus({ db, audit, metrics, log: log.child({ component: 'commands' }), send: streams.send, events });
+    cleanup.push(() => bus.close());
     // Claims: what every part wants the ASICs to do, resolved per site (claims/model.ts); the
     // site's reconciler closes the gap between that and what telemetry reports.
     const claims = await createClaimsService({ db, registry, audit, events, log: log.child({ component: 'claims' }) });
@@ -216,41 +193,52 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       if (config.HCP_RAMP_KW_PER_MIN > 0) return config.HCP_RAMP_KW_PER_MIN;
       return (registry.site(site)?.powerCapacityKw ?? 0) / 4;
     };
-    const rec = createReconciler({
+    const reconciler = createReconciler({
       registry, bus, desiredOf: (site) => claims.desired(site), specsOf: (site) => claims.specOf(site).asics,
       rampKwPerMin: rampOf, capacityKw: (site) => registry.site(site)?.powerCapacityKw ?? 0,
-      sendDesired: (site, value) => gateway.send(site, { body: { $case: 'desiredState', value } }),
+      sendDesired: (site, value) => streams.send(site, { body: { $case: 'desiredState', value } }),
       metrics: metrics.registry, log: log.child({ component: 'reconciler' }), intervalMs: config.HCP_RECONCILE_MS,
       timings: { startMs: config.HCP_RECONCILE_START_S * 1000 }, rampWindowMs: config.HCP_RAMP_WINDOW_S * 1000,
     });
-    reconciler = rec;
-    cleanup.push(() => rec.close());
-    const unclaim = events.on('claim.changed', (e) => void rec.poke(e.claim.siteId));
-    cleanup.push(async () => unclaim());
-    const operator = createOperatorControls({ claims, registry, reconcileNow: (sites) => rec.reconcileNow(sites) });
+    cleanup.push(() => reconciler.close());
+    for (const off of [
+      events.on('claim.changed', (e) => void reconciler.poke(e.claim.siteId)),
+      events.on('site.opened', (e) => reconciler.siteConnected(e.siteId)),
+      events.on('agent.desired_held', (e) => reconciler.desiredHeld(e.siteId, e.version)),
+    ]) cleanup.push(async () => off());
+    const operator = createOperatorControls({ claims, registry, reconcileNow: (sites) => reconciler.reconcileNow(sites) });
     const tzRows = await db.query<{ id: string; timezone: string }>('SELECT id, timezone FROM facilities');
     const timezones = new Map(tzRows.map((r) => [r.id, r.timezone]));
     const programs = createPrograms({ claims, controls, registry, timezoneOf: (site) => timezones.get(site) ?? 'UTC', log: log.child({ component: 'programs' }) });
     cleanup.push(() => programs.close());
+    const workloads = await createWorkloadService({
+      db, registry, bus, events, metrics, audit, log: log.child({ component: 'workloads' }), maxAllocateAttempts: config.HCP_SCHED_MAX_ALLOCATE_ATTEMPTS,
+    });
+    cleanup.push(() => workloads.close());
+    const ops = createOperations({ registry, bus, workloads, log: log.child({ component: 'operations' }) });
     const commitmentsKw = (site: string, at = Date.now()) =>
       controls.demandResponse(site, at).filter((c) => c.fromMs <= at).reduce((kw, c) => kw + c.mw * 1000, 0);
-    scheduler = await createScheduler({
+    const scheduler = await createScheduler({
       commitmentsKw, claims,
-      db, registry, bus: need, metrics, audit, log: log.child({ component: 'scheduler' }), refreshActive: ops.refreshActive,
+      db, registry, bus, events, workloads, metrics, log: log.child({ component: 'scheduler' }),
       policy: { ...DEFAULT_POLICY, minRuntimeMs: config.HCP_SCHED_MIN_RUNTIME_S * 1000, agingMs: config.HCP_SCHED_AGING_S * 1000 },
-      siteGraceMs: config.HCP_SCHED_SITE_GRACE_S * 1000, maxAllocateAttempts: config.HCP_SCHED_MAX_ALLOCATE_ATTEMPTS,
+      siteGraceMs: config.HCP_SCHED_SITE_GRACE_S * 1000,
       passIntervalMs: config.HCP_SCHED_PASS_MS, tickMs: 1000,
     });
-    const sched = scheduler;
-    cleanup.push(() => sched.close());
-    grid = createGridResponse({
+    cleanup.push(() => scheduler.close());
+    const grid = createGridResponse({
       guard: {
         tripHz: config.HCP_GRID_TRIP_HZ, recoverHz: config.HCP_GRID_RECOVER_HZ, holdS: config.HCP_GRID_RESTORE_HOLD_S,
         stages: config.HCP_GRID_RESTORE_STAGES, stageIntervalS: config.HCP_GRID_RESTORE_STAGE_S,
       },
-      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, bus, claims, reconcileNow: (sites) => rec.reconcileNow(sites), controls, audit, metrics, log: log.child({ component: 'grid' }),
+      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, bus, claims, reconcileNow: (sites) => reconciler.reconcileNow(sites), controls, audit, metrics, log: log.child({ component: 'grid' }),
     });
-    cleanup.push(() => grid!.close());
+    cleanup.push(() => grid.close());
+    const unhear = [
+      events.on('grid.frequency', (e) => grid.onFrequency(e.region, e.hz)),
+      events.on('agent.grid_trip', (e) => grid.onAgentTrip(e.siteId, e.fired.region, e.fired.hz)),
+    ];
+    cleanup.push(async () => unhear.forEach((off) => off()));
     let economics: { dispatch: EconomicDispatch; controls: Awaited<ReturnType<typeof createSiteControls>> } | undefined;
     if (config.HCP_ECONOMICS === 'on') {
       const dispatch = createEconomicDispatch({
@@ -261,7 +249,12 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       cleanup.push(() => dispatch.close());
       economics = { dispatch, controls };
     }
-    const fleet = createFleetService({ registry, ops: () => ops, bus: need, operator, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters });
+    const gateway = createAgentGateway({
+      events, streams, gridTripFor: grid.tripFor, registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
+      heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
+      ring, maxDevicesPerSite: config.HCP_MAX_DEVICES_PER_SITE, maxSites: config.HCP_MAX_SITES,
+    });
+    const fleet = createFleetService({ registry, ops, bus, operator, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters });
     const grpc = await startGrpcServer({
       host: config.HCP_GRPC_HOST,
       port: config.HCP_GRPC_PORT,
@@ -283,11 +276,11 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       : db;
     if (readDb !== db) cleanup.push(() => readDb.close());
     const app = createHttpApp({
-      registry, db, readDb, metrics, log: log.child({ component: 'http' }), audit, bus: need, ops: () => ops, scheduler: () => sched, market: { book }, grid, economics,
+      registry, db, readDb, metrics, log: log.child({ component: 'http' }), audit, bus, ops, workloads, market: { book }, grid, economics,
       limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS, bodyLimitBytes: config.HCP_HTTP_BODY_LIMIT_BYTES },
       waiters,
       claims: {
-        service: claims, operator, programs, controls, reconciler: rec,
+        service: claims, operator, programs, controls, reconciler,
         ramp: { of: rampOf, set: async (site, kw, actor) => void (await controls.setRamp(site, kw, actor)) },
       },
       security: { ring, limiter, corsOrigins: config.HCP_CORS_ORIGINS, keys },
@@ -309,9 +302,11 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       db,
       registry,
       bus,
+      events,
+      workloads,
       keys,
       claims,
-      reconciler: rec,
+      reconciler,
       close() {
         closing ??= unwind();
         return closing;

@@ -10,9 +10,17 @@ import type { CommandResult } from '../proto/gen/hcp/v1/commands.js';
 import type { GridTripFired } from '../proto/gen/hcp/v1/gateway.js';
 import type { Claim } from './claims/model.js';
 import type { CommandRecord } from './commands/model.js';
+import type { WorkloadRow } from './db/workload-store.js';
+import type { WorkloadState } from './scheduler/workload-state.js';
 
 export interface ControlPlaneEvents {
-  /** an agent's stream is up (after its Hello was accepted) */
+  /**
+   * an agent's stream is up (after its Hello was accepted): first 'site.opened', for what must
+   * reach the agent before anything else (its desired state: the agent sleeps a miner its held
+   * state says should sleep, so a start must not arrive ahead of the state that allows it), then
+   * 'site.connected' (the command bus redelivers what is pending)
+   */
+  'site.opened': { siteId: string };
   'site.connected': { siteId: string };
   'site.disconnected': { siteId: string };
   /** an agent acked or answered a command on its stream */
@@ -30,6 +38,12 @@ export interface ControlPlaneEvents {
   'claim.changed': { claim: Claim; change: 'set' | 'released' | 'expired' };
   /** a site's telemetry batch was ingested (the registry holds the new readings) */
   'telemetry.ingested': { siteId: string };
+  /**
+   * a workload moved (workloads/service.ts, its only writer; stored before this is said). `row`
+   * is the stored workload after the move when the service read it (always for pending);
+   * `command` the command whose answer moved it, if one did.
+   */
+  'workload.changed': { workloadId: string; from: WorkloadState | null; to: WorkloadState; siteId: string | null; reason: string; row?: WorkloadRow; command?: CommandRecord };
 }
 
 export type EventName = keyof ControlPlaneEvents;

@@ -8,6 +8,7 @@ import { createGatewayClient, type ClientTls, type GatewayClient } from '../agen
 import { createDb, type Db } from '../control-plane/db/client.js';
 import { migrate } from '../control-plane/db/migrate.js';
 import { createAgentGateway } from '../control-plane/grpc/agent-gateway.js';
+import { EventStream } from '../control-plane/events.js';
 import { startGrpcServer, type GrpcServer, type GrpcServerTls } from '../control-plane/grpc/server.js';
 import { createMetrics } from '../control-plane/metrics.js';
 import { Registry } from '../control-plane/registry/registry.js';
@@ -64,7 +65,7 @@ describePg('gRPC over TLS', (pg) => {
     const tracker = createRegistryTracker({ registry, db, log, metrics, intervalMs: 60_000 });
     trackers.push(tracker);
     const gateway = createAgentGateway({
-      hooks: { siteConnected: () => {}, siteDisconnected: () => {}, onAck: () => null, onResult: () => null },
+      events: new EventStream(),
       registry, tracker, db, metrics, log, heartbeatMs: 60_000, autoRegisterSites: true, ring, maxDevicesPerSite: 100, maxSites: 100,
     });
     const server = await startGrpcServer({ host: '127.0.0.1', port: 0, services: [{ service: gateway.service, impl: gateway.impl }], tls });

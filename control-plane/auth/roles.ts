@@ -57,11 +57,6 @@ export function actorOf(p: Principal): string {
   return p.role === 'agent' ? `agent:${p.siteId}` : `key:${p.name}`;
 }
 
-/** true for actors that are people or their programs (not the control plane's own loops) */
-export function isKeyActor(actor: string): boolean {
-  return actor.startsWith('key:');
-}
-
 /** the MQTT user name a principal logs in with: an agent's site id, else the key's name */
 export function mqttUsernameOf(p: Principal): string {
   return p.role === 'agent' ? p.siteId! : p.name;

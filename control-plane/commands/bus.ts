@@ -3,6 +3,12 @@
 // in memory first and written behind in batches, which is safe because the agent applies a
 // command id at most once: a transition lost to a crash only means a redelivery that the agent
 // answers with its earlier result.
+//
+// It hears agent streams through the event stream (control-plane/events.ts: site.connected,
+// site.disconnected, agent.ack, agent.result, emitted by grpc/agent-gateway.ts), counts and logs
+// the answers it refuses, and says every change as command.changed. A part that must move its
+// own state before a final result's waiters hear of it (the workload service) registers a
+// follow-up with beforeFinal, which the bus awaits.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { CommandOutcome, type Command, type CommandResult } from '../../proto/gen/hcp/v1/commands.js';
@@ -12,7 +18,9 @@ import type { Db } from '../db/client.js';
 import { createBatchWriter } from '../db/batch-writer.js';
 import { CommandsRejectedError, insertCommands, loadLiveCommands, updateCommandStates } from '../db/command-store.js';
 import { HcpError } from '../errors.js';
+import type { EventStream } from '../events.js';
 import type { Metrics } from '../metrics.js';
+import { limitedLog } from '../mqtt/log-limit.js';
 import { canTransition, isFinal, type CommandPayload, type CommandRecord, type CommandState } from './model.js';
 import { sanitizeResult } from './result-sanitizer.js';
 
@@ -33,8 +41,8 @@ export interface CommandBusDeps {
   log: Logger;
   /** writes to a site's open agent stream; false when the site has none */
   send: (siteId: string, msg: ControlMessage) => boolean;
-  /** called once per command when it reaches a final state, before waiters hear of it */
-  onFinal?: (rec: CommandRecord) => Promise<void>;
+  /** agent streams are heard here, and command.changed said here (absent: driven by direct calls) */
+  events?: EventStream;
   flushMs?: number;
   /** finished commands stay in memory this long for fast reads and redelivered results */
   keepFinishedMs?: number;
@@ -66,6 +74,15 @@ export async function createCommandBus(d: CommandBusDeps) {
   events.setMaxListeners(0);
   const keepFinishedMs = d.keepFinishedMs ?? 10 * 60_000;
   let closed = false;
+  /** follow-ups awaited, in registration order, when a command is final, before waiters hear of it */
+  const followUps: Array<(rec: CommandRecord) => Promise<void>> = [];
+  const say = (r: CommandRecord) => {
+    events.emit('event', r);
+    d.events?.emit('command.changed', { record: r });
+  };
+  const followUp = async (r: CommandRecord) => {
+    for (const f of followUps) await f(r).catch((err) => d.log.error({ err, command: r.id }, 'command follow-up failed'));
+  };
 
   // Commands that were in flight when the control plane stopped: back to pending, to be
   // delivered again when their site's agent connects.
@@ -120,10 +137,10 @@ export async function createCommandBus(d: CommandBusDeps) {
         details: { site: r.siteId, type: r.payload.type, reason_code: r.reasonCode, message: r.message, devices: r.devices?.length ?? 0 },
         timeMs: now,
       });
-      const done = d.onFinal ? d.onFinal(r).catch((err) => d.log.error({ err, command: r.id }, 'command follow-up failed')) : Promise.resolve();
-      void done.then(() => events.emit('event', r));
+      const done = followUps.length ? followUp(r) : Promise.resolve();
+      void done.then(() => say(r));
     } else {
-      events.emit('event', r);
+      say(r);
     }
     return true;
   };
@@ -141,7 +158,7 @@ export async function createCommandBus(d: CommandBusDeps) {
   }, 100);
   expiryTimer.unref();
 
-  return {
+  const api = {
     /** stores the commands (awaited), then sends those whose site is connected */
     async submit(items: NewCommand[]): Promise<CommandRecord[]> {
       if (closed) throw new Error('command bus is closed');
@@ -161,7 +178,7 @@ export async function createCommandBus(d: CommandBusDeps) {
         live.set(r.id, r);
         d.metrics.commandTransitions.inc({ type: r.payload.type, state: 'pending' });
         d.audit.write({ actor: r.actor, action: `command.submitted`, subject: r.id, details: { site: r.siteId, ...r.payload }, timeMs: now });
-        events.emit('event', r);
+        say(r);
       }
       for (const r of recs) deliver(r, now);
       return recs;
@@ -245,15 +262,39 @@ export async function createCommandBus(d: CommandBusDeps) {
       return () => events.off('event', listener);
     },
 
+    /** a follow-up for every command that becomes final, awaited before its waiters hear of it */
+    beforeFinal(fn: (rec: CommandRecord) => Promise<void>): void {
+      followUps.push(fn);
+    },
+
     flush,
 
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
+      for (const off of unsubscribe) off();
       clearInterval(expiryTimer);
       await states.close();
     },
   };
+
+  // What agents say on their streams. A refused answer (a command that was never sent to this
+  // site, or is unknown) is counted and logged here, where it is refused, a few times a window.
+  const warn = limitedLog(d.log);
+  const refused = (siteId: string, kind: string, commandId: string, reason: string | null) => {
+    if (!reason) return;
+    d.metrics.commandMessagesRejected.inc({ reason });
+    warn(`refused:${kind}`, { site: siteId, command: commandId.slice(0, 128), reason, message: kind }, 'agent answered a command that was not sent to it');
+  };
+  const unsubscribe = d.events
+    ? [
+      d.events.on('site.connected', (e) => api.siteConnected(e.siteId)),
+      d.events.on('site.disconnected', (e) => api.siteDisconnected(e.siteId)),
+      d.events.on('agent.ack', (e) => refused(e.siteId, 'commandAck', e.commandId, api.onAck(e.siteId, e.commandId))),
+      d.events.on('agent.result', (e) => refused(e.siteId, 'commandResult', e.result.commandId, api.onResult(e.siteId, e.result))),
+    ]
+    : [];
+  return api;
 }
 
 export type CommandBus = Awaited<ReturnType<typeof createCommandBus>>;

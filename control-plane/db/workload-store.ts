@@ -1,9 +1,19 @@
 // Workloads and their allocations. The partial unique index allocations_live_resource_idx makes
 // "a GPU is never in two live allocations" a database guarantee, not just a check. Every state
-// change goes through the workload state machine and leaves a row in allocation_history.
+// change leaves a row in allocation_history. Which moves are allowed is not decided here: the
+// workload service (control-plane/workloads/service.ts) checks them against the state machine
+// before it asks; a move here only happens when the workload is still in one of `from`.
+//
+// Ordinary queries use Drizzle's typed builder (schema.ts); the multi-row moves of a pass or a
+// batch of results bind one array per column in raw SQL, in one transaction each.
 import { randomUUID } from 'node:crypto';
-import { assertTransition, type WorkloadState } from '../scheduler/workload-state.js';
+import { and, asc, count, desc, eq, inArray, isNotNull, isNull, lt, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
+import { allocationHistory, allocations, customers, workloads } from './schema.js';
+
+/** workloads.state as stored (the state machine itself is control-plane/scheduler/workload-state.ts) */
+export type StoredWorkloadState = 'pending' | 'scheduled' | 'running' | 'preempted' | 'completed' | 'failed' | 'cancelled';
+type WorkloadState = StoredWorkloadState;
 
 export interface WorkloadRow {
   id: string;
@@ -28,6 +38,18 @@ export interface WorkloadRow {
   last_state_change: string;
 }
 
+const isoOf = (d: Date | string | null): string | null => (d === null ? null : new Date(d).toISOString());
+
+/** a workloads row as the rest of the control plane reads it (snake_case, times as ISO strings) */
+function toWorkloadRow(r: typeof workloads.$inferSelect): WorkloadRow {
+  return {
+    id: r.id, customer_id: r.customerId, workload_type: r.workloadType, priority: r.priority, state: r.state, gpu_type: r.gpuType, gpu_count: r.gpuCount,
+    requirements: (r.requirements ?? {}) as Record<string, unknown>, facility_id: r.facilityId, duration_s: r.durationS, idempotency_key: r.idempotencyKey,
+    seq: r.seq, preempted_count: r.preemptedCount, allocate_attempts: r.allocateAttempts, allocate_command_id: r.allocateCommandId,
+    created_at: isoOf(r.createdAt)!, updated_at: isoOf(r.updatedAt)!, started_at: isoOf(r.startedAt), finished_at: isoOf(r.finishedAt), last_state_change: isoOf(r.lastStateChange)!,
+  };
+}
+
 export interface AllocationRow {
   workload_id: string;
   resource_id: string;
@@ -46,8 +68,8 @@ export interface HistoryRow {
 }
 
 export async function customerQuota(db: Db, id: string): Promise<{ quota: number | null } | null> {
-  const [r] = await db.query<{ gpu_quota: number | null }>('SELECT gpu_quota FROM customers WHERE id = $1', [id]);
-  return r ? { quota: r.gpu_quota } : null;
+  const [r] = await db.orm.select({ quota: customers.gpuQuota }).from(customers).where(eq(customers.id, id));
+  return r ? { quota: r.quota } : null;
 }
 
 export async function customerExists(db: Db, id: string): Promise<boolean> {
@@ -55,8 +77,8 @@ export async function customerExists(db: Db, id: string): Promise<boolean> {
 }
 
 export async function customerQuotas(db: Db): Promise<Map<string, number | null>> {
-  const rows = await db.query<{ id: string; gpu_quota: number | null }>('SELECT id, gpu_quota FROM customers');
-  return new Map(rows.map((r) => [r.id, r.gpu_quota]));
+  const rows = await db.orm.select({ id: customers.id, quota: customers.gpuQuota }).from(customers);
+  return new Map(rows.map((r) => [r.id, r.quota]));
 }
 
 export interface NewWorkload {
@@ -87,49 +109,51 @@ export async function insertWorkloadChecked(db: Db, w: NewWorkload): Promise<Che
   const c = await customerQuota(db, w.customerId);
   if (!c) return { refused: 'unknown_customer' };
   if (c.quota !== null && w.gpuCount > c.quota) return { refused: 'over_quota', quota: c.quota };
-  const [first] = await db.query<WorkloadRow>('SELECT * FROM workloads WHERE customer_id = $1 AND idempotency_key = $2', [w.customerId, w.idempotencyKey]);
-  return { row: first!, created: false };
+  const [first] = await db.orm.select().from(workloads).where(and(eq(workloads.customerId, w.customerId), eq(workloads.idempotencyKey, w.idempotencyKey!)));
+  return { row: toWorkloadRow(first!), created: false };
 }
 
 export async function getWorkload(db: Db, id: string): Promise<WorkloadRow | null> {
-  const [row] = await db.query<WorkloadRow>('SELECT * FROM workloads WHERE id = $1', [id]);
-  return row ?? null;
+  const [row] = await db.orm.select().from(workloads).where(eq(workloads.id, id));
+  return row ? toWorkloadRow(row) : null;
 }
 
 /** newest first; `before` is the seq of the last row of the previous page */
 export async function listWorkloads(db: Db, f: { state?: string; customerId?: string; limit: number; before?: number }): Promise<WorkloadRow[]> {
-  return db.query<WorkloadRow>(
-    `SELECT * FROM workloads WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR customer_id = $2) AND ($4::bigint IS NULL OR seq < $4)
-     ORDER BY seq DESC LIMIT $3`,
-    [f.state ?? null, f.customerId ?? null, f.limit, f.before ?? null],
-  );
+  const rows = await db.orm.select().from(workloads)
+    .where(and(
+      f.state !== undefined ? eq(workloads.state, f.state) : undefined,
+      f.customerId !== undefined ? eq(workloads.customerId, f.customerId) : undefined,
+      f.before !== undefined ? lt(workloads.seq, f.before) : undefined,
+    ))
+    .orderBy(desc(workloads.seq)).limit(f.limit);
+  return rows.map(toWorkloadRow);
 }
 
 export async function pendingWorkloads(db: Db): Promise<WorkloadRow[]> {
-  return db.query<WorkloadRow>(`SELECT * FROM workloads WHERE state = 'pending' ORDER BY seq`);
+  return (await db.orm.select().from(workloads).where(eq(workloads.state, 'pending')).orderBy(asc(workloads.seq))).map(toWorkloadRow);
+}
+
+/** ids of the workloads waiting for an eviction's Release */
+export async function preemptedWorkloads(db: Db): Promise<string[]> {
+  return (await db.orm.select({ id: workloads.id }).from(workloads).where(eq(workloads.state, 'preempted')).orderBy(asc(workloads.seq))).map((r) => r.id);
 }
 
 export async function allocationsOf(db: Db, workloadId: string): Promise<AllocationRow[]> {
-  return db.query<AllocationRow>(
-    `SELECT workload_id, resource_id, facility_id, allocated_at, released_at FROM allocations WHERE workload_id = $1 ORDER BY allocated_at, resource_id`,
-    [workloadId],
-  );
+  const rows = await db.orm.select().from(allocations).where(eq(allocations.workloadId, workloadId)).orderBy(asc(allocations.allocatedAt), asc(allocations.resourceId));
+  return rows.map((a) => ({ workload_id: a.workloadId, resource_id: a.resourceId, facility_id: a.facilityId, allocated_at: isoOf(a.allocatedAt)!, released_at: isoOf(a.releasedAt) }));
 }
 
 export async function historyOf(db: Db, workloadId: string): Promise<HistoryRow[]> {
-  return db.query<HistoryRow>(
-    `SELECT time, facility_id, resource_ids, from_state, to_state, reason FROM allocation_history WHERE workload_id = $1 ORDER BY time, to_state`,
-    [workloadId],
-  );
+  const rows = await db.orm.select().from(allocationHistory).where(eq(allocationHistory.workloadId, workloadId)).orderBy(asc(allocationHistory.time), asc(allocationHistory.toState));
+  return rows.map((h) => ({ time: isoOf(h.time)!, facility_id: h.facilityId, resource_ids: h.resourceIds, from_state: h.fromState, to_state: h.toState, reason: h.reason }));
 }
 
 /** GPU ids in a live allocation, among the given ones (all when ids is null) */
 export async function busyGpus(db: Db, ids: string[] | null): Promise<Map<string, string>> {
-  const rows = await db.query<{ resource_id: string; workload_id: string }>(
-    `SELECT resource_id, workload_id FROM allocations WHERE released_at IS NULL AND ($1::text[] IS NULL OR resource_id = ANY($1::text[]))`,
-    [ids],
-  );
-  return new Map(rows.map((r) => [r.resource_id, r.workload_id]));
+  const rows = await db.orm.select({ resourceId: allocations.resourceId, workloadId: allocations.workloadId }).from(allocations)
+    .where(and(isNull(allocations.releasedAt), ids === null ? undefined : inArray(allocations.resourceId, ids)));
+  return new Map(rows.map((r) => [r.resourceId, r.workloadId]));
 }
 
 export interface LiveHolderRow {
@@ -145,25 +169,40 @@ export interface LiveHolderRow {
 
 /** workloads holding GPUs, with their GPUs */
 export async function liveHolders(db: Db): Promise<LiveHolderRow[]> {
-  return db.query<LiveHolderRow>(
-    `SELECT w.id, w.customer_id, w.workload_type, w.priority, w.state, w.started_at, a.facility_id, array_agg(a.resource_id ORDER BY a.resource_id) AS gpu_ids
-     FROM allocations a JOIN workloads w ON w.id = a.workload_id
-     WHERE a.released_at IS NULL
-     GROUP BY w.id, a.facility_id`,
-  );
+  const rows = await db.orm
+    .select({
+      id: workloads.id, customerId: workloads.customerId, workloadType: workloads.workloadType, priority: workloads.priority, state: workloads.state,
+      startedAt: workloads.startedAt, facilityId: allocations.facilityId,
+      gpuIds: sql<string[]>`array_agg(${allocations.resourceId} ORDER BY ${allocations.resourceId})`,
+    })
+    .from(allocations).innerJoin(workloads, eq(workloads.id, allocations.workloadId))
+    .where(isNull(allocations.releasedAt))
+    .groupBy(workloads.id, allocations.facilityId);
+  return rows.map((r) => ({
+    id: r.id, customer_id: r.customerId, workload_type: r.workloadType, priority: r.priority, state: r.state,
+    started_at: isoOf(r.startedAt), facility_id: r.facilityId, gpu_ids: r.gpuIds,
+  }));
 }
 
 /** running workloads whose duration_s has elapsed */
+/** which of these Allocate command ids placed a run that still holds its GPUs (scheduled or running) */
+export async function liveAllocateIds(db: Db, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db.orm.select({ id: workloads.allocateCommandId }).from(workloads)
+    .where(and(inArray(workloads.allocateCommandId, [...ids]), inArray(workloads.state, ['scheduled', 'running'])));
+  return new Set(rows.map((r) => r.id).filter((id): id is string => id !== null));
+}
+
 export async function dueCompletions(db: Db, limit = 1000): Promise<string[]> {
-  const rows = await db.query<{ id: string }>(
-    `SELECT id FROM workloads WHERE state = 'running' AND duration_s IS NOT NULL AND started_at + duration_s * interval '1 second' <= now() ORDER BY started_at LIMIT $1`,
-    [limit],
-  );
+  const rows = await db.orm.select({ id: workloads.id }).from(workloads)
+    .where(and(eq(workloads.state, 'running'), isNotNull(workloads.durationS), sql`${workloads.startedAt} + ${workloads.durationS} * interval '1 second' <= now()`))
+    .orderBy(asc(workloads.startedAt)).limit(limit);
   return rows.map((r) => r.id);
 }
 
 export async function liveAtSite(db: Db, siteId: string): Promise<Array<{ id: string; state: string }>> {
-  return db.query(`SELECT id, state FROM workloads WHERE facility_id = $1 AND state IN ('scheduled', 'running')`, [siteId]);
+  return db.orm.select({ id: workloads.id, state: workloads.state }).from(workloads)
+    .where(and(eq(workloads.facilityId, siteId), inArray(workloads.state, ['scheduled', 'running'])));
 }
 
 export class AllocationConflict extends Error {
@@ -219,11 +258,10 @@ export interface Transitioned {
 }
 
 /**
- * Moves a workload between states (checked against the state machine) and records it; null
+ * Moves a workload between states and records it; null
  * when it was not in one of `from` (someone else moved it first).
  */
 export async function transitionWorkload(db: Db, id: string, from: WorkloadState[], to: WorkloadState, reason: string, opts: TransitionOptions = {}): Promise<Transitioned | null> {
-  for (const f of from) assertTransition(f, to);
   return db.transaction(async (tx) => {
     const rows = await tx.query<{ state: WorkloadState; facility_id: string | null }>(
       `UPDATE workloads w SET state = $3, updated_at = now(), last_state_change = now(),
@@ -267,7 +305,6 @@ export interface BatchTransition {
  * pending, so each keeps its site.
  */
 export async function transitionMany(db: Db, items: BatchTransition[], from: WorkloadState, to: Exclude<WorkloadState, 'pending'>, opts: { releaseAllocations?: boolean } = {}): Promise<Map<string, Transitioned>> {
-  assertTransition(from, to);
   const out = new Map<string, Transitioned>();
   if (items.length === 0) return out;
   return db.transaction(async (tx) => {
@@ -302,8 +339,8 @@ export async function transitionMany(db: Db, items: BatchTransition[], from: Wor
 }
 
 export async function countRunning(db: Db): Promise<number> {
-  const [r] = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM workloads WHERE state = 'running'`);
-  return r?.n ?? 0;
+  const [r] = await db.orm.select({ n: count() }).from(workloads).where(eq(workloads.state, 'running'));
+  return Number(r?.n ?? 0);
 }
 
 export interface Reservation {

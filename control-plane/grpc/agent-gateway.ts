@@ -6,6 +6,11 @@
 // does). A newer stream with the same credential replaces an older one (a restarted agent); a
 // stream with another credential for a site that has a live agent is refused. Revoking the
 // credential closes its stream.
+//
+// What agents say is told on the event stream (control-plane/events.ts): site.connected,
+// site.disconnected, agent.ack, agent.result, agent.grid_trip, agent.desired_held. The open
+// streams are kept in an AgentStreams (below), made before the gateway, so the command bus can
+// send down them without needing the gateway: construction stays one-way.
 import { status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
@@ -16,10 +21,10 @@ import {
   type ControlMessage,
   type Hello,
 } from '../../proto/gen/hcp/v1/gateway.js';
-import type { ArmGridTrip, CommandResult } from '../../proto/gen/hcp/v1/commands.js';
-import type { GridTripFired } from '../../proto/gen/hcp/v1/gateway.js';
+import type { ArmGridTrip } from '../../proto/gen/hcp/v1/commands.js';
 import { isValidSiteId } from '../../proto/topics.js';
 import type { Db } from '../db/client.js';
+import type { EventStream } from '../events.js';
 import { audit, insertSite, saveHello } from '../db/registry-store.js';
 import type { KeyRing } from '../auth/key-ring.js';
 import type { Principal } from '../auth/roles.js';
@@ -28,28 +33,41 @@ import type { Metrics } from '../metrics.js';
 import type { Registry } from '../registry/registry.js';
 import type { RegistryTracker } from '../registry/tracker.js';
 import { isMalformed, malformedReason, withoutNul } from './malformed.js';
-import { limitedLog } from '../mqtt/log-limit.js';
 import { grpcError } from './status.js';
 
 type Stream = ServerDuplexStream<AgentMessage, ControlMessage>;
 
-/** what the command path needs to hear from agent streams */
-export interface GatewayHooks {
-  siteConnected(siteId: string): void;
-  siteDisconnected(siteId: string): void;
-  /** a reason when refused */
-  onAck(siteId: string, commandId: string): string | null;
-  onResult(siteId: string, result: CommandResult): string | null;
-  /** the under-frequency trip to arm at the site's agent on connect (grid/) */
-  gridTripFor?(siteId: string): ArmGridTrip | undefined;
-  /** the agent's local trip fired */
-  onGridTrip?(siteId: string, fired: GridTripFired): void;
-  /** the agent holds this version of the site's desired state */
-  onDesiredHeld?(siteId: string, version: number): void;
+interface OpenStream {
+  session: string;
+  keyId: string;
+  stream: Stream;
+  lastSeenMs: number;
 }
 
+/** the agent streams that are open, one per site: the gateway fills it, the command bus sends down it */
+export function createAgentStreams() {
+  const open = new Map<string, OpenStream>();
+  return {
+    open,
+    /** sends to a site's open stream; false when the site has none */
+    send(siteId: string, msg: ControlMessage): boolean {
+      const s = open.get(siteId);
+      if (!s) return false;
+      return s.stream.write(msg) || true;
+    },
+    connectedSites: () => [...open.keys()],
+  };
+}
+
+export type AgentStreams = ReturnType<typeof createAgentStreams>;
+
 export interface GatewayDeps {
-  hooks: GatewayHooks;
+  /** what agents say is told here */
+  events: EventStream;
+  /** the streams it keeps (made by the caller so the command bus can exist first); its own when absent */
+  streams?: AgentStreams;
+  /** the under-frequency trip to arm at the site's agent on connect (grid/grid-response.ts) */
+  gridTripFor?(siteId: string): ArmGridTrip | undefined;
   registry: Registry;
   tracker: RegistryTracker;
   db: Db;
@@ -89,9 +107,9 @@ export function checkHello(h: Hello, maxDevices = 20_000): string[] {
 
 export function createAgentGateway(deps: GatewayDeps) {
   const { registry, log, metrics } = deps;
-  // what an agent's messages make us say is said a few times per window, whatever it sends
-  const warn = limitedLog(log);
-  const streams = new Map<string, { session: string; keyId: string; stream: Stream; lastSeenMs: number }>();
+  const agentStreams = deps.streams ?? createAgentStreams();
+  const streams = agentStreams.open;
+  const { events } = deps;
   // A stream that has not heartbeated for this long belongs to an agent that is gone (a crashed
   // host behind NAT can leave a half-open TCP connection for minutes); a new agent may take over.
   const staleMs = deps.heartbeatMs * 3;
@@ -179,12 +197,13 @@ export function createAgentGateway(deps: GatewayDeps) {
       stream.write({
         body: {
           $case: 'helloAck',
-          value: { heartbeatIntervalMs: deps.heartbeatMs, serverTimeMs: Date.now(), devicesRegistered: devices.length, gridTrip: deps.hooks.gridTripFor?.(site) },
+          value: { heartbeatIntervalMs: deps.heartbeatMs, serverTimeMs: Date.now(), devicesRegistered: devices.length, gridTrip: deps.gridTripFor?.(site) },
         },
       });
       log.info({ site, session, version: h.agentVersion, devices: devices.length }, 'agent connected');
       deps.tracker.poke();
-      deps.hooks.siteConnected(site);
+      events.emit('site.opened', { siteId: site });
+      events.emit('site.connected', { siteId: site });
     };
 
     stream.on('data', (m: AgentMessage) => {
@@ -205,30 +224,22 @@ export function createAgentGateway(deps: GatewayDeps) {
       const cur = streams.get(site);
       if (cur?.stream === stream) cur.lastSeenMs = now;
       registry.heartbeat(site, session, now);
-      let refused: string | null = null;
-      let commandId = '';
       // An agent's free text (a driver's error message) may hold a NUL, which the command log and
       // the audit log (text, jsonb) cannot store: it becomes U+FFFD, and the answer still counts.
+      // Whether an answer is refused is the command bus's to decide (and count).
       if (body.$case === 'commandAck') {
-        commandId = withoutNul(body.value.commandId);
-        refused = deps.hooks.onAck(site, commandId);
+        events.emit('agent.ack', { siteId: site, commandId: withoutNul(body.value.commandId) });
       } else if (body.$case === 'commandResult') {
-        const r = withoutNul(body.value);
-        commandId = r.commandId;
-        refused = deps.hooks.onResult(site, r);
+        events.emit('agent.result', { siteId: site, result: withoutNul(body.value) });
       } else if (body.$case === 'gridTripFired') {
         const f = withoutNul(body.value);
         // the region names a grid topic and goes to the audit log: a trip report without a valid one is nobody's
         if (!isValidSiteId(f.region) || f.deviceIds.length > deps.maxDevicesPerSite) return metrics.agentMessagesRejected.inc({ reason: 'invalid_trip_report' });
         log.warn({ site, region: f.region, hz: f.hz, devices: f.deviceIds.length, agentMs: Number(f.appliedAtMs) - Number(f.signalTsMs) }, 'agent under-frequency trip fired');
         void audit(deps.db, `agent:${site}`, 'grid.trip_fired', site, { region: f.region, hz: f.hz, devices: f.deviceIds.length, applied_at_ms: f.appliedAtMs }).catch((err) => log.error({ err }, 'audit failed'));
-        deps.hooks.onGridTrip?.(site, f);
+        events.emit('agent.grid_trip', { siteId: site, fired: f });
       } else if (body.$case === 'desiredStateHeld') {
-        deps.hooks.onDesiredHeld?.(site, body.value.version);
-      }
-      if (refused) {
-        metrics.commandMessagesRejected.inc({ reason: refused });
-        warn(`refused:${body.$case}`, { site, command: commandId.slice(0, 128), reason: refused, message: body.$case }, 'agent answered a command that was not sent to it');
+        events.emit('agent.desired_held', { siteId: site, version: Number(body.value.version) });
       }
     });
 
@@ -239,7 +250,7 @@ export function createAgentGateway(deps: GatewayDeps) {
       if (cur?.stream === stream) streams.delete(site);
       metrics.agentStreams.set(streams.size);
       registry.streamClosed(site, session);
-      if (cur?.stream === stream) deps.hooks.siteDisconnected(site);
+      if (cur?.stream === stream) events.emit('site.disconnected', { siteId: site });
       log.info({ site, session }, 'agent stream closed');
       deps.tracker.poke();
       site = null;
@@ -267,12 +278,8 @@ export function createAgentGateway(deps: GatewayDeps) {
     service: AgentGatewayService,
     impl,
     /** sends to a site's open stream; false when the site has none */
-    send(siteId: string, msg: ControlMessage): boolean {
-      const s = streams.get(siteId);
-      if (!s) return false;
-      return s.stream.write(msg) || true;
-    },
-    connectedSites: () => [...streams.keys()],
+    send: agentStreams.send,
+    connectedSites: agentStreams.connectedSites,
     closeAll() {
       unwatchKeys();
       for (const { stream } of streams.values()) stream.emit('error', grpcError(status.UNAVAILABLE, 'shutting_down', 'control plane is shutting down'));

@@ -61,8 +61,8 @@ import type { OperatorControls } from '../claims/operator.js';
 
 export interface FleetServiceDeps {
   registry: Registry;
-  ops: () => Operations;
-  bus: () => CommandBus;
+  ops: Operations;
+  bus: CommandBus;
   /** mining and curtail are operator claims (claims/operator.ts) */
   operator: OperatorControls;
   log: Logger;
@@ -81,7 +81,7 @@ export function createFleetService(d: FleetServiceDeps) {
     // over the waiters' cap the commands stand as submitted: answered now, not refused
     const release = wait ? d.waiters.enter() : null;
     try {
-      const out = release ? await d.bus().waitFinal(recs.map((r) => r.id), Math.max(0, Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), 60_000))) : recs;
+      const out = release ? await d.bus.waitFinal(recs.map((r) => r.id), Math.max(0, Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), 60_000))) : recs;
       return { commands: out.map(toCommandView), claimIds };
     } finally {
       release?.();
@@ -128,8 +128,8 @@ export function createFleetService(d: FleetServiceDeps) {
       return reply(commands, req.wait, claims.map((c) => c.id));
     }),
     allocate: unary('fleet.control', async (req, actor) =>
-      reply(await d.ops().allocate({ workloadId: req.workloadId, deviceIds: req.deviceIds, actor }), req.wait)),
-    release: unary('fleet.control', async (req, actor) => reply(await d.ops().release({ workloadId: req.workloadId, actor }), req.wait)),
+      reply(await d.ops.allocate({ workloadId: req.workloadId, deviceIds: req.deviceIds, actor }), req.wait)),
+    release: unary('fleet.control', async (req, actor) => reply(await d.ops.release({ workloadId: req.workloadId, actor }), req.wait)),
     watchCommands: (call) => {
       const refuse = (err: HcpError) => call.emit('error', grpcError(STATUS[err.code], err.reason, err.message));
       try {
@@ -143,7 +143,7 @@ export function createFleetService(d: FleetServiceDeps) {
       if (site && !d.registry.site(site)) return refuse(new HcpError('not_found', `site ${site} not found`, 'unknown_site'));
       const release = d.waiters.enter();
       if (!release) return refuse(new HcpError('rate_limited', 'too many open command watchers (HCP_MAX_WAITERS)', 'too_many_waiters'));
-      const stop = d.bus().watch((r) => {
+      const stop = d.bus.watch((r) => {
         if (!site || r.siteId === site) call.write(toCommandView(r));
       });
       const done = () => {

@@ -13,8 +13,8 @@ import type { PriceBook } from '../market/price-book.js';
 import type { EconomicDispatch } from '../dispatch/economic-dispatch.js';
 import type { SiteControls } from '../dispatch/site-controls.js';
 import type { Registry } from '../registry/registry.js';
-import type { Scheduler } from '../scheduler/scheduler.js';
 import type { KeyAdmin } from '../auth/key-admin.js';
+import type { WorkloadService } from '../workloads/service.js';
 import type { WaitGate } from '../commands/wait-gate.js';
 import type { KeyRing } from '../auth/key-ring.js';
 import type { RateLimiter } from '../auth/rate-limit.js';
@@ -40,9 +40,10 @@ export interface HttpDeps {
   metrics: Metrics;
   log: Logger;
   audit: AuditWriter;
-  bus: () => CommandBus;
-  ops: () => Operations;
-  scheduler: () => Scheduler;
+  bus: CommandBus;
+  ops: Operations;
+  /** every workload transition (workloads/service.ts) */
+  workloads: WorkloadService;
   market?: { book: PriceBook };
   grid?: GridResponse;
   economics?: { dispatch: EconomicDispatch; controls: SiteControls };

@@ -1,11 +1,13 @@
 // Market and grid feeds from MQTT (proto/market-topics.ts), whoever publishes them: the sim
 // feeds process, mosquitto_pub, a real price adapter. Prices go to the price book at once and to
-// price_data in batches; frequency readings go to the grid response. A malformed payload is
+// price_data in batches; frequency readings are said as grid.frequency on the event stream
+// (control-plane/events.ts), which the grid response hears. A malformed payload is
 // counted by reason and logged (rate-limited), never thrown.
 import type { Logger } from 'pino';
 import { decodeFrequency, decodePrice, parseMarketTopic } from '../../proto/market-topics.js';
 import { createBatchWriter } from '../db/batch-writer.js';
 import type { Db } from '../db/client.js';
+import type { EventStream } from '../events.js';
 import { insertPrices, type PriceRow } from '../db/price-store.js';
 import type { Metrics } from '../metrics.js';
 import type { PriceBook } from './price-book.js';
@@ -15,7 +17,8 @@ export interface FeedIngestDeps {
   book: PriceBook;
   metrics: Metrics;
   log: Logger;
-  onFrequency(region: string, hz: number, tsMs: number): void;
+  /** frequency readings are said here as grid.frequency */
+  events: EventStream;
   onPrice?(feed: string, site: string | null): void;
   flushMs?: number;
 }
@@ -63,7 +66,7 @@ export function createFeedIngest(d: FeedIngestDeps) {
         const r = decodeFrequency(payload);
         if (!r) return reject('malformed_frequency', topic), true;
         d.metrics.feedMessages.inc({ feed: 'grid_frequency' });
-        d.onFrequency(t.region, r.hz, Date.parse(r.ts));
+        d.events.emit('grid.frequency', { region: t.region, hz: r.hz });
         return true;
       }
       const p = decodePrice(payload);

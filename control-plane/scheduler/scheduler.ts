@@ -1,8 +1,11 @@
 // The scheduler's lifecycle: the I/O around the pure placement (placement.ts). It keeps the wait
 // queue in memory (loaded from the database at start), runs a pass whenever something changed
-// (a submit, freed GPUs, a site back), and carries out each placement through the command path:
-// evicted work is released first, ASICs are lowered when the budget needs it, then Allocate is
-// sent. A workload is `running` only when the agent confirms its Allocate (operations.onFinal).
+// (a submit, freed GPUs, a site back), and has the workload service (workloads/service.ts), the
+// one owner of workload transitions, carry out each placement: evicted work is released first,
+// ASICs are lowered when the budget needs it, then Allocate is sent. What happens to workloads
+// it hears as workload.changed (control-plane/events.ts): a workload back to pending is queued,
+// one that left scheduled or running lets its GPUs go. A workload is `running` only when the
+// agent confirms its Allocate (the service's follow-up of the command).
 //
 // Ordering makes hand-over safe without waiting: the agent applies one site's commands serially,
 // in the order they were stored (AgentGateway / bus.siteConnected), so a Release stored before an
@@ -14,49 +17,44 @@
 // GPU taken (an operator's explicit allocate, or memory that drifted) and every RESYNC_MS. The
 // unique live-allocation index, not this memory, is what keeps a GPU out of two allocations.
 //
-// A timer completes runs whose duration_s elapsed (all that are due in one transaction, every
-// COMPLETE_MS, since a GPU held past its run is capacity lost), and requeues the work of sites
-// that stayed offline longer than the grace period. The passes are coalesced and spaced, so a burst of
-// submits costs one pass, and ingest (same event loop) is never held for long: one pass places
-// at most policy.maxPlacements workloads.
+// A timer has the service complete runs whose duration_s elapsed (all that are due in one
+// transaction, every COMPLETE_MS, since a GPU held past its run is capacity lost), and requeue
+// the work of sites that stayed offline longer than the grace period. The passes are coalesced
+// and spaced, so a burst of submits costs one pass, and ingest (same event loop) is never held
+// for long: one pass places at most policy.maxPlacements workloads.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { NewClaim, ClaimsService } from '../claims/service.js';
 import type { CommandBus, NewCommand } from '../commands/bus.js';
-import type { CommandRecord } from '../commands/model.js';
-import { DEFAULT_DEADLINE_S, SCHEDULER_ACTOR } from '../commands/operations.js';
-import type { AuditWriter } from '../db/audit-writer.js';
+import { SCHEDULER_ACTOR } from '../commands/operations.js';
 import type { Db } from '../db/client.js';
-import {
-  customerQuotas, dueCompletions, getWorkload, liveAtSite, liveHolders, pendingWorkloads, reserveMany, transitionMany, transitionWorkload,
-  type LiveHolderRow, type Transitioned, type WorkloadRow,
-} from '../db/workload-store.js';
-import { HcpError, notFound } from '../errors.js';
+import { customerQuotas, liveHolders, pendingWorkloads, type LiveHolderRow, type WorkloadRow } from '../db/workload-store.js';
+import type { ControlPlaneEvents, EventStream } from '../events.js';
 import type { Metrics } from '../metrics.js';
 import type { Registry } from '../registry/registry.js';
+import type { WorkloadService } from '../workloads/service.js';
 import { planPass, type ClusterView, type HolderView, type Placement, type Policy } from './placement.js';
 import { WorkloadQueue, type QueuedWorkload } from './queue.js';
-import { isFinished, type WorkloadState, type WorkloadType } from './workload-state.js';
+import { holdsGpus, type WorkloadType } from './workload-state.js';
 
 export interface SchedulerDeps {
+  /** reads only: the queue and holders at start and at each resync */
   db: Db;
   registry: Registry;
-  bus: () => CommandBus;
+  bus: CommandBus;
+  events: EventStream;
+  /** carries out every workload transition the scheduler decides */
+  workloads: WorkloadService;
   metrics: Metrics;
-  audit: AuditWriter;
   log: Logger;
   policy: Policy;
   /** a site offline this long has its workloads requeued elsewhere */
   siteGraceMs: number;
-  /** a workload whose allocate failed this many times is failed */
-  maxAllocateAttempts: number;
   /** minimum spacing of passes */
   passIntervalMs: number;
   /** completion and site-loss checks */
   tickMs: number;
-  /** orchestrator_active_workloads: moved by a transition that happened, or counted again without one */
-  refreshActive: (change?: { from: WorkloadState | undefined; to: WorkloadState }) => Promise<void>;
   /** the scheduler's ASIC headroom is a claim (claims/model.ts) */
   claims: ClaimsService;
   /** demand response the site is committed to right now, kW: it comes off the site's capacity */
@@ -72,8 +70,6 @@ const POWER_OVERRIDE_MS = 30_000;
 const RESYNC_MS = 10_000;
 /** spacing of completion sweeps; a run's GPUs stay held at most this long past its duration_s */
 const COMPLETE_MS = 200;
-/** the running count is checked against the database this often */
-const RECOUNT_MS = 60_000;
 /** headroom claims are ids `sched.<allocate command id>.<target W | off>` */
 const HEADROOM_PREFIX = 'sched.';
 /** how long the ASICs have to reach their headroom before the placement is given up */
@@ -114,21 +110,61 @@ export async function createScheduler(d: SchedulerDeps) {
   const holders = new Map<string, HolderView>();
   /** the Allocate that carries each holder placed by this scheduler */
   const allocateOf = new Map<string, string>();
-  /** evicted workloads whose Release is not answered yet: requeued when it is */
-  const evicting = new Set<string>();
+  /** workloads being reserved by the current pass: their move to scheduled is this scheduler's own */
+  const placing = new Set<string>();
   let quotas = new Map<string, number | null>();
   let resyncAt = 0;
-  let recountAt = performance.now() + RECOUNT_MS;
   let closed = false;
   let dirty = true;
   let running: Promise<void> | null = null;
   let lastPassAt = 0;
   let passTimer: NodeJS.Timeout | null = null;
 
-  // Start: what was pending is queued again; a preemption whose release was never answered
-  // (control plane stopped) is requeued.
+  // What the workload service did: a workload back in the queue, one placed by an operator (learnt
+  // at the next resync), one confirmed running, one that let its GPUs go.
+  function onWorkloadChanged(e: ControlPlaneEvents['workload.changed']): void {
+    const c = e.command;
+    if (c?.payload.type === 'allocate' && (c.state === 'failed' || c.reasonCode === 'device_busy')) quarantineGpus(c.payload.deviceIds);
+    if (e.to === 'pending') {
+      if (e.from === 'preempted' && e.command) m.decisions.inc({ kind: 'requeue' }); // an eviction's release answered
+      dropHolder(e.workloadId);
+      if (e.row && !closed) queue.add(toQueued(e.row));
+      else queue.remove(e.workloadId);
+      poke();
+    } else if (e.to === 'scheduled') {
+      if (placing.has(e.workloadId)) return;
+      queue.remove(e.workloadId);
+      resyncAt = 0; // an operator's placement: learn it
+    } else if (e.to === 'running') {
+      const h = holders.get(e.workloadId);
+      if (h && c && allocateOf.get(e.workloadId) === c.id) holders.set(h.id, { ...h, state: 'running', startedAtMs: c.finishedAtMs ?? now() });
+      else resyncAt = 0;
+    } else if (!holdsGpus(e.to)) {
+      if (e.to === 'cancelled' && !e.command) m.decisions.inc({ kind: 'cancel' });
+      queue.remove(e.workloadId);
+      dropHolder(e.workloadId);
+      poke();
+    }
+  }
+  const quarantineGpus = (ids: string[]) => {
+    const until = now() + QUARANTINE_MS;
+    for (const g of ids) quarantine.set(g, until);
+  };
+  const unsubscribe = [
+    d.events.on('workload.changed', onWorkloadChanged),
+    // a GPU whose allocate failed is left alone for a while, whether or not the answer moved its
+    // workload (a late one does not); freed GPUs are a chance to place
+    d.events.on('command.changed', ({ record: r }) => {
+      const p = r.payload;
+      if (p.type !== 'allocate' && p.type !== 'release') return;
+      if (r.state === 'pending' || r.state === 'sent' || r.state === 'acked') return;
+      if (p.type === 'allocate' && (r.state === 'failed' || r.reasonCode === 'device_busy')) quarantineGpus(p.deviceIds);
+      poke();
+    }),
+  ];
+
+  // Start: what was pending is queued again (the service requeued interrupted preemptions).
   for (const r of await pendingWorkloads(d.db)) queue.add(toQueued(r));
-  for (const r of await d.db.query<{ id: string }>(`SELECT id FROM workloads WHERE state = 'preempted'`)) await requeue(r.id, 'control plane restarted during preemption');
   await resync();
   log.info({ queued: queue.size }, 'scheduler started');
 
@@ -143,17 +179,6 @@ export async function createScheduler(d: SchedulerDeps) {
   function dropHolder(id: string): void {
     holders.delete(id);
     allocateOf.delete(id);
-  }
-
-  async function requeue(id: string, reason: string): Promise<void> {
-    const t = await transitionWorkload(d.db, id, ['preempted'], 'pending', reason);
-    if (!t) return;
-    const w = await getWorkload(d.db, id);
-    if (w?.state === 'pending') {
-      queue.add(toQueued(w));
-      m.decisions.inc({ kind: 'requeue' });
-    }
-    poke();
   }
 
   function view(nowMs: number, holders: HolderView[]): ClusterView {
@@ -200,32 +225,33 @@ export async function createScheduler(d: SchedulerDeps) {
     } catch (err) {
       log.error({ err }, 'eviction failed');
     }
-    const ids = new Map(placements.map((p) => [p.workload.id, `cmd-${randomUUID()}`]));
-    const { reserved, busy } = await reserveMany(d.db, placements.map((p) => ({
-      workloadId: p.workload.id, siteId: p.siteId, deviceIds: p.gpuIds, commandId: ids.get(p.workload.id)!,
+    for (const p of placements) placing.add(p.workload.id);
+    const { allocates, busy } = await d.workloads.reserve(placements.map((p) => ({
+      workloadId: p.workload.id, siteId: p.siteId, gpuIds: p.gpuIds,
       reason: p.preempt.length ? `placed by preempting ${p.preempt.join(', ')}` : 'placed',
-    })));
+    }))).finally(() => placing.clear());
     if (busy.size) {
       dirty = true;
       resyncAt = 0; // a GPU memory thought free was taken
     }
     for (const p of placements) {
-      if (!reserved.has(p.workload.id)) {
+      const cmd = allocates.get(p.workload.id);
+      if (!cmd) {
         if (!busy.has(p.workload.id)) queue.remove(p.workload.id); // cancelled or placed by an operator meanwhile
         continue;
       }
       queue.remove(p.workload.id);
       const w = p.workload;
       holders.set(w.id, { id: w.id, customerId: w.customerId, type: w.type, priority: w.priority, state: 'scheduled', startedAtMs: null, siteId: p.siteId, gpuIds: p.gpuIds });
-      allocateOf.set(w.id, ids.get(w.id)!);
+      allocateOf.set(w.id, cmd.id);
       m.decisions.inc({ kind: 'place' });
       try {
-        await allocate(p, ids.get(p.workload.id)!, commands);
+        await allocate(p, cmd, commands);
       } catch (err) {
         log.error({ err, workload: p.workload.id }, 'placement failed');
       }
     }
-    if (commands.length) await d.bus().submit(commands);
+    if (commands.length) await d.bus.submit(commands);
     if (placements.length === d.policy.maxPlacements) dirty = true;
     m.pass.observe((performance.now() - t0) / 1000);
   }
@@ -234,28 +260,18 @@ export async function createScheduler(d: SchedulerDeps) {
     const by = new Map<string, Placement>();
     for (const p of placements) for (const v of p.preempt) by.set(v, p);
     if (by.size === 0) return;
-    const dl = now() + DEFAULT_DEADLINE_S.release * 1000;
-    const moved = await transitionMany(d.db, [...by].map(([v, { workload: w }]) => ({ id: v, reason: `preempted by ${w.id} (${w.type}, priority ${w.priority})` })), 'running', 'preempted', { releaseAllocations: true });
-    for (const [v, p] of by) {
-      const t = moved.get(v);
-      const gpus = t?.released.map((r) => r.resource_id) ?? [];
-      const held = holders.get(v)?.gpuIds ?? [];
-      dropHolder(v);
-      if (!t) continue; // it ended meanwhile; its GPUs are free anyway
-      evicting.add(v);
-      await d.refreshActive({ from: t.from, to: 'preempted' });
-      m.decisions.inc({ kind: 'preempt' });
-      d.audit.write({ actor: SCHEDULER_ACTOR, action: 'workload.preempted', subject: v, details: { by: p.workload.id, site: p.siteId } });
-      commands.push(releaseCommand(v, p.siteId, gpus.length ? gpus : held, dl));
-    }
+    const { releases, evicted } = await d.workloads.evict([...by].map(([v, p]) => ({
+      workloadId: v, siteId: p.siteId, heldGpuIds: holders.get(v)?.gpuIds ?? [], by: { workloadId: p.workload.id, type: p.workload.type, priority: p.workload.priority },
+    })));
+    // the moved ones were dropped when the service said so; one that ended meanwhile has its GPUs free anyway
+    for (const v of by.keys()) dropHolder(v);
+    for (let i = 0; i < evicted.size; i++) m.decisions.inc({ kind: 'preempt' });
+    commands.push(...releases);
   }
 
-  async function allocate(p: Placement, allocateId: string, commands: NewCommand[]): Promise<void> {
+  async function allocate(p: Placement, allocate: NewCommand, commands: NewCommand[]): Promise<void> {
     const w = p.workload;
-    const allocate: NewCommand = {
-      id: allocateId, siteId: p.siteId, actor: SCHEDULER_ACTOR, workloadId: w.id, deadlineMs: now() + DEFAULT_DEADLINE_S.allocate * 1000,
-      payload: { type: 'allocate', workloadId: w.id, deviceIds: p.gpuIds },
-    };
+    const allocateId = allocate.id;
     if (!p.power || (p.power.lower.length === 0 && p.power.off.length === 0)) {
       commands.push(allocate);
       return;
@@ -278,21 +294,18 @@ export async function createScheduler(d: SchedulerDeps) {
     }
     log.info({ workload: w.id, site: p.siteId, lower: p.power.lower.length, off: p.power.off.length, saves_w: p.power.savesW }, 'lowering ASICs for GPU headroom');
     // Evictions already queued go out first; the allocate follows once the ASICs are there.
-    if (commands.length) await d.bus().submit(commands.splice(0));
+    if (commands.length) await d.bus.submit(commands.splice(0));
     const made = await d.claims.setMany(wanted);
     void Promise.all(made.map((c) => d.claims.waitConverged(c.id, HEADROOM_WAIT_MS))).then(async (done) => {
       if (closed) return;
       if (done.every(Boolean)) {
-        await d.bus().submit([allocate]);
+        await d.bus.submit([allocate]);
         return;
       }
       for (const id of p.power!.lower.map((l) => l.id).concat(p.power!.off)) powerOverride.delete(id);
       for (const c of made) await d.claims.release(c.id, SCHEDULER_ACTOR, 'ASIC headroom was not confirmed');
-      const t = await transitionWorkload(d.db, w.id, ['scheduled'], 'pending', 'ASIC headroom was not confirmed', { releaseAllocations: true, allocateCommandId: allocateId });
-      if (t) {
-        dropHolder(w.id);
-        await enqueueIfPending(w.id);
-      }
+      // back to the queue (the service says so, and the queue hears it)
+      await d.workloads.placementAbandoned(w.id, allocateId, 'ASIC headroom was not confirmed');
     }).catch((err) => log.error({ err, workload: w.id }, 'headroom follow-up failed'));
   }
 
@@ -304,85 +317,28 @@ export async function createScheduler(d: SchedulerDeps) {
   async function releaseFinishedHeadroom(): Promise<void> {
     const mine = d.claims.list().filter((c) => c.source === 'scheduler' && c.id.startsWith(HEADROOM_PREFIX));
     if (!mine.length) return;
-    const allocateIds = [...new Set(mine.map((c) => c.id.slice(HEADROOM_PREFIX.length, c.id.lastIndexOf('.'))))];
-    const live = new Set((await d.db.query<{ allocate_command_id: string }>(
-      `SELECT allocate_command_id FROM workloads WHERE allocate_command_id = ANY($1::text[]) AND state IN ('scheduled', 'running')`, [allocateIds],
-    )).map((r) => r.allocate_command_id));
+    const allocateOf = (c: { id: string }) => c.id.slice(HEADROOM_PREFIX.length, c.id.lastIndexOf('.'));
+    const live = await d.workloads.liveAllocateIds([...new Set(mine.map(allocateOf))]);
     for (const c of mine) {
-      const allocateId = c.id.slice(HEADROOM_PREFIX.length, c.id.lastIndexOf('.'));
-      if (!live.has(allocateId)) await d.claims.release(c.id, SCHEDULER_ACTOR, 'the run that needed the headroom ended');
+      if (!live.has(allocateOf(c))) await d.claims.release(c.id, SCHEDULER_ACTOR, 'the run that needed the headroom ended');
     }
   }
 
-  const releaseCommand = (workloadId: string, siteId: string, deviceIds: string[], deadlineMs: number): NewCommand => ({
-    id: `cmd-${randomUUID()}`, siteId, actor: SCHEDULER_ACTOR, workloadId, deadlineMs, payload: { type: 'release', workloadId, deviceIds },
-  });
-
-  async function enqueueIfPending(id: string): Promise<void> {
-    const w = await getWorkload(d.db, id);
-    if (w?.state !== 'pending') return;
-    if (w.allocate_attempts >= d.maxAllocateAttempts) {
-      if (await transitionWorkload(d.db, id, ['pending'], 'failed', `allocate failed ${w.allocate_attempts} times`)) queue.remove(id);
-      return;
-    }
-    queue.add(toQueued(w));
-    poke();
-  }
-
-  /** releases a finished or evicted run's GPUs on its site */
-  function releasesFor(id: string, t: Pick<Transitioned, 'released'>): NewCommand[] {
-    const bySite = new Map<string, string[]>();
-    for (const r of t.released) bySite.set(r.facility_id, [...(bySite.get(r.facility_id) ?? []), r.resource_id]);
-    const dl = now() + DEFAULT_DEADLINE_S.release * 1000;
-    return [...bySite].map(([site, ids]) => releaseCommand(id, site, ids, dl));
-  }
-
-  async function releaseAfter(id: string, t: Pick<Transitioned, 'released'>): Promise<void> {
-    const cmds = releasesFor(id, t);
-    if (cmds.length) await d.bus().submit(cmds);
-  }
-
-  /** every run whose duration_s elapsed: completed in one transaction, released in one submit */
+  /** every run whose duration_s elapsed, completed by the service */
   async function completeDue(): Promise<void> {
-    const due = await dueCompletions(d.db);
-    if (due.length === 0) return;
-    const done = await transitionMany(d.db, due.map((id) => ({ id, reason: 'duration elapsed' })), 'running', 'completed', { releaseAllocations: true });
-    const cmds: NewCommand[] = [];
-    for (const [id, t] of done) {
-      dropHolder(id);
-      m.decisions.inc({ kind: 'complete' });
-      await d.refreshActive({ from: t.from, to: 'completed' });
-      cmds.push(...releasesFor(id, t));
-    }
-    if (cmds.length) await d.bus().submit(cmds);
-    if (done.size) poke();
+    const done = await d.workloads.completeDue();
+    for (let i = 0; i < done.length; i++) m.decisions.inc({ kind: 'complete' });
   }
 
   async function tick(): Promise<void> {
     const nowMs = now();
     for (const s of d.registry.sites()) {
       if (s.online || (s.lastSeenMs !== null && nowMs - s.lastSeenMs < d.siteGraceMs)) continue;
-      for (const w of await liveAtSite(d.db, s.id)) {
-        const reason = `site ${s.id} offline for more than ${Math.round(d.siteGraceMs / 1000)} s`;
-        let t = await transitionWorkload(d.db, w.id, ['running'], 'preempted', reason, { releaseAllocations: true });
-        if (t) await transitionWorkload(d.db, w.id, ['preempted'], 'pending', `requeued: ${reason}`);
-        else t = await transitionWorkload(d.db, w.id, ['scheduled'], 'pending', `requeued: ${reason}`, { releaseAllocations: true });
-        if (!t) continue;
-        dropHolder(w.id);
-        await d.refreshActive({ from: t.from, to: 'pending' });
-        log.warn({ workload: w.id, site: s.id }, 'requeued from an offline site');
-        m.decisions.inc({ kind: 'requeue' });
-        // held for the site: when it returns its GPUs are freed before anything new lands there
-        await releaseAfter(w.id, t);
-        await enqueueIfPending(w.id);
-      }
+      const requeued = await d.workloads.siteLost(s.id, `site ${s.id} offline for more than ${Math.round(d.siteGraceMs / 1000)} s`);
+      for (let i = 0; i < requeued.length; i++) m.decisions.inc({ kind: 'requeue' });
     }
     await releaseFinishedHeadroom().catch((err) => log.error({ err }, 'could not release finished headroom claims'));
     if (dirty) poke();
-    if (performance.now() >= recountAt) {
-      recountAt = performance.now() + RECOUNT_MS;
-      await d.refreshActive();
-    }
   }
 
   function poke(): void {
@@ -435,61 +391,12 @@ export async function createScheduler(d: SchedulerDeps) {
   return {
     queueSize: () => queue.size,
 
-    /** a workload was stored as pending */
-    submitted(row: WorkloadRow): void {
-      if (row.state !== 'pending' || closed) return;
-      queue.add(toQueued(row));
-      poke();
-    },
-
-    /** POST /api/v1/workloads/:id/cancel */
-    async cancel(id: string, actor: string): Promise<WorkloadRow> {
-      const w = await getWorkload(d.db, id);
-      if (!w) throw notFound('workload', id);
-      const state = w.state as WorkloadState;
-      if (isFinished(state)) throw new HcpError('conflict', `workload ${id} is already ${state}`, 'workload_finished', { state });
-      const t = await transitionWorkload(d.db, id, [state], 'cancelled', `cancelled by ${actor}`, { releaseAllocations: true });
-      if (!t) return this.cancel(id, actor); // it moved meanwhile: decide again on its new state
-      queue.remove(id);
-      dropHolder(id);
-      evicting.delete(id);
-      m.decisions.inc({ kind: 'cancel' });
-      d.audit.write({ actor, action: 'workload.cancelled', subject: id, details: { from: t.from } });
-      await releaseAfter(id, t);
-      poke();
-      await d.refreshActive({ from: t.from, to: 'cancelled' });
-      return (await getWorkload(d.db, id))!;
-    },
-
-    /** after operations.onFinal: requeue what went back to pending, place on freed GPUs */
-    async onCommandFinal(r: CommandRecord): Promise<void> {
-      const p = r.payload;
-      if (p.type === 'allocate') {
-        const mine = allocateOf.get(p.workloadId) === r.id;
-        if (r.state === 'succeeded') {
-          const h = holders.get(p.workloadId);
-          if (mine && h) holders.set(h.id, { ...h, state: 'running', startedAtMs: r.finishedAtMs ?? now() });
-          else if (!mine && !r.actor.startsWith(SCHEDULER_ACTOR)) resyncAt = 0; // an operator's placement: learn it
-        } else {
-          if (mine) dropHolder(p.workloadId);
-          const until = now() + QUARANTINE_MS;
-          if (r.reasonCode === 'device_busy' || r.state === 'failed') for (const g of p.deviceIds) quarantine.set(g, until);
-          await enqueueIfPending(p.workloadId);
-        }
-      } else if (p.type === 'release') {
-        // Only an eviction's release requeues; a completion's or a cancel's moved the workload
-        // already, and an operator's ended it (operations.onFinal).
-        if (evicting.delete(p.workloadId)) await requeue(p.workloadId, `evicted; GPUs released (${r.state})`);
-        else if (!r.actor.startsWith(SCHEDULER_ACTOR)) dropHolder(p.workloadId);
-      }
-      if (p.type === 'release' || p.type === 'allocate') poke();
-    },
-
     poke,
 
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
+      for (const off of unsubscribe) off();
       clearInterval(tickTimer);
       clearInterval(completeTimer);
       clearInterval(retry);

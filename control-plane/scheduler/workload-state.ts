@@ -1,10 +1,13 @@
-// The workload state machine: pure, no I/O. Every write of workloads.state goes through
-// assertTransition (db/workload-store.ts), so an illegal move is refused, not stored.
+// The workload state machine: pure, no I/O. The workload service (workloads/service.ts), the
+// only writer of workloads.state, checks every move with assertTransition before it asks the
+// store, so an illegal move is refused (a conflict naming both states), not stored.
 //
 //   pending ──place──▶ scheduled ──agent confirms──▶ running ──▶ completed | failed | cancelled
 //      ▲                  │                            │
 //      ├── allocate failed / site lost ◀─┘              └─evicted─▶ preempted ──GPUs released──▶ pending
 //   cancel: pending | scheduled | running | preempted ──▶ cancelled
+import { HcpError } from '../errors.js';
+
 export const WORKLOAD_STATES = ['pending', 'scheduled', 'running', 'preempted', 'completed', 'failed', 'cancelled'] as const;
 export type WorkloadState = (typeof WORKLOAD_STATES)[number];
 
@@ -24,10 +27,9 @@ const NEXT: Record<WorkloadState, readonly WorkloadState[]> = {
   cancelled: [],
 };
 
-export class IllegalTransition extends Error {
-  readonly code = 'illegal_transition';
+export class IllegalTransition extends HcpError {
   constructor(readonly from: WorkloadState, readonly to: WorkloadState) {
-    super(`a workload cannot go from ${from} to ${to}`);
+    super('conflict', `a workload cannot go from ${from} to ${to}`, 'illegal_transition', { from, to });
   }
 }
 

@@ -1,5 +1,5 @@
 // The REST app for route tests, in process (app.request()): the real routes on a real registry
-// and database; the parts a test does not reach (command bus, operations, scheduler, audit)
+// and database; the parts a test does not reach (command bus, operations, workloads, audit)
 // throw if a route touches them, so a test cannot pass by accident through them.
 import { pino } from 'pino';
 import type { Db } from '../../control-plane/db/client.js';
@@ -38,9 +38,9 @@ export function testHttpApp(o: { registry: Registry; db: Db; limits?: Partial<Ht
     metrics: createMetrics(),
     log: pino({ level: process.env.TEST_LOG ?? 'silent' }),
     audit: unwired('audit'),
-    bus: () => unwired('bus'),
-    ops: () => unwired('ops'),
-    scheduler: () => unwired('scheduler'),
+    bus: unwired('bus'),
+    ops: unwired('ops'),
+    workloads: unwired('workloads'),
     limits: { telemetryMaxScanRows: 2_000_000, bodyLimitBytes: 1024 * 1024, ...o.limits },
     waiters: createWaitGate(10),
     claims: unwired('claims'),

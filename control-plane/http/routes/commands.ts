@@ -33,7 +33,7 @@ export async function commandsReply(c: Context, deps: HttpDeps, recs: CommandRec
   try {
     if (release) {
       const until = Math.min(Math.max(...recs.map((r) => r.deadlineMs)) - Date.now(), (q.timeout_s ?? 30) * 1000);
-      out = await deps.bus().waitFinal(recs.map((r) => r.id), Math.max(0, until));
+      out = await deps.bus.waitFinal(recs.map((r) => r.id), Math.max(0, until));
     }
   } finally {
     release?.();
@@ -116,7 +116,7 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const { id } = c.req.valid('param');
-      const r = deps.bus().get(id) ?? (await getCommand<CommandRecord>(deps.db, id));
+      const r = deps.bus.get(id) ?? (await getCommand<CommandRecord>(deps.db, id));
       if (!r) throw notFound('command', id);
       return c.json(commandView(r), 200);
     },
@@ -139,9 +139,9 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
     async (c) => {
       const q = c.req.valid('query');
       if (q.site && !deps.registry.site(q.site)) throw notFound('site', q.site);
-      await deps.bus().flush();
+      await deps.bus.flush();
       const rows = await listCommands<CommandRecord>(deps.readDb, { site: q.site, state: q.state, workloadId: q.workload_id, limit: q.limit });
-      return c.json({ commands: rows.map((r) => commandView(deps.bus().get(r.id) ?? r)) }, 200);
+      return c.json({ commands: rows.map((r) => commandView(deps.bus.get(r.id) ?? r)) }, 200);
     },
   );
 }

@@ -1,10 +1,11 @@
 // Workloads: submitted to the scheduler's queue, read with their allocations and history,
-// cancelled; and explicit allocate/release (an operator's placement, outside the queue).
+// cancelled; and explicit allocate/release (an operator's placement, outside the queue). Every
+// change is the workload service's (workloads/service.ts); these routes validate and read.
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
 import type { CommandRecord } from '../../commands/model.js';
 import { listCommands } from '../../db/command-store.js';
-import { allocationsOf, customerQuota, getWorkload, historyOf, insertWorkloadChecked, listWorkloads, usageByCustomer, type WorkloadRow } from '../../db/workload-store.js';
+import { allocationsOf, customerQuota, getWorkload, historyOf, listWorkloads, usageByCustomer, type WorkloadRow } from '../../db/workload-store.js';
 import { commandView } from '../../commands/views.js';
 import { WORKLOAD_STATES, WORKLOAD_TYPES } from '../../scheduler/workload-state.js';
 import type { Principal } from '../../auth/roles.js';
@@ -51,7 +52,7 @@ function customerScope(p: Principal, given: string | undefined, field = 'custome
 const visibleTo = (p: Principal, w: WorkloadRow | null): WorkloadRow | null => (w && (p.role !== 'customer' || w.customer_id === p.customerId) ? w : null);
 
 export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
-  const { db, ops, registry } = deps;
+  const { db, workloads, registry } = deps;
 
   // largestSite walks every GPU the registry knows; at 200 submits/s that was a sizeable share of
   // the event loop. The registry never forgets a device, so a cached figure only grows stale
@@ -132,16 +133,12 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       if (b.min_gpu_memory_mib !== undefined) requirements.min_gpu_memory_mib = b.min_gpu_memory_mib;
       if (b.site) requirements.site = b.site;
       // One round trip: the insert itself checks the customer and its quota.
-      const ins = await insertWorkloadChecked(db, {
+      const ins = await workloads.submit({
         customerId, workloadType: b.workload_type, priority: b.priority, gpuType, gpuCount: count, requirements,
         durationS: b.duration_s ?? null, idempotencyKey: b.idempotency_key ?? null,
-      });
+      }, actorOf(c));
       if ('refused' in ins) throw ins.refused === 'unknown_customer' ? notFound('customer', customerId) : overQuota(ins.quota);
       const { row, created } = ins;
-      if (created) {
-        deps.scheduler().submitted(row);
-        deps.audit.write({ actor: actorOf(c), action: 'workload.submitted', subject: row.id, details: { customer_id: customerId, type: b.workload_type, gpus: count, priority: b.priority } });
-      }
       return c.json(workloadView(row), created ? 201 : 200);
     },
   );
@@ -161,8 +158,8 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       const allocations = allocs.map((a) => ({
         device_id: a.resource_id, site: a.facility_id, allocated_at: iso(a.allocated_at), released_at: iso(a.released_at), live: a.released_at === null,
       }));
-      await deps.bus().flush();
-      const commands = (await listCommands<CommandRecord>(db, { workloadId: id, limit: 50 })).map((r) => commandView(deps.bus().get(r.id) ?? r));
+      await deps.bus.flush();
+      const commands = (await listCommands<CommandRecord>(db, { workloadId: id, limit: 50 })).map((r) => commandView(deps.bus.get(r.id) ?? r));
       return c.json({
         ...workloadView(w), allocations,
         history: history.map((h) => ({ time: iso(h.time), from: h.from_state, to: h.to_state, site: h.facility_id, device_ids: h.resource_ids, reason: h.reason })),
@@ -206,7 +203,7 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
       const { id } = c.req.valid('param');
       const p = principalOf(c);
       if (p.role === 'customer' && !visibleTo(p, await getWorkload(db, id))) throw notFound('workload', id);
-      const w = await deps.scheduler().cancel(id, actorOf(c));
+      const w = await workloads.cancel(id, actorOf(c));
       return c.json(workloadView(w), 200);
     },
   );
@@ -228,7 +225,7 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const b = c.req.valid('json');
-      const recs = await ops().allocate({ workloadId: b.workload_id, deviceIds: b.device_ids, actor: actorOf(c), deadlineS: b.deadline_s });
+      const recs = await workloads.allocate({ workloadId: b.workload_id, deviceIds: b.device_ids, actor: actorOf(c), deadlineS: b.deadline_s });
       return commandsReply(c, deps, recs, c.req.valid('query'), { workload_id: b.workload_id }) as never;
     },
   );
@@ -246,7 +243,7 @@ export function registerWorkloadRoutes(app: Api, deps: HttpDeps): void {
     }),
     async (c) => {
       const b = c.req.valid('json');
-      const recs = await ops().release({ workloadId: b.workload_id, actor: actorOf(c), deadlineS: b.deadline_s });
+      const recs = await workloads.release({ workloadId: b.workload_id, actor: actorOf(c), deadlineS: b.deadline_s });
       return commandsReply(c, deps, recs, c.req.valid('query'), { workload_id: b.workload_id }) as never;
     },
   );
