@@ -7,12 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCommandBus, type CommandBus } from '../control-plane/commands/bus.js';
 import { createAuditWriter, type AuditWriter } from '../control-plane/db/audit-writer.js';
 import { createDb, type Db } from '../control-plane/db/client.js';
-import { insertCommands, updateCommands } from '../control-plane/db/command-store.js';
+import { CommandsRejectedError, insertCommands, updateCommands } from '../control-plane/db/command-store.js';
 import { classifyDbError, sqlState } from '../control-plane/db/db-error.js';
 import { migrate } from '../control-plane/db/migrate.js';
 import { createTelemetryWriter } from '../control-plane/db/telemetry-writer.js';
 import type { CommandRecord } from '../control-plane/commands/model.js';
-import { HcpError } from '../control-plane/errors.js';
 import { createMetrics, type Metrics } from '../control-plane/metrics.js';
 import { CommandOutcome } from '../proto/gen/hcp/v1/commands.js';
 import { describePg } from './harness/pg.js';
@@ -166,9 +165,10 @@ function writerTests(db: () => Db) {
   });
 
   it('refuses a new command the database refuses with a typed error, and stores none of its submit', async () => {
+    // (the bus answers it as invalid_argument, reason db_rejected)
     const err = await insertCommands(db(), [command('ins-1'), command('ins-2', { payload: { type: 'curtail', reason: 'a\u0000b' } })]).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(HcpError);
-    expect(err).toMatchObject({ code: 'invalid_argument', reason: 'db_rejected', details: { sqlstate: '22P05' } });
+    expect(err).toBeInstanceOf(CommandsRejectedError);
+    expect(err).toMatchObject({ sqlstate: '22P05' });
     expect(await count(db(), `SELECT count(*)::int AS n FROM commands WHERE id LIKE 'ins-%'`)).toBe(0);
   });
 }

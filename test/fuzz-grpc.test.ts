@@ -109,6 +109,17 @@ describePg('gRPC fuzzing', (pg) => {
     expect(steady.streamEnded(), `the steady site's stream ended during: ${what}`).toBeNull();
   };
 
+  /**
+   * puts a command for the site on the bus (an ArmGridTrip to its default), so a watch of it has
+   * something to deliver: mining calls state claims, and a site whose ASICs report nothing gets no
+   * reconciler commands
+   */
+  const nudge = async (site: string) => {
+    await fetch(`${t.cp.http}/api/v1/sites/${encodeURIComponent(site)}/grid-trip`, {
+      method: 'PUT', headers: { 'content-type': 'application/json', authorization: `Bearer ${t.keys.admin}` }, body: JSON.stringify({ default: true }),
+    }).catch(() => {});
+  };
+
   const callFleet = (c: FleetCall, md: Metadata) =>
     new Promise<ServiceError | null>((resolve) => {
       const cb = (err: ServiceError | null) => resolve(err);
@@ -154,7 +165,7 @@ describePg('gRPC fuzzing', (pg) => {
           await waitFor(
             async () => {
               if (ended || got) return true;
-              await callFleet({ method: 'setMining', request: { site, enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 5, reason: '', durationS: 0 } }, admin);
+              await nudge(site);
               return ended || got;
             },
             { timeoutMs: 10_000, intervalMs: 100, message: `watch ${JSON.stringify(req)} as ${a}: refused or delivering` },
@@ -206,7 +217,7 @@ describePg('gRPC fuzzing', (pg) => {
             call.on('status', (s: StatusObject) => (ended = s));
             void waitFor(
               async () => {
-                if (!got && !ended) await callFleet({ method: 'setMining', request: { site: FUZZ_SITE, enabled: true, deviceIds: [], powerTargetW: 0, actor: '', wait: false, deadlineS: 5, reason: '', durationS: 0 } }, metadataFor('admin', []));
+                if (!got && !ended) await nudge(FUZZ_SITE);
                 return got || ended;
               },
               { timeoutMs: 10_000, intervalMs: 100, message: `${what}: refused or delivering` },

@@ -73,7 +73,8 @@ describePg('production settings: TLS and logins, with the hcp-agent binary', (pg
     const op = (await api('/api/v1/keys', { method: 'POST', body: { role: 'operator', name: 'tls-ops' } })).json().secret as string;
     const r = await api('/api/v1/curtail?wait=true', { method: 'POST', key: op, body: { sites: ['texas-1'], reason: 'ERCOT EEA' } });
     expect(r.status).toBe(200);
-    expect(r.json().commands[0]).toMatchObject({ state: 'succeeded', actor: 'key:tls-ops' });
+    expect(r.json().claims[0]).toMatchObject({ source: 'operator', actor: 'key:tls-ops', reason: 'ERCOT EEA' });
+    expect(r.json().commands[0]).toMatchObject({ state: 'succeeded', actor: 'system:reconciler', details: { source: 'operator' } });
     await waitFor(async () => {
       const d = (await api('/api/v1/devices?site=texas-1&kind=asic')).json().devices as Array<{ latest: { mining_state: string } | null }>;
       return d.length === 3 && d.every((x) => x.latest?.mining_state === 'sleeping');

@@ -46,7 +46,7 @@ describe('decision engine', () => {
   it('mines everything, overclocked, when power is cheap', () => {
     const d = decideSite(site({ prices: { btcUsd: BTC, powerUsdKwh: 0.03, gpuSpotUsdH: 3.5 } }));
     expect(mining(d)).toHaveLength(3);
-    expect(d.asics.every((a) => a.powerTargetW === Math.round(ASIC_MODEL_SPECS[a.model].ratedPowerW * 1.1))).toBe(true);
+    expect(d.asics.every((a) => a.powerTargetW === ASIC_MODEL_SPECS[a.model].maxPowerW)).toBe(true);
     expect(d.rule).toBe('retarget');
     expect(d.explanation.expectedUsdH!.margin).toBeGreaterThan(0);
   });
@@ -119,7 +119,7 @@ describe('decision engine', () => {
     expect(d.explanation.inputs.demandResponseKw).toBe(5);
     expect(d.explanation.asicPlannedKw).toBeLessThanOrEqual(10);
     // both XPs at full power; what is left runs one S21 at a reduced target, the other sleeps
-    expect(d.asics.filter((a) => a.model === 's21-xp').map((a) => a.powerTargetW)).toEqual([4010, 4010]);
+    expect(d.asics.filter((a) => a.model === 's21-xp').map((a) => a.powerTargetW)).toEqual([ASIC_MODEL_SPECS['s21-xp'].maxPowerW, ASIC_MODEL_SPECS['s21-xp'].maxPowerW]);
     const s21 = d.asics.filter((a) => a.model === 's21');
     expect(s21.filter((a) => a.mine)).toHaveLength(1);
     expect(s21.find((a) => a.mine)!.powerTargetW).toBeLessThan(3500);
