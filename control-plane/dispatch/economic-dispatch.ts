@@ -183,7 +183,7 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
     if (same || want.length === 0) return { claims: mine.map((c) => c.id), changed: false };
     const made = await d.claims.setMany(want.map((w) => ({
       siteId, source: 'economics' as const, deviceIds: w.deviceIds, want: w.want, actor: ECONOMICS_ACTOR, expiresAtMs: null,
-      reason: `${decision.rule}: ${decision.explanation.summary}`,
+      reason: decision.explanation.summary,
     })));
     const kept = new Set(made.map((c) => c.id));
     for (const c of mine) if (!kept.has(c.id) && d.claims.get(c.id)) await d.claims.release(c.id, ECONOMICS_ACTOR, 'replaced by a new decision');
