@@ -119,6 +119,18 @@ describe('claims service', () => {
     expect(claims.get(partial.id)).toBeUndefined();
   });
 
+  it('never lets a listener see a replaced claim gone before its replacement is there', async () => {
+    const grid = await claims.set({ siteId: 'texas-1', source: 'grid', deviceIds: [], want: off, reason: 'under-frequency', actor: 'system:grid', expiresAtMs: null });
+    const seen: string[][] = [];
+    const stop = events.on('claim.changed', () => seen.push(claims.desired('texas-1').asics.map((a) => `${a.mining}:${a.rule}`)));
+    // the grid hands back the first ASIC: its claim shrinks to the other two, in one step
+    await claims.set({ siteId: 'texas-1', source: 'grid', deviceIds: [ASICS[1]!, ASICS[2]!], want: off, reason: 'restoring', actor: 'system:grid', expiresAtMs: null, replaces: grid.id });
+    stop();
+    expect(seen.length).toBeGreaterThan(0);
+    for (const s of seen) expect(s).toEqual(['true:default', 'false:grid', 'false:grid']);
+    await claims.releaseSource('grid', 'texas-1', 'system:grid', 'recovered');
+  });
+
   it('expires a claim and hands control back to the next claim down', async () => {
     const econ = await claims.set({ siteId: 'texas-1', source: 'economics', deviceIds: [], want: on(), reason: 'price_resume', actor: 'system:economics', expiresAtMs: null });
     const off2h = await claims.set({ siteId: 'texas-1', source: 'operator', deviceIds: [], want: off, reason: 'off for 2 h', actor: 'key:alice', expiresAtMs: now + 2 * 3600_000 });

@@ -167,21 +167,23 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
     }
     await insertClaims(d.db, made.map(toRow));
     if (ended.size) await endClaims(d.db, [...ended.keys()], CLAIMS_ACTOR, 'replaced', at);
-    for (const [old, by] of ended) {
-      const o = live.get(old)!;
-      drop(old);
-      d.audit.write({ actor: made.find((m) => m.id === by)!.actor, action: 'claim.replaced', subject: old, details: { site: o.siteId, source: o.source, by }, timeMs: at });
-      announce(o, 'released');
+    // memory first, in one step, then the announcements: a listener (the reconciler) resolves
+    // at once, and must never see the old claims gone before the new ones are there
+    const replaced = [...ended].map(([old, by]) => ({ o: live.get(old)!, by }));
+    for (const c of made) put(c);
+    for (const { o } of replaced) drop(o.id);
+    for (const { o, by } of replaced) {
+      d.audit.write({ actor: made.find((m) => m.id === by)!.actor, action: 'claim.replaced', subject: o.id, details: { site: o.siteId, source: o.source, by }, timeMs: at });
     }
     for (const c of made) {
-      put(c);
       d.audit.write({
         actor: c.actor, action: 'claim.set', subject: c.id,
         details: { site: c.siteId, source: c.source, want: c.want, devices: c.deviceIds.length || 'all', device_ids: c.deviceIds.slice(0, 50), reason: c.reason, expires_at: c.expiresAtMs ? new Date(c.expiresAtMs).toISOString() : null },
         timeMs: at,
       });
-      announce(c, 'set');
     }
+    for (const { o } of replaced) announce(o, 'released');
+    for (const c of made) announce(c, 'set');
     return made;
   }
 
