@@ -188,15 +188,16 @@ export function plan(input: PlanInput): PlanOutput {
     const o = input.observed.get(s.deviceId);
     return o?.online && o.state !== 'mining' && s.atMs > nowMs - 2 * timings.startMs;
   });
-  const kept = new Map<string, StartRecord>();
-  for (const s of [...windowStarts, ...coming]) kept.set(`${s.deviceId}@${s.atMs}`, s);
+  // every start sent counts, two to one device at one instant too (its want changed again):
+  // the window must hold what was sent, or the next run would allow more than the limit
+  const kept = new Set<StartRecord>([...windowStarts, ...coming]);
   const limitKw = (input.rampKwPerMin * windowMs) / 60_000;
   let usedKw = windowStarts.reduce((kw, s) => kw + s.kw, 0);
   let startsInWindow = windowStarts.length;
-  let comingKw = [...new Map(coming.map((s) => [s.deviceId, s])).values()].reduce(
-    (kw, s) => kw + Math.max(0, s.kw - (input.observed.get(s.deviceId)?.powerW ?? 0) / 1000),
-    0,
-  );
+  // per device still coming up, the largest start sent (it lands at one of them)
+  const comingMax = new Map<string, number>();
+  for (const s of coming) comingMax.set(s.deviceId, Math.max(s.kw, comingMax.get(s.deviceId) ?? 0));
+  let comingKw = [...comingMax].reduce((kw, [id, k]) => kw + Math.max(0, k - (input.observed.get(id)?.powerW ?? 0) / 1000), 0);
   let rampBlocked = false;
   startCandidates.sort((a, b) => ruleRank(a.rule) - ruleRank(b.rule) || (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
   const started: typeof startCandidates = [];
@@ -220,7 +221,7 @@ export function plan(input: PlanInput): PlanOutput {
     comingKw += kw;
     started.push(d);
     const rec = { deviceId: d.deviceId, kw, atMs: nowMs };
-    kept.set(`${rec.deviceId}@${rec.atMs}`, rec);
+    kept.add(rec);
   }
 
   const commands: PlannedCommand[] = [];
