@@ -1,7 +1,10 @@
 // npm run bench:curtail -- --agents 1000 [--rounds 30] [--devices 4]
 //
 // Holds N light agent streams open against a real control-plane process (real gRPC, each agent
-// on its own HTTP/2 connection) and issues fleet-wide curtails through REST. For each round it
+// on its own HTTP/2 connection, and its own MQTT login reporting its ASICs as they change: a
+// curtail is an operator claim, and the site's reconciler sends commands only for ASICs that
+// telemetry shows mining) and issues fleet-wide curtails through REST; between rounds the claims
+// are released and the ASICs come back, unmeasured. For each round it
 // measures the time from the REST call to the last agent's ack, as the agents see it (same
 // clock as the caller), and to the last result the control plane records, as a command client
 // watching hcp.v1.Fleet/WatchCommands sees it. (`?wait=true` on `all: true` would also wait for
@@ -20,6 +23,10 @@ import { newSecret } from '../control-plane/auth/secrets.js';
 import { bearer, makeKey } from '../test/harness/auth.js';
 import { startTs } from '../test/harness/processes.js';
 import { Metadata } from '@grpc/grpc-js';
+import mqtt from 'mqtt';
+import { MiningState, TelemetryBatch } from '../proto/gen/hcp/v1/telemetry.js';
+import { topics } from '../proto/topics.js';
+import { asic } from '../test/harness/samples.js';
 import { pct, round1 } from './stats.js';
 
 const { values } = parseArgs({
@@ -46,9 +53,11 @@ const cp = startTs('control-plane', 'control-plane/main.ts', [], {
 const ready = await cp.waitForLog((l) => typeof l.http === 'string' || l.msg === 'control plane listening', 'listening', 60_000).catch(() => null);
 let http: string;
 let grpc: string;
+let mqttUrl: string;
 if (ready) {
   http = ready.http as string;
   grpc = ready.grpc as string;
+  mqttUrl = ready.mqtt as string;
 } else {
   console.error(cp.output());
   process.exit(1);
@@ -58,6 +67,8 @@ interface LightAgent {
   site: string;
   acks: Map<string, number>;
   results: number;
+  /** ASICs mining, as last reported */
+  mining: number;
   close(): void;
 }
 
@@ -71,10 +82,25 @@ function lightAgent(i: number, token: string): LightAgent {
   md.set('authorization', `Bearer ${token}`);
   const stream = client.connect(md);
   const acks = new Map<string, number>();
-  const a: LightAgent = { site, acks, results: 0, close: () => { stream.cancel(); client.close(); } };
+  const ids = Array.from({ length: DEVICES }, (_, k) => `asic-${site}-${String(k + 1).padStart(5, '0')}`);
+  const mq = mqtt.connect(mqttUrl, { username: site, password: token, clientId: `hcp-agent-${site}-bench`, reconnectPeriod: 1000 });
+  mq.on('error', (e) => console.error('mqtt', site, e.message));
+  const on = new Map(ids.map((id) => [id, true]));
+  let seq = 0;
+  // what a real agent does after a command: sample, and publish the new states
+  const report = () => {
+    const t = Date.now();
+    const asics = ids.map((id) => ({ ...asic(id, t, on.get(id) ? 270 : 0, on.get(id) ? 3645 : 35), miningState: on.get(id) ? MiningState.MINING_STATE_MINING : MiningState.MINING_STATE_SLEEPING }));
+    a.mining = [...on.values()].filter(Boolean).length;
+    mq.publish(topics.telemetry(site), Buffer.from(TelemetryBatch.encode({ siteId: site, seq: ++seq, sentAtMs: t, agentSession: `s-${i}`, gpus: [], asics }).finish()), { qos: 1 });
+  };
+  mq.on('connect', () => report());
+  const a: LightAgent = { site, acks, results: 0, mining: DEVICES, close: () => { stream.cancel(); client.close(); mq.end(true); } };
   stream.on('data', (m: ControlMessage) => {
     if (m.body?.$case !== 'command') return;
     const id = m.body.value.commandId;
+    const action = m.body.value.action;
+    if (action?.$case === 'setMining') for (const d of action.value.deviceIds.length ? action.value.deviceIds : ids) on.set(d, action.value.enabled);
     stream.write({ body: { $case: 'commandAck', value: { commandId: id } } });
     acks.set(id, performance.now());
     stream.write({
@@ -84,6 +110,7 @@ function lightAgent(i: number, token: string): LightAgent {
       },
     });
     a.results++;
+    report();
   });
   stream.on('error', () => {});
   stream.write({
@@ -109,10 +136,10 @@ for (let i = 0; i < N; i++) {
   agents.push(lightAgent(i, tokens[i]!));
   if (i % 100 === 99) await new Promise((r) => setTimeout(r, 20));
 }
-const status = async () => (await (await fetch(`${http}/api/v1/status`, { headers: bearer(ADMIN) })).json()) as { fleet: { sites_online: number } };
+const status = async () => (await (await fetch(`${http}/api/v1/status`, { headers: bearer(ADMIN) })).json()) as { fleet: { sites_online: number; devices_online: number } };
 for (;;) {
   const s = await status();
-  if (s.fleet.sites_online >= N) break;
+  if (s.fleet.sites_online >= N && s.fleet.devices_online >= N * DEVICES) break;
   if (performance.now() - t0 > 120_000) {
     console.error(`only ${s.fleet.sites_online} of ${N} agents online after 120 s`);
     process.exit(1);
@@ -146,7 +173,7 @@ for (let r = 0; r < ROUNDS + 2; r++) {
     method: 'POST', headers: { 'content-type': 'application/json', ...bearer(ADMIN) },
     body: JSON.stringify({ all: true, reason: `bench round ${r}` }),
   });
-  const body = (await res.json()) as { commands: Array<{ id: string; site: string; state: string }> };
+  const body = (await res.json()) as { commands: Array<{ id: string; site: string; state: string }>; claims: Array<{ id: string }> };
   const answered = performance.now();
   const ours = body.commands.filter((c) => c.site.startsWith('bench-'));
   if (ours.length !== N) {
@@ -192,6 +219,18 @@ for (let r = 0; r < ROUNDS + 2; r++) {
   const plain = performance.now();
   await fetch(`${http}/api/v1/sites/${agents[0]!.site}`, { headers: bearer(ADMIN) });
   if (r >= 2) restMs.push(performance.now() - plain);
+  // unmeasured: the curtail claims go, and every ASIC comes back (capacity 0: no ramp limit)
+  for (const c of body.claims) await fetch(`${http}/api/v1/claims/${c.id}`, { method: 'DELETE', headers: bearer(ADMIN) });
+  const back = performance.now() + 60_000;
+  while (agents.some((a) => a.mining < DEVICES)) {
+    if (performance.now() > back) {
+      console.error(`round ${r}: ASICs not back 60 s after the claims were released`);
+      process.exit(1);
+    }
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  // and telemetry has told the control plane so
+  await new Promise((res) => setTimeout(res, 300));
 }
 
 watch.cancel();
