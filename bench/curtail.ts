@@ -94,8 +94,9 @@ function lightAgent(i: number, token: string): LightAgent {
     a.mining = [...on.values()].filter(Boolean).length;
     mq.publish(topics.telemetry(site), Buffer.from(TelemetryBatch.encode({ siteId: site, seq: ++seq, sentAtMs: t, agentSession: `s-${i}`, gpus: [], asics }).finish()), { qos: 1 });
   };
-  mq.on('connect', () => report());
-  const a: LightAgent = { site, acks, results: 0, mining: DEVICES, close: () => { stream.cancel(); client.close(); mq.end(true); } };
+  // once a second, as a sampling agent would (a batch that beats the Hello is dropped as unknown)
+  const sampling = setInterval(() => mq.connected && report(), 1000);
+  const a: LightAgent = { site, acks, results: 0, mining: DEVICES, close: () => { clearInterval(sampling); stream.cancel(); client.close(); mq.end(true); } };
   stream.on('data', (m: ControlMessage) => {
     if (m.body?.$case !== 'command') return;
     const id = m.body.value.commandId;
@@ -142,6 +143,7 @@ for (;;) {
   if (s.fleet.sites_online >= N && s.fleet.devices_online >= N * DEVICES) break;
   if (performance.now() - t0 > 120_000) {
     console.error(`only ${s.fleet.sites_online} of ${N} agents online after 120 s`);
+    console.error(cp.lines.filter((l) => Number(l.level) >= 40).slice(0, 5).map((l) => JSON.stringify(l).slice(0, 600)).join("\n"));
     process.exit(1);
   }
   await new Promise((r) => setTimeout(r, 200));
