@@ -238,7 +238,7 @@ describePg('MQTT fuzzing', (pg) => {
           throw new Error(`${what}: a batch taken whole (nothing counted), but ${missing.length} of its ${want.gpu.size + want.asic.size} samples never reached PostgreSQL${failed.length ? `; the control plane logged:\n${failed.slice(0, 3).join('\n')}` : ''}`);
         }
       }),
-      fuzzParams(1000, 120_000),
+      fuzzParams(500, 120_000),
     );
     if (process.env.HCP_FUZZ_STATS) console.log([...seen].sort().map(([k, v]) => `${String(v).padStart(5)} ${k}`).join('\n'));
     t.assertHealthy(start);

@@ -36,6 +36,8 @@ export interface EnsurePostgresOptions {
 }
 
 const CONNECT_TIMEOUT_S = 10;
+/** how long a drop waits for an autovacuum worker it may not end */
+const DROP_RETRY_MS = 30_000;
 
 /**
  * DATABASE_URL when set, else a throwaway cluster. Throws PostgresUnavailableError, saying why,
@@ -74,8 +76,20 @@ export async function createTestDatabase(adminUrl: string, prefix = 'hcp_test'):
     name,
     drop: () =>
       (dropping ??= withAdmin(adminUrl, async (sql) => {
-        // WITH (FORCE): PostgreSQL 13+, terminates sessions a test left open.
-        await sql.unsafe(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+        // WITH (FORCE): PostgreSQL 13+, terminates sessions a test left open. An autovacuum
+        // worker on the database has no role, so a role without pg_signal_backend may not end
+        // it (42501) and the drop is refused until the worker is done: try again until then.
+        const deadline = Date.now() + DROP_RETRY_MS;
+        for (;;) {
+          try {
+            await sql.unsafe(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+            return;
+          } catch (err) {
+            const code = (err as { code?: string }).code;
+            if ((code !== '42501' && code !== '55006') || Date.now() > deadline) throw err;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        }
       })),
   };
 }

@@ -88,6 +88,23 @@ export interface Hello {
   agentSession: string;
   devices: Device[];
   hostname: string;
+  /** unset: the agent keeps no spool */
+  spool?: SpoolState | undefined;
+}
+
+/**
+ * What the agent's telemetry spool holds (docs/reliability.md). Sent in Hello and again whenever
+ * first_seq rises for another reason than a commit (the oldest segment dropped at the bound):
+ * the control plane counts what is below first_seq as gone, not as a gap to wait for.
+ */
+export interface SpoolState {
+  /** TelemetryBatch.stream */
+  stream: string;
+  /** the lowest seq still held (= next_seq when empty) */
+  firstSeq: number;
+  /** the seq the next batch will get */
+  nextSeq: number;
+  bytes: number;
 }
 
 export interface Heartbeat {
@@ -123,6 +140,7 @@ export interface AgentMessage {
     | { $case: "commandResult"; value: CommandResult }
     | { $case: "gridTripFired"; value: GridTripFired }
     | { $case: "desiredStateHeld"; value: DesiredStateHeld }
+    | { $case: "spoolState"; value: SpoolState }
     | undefined;
 }
 
@@ -162,11 +180,24 @@ export interface DesiredState {
   capacityKw: number;
 }
 
+/**
+ * Every batch of the stream up to seq is committed to the database (stored, or refused for good
+ * and dead-lettered): the agent may delete it from its spool. Sent after HelloAck and as commits
+ * advance. A seq beyond what the agent has made is ignored by the agent (and logged).
+ */
+export interface TelemetryCommitted {
+  stream: string;
+  /** the highest seq below which nothing is missing */
+  seq: number;
+}
+
 export interface ControlMessage {
-  body: { $case: "helloAck"; value: HelloAck } | { $case: "command"; value: Command } | {
-    $case: "desiredState";
-    value: DesiredState;
-  } | undefined;
+  body:
+    | { $case: "helloAck"; value: HelloAck }
+    | { $case: "command"; value: Command }
+    | { $case: "desiredState"; value: DesiredState }
+    | { $case: "telemetryCommitted"; value: TelemetryCommitted }
+    | undefined;
 }
 
 function createBaseDevice(): Device {
@@ -389,7 +420,7 @@ export const Device: MessageFns<Device> = {
 };
 
 function createBaseHello(): Hello {
-  return { siteId: "", agentVersion: "", agentSession: "", devices: [], hostname: "" };
+  return { siteId: "", agentVersion: "", agentSession: "", devices: [], hostname: "", spool: undefined };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -408,6 +439,9 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.hostname !== "") {
       writer.uint32(42).string(message.hostname);
+    }
+    if (message.spool !== undefined) {
+      SpoolState.encode(message.spool, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -465,6 +499,14 @@ export const Hello: MessageFns<Hello> = {
             message.hostname = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.spool = SpoolState.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -496,6 +538,7 @@ export const Hello: MessageFns<Hello> = {
         : "",
       devices: globalThis.Array.isArray(object?.devices) ? object.devices.map((e: any) => Device.fromJSON(e)) : [],
       hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      spool: isSet(object.spool) ? SpoolState.fromJSON(object.spool) : undefined,
     };
   },
 
@@ -516,6 +559,9 @@ export const Hello: MessageFns<Hello> = {
     if (message.hostname !== "") {
       obj.hostname = message.hostname;
     }
+    if (message.spool !== undefined) {
+      obj.spool = SpoolState.toJSON(message.spool);
+    }
     return obj;
   },
 
@@ -529,6 +575,134 @@ export const Hello: MessageFns<Hello> = {
     message.agentSession = object.agentSession ?? "";
     message.devices = object.devices?.map((e) => Device.fromPartial(e)) || [];
     message.hostname = object.hostname ?? "";
+    message.spool = (object.spool !== undefined && object.spool !== null)
+      ? SpoolState.fromPartial(object.spool)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSpoolState(): SpoolState {
+  return { stream: "", firstSeq: 0, nextSeq: 0, bytes: 0 };
+}
+
+export const SpoolState: MessageFns<SpoolState> = {
+  encode(message: SpoolState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stream !== "") {
+      writer.uint32(10).string(message.stream);
+    }
+    if (message.firstSeq !== 0) {
+      writer.uint32(16).uint64(message.firstSeq);
+    }
+    if (message.nextSeq !== 0) {
+      writer.uint32(24).uint64(message.nextSeq);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(32).uint64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpoolState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpoolState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stream = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.firstSeq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.nextSeq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpoolState {
+    return {
+      stream: isSet(object.stream) ? globalThis.String(object.stream) : "",
+      firstSeq: isSet(object.firstSeq)
+        ? globalThis.Number(object.firstSeq)
+        : isSet(object.first_seq)
+        ? globalThis.Number(object.first_seq)
+        : 0,
+      nextSeq: isSet(object.nextSeq)
+        ? globalThis.Number(object.nextSeq)
+        : isSet(object.next_seq)
+        ? globalThis.Number(object.next_seq)
+        : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+    };
+  },
+
+  toJSON(message: SpoolState): unknown {
+    const obj: any = {};
+    if (message.stream !== "") {
+      obj.stream = message.stream;
+    }
+    if (message.firstSeq !== 0) {
+      obj.firstSeq = Math.round(message.firstSeq);
+    }
+    if (message.nextSeq !== 0) {
+      obj.nextSeq = Math.round(message.nextSeq);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpoolState>, I>>(base?: I): SpoolState {
+    return SpoolState.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpoolState>, I>>(object: I): SpoolState {
+    const message = createBaseSpoolState();
+    message.stream = object.stream ?? "";
+    message.firstSeq = object.firstSeq ?? 0;
+    message.nextSeq = object.nextSeq ?? 0;
+    message.bytes = object.bytes ?? 0;
     return message;
   },
 };
@@ -899,6 +1073,9 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "desiredStateHeld":
         DesiredStateHeld.encode(message.body.value, writer.uint32(50).fork()).join();
         break;
+      case "spoolState":
+        SpoolState.encode(message.body.value, writer.uint32(58).fork()).join();
+        break;
     }
     return writer;
   },
@@ -964,6 +1141,14 @@ export const AgentMessage: MessageFns<AgentMessage> = {
             message.body = { $case: "desiredStateHeld", value: DesiredStateHeld.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.body = { $case: "spoolState", value: SpoolState.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -998,6 +1183,10 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         ? { $case: "desiredStateHeld", value: DesiredStateHeld.fromJSON(object.desiredStateHeld) }
         : isSet(object.desired_state_held)
         ? { $case: "desiredStateHeld", value: DesiredStateHeld.fromJSON(object.desired_state_held) }
+        : isSet(object.spoolState)
+        ? { $case: "spoolState", value: SpoolState.fromJSON(object.spoolState) }
+        : isSet(object.spool_state)
+        ? { $case: "spoolState", value: SpoolState.fromJSON(object.spool_state) }
         : undefined,
     };
   },
@@ -1016,6 +1205,8 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       obj.gridTripFired = GridTripFired.toJSON(message.body.value);
     } else if (message.body?.$case === "desiredStateHeld") {
       obj.desiredStateHeld = DesiredStateHeld.toJSON(message.body.value);
+    } else if (message.body?.$case === "spoolState") {
+      obj.spoolState = SpoolState.toJSON(message.body.value);
     }
     return obj;
   },
@@ -1059,6 +1250,12 @@ export const AgentMessage: MessageFns<AgentMessage> = {
       case "desiredStateHeld": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "desiredStateHeld", value: DesiredStateHeld.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "spoolState": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "spoolState", value: SpoolState.fromPartial(object.body.value) };
         }
         break;
       }
@@ -1472,6 +1669,91 @@ export const DesiredState: MessageFns<DesiredState> = {
   },
 };
 
+function createBaseTelemetryCommitted(): TelemetryCommitted {
+  return { stream: "", seq: 0 };
+}
+
+export const TelemetryCommitted: MessageFns<TelemetryCommitted> = {
+  encode(message: TelemetryCommitted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stream !== "") {
+      writer.uint32(10).string(message.stream);
+    }
+    if (message.seq !== 0) {
+      writer.uint32(16).uint64(message.seq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TelemetryCommitted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTelemetryCommitted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stream = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TelemetryCommitted {
+    return {
+      stream: isSet(object.stream) ? globalThis.String(object.stream) : "",
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+    };
+  },
+
+  toJSON(message: TelemetryCommitted): unknown {
+    const obj: any = {};
+    if (message.stream !== "") {
+      obj.stream = message.stream;
+    }
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TelemetryCommitted>, I>>(base?: I): TelemetryCommitted {
+    return TelemetryCommitted.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TelemetryCommitted>, I>>(object: I): TelemetryCommitted {
+    const message = createBaseTelemetryCommitted();
+    message.stream = object.stream ?? "";
+    message.seq = object.seq ?? 0;
+    return message;
+  },
+};
+
 function createBaseControlMessage(): ControlMessage {
   return { body: undefined };
 }
@@ -1487,6 +1769,9 @@ export const ControlMessage: MessageFns<ControlMessage> = {
         break;
       case "desiredState":
         DesiredState.encode(message.body.value, writer.uint32(26).fork()).join();
+        break;
+      case "telemetryCommitted":
+        TelemetryCommitted.encode(message.body.value, writer.uint32(34).fork()).join();
         break;
     }
     return writer;
@@ -1529,6 +1814,14 @@ export const ControlMessage: MessageFns<ControlMessage> = {
             message.body = { $case: "desiredState", value: DesiredState.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.body = { $case: "telemetryCommitted", value: TelemetryCommitted.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1553,6 +1846,10 @@ export const ControlMessage: MessageFns<ControlMessage> = {
         ? { $case: "desiredState", value: DesiredState.fromJSON(object.desiredState) }
         : isSet(object.desired_state)
         ? { $case: "desiredState", value: DesiredState.fromJSON(object.desired_state) }
+        : isSet(object.telemetryCommitted)
+        ? { $case: "telemetryCommitted", value: TelemetryCommitted.fromJSON(object.telemetryCommitted) }
+        : isSet(object.telemetry_committed)
+        ? { $case: "telemetryCommitted", value: TelemetryCommitted.fromJSON(object.telemetry_committed) }
         : undefined,
     };
   },
@@ -1565,6 +1862,8 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       obj.command = Command.toJSON(message.body.value);
     } else if (message.body?.$case === "desiredState") {
       obj.desiredState = DesiredState.toJSON(message.body.value);
+    } else if (message.body?.$case === "telemetryCommitted") {
+      obj.telemetryCommitted = TelemetryCommitted.toJSON(message.body.value);
     }
     return obj;
   },
@@ -1590,6 +1889,12 @@ export const ControlMessage: MessageFns<ControlMessage> = {
       case "desiredState": {
         if (object.body?.value !== undefined && object.body?.value !== null) {
           message.body = { $case: "desiredState", value: DesiredState.fromPartial(object.body.value) };
+        }
+        break;
+      }
+      case "telemetryCommitted": {
+        if (object.body?.value !== undefined && object.body?.value !== null) {
+          message.body = { $case: "telemetryCommitted", value: TelemetryCommitted.fromPartial(object.body.value) };
         }
         break;
       }

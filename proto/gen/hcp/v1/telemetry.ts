@@ -172,15 +172,23 @@ export interface AsicSample {
 export interface TelemetryBatch {
   siteId: string;
   /**
-   * Increases by one per batch within one agent session, so the control plane can tell a
-   * gap (lost batches) from a replay (a QoS 1 redelivery).
+   * Increases by one per batch within one stream (below), so the control plane can tell a gap
+   * (lost batches) from a replay (a QoS 1 redelivery, or the agent re-sending what was not
+   * committed). With a stream, seq survives agent restarts: a replayed batch keeps its seq.
    */
   seq: number;
+  /** when the batch was first made; a replay keeps it */
   sentAtMs: number;
-  /** Random per agent start; seq restarts at 1 with a new session. */
+  /** Random per agent start (the Hello's agent_session). */
   agentSession: string;
   gpus: GpuSample[];
   asics: AsicSample[];
+  /**
+   * The agent's on-disk spool (docs/reliability.md): random when the spool is made, kept across
+   * agent restarts. Empty from an agent without a spool: seq then restarts with agent_session.
+   * A batch is identified by (site_id, stream or agent_session, seq).
+   */
+  stream?: string | undefined;
 }
 
 function createBaseGpuSample(): GpuSample {
@@ -897,7 +905,7 @@ export const AsicSample: MessageFns<AsicSample> = {
 };
 
 function createBaseTelemetryBatch(): TelemetryBatch {
-  return { siteId: "", seq: 0, sentAtMs: 0, agentSession: "", gpus: [], asics: [] };
+  return { siteId: "", seq: 0, sentAtMs: 0, agentSession: "", gpus: [], asics: [], stream: undefined };
 }
 
 export const TelemetryBatch: MessageFns<TelemetryBatch> = {
@@ -919,6 +927,9 @@ export const TelemetryBatch: MessageFns<TelemetryBatch> = {
     }
     for (const v of message.asics) {
       AsicSample.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.stream !== undefined) {
+      writer.uint32(58).string(message.stream);
     }
     return writer;
   },
@@ -984,6 +995,14 @@ export const TelemetryBatch: MessageFns<TelemetryBatch> = {
             message.asics.push(AsicSample.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.stream = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1018,6 +1037,7 @@ export const TelemetryBatch: MessageFns<TelemetryBatch> = {
         ? object.gpus.map((e: any) => GpuSample.fromJSON(e))
         : [],
       asics: globalThis.Array.isArray(object?.asics) ? object.asics.map((e: any) => AsicSample.fromJSON(e)) : [],
+      stream: isSet(object.stream) ? globalThis.String(object.stream) : undefined,
     };
   },
 
@@ -1041,6 +1061,9 @@ export const TelemetryBatch: MessageFns<TelemetryBatch> = {
     if (message.asics?.length) {
       obj.asics = message.asics.map((e) => AsicSample.toJSON(e));
     }
+    if (message.stream !== undefined) {
+      obj.stream = message.stream;
+    }
     return obj;
   },
 
@@ -1055,6 +1078,7 @@ export const TelemetryBatch: MessageFns<TelemetryBatch> = {
     message.agentSession = object.agentSession ?? "";
     message.gpus = object.gpus?.map((e) => GpuSample.fromPartial(e)) || [];
     message.asics = object.asics?.map((e) => AsicSample.fromPartial(e)) || [];
+    message.stream = object.stream ?? undefined;
     return message;
   },
 };
