@@ -9,7 +9,7 @@
 // live database finds no false difference. Only control-plane/db imports Drizzle.
 import { sql } from 'drizzle-orm';
 import {
-  bigint, bigserial, boolean, check, doublePrecision, foreignKey, index, integer, jsonb, pgSequence, pgTable, real,
+  bigint, bigserial, boolean, check, doublePrecision, foreignKey, index, integer, jsonb, pgSequence, pgTable, primaryKey, real,
   smallint, text, timestamp, uniqueIndex,
 } from 'drizzle-orm/pg-core';
 
@@ -420,5 +420,31 @@ export const claims = pgTable(
     foreignKey({ name: 'claims_site_id_fkey', columns: [t.siteId], foreignColumns: [facilities.id] }),
     check('claims_source_check', oneOf('source', CLAIM_SOURCES)),
     index('claims_live_idx').on(t.siteId).where(sql`(ended_at IS NULL)`),
+  ],
+);
+
+/**
+ * The ledger of committed telemetry batches (docs/reliability.md "Control plane: acknowledge after
+ * commit"): one row per batch, written in the same transaction as the batch's samples
+ * (control-plane/db/telemetry-writer.ts). Its key decides whether a batch's rows are inserted, so
+ * a batch replayed by an agent, redelivered by the broker or taken by two replicas lands once.
+ * `rows` is what the batch stored; 0 for a batch refused for good (every sample bad). Rows older
+ * than HCP_INGEST_LEDGER_RETENTION_S (48 h, past the agent's 24 h spool) are deleted
+ * (telemetry-ledger.ts). A plain table everywhere: a hypertable's unique key would have to hold
+ * committed_at.
+ */
+export const telemetryBatches = pgTable(
+  'telemetry_batches',
+  {
+    siteId: text('site_id').notNull(),
+    /** TelemetryBatch.stream, or its agent_session when it has none */
+    stream: text('stream').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    rows: integer('rows').notNull(),
+    committedAt: ts('committed_at').notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ name: 'telemetry_batches_pkey', columns: [t.siteId, t.stream, t.seq] }),
+    index('telemetry_batches_committed_at_idx').on(t.committedAt),
   ],
 );
