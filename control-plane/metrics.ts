@@ -46,6 +46,16 @@ export function createMetrics() {
       help: 'Samples waiting for the next bulk write',
       registers: [registry],
     }),
+    ingestBufferedBytes: new Gauge({
+      name: 'hcp_ingest_buffered_bytes',
+      help: 'Wire bytes of the telemetry batches buffered and not yet committed (bounded by HCP_INGEST_MAX_BUFFER_BYTES)',
+      registers: [registry],
+    }),
+    ingestCommittedSent: new Counter({
+      name: 'hcp_ingest_committed_sent_total',
+      help: 'TelemetryCommitted messages sent to agents (the contiguous committed seq of their stream)',
+      registers: [registry],
+    }),
     brokerRejected: new Counter({
       name: 'hcp_broker_rejected_publishes_total',
       help: 'Publishes the embedded broker refused, by reason',
