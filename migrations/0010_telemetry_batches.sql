@@ -3,8 +3,8 @@ CREATE TABLE "telemetry_batches" (
 	"stream" text NOT NULL,
 	"seq" bigint NOT NULL,
 	"rows" integer NOT NULL,
-	"committed_at" timestamp with time zone DEFAULT now() NOT NULL,
-	CONSTRAINT "telemetry_batches_pkey" PRIMARY KEY("site_id","stream","seq")
+	"committed_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
+CREATE UNIQUE INDEX "telemetry_batches_key_idx" ON "telemetry_batches" USING btree ("site_id","stream","seq");--> statement-breakpoint
 CREATE INDEX "telemetry_batches_committed_at_idx" ON "telemetry_batches" USING btree ("committed_at");
