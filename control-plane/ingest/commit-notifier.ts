@@ -58,10 +58,11 @@ export function createCommitNotifier(d: CommitNotifierDeps): CommitNotifier {
   const minIntervalMs = d.minIntervalMs ?? 250;
   const held = new Map<string, Held>();
   let lastWarn = -Infinity;
-  const warn = (err: unknown, what: string) => {
+  // rate-limited: an agent can trigger these
+  const warn = (err: unknown, what: string, ctx: Record<string, unknown> = {}) => {
     if (now() - lastWarn < WARN_EVERY_MS) return;
     lastWarn = now();
-    d.log.warn({ err: (err as Error).message }, what);
+    d.log.warn({ ...(err ? { err: (err as Error).message } : {}), ...ctx }, what);
   };
 
   const sendNow = (h: Held) => {
@@ -94,7 +95,13 @@ export function createCommitNotifier(d: CommitNotifierDeps): CommitNotifier {
   });
 
   const applySpool = (site: string, stream: string, s: SpoolState) => {
-    if (s.firstSeq > 0 || s.nextSeq > 0) d.watermarks.spool(site, stream, s.firstSeq, s.nextSeq);
+    // a spool state that cannot be (past 2^53, first after next) is not believed: it would move
+    // the watermark and the jump guard (sequence-tracker.ts) to where no batch is
+    if (!Number.isSafeInteger(s.firstSeq) || !Number.isSafeInteger(s.nextSeq) || s.firstSeq < 1 || s.firstSeq > s.nextSeq) {
+      warn(null, 'spool state ignored: first_seq and next_seq are not 1 <= first_seq <= next_seq < 2^53', { site, stream, firstSeq: s.firstSeq, nextSeq: s.nextSeq });
+      return;
+    }
+    d.watermarks.spool(site, stream, s.firstSeq, s.nextSeq);
   };
 
   let polling = false;
