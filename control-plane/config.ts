@@ -68,6 +68,7 @@ export const ControlPlaneConfigSchema = z.object({
   /** a site or device with no sign of life for this long is offline */
   HCP_STALE_AFTER_MS: ms.default(10000),
   HCP_INGEST_FLUSH_MS: ms.default(250),
+  /** samples of whole batches one telemetry flush takes at most; a full flush is written at once */
   HCP_INGEST_MAX_ROWS: ms.default(5000),
   /**
    * the telemetry writer's buffer, in wire bytes of batches not yet committed; a batch past it is

@@ -31,7 +31,7 @@ export function createMetrics() {
     }),
     ingestLag: new Histogram({
       name: 'hcp_ingest_lag_seconds',
-      help: 'Time from a batch being sent by the agent to its rows being committed',
+      help: 'Time from a batch being sent by the agent to its commit (a replay: to its being found in the ledger)',
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
