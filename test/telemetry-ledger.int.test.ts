@@ -264,3 +264,29 @@ describePg('telemetry ledger on PostgreSQL', (pg) => {
     expect(await ledger('prune')).toEqual(['2:1']);
   });
 });
+
+describe('telemetry ledger on PGlite', () => {
+  let db: Db;
+  beforeAll(async () => {
+    db = await createDb({ dataDir: ':memory:' });
+    await migrate(db);
+  });
+  afterAll(async () => {
+    await db?.close();
+  });
+
+  it('writes a replayed batch once and computes watermarks over gaps', async () => {
+    const committed: CommittedBatch[] = [];
+    const w = createTelemetryWriter({ db, metrics: createMetrics(), log: silent, flushIntervalMs: 20, maxRows: 5000 });
+    w.onCommitted((b) => void committed.push(...b));
+    const b = (seq: number): TelemetryBatchIn => ({ site: 'texas-1', stream: 'pgl', seq, sentAtMs: Date.now(), gpus: [gpu('gpu-pgl', 1_800_000_000_000 + seq, 50, 400)], asics: [], bytes: 150 });
+    for (const seq of [1, 2, 4]) w.offer(b(seq));
+    await w.flush();
+    w.offer(b(2));
+    await w.flush();
+    await w.close();
+    expect(committed.map((c) => `${c.seq}:${c.stored}`)).toEqual(['1:true', '2:true', '4:true', '2:false']);
+    expect((await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM gpu_telemetry WHERE device_id = 'gpu-pgl'`))[0]!.n).toBe(3);
+    expect(await ledgerWatermarks(db, [{ site: 'texas-1', stream: 'pgl', from: 1 }, { site: 'texas-1', stream: 'pgl', from: 4 }])).toEqual([2, 4]);
+  });
+});
