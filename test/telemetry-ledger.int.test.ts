@@ -64,6 +64,7 @@ describePg('telemetry ledger on PostgreSQL', (pg) => {
     };
   };
   const gauge = async (m: ReturnType<typeof createMetrics>['ingestBufferedBytes']) => (await m.get()).values[0]?.value ?? 0;
+  const samplesWritten = async (m: ReturnType<typeof createMetrics>) => (await m.ingestSamples.get()).values.reduce((n, v) => n + v.value, 0);
   const counter = async (m: ReturnType<typeof createMetrics>, reason: string) =>
     (await m.ingestRejected.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
 
@@ -92,6 +93,7 @@ describePg('telemetry ledger on PostgreSQL', (pg) => {
     expect(await ledger('once')).toEqual(['1:4']);
     expect(committed.map((c) => `${c.seq}:${c.stored}:${c.rows}`)).toEqual(['1:true:4', '1:false:0']);
     expect(await counter(metrics, 'duplicate')).toBe(1);
+    expect(await samplesWritten(metrics)).toBe(4);
   });
 
   it('writes a batch handed to two writers on two connections at once exactly once; both report it committed', async () => {
@@ -110,6 +112,9 @@ describePg('telemetry ledger on PostgreSQL', (pg) => {
     // each batch stored by exactly one of them
     const stored = [...a.committed, ...b.committed].filter((c) => c.stored).map((c) => c.seq).sort((x, y) => x - y);
     expect(stored).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    // and its samples written by that one only (the telemetry tables' own (device, time) key would
+    // hide a second insert from the row count; the writers' counts do not)
+    expect(await samplesWritten(a.metrics) + await samplesWritten(b.metrics)).toBe(20 * 6);
   });
 
   it('ledgers a batch whose every sample was bad with 0 rows', async () => {
