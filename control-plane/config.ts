@@ -68,7 +68,18 @@ export const ControlPlaneConfigSchema = z.object({
   /** a site or device with no sign of life for this long is offline */
   HCP_STALE_AFTER_MS: ms.default(10000),
   HCP_INGEST_FLUSH_MS: ms.default(250),
+  /** samples of whole batches one telemetry flush takes at most; a full flush is written at once */
   HCP_INGEST_MAX_ROWS: ms.default(5000),
+  /**
+   * the telemetry writer's buffer, in wire bytes of batches not yet committed; a batch past it is
+   * refused and its agent sends it again (docs/reliability.md "Control plane: acknowledge after commit")
+   */
+  HCP_INGEST_MAX_BUFFER_BYTES: z.coerce.number().int().min(64 * 1024).default(32 * 1024 * 1024),
+  /** a batch sent longer ago than this is backlog, and may fill only HCP_INGEST_BACKLOG_SHARE of the buffer */
+  HCP_INGEST_BACKLOG_AGE_MS: ms.default(10_000),
+  HCP_INGEST_BACKLOG_SHARE: z.coerce.number().gt(0).max(1).default(0.5),
+  /** ledger rows of committed batches are kept this long (past the agent's 24 h spool) */
+  HCP_INGEST_LEDGER_RETENTION_S: z.coerce.number().int().min(3600).default(48 * 3600),
   /**
    * development only: an agent credential for a site that does not exist creates it on hello.
    * Otherwise a site exists when an admin creates it or its credential.

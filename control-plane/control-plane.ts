@@ -32,6 +32,8 @@ import { createEconomicDispatch, type EconomicDispatch } from './dispatch/econom
 import { EventStream } from './events.js';
 import { createSiteControls } from './dispatch/site-controls.js';
 import { createIngest } from './ingest/ingest.js';
+import { createCommitNotifier } from './ingest/commit-notifier.js';
+import { Watermarks } from './ingest/watermarks.js';
 import { createMetrics } from './metrics.js';
 import { createBroker, type Broker } from './mqtt/broker.js';
 import { createKeyAdmin, type KeyAdmin } from './auth/key-admin.js';
@@ -142,9 +144,22 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const writer = createTelemetryWriter({
       db, metrics, log: log.child({ component: 'ingest-writer' }),
       flushIntervalMs: config.HCP_INGEST_FLUSH_MS, maxRows: config.HCP_INGEST_MAX_ROWS,
+      maxBufferBytes: config.HCP_INGEST_MAX_BUFFER_BYTES, backlogAgeMs: config.HCP_INGEST_BACKLOG_AGE_MS,
+      backlogShare: config.HCP_INGEST_BACKLOG_SHARE, ledgerRetentionMs: config.HCP_INGEST_LEDGER_RETENTION_S * 1000,
     });
     cleanup.push(() => writer.close());
-    const ingest = createIngest({ registry, writer, metrics, log: log.child({ component: 'ingest' }) });
+    // acknowledge after commit: the writer's commits move the streams' watermarks, which the
+    // agents hear of over their gRPC streams (ingest/commit-notifier.ts, given to the gateway)
+    const watermarks = new Watermarks();
+    const unwatchCommits = writer.onCommitted((batches) => {
+      for (const b of batches) watermarks.committed(b.site, b.stream, [b.seq]);
+    });
+    const commits = createCommitNotifier({ db, watermarks, log: log.child({ component: 'ingest-commits' }), sent: () => metrics.ingestCommittedSent.inc() });
+    cleanup.push(async () => {
+      unwatchCommits();
+      commits.close();
+    });
+    const ingest = createIngest({ registry, writer, metrics, watermarks, log: log.child({ component: 'ingest' }) });
     const ingestLog = log.child({ component: 'ingest' });
     const book = new PriceBook();
     book.load(await latestPrices(db));
@@ -252,7 +267,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const gateway = createAgentGateway({
       events, streams, gridTripFor: grid.tripFor, registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
       heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
-      ring, maxDevicesPerSite: config.HCP_MAX_DEVICES_PER_SITE, maxSites: config.HCP_MAX_SITES,
+      ring, maxDevicesPerSite: config.HCP_MAX_DEVICES_PER_SITE, maxSites: config.HCP_MAX_SITES, commits,
     });
     const fleet = createFleetService({ registry, ops, bus, operator, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters });
     const grpc = await startGrpcServer({

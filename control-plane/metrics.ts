@@ -31,7 +31,7 @@ export function createMetrics() {
     }),
     ingestLag: new Histogram({
       name: 'hcp_ingest_lag_seconds',
-      help: 'Time from a batch being sent by the agent to its rows being committed',
+      help: 'Time from a batch being sent by the agent to its commit (a replay: to its being found in the ledger)',
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
@@ -44,6 +44,16 @@ export function createMetrics() {
     ingestBuffered: new Gauge({
       name: 'hcp_ingest_buffered_samples',
       help: 'Samples waiting for the next bulk write',
+      registers: [registry],
+    }),
+    ingestBufferedBytes: new Gauge({
+      name: 'hcp_ingest_buffered_bytes',
+      help: 'Wire bytes of the telemetry batches buffered and not yet committed (bounded by HCP_INGEST_MAX_BUFFER_BYTES)',
+      registers: [registry],
+    }),
+    ingestCommittedSent: new Counter({
+      name: 'hcp_ingest_committed_sent_total',
+      help: 'TelemetryCommitted messages sent to agents (the contiguous committed seq of their stream)',
       registers: [registry],
     }),
     brokerRejected: new Counter({

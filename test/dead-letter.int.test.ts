@@ -10,7 +10,8 @@ import { createDb, type Db } from '../control-plane/db/client.js';
 import { CommandsRejectedError, insertCommands, updateCommands } from '../control-plane/db/command-store.js';
 import { classifyDbError, sqlState } from '../control-plane/db/db-error.js';
 import { migrate } from '../control-plane/db/migrate.js';
-import { createTelemetryWriter } from '../control-plane/db/telemetry-writer.js';
+import { createTelemetryWriter, type TelemetryBatchIn } from '../control-plane/db/telemetry-writer.js';
+import type { AsicSample, GpuSample } from '../proto/gen/hcp/v1/telemetry.js';
 import type { CommandRecord } from '../control-plane/commands/model.js';
 import { createMetrics, type Metrics } from '../control-plane/metrics.js';
 import { CommandOutcome } from '../proto/gen/hcp/v1/commands.js';
@@ -33,6 +34,13 @@ async function counter(c: { get(): Promise<{ values: Array<{ labels: Record<stri
 
 const count = async (db: Db, sql: string, params: unknown[] = []) => (await db.query<{ n: number }>(sql, params))[0]!.n;
 
+let seqs = 0;
+/** a whole batch for the telemetry writer, with a seq of its own */
+const batchOf = (site: string, sentAtMs: number, gpus: GpuSample[], asics: AsicSample[]): TelemetryBatchIn =>
+  ({ site, stream: 'dead-letter-test', seq: ++seqs, sentAtMs, gpus, asics, bytes: 50 + 100 * (gpus.length + asics.length) });
+const ledgerRows = async (db: Db, seq: number) =>
+  (await db.query<{ rows: number }>(`SELECT rows FROM telemetry_batches WHERE stream = 'dead-letter-test' AND seq = $1`, [seq]))[0]?.rows;
+
 function command(id: string, over: Partial<CommandRecord> = {}): CommandRecord {
   const now = Date.now();
   return {
@@ -50,7 +58,7 @@ function writerTests(db: () => Db) {
     const writer = createTelemetryWriter({ db: db(), metrics, log, flushIntervalMs: 60_000, maxRows: 1_000_000 });
     const t = Date.now();
     const rows = Array.from({ length: 100 }, (_, i) => ({ ...gpu(`gpu-xid-${i}`, t, 90, 600), xidErrors: i === 42 ? 4e9 : 0 }));
-    writer.add('texas-1', t, rows, []);
+    writer.offer(batchOf('texas-1', t, rows, []));
     await writer.flush();
     expect(await count(db(), `SELECT count(*)::int AS n FROM gpu_telemetry WHERE device_id LIKE 'gpu-xid-%'`)).toBe(99);
     expect(await count(db(), `SELECT count(*)::int AS n FROM gpu_telemetry WHERE device_id = 'gpu-xid-42'`)).toBe(0);
@@ -63,9 +71,11 @@ function writerTests(db: () => Db) {
     expect(line).toMatchObject({ site: 'texas-1', device: 'gpu-xid-42', code: '22003', rejected: 1 });
     expect(String(line!.dbMessage)).toMatch(/out of range for type integer/);
     expect(JSON.stringify(line)).not.toMatch(/utilizationPct|memoryUsedMib/);
+    // the batch is ledgered with the rows it stored
+    expect(await ledgerRows(db(), seqs)).toBe(99);
 
     // the bad row is not retried: the next batch lands and the count stays
-    writer.add('texas-1', t, [gpu('gpu-xid-next', t, 10, 100)], []);
+    writer.offer(batchOf('texas-1', t, [gpu('gpu-xid-next', t, 10, 100)], []));
     await writer.flush();
     expect(await count(db(), `SELECT count(*)::int AS n FROM gpu_telemetry WHERE device_id = 'gpu-xid-next'`)).toBe(1);
     expect(await counter(metrics.ingestRejected, { reason: 'db_rejected' })).toBe(1);
@@ -80,9 +90,9 @@ function writerTests(db: () => Db) {
     const rows = Array.from({ length: 50 }, (_, i) => asic(`asic-range-${i}`, t, 270, 3645));
     rows[7] = { ...rows[7]!, fanRpm: [4000, 4e9, 4000, 4000] };
     rows[33] = { ...rows[33]!, acceptedShares: 2 ** 64 };
-    writer.add('texas-2', t, [], rows);
+    writer.offer(batchOf('texas-2', t, [], rows));
     await writer.flush();
-    writer.add('texas-2', t + 1, [], [{ ...asic('asic-range-late', t + 1, 270, 3645), hardwareErrors: 1e20 }, asic('asic-range-ok', t + 1, 270, 3645)]);
+    writer.offer(batchOf('texas-2', t + 1, [], [{ ...asic('asic-range-late', t + 1, 270, 3645), hardwareErrors: 1e20 }, asic('asic-range-ok', t + 1, 270, 3645)]));
     await writer.flush();
     expect(await count(db(), `SELECT count(*)::int AS n FROM asic_telemetry WHERE device_id LIKE 'asic-range-%'`)).toBe(49);
     expect(await counter(metrics.ingestRejected, { reason: 'db_rejected' })).toBe(3);
@@ -94,17 +104,18 @@ function writerTests(db: () => Db) {
     await writer.close();
   });
 
-  it('keeps telemetry through an undefined table (42P01, transient) and writes it once the table is back', async () => {
+  it('keeps a batch whole through an undefined table (42P01, transient) and writes it once the table is back', async () => {
     const metrics = createMetrics();
     const { log } = capture();
     const writer = createTelemetryWriter({ db: db(), metrics, log, flushIntervalMs: 50, maxRows: 1_000_000 });
     const t = Date.now();
     await db().exec('ALTER TABLE gpu_telemetry RENAME TO gpu_telemetry_away');
     try {
-      writer.add('texas-1', t, Array.from({ length: 10 }, (_, i) => gpu(`gpu-away-${i}`, t, 90, 600)), [asic('asic-away-0', t, 270, 3645)]);
+      writer.offer(batchOf('texas-1', t, Array.from({ length: 10 }, (_, i) => gpu(`gpu-away-${i}`, t, 90, 600)), [asic('asic-away-0', t, 270, 3645)]));
       await writer.flush();
-      // the ASIC table was there: its row is written, the GPU rows wait
-      expect(await count(db(), `SELECT count(*)::int AS n FROM asic_telemetry WHERE device_id = 'asic-away-0'`)).toBe(1);
+      // one transaction per flush: the ASIC table was there, but the batch waits whole, unledgered
+      expect(await count(db(), `SELECT count(*)::int AS n FROM asic_telemetry WHERE device_id = 'asic-away-0'`)).toBe(0);
+      expect(await ledgerRows(db(), seqs)).toBeUndefined();
       expect(await count(db(), `SELECT count(*)::int AS n FROM gpu_telemetry_away WHERE device_id LIKE 'gpu-away-%'`)).toBe(0);
       expect(await counter(metrics.ingestRejected, { reason: 'db_rejected' })).toBe(0);
     } finally {
@@ -113,6 +124,8 @@ function writerTests(db: () => Db) {
     await waitFor(async () => (await count(db(), `SELECT count(*)::int AS n FROM gpu_telemetry WHERE device_id LIKE 'gpu-away-%'`)) === 10, {
       message: 'GPU rows written once the table is back',
     });
+    expect(await count(db(), `SELECT count(*)::int AS n FROM asic_telemetry WHERE device_id = 'asic-away-0'`)).toBe(1);
+    expect(await ledgerRows(db(), seqs)).toBe(11);
     expect(await counter(metrics.ingestRejected, { reason: 'db_rejected' })).toBe(0);
     await writer.close();
   });
@@ -219,7 +232,7 @@ describePg('dead letters on PostgreSQL', (pg) => {
     try {
       await proxy.stop();
       const t = Date.now();
-      writer.add('texas-1', t, Array.from({ length: 20 }, (_, i) => gpu(`gpu-far-${i}`, t, 90, 600)), []);
+      writer.offer(batchOf('texas-1', t, Array.from({ length: 20 }, (_, i) => gpu(`gpu-far-${i}`, t, 90, 600)), []));
       await writer.flush();
       expect(await count(db, `SELECT count(*)::int AS n FROM gpu_telemetry WHERE device_id LIKE 'gpu-far-%'`)).toBe(0);
       expect(await counter(metrics.ingestBuffered, {})).toBe(20);

@@ -1,6 +1,6 @@
-// The one "buffer rows, write them in bulk" writer, behind telemetry ingest (telemetry-writer.ts),
-// the audit log (audit-writer.ts), command states (control-plane/commands/bus.ts) and price ticks
-// (control-plane/market/feed-ingest.ts). What it guarantees:
+// The "buffer rows, write them in bulk" writer behind the audit log (audit-writer.ts), command
+// states (control-plane/commands/bus.ts) and price ticks (control-plane/market/feed-ingest.ts);
+// telemetry has its own, transactional one (telemetry-writer.ts). What it guarantees:
 // - bounded: at most maxBuffered rows wait. Past it the oldest are dropped, counted (dropped())
 //   and logged (one line per writer per interval), whether the rows came from add() or back from a
 //   failed write. A writer whose rows replace each other (key()) holds one row per key.

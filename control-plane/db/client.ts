@@ -20,9 +20,19 @@ export interface Db {
   /** several statements, no parameters */
   exec(text: string): Promise<void>;
   /** runs fn in one transaction on one connection */
-  transaction<T>(fn: (tx: Pick<Db, 'query' | 'exec'>) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: DbTx) => Promise<T>): Promise<T>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** a transaction's handle */
+export interface DbTx extends Pick<Db, 'query' | 'exec'> {
+  /**
+   * runs fn in a SAVEPOINT: when it throws, what it did is rolled back, the transaction goes on
+   * and the error is rethrown (postgres.js fails a whole transaction on any failed statement
+   * outside one, even a caught one)
+   */
+  savepoint<T>(fn: (sp: Pick<Db, 'query' | 'exec'>) => Promise<T>): Promise<T>;
 }
 
 export interface DbOptions {
@@ -74,15 +84,16 @@ function createPostgresDb(url: string, opts: DbOptions): Db {
       await sql.unsafe(text);
     },
     transaction: async (fn) =>
-      (await sql.begin(async (tx) =>
-        fn({
+      (await sql.begin(async (tx) => {
+        const on = (c: postgres.TransactionSql) => ({
           query: async <T>(text: string, params: unknown[] = []) =>
-            (await tx.unsafe(text, params as never[])) as unknown as T[],
+            (await c.unsafe(text, params as never[])) as unknown as T[],
           exec: async (text: string) => {
-            await tx.unsafe(text);
+            await c.unsafe(text);
           },
-        }),
-      )) as never,
+        });
+        return fn({ ...on(tx), savepoint: async (f) => (await tx.savepoint((sp) => f(on(sp)))) as never });
+      })) as never,
     ping: async () => {
       try {
         await sql`select 1`;
@@ -138,14 +149,30 @@ async function createPgliteDb(dataDir: string): Promise<Db> {
       await pg.exec(text);
     },
     transaction: (fn) =>
-      pg.transaction((tx) =>
-        fn({
+      pg.transaction((tx) => {
+        const handle = {
           query: async <T>(text: string, params: unknown[] = []) => (await tx.query<T>(text, params)).rows,
           exec: async (text: string) => {
             await tx.exec(text);
           },
-        }),
-      ),
+        };
+        let n = 0;
+        return fn({
+          ...handle,
+          savepoint: async (f) => {
+            const name = `hcp_sp_${++n}`;
+            await tx.exec(`SAVEPOINT ${name}`);
+            try {
+              const r = await f(handle);
+              await tx.exec(`RELEASE SAVEPOINT ${name}`);
+              return r;
+            } catch (err) {
+              await tx.exec(`ROLLBACK TO SAVEPOINT ${name}`);
+              throw err;
+            }
+          },
+        });
+      }),
     ping: async () => !closed && !pg.closed,
     close: async () => {
       if (closed) return;

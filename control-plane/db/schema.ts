@@ -422,3 +422,32 @@ export const claims = pgTable(
     index('claims_live_idx').on(t.siteId).where(sql`(ended_at IS NULL)`),
   ],
 );
+
+/**
+ * The ledger of committed telemetry batches (docs/reliability.md "Control plane: acknowledge after
+ * commit"): one row per batch, written in the same transaction as the batch's samples
+ * (control-plane/db/telemetry-writer.ts). Its key decides whether a batch's rows are inserted, so
+ * a batch replayed by an agent, redelivered by the broker or taken by two replicas lands once.
+ * `rows` is what the batch stored; 0 for a batch refused for good (every sample bad). Rows older
+ * than HCP_INGEST_LEDGER_RETENTION_S (48 h, past the agent's 24 h spool) are deleted
+ * (telemetry-ledger.ts). A plain table everywhere: a hypertable's unique key would have to hold
+ * committed_at. Its key is a unique index, not a composite primary key: ON CONFLICT and lookups use
+ * either alike, and drizzle-kit 0.31's push introspection (test/harness/schema-drift.ts) loses the
+ * parameters of its composite-primary-key query (pgPushIntrospect in node_modules/drizzle-kit/api.js),
+ * so the drift check could not read one.
+ */
+export const telemetryBatches = pgTable(
+  'telemetry_batches',
+  {
+    siteId: text('site_id').notNull(),
+    /** TelemetryBatch.stream, or its agent_session when it has none */
+    stream: text('stream').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    rows: integer('rows').notNull(),
+    committedAt: ts('committed_at').notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('telemetry_batches_key_idx').on(t.siteId, t.stream, t.seq),
+    index('telemetry_batches_committed_at_idx').on(t.committedAt),
+  ],
+);

@@ -1,23 +1,81 @@
-// The hot ingest path. Samples are buffered and written in bulk with INSERT … SELECT FROM
-// unnest($1::…[], …): one bind parameter per column whatever the row count, where Drizzle would
-// build one per value and stop at 65,534 (docs/architecture.md). The same statement runs on
-// PostgreSQL, TimescaleDB and PGlite. ON CONFLICT DO NOTHING makes a redelivered batch (MQTT QoS
-// 1 after a control-plane restart, when the sequence tracker has forgotten) harmless.
-// A sample the database refuses (a value out of its column's range that ingest did not catch)
-// is dead-lettered — logged, counted as db_rejected — and the rest of its batch is written; only
-// a database fault keeps rows for another attempt (dead-letter.ts). Each table has its own
-// batch-writer.ts, so a fault of one (a migration holding it) does not hold the other; the bound
-// (maxBuffered) is on both together, oldest GPU samples dropped first, as before.
+// The hot ingest path: whole telemetry batches, buffered and written in bulk, each flush in ONE
+// transaction with the ledger of committed batches (schema.ts telemetryBatches):
+//   1. INSERT the flush's batch keys (site, stream, seq) ON CONFLICT DO NOTHING RETURNING: the
+//      keys returned are the batches new to the ledger;
+//   2. INSERT the samples of those batches only (INSERT … SELECT FROM unnest($1::…[], …): one bind
+//      parameter per column whatever the row count, where Drizzle would build one per value and
+//      stop at 65,534; docs/architecture.md);
+//   3. COMMIT, then report every key of the flush as committed, those found ledgered already too.
+// So a batch replayed by its agent, redelivered by the broker or taken by two replicas at once
+// lands exactly once: a second transaction inserting the same key waits on the first's row lock
+// and then does nothing (PostgreSQL docs, INSERT "ON CONFLICT Clause"). Keys are inserted in
+// sorted order, so two writers never wait on each other in a cycle. A fault that cuts the COMMIT
+// off leaves the outcome unknown; the retry finds the keys ledgered if it happened and writes
+// nothing twice. The same statements run on PostgreSQL, TimescaleDB and PGlite.
+//
+// A sample the database refuses for its content (a value out of its column's range that ingest
+// did not catch) must not stop the rest: the flush is rolled back and written again in careful
+// mode, each probe of dead-letter.ts's search in a SAVEPOINT of the one transaction, so the bad
+// samples are dead-lettered (logged, counted db_rejected) and the batch is ledgered with the rows
+// it stored. Only a database fault keeps the batches for another attempt (backoff 100 ms doubling
+// to 5 s).
+//
+// The buffer is bounded in bytes (the batches' protobuf size), not rows, and a batch that does
+// not fit is refused whole at intake (offer() says 'backpressure'): it is not ledgered, the
+// agent keeps it in its spool and sends it again later. Nothing is dropped by kind. A batch sent
+// longer than backlogAgeMs ago is backlog (a spool replay, a broker's queue after an outage) and
+// may fill only backlogShare of the buffer, so live batches always have room; each flush takes
+// live batches first and fills up with backlog, and flushes follow each other at once while
+// backlog or a full flush waits (docs/reliability.md "Control plane: acknowledge after commit").
 import type { Logger } from 'pino';
 import { GpuState, MiningState, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
-import { createBatchWriter, type BatchWriter, type CounterLike, type GaugeLike, type HistogramLike } from './batch-writer.js';
-import type { Db } from './client.js';
+import type { CounterLike, GaugeLike, HistogramLike } from './batch-writer.js';
+import type { Db, DbTx } from './client.js';
+import { createDeadLetterLog } from './dead-letter-log.js';
+import { writeWithDeadLetters, type DeadLetter } from './dead-letter.js';
+import { classifyDbError, dbMessage } from './db-error.js';
+import { pruneLedger } from './telemetry-ledger.js';
+
+/** one telemetry batch, as ingest accepted it */
+export interface TelemetryBatchIn {
+  site: string;
+  /** TelemetryBatch.stream, or its agent_session when it has none */
+  stream: string;
+  seq: number;
+  sentAtMs: number;
+  /** the samples ingest accepted; none when every sample was bad (ledgered with 0 rows) */
+  gpus: GpuSample[];
+  asics: AsicSample[];
+  /** its size on the wire: what the buffer's bound counts */
+  bytes: number;
+}
+
+/**
+ * accepted: buffered, to be committed; pending: the same batch is buffered already (a redelivery);
+ * backpressure: no room (or closed), not taken: the agent sends it again later
+ */
+export type Admission = 'accepted' | 'pending' | 'backpressure';
+
+export interface CommittedBatch {
+  site: string;
+  stream: string;
+  seq: number;
+  /** samples it stored */
+  rows: number;
+  /** false: it was in the ledger already (a replay, or another replica's); nothing was written again */
+  stored: boolean;
+}
 
 export interface TelemetryWriter {
-  add(siteId: string, sentAtMs: number, gpus: GpuSample[], asics: AsicSample[]): void;
-  /** writes everything buffered so far */
+  /** takes a whole batch into the buffer, or refuses it */
+  offer(batch: TelemetryBatchIn): Admission;
+  /** told of every flush's batches after its commit */
+  onCommitted(fn: (batches: CommittedBatch[]) => void): () => void;
+  /** bytes of the batches not yet committed */
+  readonly bufferedBytes: number;
+  /** writes everything buffered so far (stops at a fault; never throws) */
   flush(): Promise<void>;
-  /** stops the timer and flushes; idempotent */
+  /** stops intake and the timers and drains; idempotent */
   close(): Promise<void>;
 }
 
@@ -30,26 +88,35 @@ export interface TelemetryWriterMetrics {
   ingestRejected: CounterLike<'reason'>;
   dbRejectedRows: CounterLike<'writer'>;
   ingestBuffered: GaugeLike;
+  ingestBufferedBytes: GaugeLike;
   ingestFlush: HistogramLike;
   ingestLag: HistogramLike;
 }
+
+/** 32 MiB: the reasoning is in docs/reliability.md */
+export const DEFAULT_MAX_BUFFER_BYTES = 32 * 1024 * 1024;
 
 export interface TelemetryWriterOptions {
   db: Db;
   metrics: TelemetryWriterMetrics;
   log: Logger;
   flushIntervalMs: number;
-  /** flush early once this many samples wait */
+  /** samples one flush takes at most (whole batches; at least one); a full flush is written at once */
   maxRows: number;
-  /** past this many waiting samples (database down), the oldest are dropped and counted */
-  maxBuffered?: number;
-}
-
-interface Row<S> {
-  site: string;
-  s: S;
-  /** the batch's sent_at, on one row of each batch: its lag is observed when that row is stored */
-  lagFrom?: number;
+  /** the buffer's bound, in wire bytes of the batches not yet committed */
+  maxBufferBytes?: number;
+  /** a batch sent longer ago than this is backlog */
+  backlogAgeMs?: number;
+  /** the share of maxBufferBytes backlog may fill */
+  backlogShare?: number;
+  /** ledger rows older than this are deleted (0: never) */
+  ledgerRetentionMs?: number;
+  pruneEveryMs?: number;
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  /** how long close() keeps retrying a faulty database */
+  closeTimeoutMs?: number;
+  now?: () => number;
 }
 
 export const GPU_STATE_NAME: Record<number, string> = {
@@ -66,6 +133,18 @@ export const MINING_STATE_NAME: Record<number, string> = {
 };
 
 const pgArray = (xs: number[]) => `{${xs.map((x) => (Number.isFinite(x) ? String(x) : 'NULL')).join(',')}}`;
+
+const LEDGER_SQL = `
+INSERT INTO telemetry_batches (site_id, stream, seq, rows)
+SELECT s, st, q, n FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[]) WITH ORDINALITY AS b(s, st, q, n, i)
+ORDER BY i
+ON CONFLICT DO NOTHING
+RETURNING site_id, stream, seq::float8 AS seq`;
+
+const LEDGER_ROWS_SQL = `
+UPDATE telemetry_batches t SET rows = d.n
+FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[]) AS d(s, st, q, n)
+WHERE t.site_id = d.s AND t.stream = d.st AND t.seq = d.q`;
 
 const GPU_SQL = `
 INSERT INTO gpu_telemetry (time, site_id, device_id, utilization_pct, memory_used_mib, memory_total_mib,
@@ -86,91 +165,347 @@ FROM unnest($1::float8[], $2::text[], $3::text[], $4::float8[], $5::float8[], $6
   AS r(t, s, d, h5, hav, p, bt, ct, mct, fan, acc, rej, hw, ms, pt)
 ON CONFLICT DO NOTHING`;
 
+interface Row<S> {
+  site: string;
+  s: S;
+  entry: Entry;
+}
+
+const gpuParams = (rows: Row<GpuSample>[]) => [
+  rows.map((r) => r.s.tsMs), rows.map((r) => r.site), rows.map((r) => r.s.deviceId), rows.map((r) => r.s.utilizationPct),
+  rows.map((r) => r.s.memoryUsedMib), rows.map((r) => r.s.memoryTotalMib), rows.map((r) => r.s.temperatureC),
+  rows.map((r) => r.s.memoryTemperatureC), rows.map((r) => r.s.powerW), rows.map((r) => r.s.powerLimitW),
+  rows.map((r) => r.s.smClockMhz), rows.map((r) => GPU_STATE_NAME[r.s.state] ?? 'unknown'),
+  rows.map((r) => r.s.workloadId), rows.map((r) => r.s.energyMj), rows.map((r) => r.s.xidErrors),
+];
+
+const asicParams = (rows: Row<AsicSample>[]) => [
+  rows.map((r) => r.s.tsMs), rows.map((r) => r.site), rows.map((r) => r.s.deviceId), rows.map((r) => r.s.hashrate5sThs),
+  rows.map((r) => r.s.hashrateAvgThs), rows.map((r) => r.s.powerW), rows.map((r) => pgArray(r.s.boardTemperaturesC)),
+  rows.map((r) => pgArray(r.s.chipTemperaturesC)),
+  rows.map((r) => (r.s.chipTemperaturesC.length ? Math.max(...r.s.chipTemperaturesC) : null)),
+  rows.map((r) => pgArray(r.s.fanRpm)), rows.map((r) => r.s.acceptedShares), rows.map((r) => r.s.rejectedShares),
+  rows.map((r) => r.s.hardwareErrors), rows.map((r) => MINING_STATE_NAME[r.s.miningState] ?? 'unknown'),
+  rows.map((r) => r.s.powerTargetW),
+];
+
+interface Entry {
+  b: TelemetryBatchIn;
+  key: string;
+  backlog: boolean;
+  rows: number;
+}
+
+interface Outcome {
+  fresh: Set<string>;
+  deadGpus: DeadLetter<Row<GpuSample>>[];
+  deadAsics: DeadLetter<Row<AsicSample>>[];
+}
+
+export const batchKey = (site: string, stream: string, seq: number) => `${site}\u0000${stream}\u0000${seq}`;
+const byKey = (a: Entry, b: Entry) =>
+  a.b.site < b.b.site ? -1 : a.b.site > b.b.site ? 1 : a.b.stream < b.b.stream ? -1 : a.b.stream > b.b.stream ? 1 : a.b.seq - b.b.seq;
+
+const WARN_EVERY_MS = 10_000;
+
 export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWriter {
-  const maxBuffered = o.maxBuffered ?? 200_000;
+  const now = o.now ?? Date.now;
+  const maxBytes = o.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES;
+  const backlogAgeMs = o.backlogAgeMs ?? 10_000;
+  const backlogBytesMax = maxBytes * (o.backlogShare ?? 0.5);
+  const maxRows = Math.max(1, o.maxRows);
+  const retryMinMs = o.retryMinMs ?? 100;
+  const retryMaxMs = o.retryMaxMs ?? 5_000;
+  const m = o.metrics;
 
-  const writeGpus = async (rows: Row<GpuSample>[]) => {
-    await o.db.query(GPU_SQL, [
-      rows.map((r) => r.s.tsMs), rows.map((r) => r.site), rows.map((r) => r.s.deviceId), rows.map((r) => r.s.utilizationPct),
-      rows.map((r) => r.s.memoryUsedMib), rows.map((r) => r.s.memoryTotalMib), rows.map((r) => r.s.temperatureC),
-      rows.map((r) => r.s.memoryTemperatureC), rows.map((r) => r.s.powerW), rows.map((r) => r.s.powerLimitW),
-      rows.map((r) => r.s.smClockMhz), rows.map((r) => GPU_STATE_NAME[r.s.state] ?? 'unknown'),
-      rows.map((r) => r.s.workloadId), rows.map((r) => r.s.energyMj), rows.map((r) => r.s.xidErrors),
-    ]);
+  // waiting (not in flight), oldest first; live batches go out before backlog
+  let live: Entry[] = [];
+  let backlog: Entry[] = [];
+  /** keys waiting or in flight: a second copy is 'pending', not buffered twice */
+  const keys = new Set<string>();
+  let bytes = 0;
+  let backlogBytes = 0;
+  let samples = 0;
+  let waitingRows = 0;
+  let inFlight: Promise<boolean> | null = null;
+  let closed = false;
+  let delayMs = 0;
+  let retryAt = 0;
+  const listeners = new Set<(b: CommittedBatch[]) => void>();
+  const deadGpuLog = createDeadLetterLog<Row<GpuSample>>({ log: o.log, writer: 'gpu_telemetry', count: (n) => rejected('gpu_telemetry', n) });
+  const deadAsicLog = createDeadLetterLog<Row<AsicSample>>({ log: o.log, writer: 'asic_telemetry', count: (n) => rejected('asic_telemetry', n) });
+  function rejected(table: string, n: number) {
+    m.ingestRejected.inc({ reason: 'db_rejected' }, n);
+    m.dbRejectedRows.inc({ writer: table }, n);
+  }
+  const identify = (r: Row<GpuSample> | Row<AsicSample>) => ({ site: r.site, device: r.s.deviceId, stream: r.entry.b.stream, seq: r.entry.b.seq });
+  const gauges = () => {
+    m.ingestBuffered.set(samples);
+    m.ingestBufferedBytes.set(bytes);
+  };
+  let lastFullWarn = -Infinity;
+  let refusedSinceWarn = 0;
+
+  const release = (e: Entry) => {
+    keys.delete(e.key);
+    bytes -= e.b.bytes;
+    if (e.backlog) backlogBytes -= e.b.bytes;
+    samples -= e.rows;
   };
 
-  const writeAsics = async (rows: Row<AsicSample>[]) => {
-    await o.db.query(ASIC_SQL, [
-      rows.map((r) => r.s.tsMs), rows.map((r) => r.site), rows.map((r) => r.s.deviceId), rows.map((r) => r.s.hashrate5sThs),
-      rows.map((r) => r.s.hashrateAvgThs), rows.map((r) => r.s.powerW), rows.map((r) => pgArray(r.s.boardTemperaturesC)),
-      rows.map((r) => pgArray(r.s.chipTemperaturesC)),
-      rows.map((r) => (r.s.chipTemperaturesC.length ? Math.max(...r.s.chipTemperaturesC) : null)),
-      rows.map((r) => pgArray(r.s.fanRpm)), rows.map((r) => r.s.acceptedShares), rows.map((r) => r.s.rejectedShares),
-      rows.map((r) => r.s.hardwareErrors), rows.map((r) => MINING_STATE_NAME[r.s.miningState] ?? 'unknown'),
-      rows.map((r) => r.s.powerTargetW),
-    ]);
+  /** whole batches for one flush: live first, then backlog, up to maxRows samples (at least one batch) */
+  const take = (): Entry[] => {
+    const taken: Entry[] = [];
+    let rows = 0;
+    for (const q of [live, backlog]) {
+      let i = 0;
+      while (i < q.length && (taken.length === 0 || rows + q[i]!.rows <= maxRows)) {
+        taken.push(q[i]!);
+        rows += q[i]!.rows;
+        i++;
+      }
+      q.splice(0, i);
+    }
+    waitingRows -= rows;
+    return taken;
   };
 
-  let gpus: BatchWriter<Row<GpuSample>> | null = null;
-  let asics: BatchWriter<Row<AsicSample>> | null = null;
-  const total = () => (gpus?.size ?? 0) + (asics?.size ?? 0);
-  // The bound is on both tables together: past it the oldest GPU samples go first, then ASIC ones.
-  const trim = () => {
-    const over = total() - maxBuffered;
-    if (over <= 0 || !gpus || !asics) return;
-    const g = gpus.dropOldest(over);
-    asics.dropOldest(over - g);
+  /** back in front of what came since, in their order */
+  const putBack = (taken: Entry[]) => {
+    live = [...taken.filter((e) => !e.backlog), ...live];
+    backlog = [...taken.filter((e) => e.backlog), ...backlog];
+    for (const e of taken) waitingRows += e.rows;
   };
-  const writer = <S extends GpuSample | AsicSample>(kind: 'gpu' | 'asic', write: (rows: Row<S>[]) => Promise<void>) => {
-    const table = kind === 'gpu' ? 'gpu_telemetry' : 'asic_telemetry';
-    return createBatchWriter<Row<S>>({
-      name: table,
-      log: o.log,
-      write,
-      identify: (r) => ({ site: r.site, device: r.s.deviceId }),
-      flushIntervalMs: o.flushIntervalMs,
-      flushAtRows: o.maxRows,
-      maxBuffered,
-      onWritten: (rows) => {
-        const t = Date.now();
-        for (const r of rows) if (r.lagFrom !== undefined) o.metrics.ingestLag.observe(Math.max(0, (t - r.lagFrom) / 1000));
-      },
-      metrics: {
-        written: (n) => o.metrics.ingestSamples.inc({ kind }, n),
-        rejected: (n) => {
-          o.metrics.ingestRejected.inc({ reason: 'db_rejected' }, n);
-          o.metrics.dbRejectedRows.inc({ writer: table }, n);
-        },
-        dropped: (n) => o.metrics.ingestRejected.inc({ reason: 'backpressure' }, n),
-        buffered: () => {
-          trim();
-          o.metrics.ingestBuffered.set(total());
-        },
-        flushed: (s, ok) => {
-          if (ok) o.metrics.ingestFlush.observe(s);
-        },
-      },
+
+  // each probe of the dead-letter search in a savepoint: a refused statement undoes only itself
+  const savepointed = <R>(tx: DbTx, text: string, params: (rows: R[]) => unknown[]) => (rows: R[]) =>
+    tx.savepoint((sp) => sp.query(text, params(rows)));
+
+  /** one transaction: ledger, then the new batches' samples. careful: dead-letter bad samples */
+  const transact = (batch: Entry[], careful: boolean): Promise<Outcome> =>
+    o.db.transaction(async (tx) => {
+      const sorted = [...batch].sort(byKey);
+      const fresh = new Set(
+        (await tx.query<{ site_id: string; stream: string; seq: number }>(LEDGER_SQL, [
+          sorted.map((e) => e.b.site), sorted.map((e) => e.b.stream), sorted.map((e) => e.b.seq), sorted.map((e) => e.rows),
+        ])).map((r) => batchKey(r.site_id, r.stream, Number(r.seq))),
+      );
+      const stored = sorted.filter((e) => fresh.has(e.key));
+      const gpus: Row<GpuSample>[] = stored.flatMap((e) => e.b.gpus.map((s) => ({ site: e.b.site, s, entry: e })));
+      const asics: Row<AsicSample>[] = stored.flatMap((e) => e.b.asics.map((s) => ({ site: e.b.site, s, entry: e })));
+      if (!careful) {
+        if (gpus.length) await tx.query(GPU_SQL, gpuParams(gpus));
+        if (asics.length) await tx.query(ASIC_SQL, asicParams(asics));
+        return { fresh, deadGpus: [], deadAsics: [] };
+      }
+      const deadGpus = await writeWithDeadLetters(gpus, savepointed(tx, GPU_SQL, gpuParams));
+      const deadAsics = await writeWithDeadLetters(asics, savepointed(tx, ASIC_SQL, asicParams));
+      const lost = new Map<Entry, number>();
+      for (const d of [...deadGpus, ...deadAsics]) lost.set(d.row.entry, (lost.get(d.row.entry) ?? 0) + 1);
+      if (lost.size) {
+        const es = [...lost.keys()];
+        await tx.query(LEDGER_ROWS_SQL, [es.map((e) => e.b.site), es.map((e) => e.b.stream), es.map((e) => e.b.seq), es.map((e) => e.rows - lost.get(e)!)]);
+      }
+      return { fresh, deadGpus, deadAsics };
     });
+
+  /** writes, falling back to careful mode on a content error, and to one batch at a time after that */
+  const write = async (taken: Entry[]): Promise<{ outcome: Outcome; refused: Entry[] }> => {
+    try {
+      return { outcome: await transact(taken, false), refused: [] };
+    } catch (err) {
+      if (classifyDbError(err) !== 'content') throw err;
+    }
+    try {
+      return { outcome: await transact(taken, true), refused: [] };
+    } catch (err) {
+      if (classifyDbError(err) !== 'content') throw err;
+    }
+    // a content error outside the samples (the ledger row itself): each batch alone, so only
+    // the one the database refuses is refused
+    const all: Outcome = { fresh: new Set(), deadGpus: [], deadAsics: [] };
+    const refused: Entry[] = [];
+    for (const e of taken) {
+      try {
+        const one = await transact([e], true);
+        for (const k of one.fresh) all.fresh.add(k);
+        all.deadGpus.push(...one.deadGpus);
+        all.deadAsics.push(...one.deadAsics);
+      } catch (err) {
+        if (classifyDbError(err) !== 'content') throw err;
+        refused.push(e);
+      }
+    }
+    return { outcome: all, refused };
   };
-  gpus = writer<GpuSample>('gpu', writeGpus);
-  asics = writer<AsicSample>('asic', writeAsics);
-  const g = gpus;
-  const a = asics;
+
+  const writeOnce = async (): Promise<boolean> => {
+    if (live.length + backlog.length === 0) return true;
+    const taken = take();
+    const started = now();
+    let result: Awaited<ReturnType<typeof write>>;
+    try {
+      result = await write(taken);
+    } catch (err) {
+      putBack(taken);
+      delayMs = delayMs === 0 ? retryMinMs : Math.min(retryMaxMs, delayMs * 2);
+      retryAt = now() + delayMs;
+      o.log.error({ err, writer: 'telemetry', batches: taken.length, retryInMs: delayMs, dbMessage: dbMessage(err) }, 'telemetry write failed; will retry');
+      return false;
+    }
+    delayMs = 0;
+    retryAt = 0;
+    const t = now();
+    m.ingestFlush.observe((t - started) / 1000);
+    const { outcome, refused } = result;
+    deadGpuLog(outcome.deadGpus, identify);
+    deadAsicLog(outcome.deadAsics, identify);
+    const refusedSet = new Set(refused);
+    if (refused.length) {
+      // the database refused the batch's own ledger row: counted and logged, never retried
+      m.ingestRejected.inc({ reason: 'db_rejected' }, refused.length);
+      o.log.error({ batches: refused.slice(0, 5).map((e) => ({ site: e.b.site, stream: e.b.stream, seq: e.b.seq })), count: refused.length }, 'telemetry batch refused by the database; dropped');
+    }
+    const dead = new Map<Entry, number>();
+    for (const d of [...outcome.deadGpus, ...outcome.deadAsics]) dead.set(d.row.entry, (dead.get(d.row.entry) ?? 0) + 1);
+    const deadGpuCount = outcome.deadGpus.length;
+    const deadAsicCount = outcome.deadAsics.length;
+    let gpuRows = 0;
+    let asicRows = 0;
+    let replays = 0;
+    const committed: CommittedBatch[] = [];
+    for (const e of taken) {
+      release(e);
+      if (refusedSet.has(e)) continue;
+      const stored = outcome.fresh.has(e.key);
+      if (stored) {
+        gpuRows += e.b.gpus.length;
+        asicRows += e.b.asics.length;
+      } else replays++;
+      m.ingestLag.observe(Math.max(0, (t - e.b.sentAtMs) / 1000));
+      committed.push({ site: e.b.site, stream: e.b.stream, seq: e.b.seq, rows: stored ? e.rows - (dead.get(e) ?? 0) : 0, stored });
+    }
+    if (gpuRows - deadGpuCount > 0) m.ingestSamples.inc({ kind: 'gpu' }, gpuRows - deadGpuCount);
+    if (asicRows - deadAsicCount > 0) m.ingestSamples.inc({ kind: 'asic' }, asicRows - deadAsicCount);
+    // found in the ledger: a replay or a redelivery, committed before (by this replica or another)
+    if (replays) m.ingestRejected.inc({ reason: 'duplicate' }, replays);
+    gauges();
+    for (const fn of listeners) {
+      try {
+        fn(committed);
+      } catch (err) {
+        o.log.error({ err }, 'telemetry commit listener failed');
+      }
+    }
+    return true;
+  };
+
+  const run = (): Promise<boolean> => {
+    const p = writeOnce().finally(() => {
+      inFlight = null;
+    });
+    inFlight = p;
+    void p.then((ok) => {
+      // backlog drains at full speed: the next flush follows at once while backlog or a full flush waits
+      if (ok && !closed && (waitingRows >= maxRows || backlog.length > 0)) setImmediate(kick);
+    });
+    return p;
+  };
+  const due = () => !inFlight && live.length + backlog.length > 0 && now() >= retryAt;
+  function kick() {
+    if (due()) void run();
+  }
+  const timer = setInterval(kick, o.flushIntervalMs);
+  timer.unref();
+
+  let pruning = false;
+  const retention = o.ledgerRetentionMs ?? 48 * 3600_000;
+  const pruneTimer = retention > 0
+    ? setInterval(() => {
+      if (pruning) return;
+      pruning = true;
+      pruneLedger(o.db, retention)
+        .then((n) => {
+          if (n > 0) o.log.debug({ rows: n }, 'telemetry ledger pruned');
+        })
+        .catch((err) => o.log.warn({ err: dbMessage(err) }, 'telemetry ledger prune failed; will retry'))
+        .finally(() => {
+          pruning = false;
+        });
+    }, o.pruneEveryMs ?? 60_000)
+    : null;
+  pruneTimer?.unref();
+
+  const refuse = (b: TelemetryBatchIn, isBacklog: boolean): Admission => {
+    refusedSinceWarn++;
+    const t = now();
+    if (t - lastFullWarn >= WARN_EVERY_MS) {
+      o.log.warn({ refused: refusedSinceWarn, site: b.site, backlog: isBacklog, bufferedBytes: bytes, backlogBytes, maxBytes },
+        'telemetry buffer full: batches refused; agents send them again');
+      lastFullWarn = t;
+      refusedSinceWarn = 0;
+    }
+    return 'backpressure';
+  };
 
   return {
-    add(site, sentAtMs, gpuSamples, asicSamples) {
-      const gRows: Row<GpuSample>[] = gpuSamples.map((s) => ({ site, s }));
-      const aRows: Row<AsicSample>[] = asicSamples.map((s) => ({ site, s }));
-      const owner = gRows[0] ?? aRows[0];
-      if (owner) owner.lagFrom = sentAtMs;
-      g.addMany(gRows);
-      a.addMany(aRows);
+    offer(b) {
+      const key = batchKey(b.site, b.stream, b.seq);
+      if (keys.has(key)) return 'pending';
+      const isBacklog = now() - b.sentAtMs > backlogAgeMs;
+      if (closed) return refuse(b, isBacklog);
+      // an empty buffer takes any one batch, so a batch larger than the bound still gets through
+      if (bytes > 0 && (bytes + b.bytes > maxBytes || (isBacklog && backlogBytes + b.bytes > backlogBytesMax))) return refuse(b, isBacklog);
+      const e: Entry = { b, key, backlog: isBacklog, rows: b.gpus.length + b.asics.length };
+      keys.add(key);
+      bytes += b.bytes;
+      if (isBacklog) backlogBytes += b.bytes;
+      samples += e.rows;
+      waitingRows += e.rows;
+      (isBacklog ? backlog : live).push(e);
+      gauges();
+      if (waitingRows >= maxRows) kick();
+      return 'accepted';
+    },
+    onCommitted(fn) {
+      listeners.add(fn);
+      return () => void listeners.delete(fn);
+    },
+    get bufferedBytes() {
+      return bytes;
     },
     async flush() {
-      await Promise.all([g.flush(), a.flush()]);
+      while (inFlight) await inFlight;
+      const waiting = new Set([...live, ...backlog]);
+      while ([...live, ...backlog].some((e) => waiting.has(e))) {
+        while (inFlight) await inFlight;
+        if (!(await run())) return;
+      }
     },
     async close() {
-      await Promise.all([g.close(), a.close()]);
+      if (closed) return;
+      closed = true;
+      clearInterval(timer);
+      if (pruneTimer) clearInterval(pruneTimer);
+      const deadline = now() + (o.closeTimeoutMs ?? 10_000);
+      while (inFlight) await inFlight;
+      while (live.length + backlog.length > 0) {
+        if (await run()) continue;
+        const wait = Math.min(delayMs, deadline - now());
+        if (wait <= 0) break;
+        await new Promise((r) => setTimeout(r, wait));
+      }
+      const left = [...live, ...backlog];
+      if (left.length) {
+        // not ledgered, so not acknowledged: the agents send them again to whichever replica is up
+        m.ingestRejected.inc({ reason: 'closed' }, left.length);
+        o.log.warn({ batches: left.length, samples: left.reduce((n, e) => n + e.rows, 0) }, 'telemetry not written before close; the agents keep it');
+        for (const e of left) release(e);
+        live = [];
+        backlog = [];
+        waitingRows = 0;
+        gauges();
+      }
     },
   };
 }

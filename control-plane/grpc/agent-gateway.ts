@@ -5,7 +5,8 @@
 // answers with a HelloAck that sets the heartbeat interval (the server sets it, as Nomad's
 // does). A newer stream with the same credential replaces an older one (a restarted agent); a
 // stream with another credential for a site that has a live agent is refused. Revoking the
-// credential closes its stream.
+// credential closes its stream. Right after the HelloAck, and whenever it rises, the agent is
+// told how far its telemetry is committed (TelemetryCommitted; control-plane/ingest/commit-notifier.ts).
 //
 // What agents say is told on the event stream (control-plane/events.ts): site.connected,
 // site.disconnected, agent.ack, agent.result, agent.grid_trip, agent.desired_held. The open
@@ -24,6 +25,7 @@ import {
 import type { ArmGridTrip } from '../../proto/gen/hcp/v1/commands.js';
 import { isValidSiteId } from '../../proto/topics.js';
 import type { Db } from '../db/client.js';
+import type { CommitNotifier } from '../ingest/commit-notifier.js';
 import type { EventStream } from '../events.js';
 import { audit, insertSite, saveHello } from '../db/registry-store.js';
 import type { KeyRing } from '../auth/key-ring.js';
@@ -80,6 +82,8 @@ export interface GatewayDeps {
   maxDevicesPerSite: number;
   maxSites: number;
   helloTimeoutMs?: number;
+  /** tells the agents how far their telemetry is committed; none: not told */
+  commits?: CommitNotifier;
 }
 
 const DEVICE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -91,6 +95,7 @@ export function checkHello(h: Hello, maxDevices = 20_000): string[] {
   if (!isValidSiteId(h.siteId)) problems.push(`site_id ${JSON.stringify(h.siteId)} is not a valid site id`);
   if (!SESSION.test(h.agentSession)) problems.push('agent_session must be 1-64 of A-Z a-z 0-9 . _ : -');
   if (h.agentVersion.length > 64 || h.hostname.length > 255 || /\0/.test(h.agentVersion + h.hostname)) problems.push('agent_version or hostname is too long or holds NUL');
+  if (h.spool && (h.spool.stream.length > 128 || h.spool.stream.includes('\u0000'))) problems.push('spool.stream is longer than 128 characters or holds NUL');
   if (h.devices.length > maxDevices) problems.push(`more than ${maxDevices} devices (HCP_MAX_DEVICES_PER_SITE)`);
   const seen = new Set<string>();
   for (const d of h.devices) {
@@ -200,6 +205,10 @@ export function createAgentGateway(deps: GatewayDeps) {
           value: { heartbeatIntervalMs: deps.heartbeatMs, serverTimeMs: Date.now(), devicesRegistered: devices.length, gridTrip: deps.gridTripFor?.(site) },
         },
       });
+      void deps.commits?.opened({
+        site, stream: h.spool?.stream || session, spool: h.spool, token: stream,
+        send: (value) => stream.write({ body: { $case: 'telemetryCommitted', value } }),
+      });
       log.info({ site, session, version: h.agentVersion, devices: devices.length }, 'agent connected');
       deps.tracker.poke();
       events.emit('site.opened', { siteId: site });
@@ -240,6 +249,8 @@ export function createAgentGateway(deps: GatewayDeps) {
         events.emit('agent.grid_trip', { siteId: site, fired: f });
       } else if (body.$case === 'desiredStateHeld') {
         events.emit('agent.desired_held', { siteId: site, version: Number(body.value.version) });
+      } else if (body.$case === 'spoolState') {
+        deps.commits?.spool(site, stream, body.value);
       }
     });
 
@@ -248,6 +259,7 @@ export function createAgentGateway(deps: GatewayDeps) {
       if (!site) return;
       const cur = streams.get(site);
       if (cur?.stream === stream) streams.delete(site);
+      deps.commits?.closed(site, stream);
       metrics.agentStreams.set(streams.size);
       registry.streamClosed(site, session);
       if (cur?.stream === stream) events.emit('site.disconnected', { siteId: site });

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { TelemetryBatch, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
 import { topics } from '../../proto/topics.js';
 import { asic, gpu } from '../../test/harness/samples.js';
-import type { TelemetryWriter } from '../db/telemetry-writer.js';
+import type { TelemetryBatchIn, TelemetryWriter } from '../db/telemetry-writer.js';
 import { createMetrics } from '../metrics.js';
 import { Registry } from '../registry/registry.js';
 import { createIngest } from './ingest.js';
@@ -20,16 +20,32 @@ function setup() {
   device('gpu-1', 'gpu');
   device('gpu-2', 'gpu');
   device('asic-1', 'asic');
-  const written: Array<{ gpus: GpuSample[]; asics: AsicSample[] }> = [];
-  const writer: TelemetryWriter = { add: (_s, _t, gpus, asics) => void written.push({ gpus, asics }), flush: async () => {}, close: async () => {} };
+  const written: TelemetryBatchIn[] = [];
+  // what the real writer says of a batch: buffered keys are 'pending'; `full` refuses
+  const buffered = new Set<string>();
+  let full = false;
+  const writer: TelemetryWriter = {
+    offer: (b) => {
+      const k = `${b.site} ${b.stream} ${b.seq}`;
+      if (buffered.has(k)) return 'pending';
+      if (full) return 'backpressure';
+      buffered.add(k);
+      written.push(b);
+      return 'accepted';
+    },
+    onCommitted: () => () => {},
+    bufferedBytes: 0,
+    flush: async () => {},
+    close: async () => {},
+  };
   const metrics = createMetrics();
   const lines: Array<Record<string, unknown>> = [];
   const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
   const ingest = createIngest({ registry, writer, metrics, log, now: () => t });
-  const publish = (seq: number, gpus: GpuSample[] = [gpu('gpu-1', t, 90, 600)], asics: AsicSample[] = [], session = 'real') =>
-    ingest.handle(topics.telemetry('texas-1'), Buffer.from(TelemetryBatch.encode({ siteId: 'texas-1', seq, sentAtMs: t, agentSession: session, gpus, asics }).finish()));
+  const publish = (seq: number, gpus: GpuSample[] = [gpu('gpu-1', t, 90, 600)], asics: AsicSample[] = [], session = 'real', stream?: string) =>
+    ingest.handle(topics.telemetry('texas-1'), Buffer.from(TelemetryBatch.encode({ siteId: 'texas-1', seq, sentAtMs: t, agentSession: session, gpus, asics, stream }).finish()));
   const rejected = async (reason: string) => (await metrics.ingestRejected.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
-  return { registry, written, metrics, lines, publish, rejected, now: () => t, advance: (ms: number) => void (t += ms) };
+  return { registry, written, metrics, lines, publish, rejected, now: () => t, advance: (ms: number) => void (t += ms), fill: (v: boolean) => void (full = v) };
 }
 
 describe('ingest', () => {
@@ -59,16 +75,17 @@ describe('ingest', () => {
     expect(s.registry.device('gpu-2')!.gpu).not.toBeNull();
   });
 
-  it('does not move the sequence for a batch whose every sample failed', async () => {
+  it('offers a batch whose every sample failed with no samples, so it is ledgered with 0 rows and its seq is passed', async () => {
     const s = setup();
     s.publish(1);
     s.publish(2, [{ ...gpu('gpu-1', s.now(), 90, 600), xidErrors: 4e9 }]);
-    expect(s.written).toHaveLength(1);
+    expect(s.written).toHaveLength(2);
+    expect(s.written[1]).toMatchObject({ site: 'texas-1', stream: 'real', seq: 2, gpus: [], asics: [] });
     expect(await s.rejected('out_of_range')).toBe(1);
-    // the same seq again, now good: not a duplicate
+    // the same seq again: the writer has it (the ledger would say so once it is committed)
     s.publish(2);
     expect(s.written).toHaveLength(2);
-    expect(await s.rejected('duplicate')).toBe(0);
+    expect(await s.rejected('duplicate')).toBe(1);
     expect(await s.metrics.ingestBatches.get()).toMatchObject({ values: [{ value: 2 }] });
   });
 
@@ -79,11 +96,38 @@ describe('ingest', () => {
     expect(await s.rejected('duplicate')).toBe(1);
   });
 
-  it('counts the gap only when the batch is accepted', async () => {
+  it('refuses a batch the writer has no room for as backpressure, without marking it seen, and takes it when sent again', async () => {
     const s = setup();
     s.publish(1);
-    s.publish(5, [{ ...gpu('gpu-1', s.now(), 90, 600), utilizationPct: 200 }]);
+    s.fill(true);
+    s.publish(2, [gpu('gpu-2', s.now(), 50, 400)]);
+    expect(await s.rejected('backpressure')).toBe(1);
+    expect(s.written).toHaveLength(1);
+    // the live view shows the live batch anyway
+    expect(s.registry.device('gpu-2')!.gpu).not.toBeNull();
+    s.fill(false);
+    s.publish(2, [gpu('gpu-2', s.now(), 50, 400)]);
+    expect(s.written.map((b) => b.seq)).toEqual([1, 2]);
+    expect(await s.rejected('duplicate')).toBe(0);
+    expect(s.lines.find((l) => l.reason === 'backpressure')).toMatchObject({ site: 'texas-1', seq: 2 });
+  });
+
+  it('names a batch by its stream when it has one, by its agent session otherwise, and refuses a stream with NUL', async () => {
+    const s = setup();
+    s.publish(1, [], [], 'sess-1');
+    s.publish(1, [], [], 'sess-1', 'spool-a');
+    s.publish(2, [], [], 'sess-1', 'bad\u0000stream');
+    expect(s.written.map((b) => `${b.stream}:${b.seq}`)).toEqual(['sess-1:1', 'spool-a:1']);
+    expect(await s.rejected('malformed')).toBe(1);
+  });
+
+  it('counts the gap only when the batch is admitted', async () => {
+    const s = setup();
+    s.publish(1);
+    s.fill(true);
+    s.publish(5);
     expect((await s.metrics.ingestSeqGaps.get()).values[0]?.value ?? 0).toBe(0);
+    s.fill(false);
     s.publish(5);
     expect((await s.metrics.ingestSeqGaps.get()).values[0]?.value).toBe(3);
   });

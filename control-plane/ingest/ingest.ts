@@ -1,6 +1,9 @@
 // What the control plane does with one MQTT message: parse the topic, decode, check, update the
-// registry, and hand the accepted samples to the writer. A bad message or sample is counted by
-// reason and logged (rate-limited); it never throws and never drops anything but itself.
+// registry, and offer the batch with its accepted samples to the writer. A bad message or sample
+// is counted by reason and logged (rate-limited); it never throws and never drops anything but
+// itself. A batch is acknowledged to its agent only once committed (TelemetryCommitted,
+// commit-notifier.ts), so a batch the writer has no room for is refused (`backpressure`) and
+// not marked seen: the agent keeps it in its spool and sends it again.
 import type { Logger } from 'pino';
 import { TelemetryBatch, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
 import { decodeStatus, parseTopic } from '../../proto/topics.js';
@@ -9,12 +12,15 @@ import type { Metrics } from '../metrics.js';
 import type { DeviceState, Registry } from '../registry/registry.js';
 import { checkAsicSample, checkGpuSample, type SampleWindow } from './sample-checks.js';
 import { SequenceTracker } from './sequence-tracker.js';
+import type { Watermarks } from './watermarks.js';
 
 export interface IngestDeps {
   registry: Registry;
   writer: TelemetryWriter;
   metrics: Metrics;
   log: Logger;
+  /** the committed watermarks (cheap duplicates); none: every batch goes to the writer's ledger */
+  watermarks?: Watermarks;
   now?: () => number;
   maxAgeMs?: number;
   maxSkewMs?: number;
@@ -27,11 +33,15 @@ export interface Ingest {
 // Logging every rejected message of a misbehaving publisher would flood the log; one line per
 // reason per interval carries the news, the counter carries the count.
 const LOG_EVERY_MS = 10_000;
+/** the longest stream (or agent_session) a batch may name */
+const MAX_STREAM_CHARS = 128;
+/** a batch refused for backpressure still updates the live view when it is this fresh */
+const LIVE_MS = 10_000;
 
 export function createIngest(deps: IngestDeps): Ingest {
   const { registry, writer, metrics, log } = deps;
   const now = deps.now ?? Date.now;
-  const seqs = new SequenceTracker({ now });
+  const seqs = new SequenceTracker({ now, watermarks: deps.watermarks });
   const lastLogged = new Map<string, number>();
 
   const reject = (reason: string, n: number, ctx: Record<string, unknown>) => {
@@ -55,13 +65,18 @@ export function createIngest(deps: IngestDeps): Ingest {
     if (!batch.siteId || !batch.agentSession || batch.seq < 1) {
       return reject('malformed', 1, { topic, bytes: payload.length, error: 'site_id, agent_session or seq missing' });
     }
+    // the stream names the batch in the ledger (a text key): no NUL, and short
+    const stream = batch.stream || batch.agentSession;
+    if (stream.length > MAX_STREAM_CHARS || stream.includes('\u0000')) {
+      return reject('malformed', 1, { topic, bytes: payload.length, error: `stream or agent_session is longer than ${MAX_STREAM_CHARS} characters or holds NUL` });
+    }
     if (batch.siteId !== site) return reject('site_mismatch', 1, { topic, batchSite: batch.siteId });
     if (!registry.site(site)) return reject('unknown_site', 1, { topic });
-    // Checked now, committed only once the batch is accepted (sequence-tracker.ts).
-    const verdict = seqs.check(site, batch.agentSession, batch.seq);
-    if (verdict.kind === 'duplicate') return reject('duplicate', 1, { site, seq: batch.seq });
+    // Checked now, marked taken only once the writer admits the batch (sequence-tracker.ts).
+    const verdict = seqs.check(site, stream, batch.seq);
+    if (verdict.kind === 'duplicate') return reject('duplicate', 1, { site, stream, seq: batch.seq });
     if (verdict.kind === 'invalid') return reject('seq_invalid', 1, { site, seq: batch.seq });
-    if (verdict.kind === 'jump') return reject('seq_jump', 1, { site, seq: batch.seq, jump: verdict.jump, allowed: verdict.allowed });
+    if (verdict.kind === 'jump') return reject('seq_jump', 1, { site, stream, seq: batch.seq, jump: verdict.jump, allowed: verdict.allowed });
 
     const t = now();
     const w: SampleWindow = { nowMs: t, maxAgeMs: deps.maxAgeMs ?? 24 * 3600_000, maxSkewMs: deps.maxSkewMs ?? 300_000 };
@@ -87,18 +102,26 @@ export function createIngest(deps: IngestDeps): Ingest {
         asicDevices.push(d!);
       }
     }
-    // A batch whose every sample failed is not accepted: its seq might be as wrong as its
-    // samples. An empty batch (a site with no devices yet) is.
-    const samples = batch.gpus.length + batch.asics.length;
-    if (samples > 0 && gpus.length + asics.length === 0) return;
-
-    seqs.commit(site, batch.agentSession, batch.seq);
+    // A batch whose every sample failed is still offered: it is ledgered with 0 rows (refused
+    // for good), so the stream's watermark can pass it and its agent stops sending it.
+    const admission = writer.offer({ site, stream, seq: batch.seq, sentAtMs: batch.sentAtMs, gpus, asics, bytes: payload.length });
+    if (admission === 'pending') return reject('duplicate', 1, { site, stream, seq: batch.seq });
+    const record = () => {
+      for (let i = 0; i < gpus.length; i++) registry.recordGpu(gpuDevices[i]!, gpus[i]!, t);
+      for (let i = 0; i < asics.length; i++) registry.recordAsic(asicDevices[i]!, asics[i]!, t);
+      if (gpus.length + asics.length > 0) registry.telemetrySeen(site, t);
+    };
+    if (admission === 'backpressure') {
+      // The live view still shows a live batch's samples (the scheduler and the reconciler act on
+      // them while the database is slow); it is stored when its agent sends it again.
+      if (t - batch.sentAtMs <= LIVE_MS) record();
+      return reject('backpressure', 1, { site, stream, seq: batch.seq, bufferedBytes: writer.bufferedBytes });
+    }
+    seqs.taken(site, stream, batch.seq);
     if (verdict.missed > 0) metrics.ingestSeqGaps.inc(verdict.missed);
-    for (let i = 0; i < gpus.length; i++) registry.recordGpu(gpuDevices[i]!, gpus[i]!, t);
-    for (let i = 0; i < asics.length; i++) registry.recordAsic(asicDevices[i]!, asics[i]!, t);
-    registry.telemetrySeen(site, t);
+    record();
+    if (batch.gpus.length + batch.asics.length === 0) registry.telemetrySeen(site, t);
     metrics.ingestBatches.inc();
-    writer.add(site, batch.sentAtMs, gpus, asics);
   };
 
   return {
