@@ -23,7 +23,7 @@
 // durable), so they are filled with placeholders (an empty batch, from the caller) and the
 // control plane's watermark does not wait for them; without a placeholder they are skipped.
 import { randomUUID } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, truncateSync, unlinkSync, writeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from 'pino';
@@ -202,15 +202,21 @@ export function openSpool(o: SpoolOptions): Spool {
   let reserved = meta.reserved;
   let committedSeq = meta.committed;
 
+  // Only a closed segment is ever found bad (the active one was written by this process), so the
+  // bad tail is cut off: it is counted once, not at every open.
   const corrupt = (seg: Segment, offset: number, reason: string) => {
     stats.corruptSkipped++;
     o.log.error({ segment: seg.path, offset, reason, bytes: seg.bytes - offset }, 'spool segment unreadable from here: the rest of it is skipped');
     o.onCorrupt?.({ segment: seg.path, offset, reason });
+    truncateSync(seg.path, offset);
+    bytes -= seg.bytes - offset;
+    seg.bytes = offset;
   };
 
   // the segments found, oldest first
   const names = readdirSync(o.dir).filter((f) => SEG.test(f)).sort();
   const segments: Segment[] = [];
+  let bytes = 0;
   let lastSeq = 0;
   for (const [i, name] of names.entries()) {
     const path = join(o.dir, name);
@@ -224,16 +230,19 @@ export function openSpool(o: SpoolOptions): Spool {
       closeSync(fd);
     }
     const seg: Segment = { first, path, bytes: size, records: scanned.records, verified: i === names.length - 1 };
-    if (scanned.bad) corrupt(seg, scanned.bad.offset, scanned.bad.reason);
     if (seg.records.length === 0 || seg.records.at(-1)!.seq <= committedSeq) {
       // nothing uncommitted in it (an empty file left by a crash, or committed before the stop)
+      bytes += size;
+      if (scanned.bad) corrupt(seg, scanned.bad.offset, scanned.bad.reason);
       unlinkSync(path);
+      bytes -= seg.bytes;
       continue;
     }
+    bytes += size;
+    if (scanned.bad) corrupt(seg, scanned.bad.offset, scanned.bad.reason);
     lastSeq = seg.records.at(-1)!.seq;
     segments.push(seg);
   }
-  let bytes = segments.reduce((n, s) => n + s.bytes, 0);
   let nextSeq = Math.max(lastSeq, committedSeq) + 1;
 
   let active: { seg: Segment; fd: number } | null = null;
