@@ -296,6 +296,7 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
         spool.close();
         await http.close();
         await built.close();
+        journal?.close();
       })();
       return closing;
     },
