@@ -54,9 +54,9 @@ export const AgentConfigSchema = z
      * 50 GiB: a 5,000-ASIC site's batch, as the simulator encodes it, is 600,628 bytes (4,500
      * ASICs + 500 GPUs: 585,188), 48.3 GiB a day at one batch a second, so 50 GiB holds ~24.8 h.
      */
-    spoolMaxBytes: z.coerce.number().int().min(1024 * 1024).max(2 ** 50).default(DEFAULT_SPOOL_MAX_BYTES),
+    spoolMaxBytes: z.coerce.number().int().min(8192).max(2 ** 50).default(DEFAULT_SPOOL_MAX_BYTES),
     /** a spool segment is closed at this size; trimming and the bound free whole segments */
-    spoolSegmentBytes: z.coerce.number().int().min(64 * 1024).max(1024 * 1024 * 1024).default(8 * 1024 * 1024),
+    spoolSegmentBytes: z.coerce.number().int().min(4096).max(1024 * 1024 * 1024).default(8 * 1024 * 1024),
     /** fsync cadence of the spool; 0 = every append (a power loss then loses no batch) */
     spoolFsyncMs: z.coerce.number().int().min(0).max(60_000).default(1000),
     /** a batch not committed this long after its last send is sent again */
