@@ -190,6 +190,10 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
       if (m.body?.$case === 'helloAck') setImmediate(() => forwarder.round());
     },
   });
+  function spoolHealth() {
+    const s = spool.state();
+    return { stream: s.stream, first_seq: s.firstSeq, next_seq: s.nextSeq, bytes: s.bytes, pending: spool.pendingCount(), committed: spool.committed(), resending: forwarder.inFlight() };
+  }
   function committed(t: { stream: string; seq: number }): void {
     if (t.stream !== spool.stream) {
       metrics.commitsIgnored.inc();
@@ -219,7 +223,7 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
       devices: inventory.length,
       devices_reporting: reporting.gpu + reporting.asic,
       spooled_batches: spool.pendingCount(),
-      spool: { ...spool.state(), pending: spool.pendingCount(), committed: spool.committed(), resending: forwarder.inFlight() },
+      spool: spoolHealth(),
       desired_state: desired.status(),
     }),
   });

@@ -13,7 +13,7 @@ import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentGatewayService, type AgentMessage, type ControlMessage, type Hello, type SpoolState } from '../../proto/gen/hcp/v1/gateway.js';
+import { AgentGatewayService, type AgentMessage, type ControlMessage, type Hello } from '../../proto/gen/hcp/v1/gateway.js';
 import { TelemetryBatch } from '../../proto/gen/hcp/v1/telemetry.js';
 import { waitFor } from '../../test/harness/wait-for.js';
 import { createAgent, type Agent } from '../agent.js';
@@ -33,7 +33,7 @@ interface Seen {
 interface Health {
   mqtt_connected: boolean;
   control_plane_connected: boolean;
-  spool: SpoolState & { pending: number; committed: number };
+  spool: { stream: string; first_seq: number; next_seq: number; bytes: number; pending: number; committed: number };
 }
 
 describe('the agent spools telemetry on disk until the control plane commits it', () => {
@@ -136,7 +136,7 @@ describe('the agent spools telemetry on disk until the control plane commits it'
     const original = new Map(live.map((s) => [s.seq, s]));
     commit(stream, 2);
     await until(async () => (await health(first)).spool.committed === 2, 'the commit taken');
-    expect((await health(first)).spool).toMatchObject({ stream, pending: 3, firstSeq: 3, nextSeq: 6 });
+    expect((await health(first)).spool).toMatchObject({ stream, pending: 3, first_seq: 3, next_seq: 6 });
     await stop(first);
 
     const before = seen.length;
@@ -158,7 +158,7 @@ describe('the agent spools telemetry on disk until the control plane commits it'
     expect(next.session).not.toBe(original.get(1)!.session);
     commit(stream, 6);
     await until(async () => (await health(second)).spool.pending === 0, 'everything committed');
-    expect((await health(second)).spool).toMatchObject({ stream, firstSeq: 7, nextSeq: 7, bytes: 0 });
+    expect((await health(second)).spool).toMatchObject({ stream, first_seq: 7, next_seq: 7, bytes: 0 });
     expect(readdirSync(join(dir, 'spool')).filter((f) => f.endsWith('.seg'))).toEqual([]);
     await stop(second);
   });
@@ -186,7 +186,7 @@ describe('the agent spools telemetry on disk until the control plane commits it'
     expect(s!.firstSeq).toBeGreaterThan(1);
     expect(s!.bytes).toBeLessThanOrEqual(8192);
     const h = await health(a);
-    expect(h.spool.firstSeq).toBeGreaterThanOrEqual(s!.firstSeq);
+    expect(h.spool.first_seq).toBeGreaterThanOrEqual(s!.firstSeq);
     const metrics = await (await fetch(`http://127.0.0.1:${a.httpPort}/metrics`)).text();
     expect(Number(/^hcp_agent_spool_segments_dropped_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
     await stop(a);

@@ -41,9 +41,11 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   const now = o.now ?? Date.now;
   // the last send of each uncommitted batch sent by this process, and whether it was a re-send
   const sent = new Map<number, { at: number; resend: boolean }>();
+  // committed, or gone at the bound: nothing more to send
   const prune = () => {
     const c = o.spool.committed();
-    for (const seq of sent.keys()) if (seq <= c) sent.delete(seq);
+    const first = o.spool.state().firstSeq;
+    for (const seq of sent.keys()) if (seq <= c || seq < first) sent.delete(seq);
   };
   const inFlight = () => {
     const t = now();

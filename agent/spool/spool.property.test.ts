@@ -123,7 +123,7 @@ describe('the spool under any interleaving of appends, commits, restarts and tor
           rmSync(dir, { recursive: true, force: true });
         }
       }),
-      { numRuns: 100 },
+      { numRuns: 60 },
     );
   });
 });
