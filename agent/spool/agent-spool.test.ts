@@ -15,10 +15,12 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentGatewayService, type AgentMessage, type ControlMessage, type Hello } from '../../proto/gen/hcp/v1/gateway.js';
 import { TelemetryBatch } from '../../proto/gen/hcp/v1/telemetry.js';
+import { startTs } from '../../test/harness/processes.js';
 import { waitFor } from '../../test/harness/wait-for.js';
 import { createAgent, type Agent } from '../agent.js';
 import { parseAgentArgs } from '../config.js';
 import { simDriverRegistry } from '../main-sim.js';
+import { RESERVE_STEP } from './spool.js';
 
 const SITE = 'texas-8';
 const until = <T>(ok: () => T | null | undefined | false | Promise<T | null | undefined | false>, message: string) => waitFor(ok, { timeoutMs: 15_000, intervalMs: 20, message });
@@ -28,6 +30,7 @@ interface Seen {
   seq: number;
   session: string;
   sentAtMs: number;
+  samples: number;
   bytes: Buffer;
 }
 interface Health {
@@ -90,7 +93,7 @@ describe('the agent spools telemetry on disk until the control plane commits it'
     sub = await mqtt.connectAsync(mqttUrl);
     sub.on('message', (_t, payload) => {
       const b = TelemetryBatch.decode(payload);
-      seen.push({ stream: b.stream ?? '', seq: b.seq, session: b.agentSession, sentAtMs: b.sentAtMs, bytes: Buffer.from(payload) });
+      seen.push({ stream: b.stream ?? '', seq: b.seq, session: b.agentSession, sentAtMs: b.sentAtMs, samples: b.asics.length + b.gpus.length, bytes: Buffer.from(payload) });
     });
     await sub.subscribeAsync(`hcp/v1/sites/${SITE}/telemetry`, { qos: 1 });
     cp = new Server();
@@ -161,6 +164,48 @@ describe('the agent spools telemetry on disk until the control plane commits it'
     expect((await health(second)).spool).toMatchObject({ stream, first_seq: 7, next_seq: 7, bytes: 0 });
     expect(readdirSync(join(dir, 'spool')).filter((f) => f.endsWith('.seg'))).toEqual([]);
     await stop(second);
+  });
+
+  it('a killed agent process (SIGKILL) started again on its state dir publishes the same batches again, and never reuses a seq', async () => {
+    const dir = tmp();
+    const run = () => startTs(`agent-${SITE}`, 'agent/main.ts', [
+      '--site', SITE, '--control-plane', `127.0.0.1:${cpPort}`, '--mqtt', mqttUrl, '--sim-asics', '4', '--sim-startup-s', '1',
+      '--sample-interval-ms', '200', '--state-dir', dir,
+    ]);
+    const helloCount = hellos().length;
+    const p1 = run();
+    try {
+      const stream = (await until(() => hellos()[helloCount]?.spool, 'the first Hello')).stream;
+      const before = await until(() => {
+        const mine = seen.filter((s) => s.stream === stream);
+        return mine.length >= 5 ? mine : null;
+      }, 'five batches from the agent process');
+      await p1.kill('SIGKILL');
+      const original = new Map(before.map((s) => [s.seq, s]));
+      const from = seen.length;
+      const p2 = run();
+      try {
+        const hello = await until(() => hellos()[helloCount + 1], 'the second Hello');
+        expect(hello.spool!.stream).toBe(stream);
+        expect(hello.spool!.firstSeq).toBe(1);
+        // an unclean stop: the rest of the reservation is filled, the next batch comes after it
+        expect(hello.spool!.nextSeq).toBeGreaterThan(RESERVE_STEP);
+        const again = await until(() => {
+          const mine = seen.slice(from).filter((s) => s.stream === stream);
+          return [...original.keys()].every((q) => mine.some((s) => s.seq === q)) ? mine : null;
+        }, 'the batches made before the kill published again');
+        for (const s of again.filter((x) => original.has(x.seq))) expect(s.bytes.equals(original.get(s.seq)!.bytes)).toBe(true);
+        const fresh = await until(() => seen.slice(from).find((s) => s.stream === stream && s.session === hello.agentSession && s.samples > 0), 'a batch of the new process');
+        expect(fresh.seq).toBeGreaterThanOrEqual(hello.spool!.nextSeq);
+        // the placeholders say nothing: no samples under a seq that may already hold a real batch
+        const filled = seen.slice(from).filter((s) => s.stream === stream && s.seq > Math.max(...original.keys()) && s.seq < hello.spool!.nextSeq);
+        for (const s of filled) expect(s.samples).toBe(0);
+      } finally {
+        await p2.kill('SIGKILL');
+      }
+    } finally {
+      await p1.kill('SIGKILL');
+    }
   });
 
   it('sends again what is not committed in time, until it is', async () => {

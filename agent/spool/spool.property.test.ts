@@ -125,5 +125,5 @@ describe('the spool under any interleaving of appends, commits, restarts and tor
       }),
       { numRuns: 60 },
     );
-  });
+  }, 120_000);
 });
