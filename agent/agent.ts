@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { TelemetryBatch } from '../proto/gen/hcp/v1/telemetry.js';
 import type { AgentConfig } from './config.js';
@@ -19,6 +20,8 @@ import { createGatewayClient } from './grpc/gateway-client.js';
 import { startAgentHttp } from './http/server.js';
 import { createAgentMetrics } from './metrics.js';
 import { createPublisher } from './mqtt/publisher.js';
+import { createForwarder } from './spool/forwarder.js';
+import { openSpool } from './spool/spool.js';
 import { AGENT_VERSION } from './version.js';
 
 export interface Agent {
@@ -38,7 +41,7 @@ function readTls(c: AgentConfig): { ca?: Buffer; cert?: Buffer; key?: Buffer } |
   };
 }
 
-/** command results remembered for at-most-once (in memory, and in --state-dir when given) */
+/** command results remembered for at-most-once (in memory, and in the state dir) */
 const RESULTS_REMEMBERED = 10_000;
 
 export interface AgentDeps {
@@ -66,9 +69,43 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
     log.warn('the MQTT login goes to the broker in the clear: use an mqtts:// URL beyond a private network');
   }
   if (!c.token) log.warn('no site credential (HCP_AGENT_TOKEN or --token-file): the control plane will refuse this agent');
+  // the telemetry spool (agent/spool/spool.ts): every batch is on disk before it is sent
+  const spoolLog = log.child({ component: 'spool' });
+  const spool = openSpool({
+    dir: join(c.stateDir, 'spool'),
+    maxBytes: c.spoolMaxBytes,
+    segmentBytes: c.spoolSegmentBytes,
+    fsyncMs: c.spoolFsyncMs,
+    log: spoolLog,
+    // a seq handed out before an unclean stop that the spool lost: an empty batch says so
+    placeholder: (seq, stream) => TelemetryBatch.encode({ siteId: c.site, seq, sentAtMs: Date.now(), agentSession: session, gpus: [], asics: [], stream }).finish(),
+    onDropped: (d) => {
+      metrics.spoolSegmentsDropped.inc(d.segments);
+      metrics.batchesDropped.inc(d.batches);
+      // the control plane counts what is below first_seq as gone, not as a gap to wait for
+      setImmediate(() => gateway.send({ body: { $case: 'spoolState', value: d.state } }));
+    },
+    onCorrupt: () => metrics.spoolCorruptSkipped.inc(),
+  });
+  metrics.spoolPlaceholders.inc(spool.stats().placeholders);
+  metrics.spoolCorruptSkipped.inc(spool.stats().corruptSkipped);
+  const spoolGauges = () => {
+    metrics.spoolBytes.set(spool.state().bytes);
+    metrics.batchesSpooled.set(spool.pendingCount());
+  };
+  spoolGauges();
   const publisher = createPublisher({
-    url: c.mqtt, site: c.site, tls, login: c.token ? { username: c.site, password: c.token } : undefined, session, version: AGENT_VERSION, spoolBatches: c.spoolBatches,
-    log: log.child({ component: 'mqtt' }), metrics,
+    url: c.mqtt, site: c.site, tls, login: c.token ? { username: c.site, password: c.token } : undefined, session, version: AGENT_VERSION,
+    log: log.child({ component: 'mqtt' }), metrics, onConnect: () => forwarder.round(),
+  });
+  const forwarder = createForwarder({
+    spool,
+    publish: (p) => publisher.publishBatch(p),
+    canResend: () => publisher.connected() && gateway.connected(),
+    resendAfterMs: c.resendAfterMs,
+    window: c.resendWindow,
+    log: spoolLog,
+    onResent: (n) => metrics.batchesResent.inc(n),
   });
   // tick is hoisted below; a command's effect is sampled and published at once
   const trip = createGridTrip({
@@ -135,21 +172,43 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
     address: c.controlPlane,
     token: c.token,
     tls: c.tls || c.caFile || c.certFile ? tls ?? {} : undefined,
-    hello: () => ({ siteId: c.site, agentVersion: AGENT_VERSION, agentSession: session, devices: inventory, hostname: hostname() }),
+    hello: () => ({ siteId: c.site, agentVersion: AGENT_VERSION, agentSession: session, devices: inventory, hostname: hostname(), spool: spool.state() }),
     health: () => ({ reporting: reporting.gpu + reporting.asic, total: inventory.length }),
     log: log.child({ component: 'grpc' }),
     metrics,
     onControl: (m) => {
       if (m.body?.$case === 'command') handler.handle(m.body.value);
       if (m.body?.$case === 'desiredState') desired.offer(m.body.value);
+      if (m.body?.$case === 'telemetryCommitted') committed(m.body.value);
       // the control plane arms the trip at every connect; while it is unreachable the trip
       // keeps the settings it last had
       if (m.body?.$case === 'helloAck' && m.body.value.gridTrip) {
         const o = trip.arm(m.body.value.gridTrip);
         if (!o.ok) log.error({ code: o.code, message: o.message }, 'under-frequency trip settings refused');
       }
+      // the stream is up: what was not committed can go again (after a restart: the replay)
+      if (m.body?.$case === 'helloAck') setImmediate(() => forwarder.round());
     },
   });
+  function spoolHealth() {
+    const s = spool.state();
+    return { stream: s.stream, first_seq: s.firstSeq, next_seq: s.nextSeq, bytes: s.bytes, pending: spool.pendingCount(), committed: spool.committed(), resending: forwarder.inFlight() };
+  }
+  function committed(t: { stream: string; seq: number }): void {
+    if (t.stream !== spool.stream) {
+      metrics.commitsIgnored.inc();
+      spoolLog.warn({ stream: t.stream, seq: t.seq, ours: spool.stream }, 'telemetry commit for another stream: ignored');
+      return;
+    }
+    const ahead = spool.stats().commitsAhead;
+    try {
+      forwarder.committed(t.seq);
+    } catch (err) {
+      spoolLog.error({ err, seq: t.seq }, 'could not trim the spool');
+    }
+    if (spool.stats().commitsAhead > ahead) metrics.commitsIgnored.inc();
+    spoolGauges();
+  }
   const http = await startAgentHttp({
     host: c.httpHost,
     port: c.httpPort,
@@ -163,12 +222,12 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
       control_plane_connected: gateway.connected(),
       devices: inventory.length,
       devices_reporting: reporting.gpu + reporting.asic,
-      spooled_batches: publisher.spooled(),
+      spooled_batches: spool.pendingCount(),
+      spool: spoolHealth(),
       desired_state: desired.status(),
     }),
   });
 
-  let seq = 0;
   let busy = false;
   let again = false;
   async function tick(): Promise<void> {
@@ -192,8 +251,18 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
       for (const g of gpus) gpuWorkload.set(g.deviceId, g.workloadId);
       metrics.devicesReporting.set({ kind: 'gpu' }, gpus.length);
       metrics.devicesReporting.set({ kind: 'asic' }, asics.length);
-      const batch = TelemetryBatch.encode({ siteId: c.site, seq: ++seq, sentAtMs: Date.now(), agentSession: session, gpus, asics }).finish();
-      publisher.publishBatch(batch);
+      const seq = spool.state().nextSeq;
+      const batch = TelemetryBatch.encode({ siteId: c.site, seq, sentAtMs: Date.now(), agentSession: session, gpus, asics, stream: spool.stream }).finish();
+      try {
+        // on disk first; a batch the spool could not take (disk full) is not sent: its seq
+        // would be handed out again
+        spool.append(seq, batch);
+        forwarder.live(seq, batch);
+      } catch (err) {
+        log.error({ err, seq }, 'could not spool the telemetry batch; it is lost');
+        metrics.batchesDropped.inc();
+      }
+      spoolGauges();
       // after the telemetry: the converger acts on what was just read
       await desired.converge({ gpus, asics });
     } catch (err) {
@@ -225,10 +294,13 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
         await handler.idle();
         await trip.idle();
         await desired.idle();
+        forwarder.close();
         await publisher.close();
         await gateway.close();
+        spool.close();
         await http.close();
         await built.close();
+        journal?.close();
       })();
       return closing;
     },

@@ -25,6 +25,16 @@ describe('agent configuration', () => {
     expect(c).toMatchObject({ site: 'texas-1', simGpus: 10, simAsics: 50, controlPlane: '127.0.0.1:50051', mqtt: 'mqtt://127.0.0.1:1883', asicModel: 's21-xp', asicDriver: 'sim' });
   });
 
+  it('keeps its state (spool, journal) by default in data/agents/<site>, one per site; --state-dir or HCP_AGENT_STATE_DIR moves it', () => {
+    expect(config(['--site', 'texas-1', '--sim-gpus', '1']).stateDir).toBe(join(process.cwd(), 'data', 'agents', 'texas-1'));
+    expect(config(['--site', 'texas-2', '--sim-gpus', '1']).stateDir).toBe(join(process.cwd(), 'data', 'agents', 'texas-2'));
+    expect(config(['--site', 'texas-1', '--sim-gpus', '1'], { HCP_AGENT_STATE_DIR: '/var/lib/hcp' }).stateDir).toBe('/var/lib/hcp');
+    expect(config(['--site', 'texas-1', '--sim-gpus', '1', '--state-dir', '/srv/a']).stateDir).toBe('/srv/a');
+    const c = config(['--site', 'texas-1', '--sim-gpus', '1', '--spool-fsync-ms', '0'], { HCP_AGENT_SPOOL_FSYNC_MS: '250' });
+    expect(c).toMatchObject({ spoolFsyncMs: 0, spoolMaxBytes: 50 * 1024 ** 3, spoolSegmentBytes: 8 * 1024 * 1024, resendAfterMs: 15_000, resendWindow: 20 });
+    expect(problems(['--site', 'texas-1', '--sim-gpus', '1', '--spool-max-bytes', String(4 * 1024 * 1024), '--spool-segment-bytes', String(4 * 1024 * 1024)])).toEqual(['--spool-max-bytes: must be at least two --spool-segment-bytes']);
+  });
+
   it('takes the broker token from the environment, never from a flag', () => {
     const c = config(['--site', 'texas-1', '--sim-gpus', '1'], { HCP_AGENT_TOKEN: 'hcp_0123456789abcdefghijKLMN' });
     expect(c).toMatchObject({ token: 'hcp_0123456789abcdefghijKLMN' });

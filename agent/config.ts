@@ -2,9 +2,13 @@
 // (HCP_AGENT_*), then flags, later ones winning. Every problem is reported at once and the
 // process exits non-zero.
 import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { isValidSiteId } from '../proto/topics.js';
+
+/** 50 GiB: ~24 h of a 5,000-device site (see spoolMaxBytes) */
+export const DEFAULT_SPOOL_MAX_BYTES = 50 * 1024 ** 3;
 
 const hostPort = z
   .string()
@@ -45,11 +49,30 @@ export const AgentConfigSchema = z
     /** S21 start-up time in sim seconds */
     simStartupS: z.coerce.number().min(0).max(3600).default(240),
     sampleIntervalMs: z.coerce.number().int().min(100).max(60_000).default(1000),
-    /** batches kept while the broker is unreachable (1 per sample interval) */
-    spoolBatches: z.coerce.number().int().min(1).max(1_000_000).default(3600),
+    /**
+     * the telemetry spool's bound on disk (agent/spool/spool.ts); at it the oldest segment goes.
+     * 50 GiB: a 5,000-ASIC site's batch, as the simulator encodes it, is 600,628 bytes (4,500
+     * ASICs + 500 GPUs: 585,188), 48.3 GiB a day at one batch a second, so 50 GiB holds ~24.8 h.
+     */
+    spoolMaxBytes: z.coerce.number().int().min(8192).max(2 ** 50).default(DEFAULT_SPOOL_MAX_BYTES),
+    /** a spool segment is closed at this size; trimming and the bound free whole segments */
+    spoolSegmentBytes: z.coerce.number().int().min(4096).max(1024 * 1024 * 1024).default(8 * 1024 * 1024),
+    /** fsync cadence of the spool; 0 = every append (a power loss then loses no batch) */
+    spoolFsyncMs: z.coerce.number().int().min(0).max(60_000).default(1000),
+    /** a batch not committed this long after its last send is sent again */
+    resendAfterMs: z.coerce.number().int().min(100).max(3_600_000).default(15_000),
+    /** re-sent batches awaiting their commit at a time */
+    resendWindow: z.coerce.number().int().min(1).max(10_000).default(20),
     httpHost: z.string().min(1).default('127.0.0.1'),
     httpPort: z.coerce.number().int().min(0).max(65535).default(0),
-    /** where the agent keeps what must survive a restart (the grid trip settings, the desired state, command results); none = memory only */
+    /**
+     * where the agent keeps what must survive a restart: the telemetry spool, the command journal,
+     * the grid trip settings and the desired state. Always on; when not given (--state-dir or
+     * HCP_AGENT_STATE_DIR) it is data/agents/<site> under the working directory — the layout
+     * `npm start` uses (scripts/start.ts), and keyed by site so several agents on one machine
+     * never share one. A systemd unit with WorkingDirectory=/var/lib/hcp-agent gets
+     * /var/lib/hcp-agent/data/agents/<site>.
+     */
     stateDir: z.string().min(1).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
@@ -62,12 +85,19 @@ export const AgentConfigSchema = z
     }
     if (c.token && c.tokenFile) ctx.addIssue({ code: 'custom', path: ['tokenFile'], message: 'give the token one way: HCP_AGENT_TOKEN or --token-file' });
     if (!c.certFile !== !c.keyFile) ctx.addIssue({ code: 'custom', path: ['certFile'], message: 'give --cert-file and --key-file together' });
+    if (c.spoolMaxBytes < 2 * c.spoolSegmentBytes) ctx.addIssue({ code: 'custom', path: ['spoolMaxBytes'], message: 'must be at least two --spool-segment-bytes' });
     if (c.simGpus + c.simAsics === 0 && !c.asicEndpoints) {
       ctx.addIssue({ code: 'custom', path: ['simGpus'], message: 'the agent has no devices: give --sim-gpus, --sim-asics or --asic-endpoints' });
     }
   });
 
-export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+/** the parsed configuration; stateDir is always set (defaultStateDir) */
+export type AgentConfig = z.infer<typeof AgentConfigSchema> & { stateDir: string };
+
+/** the state dir when none is given: data/agents/<site> under the working directory */
+export function defaultStateDir(site: string, cwd = process.cwd()): string {
+  return resolve(cwd, join('data', 'agents', site));
+}
 
 const FLAGS = {
   config: { type: 'string' },
@@ -90,7 +120,11 @@ const FLAGS = {
   'sim-speed': { type: 'string' },
   'sim-startup-s': { type: 'string' },
   'sample-interval-ms': { type: 'string' },
-  'spool-batches': { type: 'string' },
+  'spool-max-bytes': { type: 'string' },
+  'spool-segment-bytes': { type: 'string' },
+  'spool-fsync-ms': { type: 'string' },
+  'resend-after-ms': { type: 'string' },
+  'resend-window': { type: 'string' },
   'http-host': { type: 'string' },
   'http-port': { type: 'string' },
   'log-level': { type: 'string' },
@@ -122,12 +156,16 @@ Usage: hcp-agent --site <id> [options]
   --sim-speed X             simulation clock speed [1]
   --sim-startup-s S         S21 start-up time in sim seconds [240]
   --sample-interval-ms MS   sampling and publishing interval [1000]
-  --spool-batches N         batches kept while the broker is unreachable [3600]
+  --spool-max-bytes N       telemetry spool bound on disk; the oldest segment goes first
+                            [53687091200 = 50 GiB, ~24 h of a 5,000-device site]
+  --spool-segment-bytes N   spool segment size; trimming frees whole segments [8388608]
+  --spool-fsync-ms MS       spool fsync cadence, 0 = every append [1000]
+  --resend-after-ms MS      re-send a batch not committed this long after its send [15000]
+  --resend-window N         re-sent batches awaiting their commit at a time [20]
   --http-host H --http-port P   local /health and /metrics [127.0.0.1, 0 = random]
-  --state-dir DIR           keeps the grid trip settings and the site's desired state across
-                            restarts, so an agent that restarts while the control plane is
-                            away stays armed and converges its miners to the last desired
-                            state [none]
+  --state-dir DIR           keeps the telemetry spool, the command journal, the grid trip
+                            settings and the site's desired state across restarts; one per
+                            site                     [data/agents/<site>] (HCP_AGENT_STATE_DIR)
   --log-level L             fatal|error|warn|info|debug|trace|silent [info]
   --config FILE             JSON file with any of the options above (camelCase keys)
   -h, --help                this text
@@ -183,7 +221,7 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     }
   }
   if (problems.length) throw new ConfigError(problems);
-  const config = r.data!;
+  const config: AgentConfig = { ...r.data!, stateDir: r.data!.stateDir ?? defaultStateDir(r.data!.site) };
   if (config.tokenFile) config.token = readTokenFile(config.tokenFile);
   return { config };
 }

@@ -108,6 +108,59 @@ describe('agent command handler', () => {
     }
   });
 
+  it('journals a command before applying it; one cut off mid-apply is answered outcome_unknown after the restart, never applied again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hcp-journal-'));
+    const file = join(dir, 'command-results.jsonl');
+    try {
+      const off = cmd('c-cut', { $case: 'setMining', value: { enabled: false, deviceIds: [], powerTargetW: 0 } });
+      let onDiskAtApply = '';
+      let applying!: () => void;
+      const reached = new Promise<void>((resolve) => (applying = resolve));
+      // the apply never finishes: the power goes while the miners are being told
+      const before = setup({
+        journal: openResultJournal(dir, 100),
+        wrap: (d) => ({ ...d, inventory: () => d.inventory(), read: (n) => d.read(n), apply: () => {
+          onDiskAtApply = readFileSync(file, 'utf8');
+          applying();
+          return new Promise<DeviceOpResult[]>(() => {});
+        } }),
+      });
+      before.handler.handle(off);
+      await reached;
+      // the journal had the command before any device was touched
+      expect(onDiskAtApply).toContain('"applying"');
+      expect(onDiskAtApply).toContain('c-cut');
+      expect(before.results()).toEqual([]);
+
+      // the restart (the first journal never closed, as after a power loss)
+      let applies = 0;
+      const journal = openResultJournal(dir, 100);
+      expect(journal.unfinished.map((u) => u.commandId)).toEqual(['c-cut']);
+      const after = setup({
+        journal,
+        wrap: (d) => ({ ...d, inventory: () => d.inventory(), read: (n) => d.read(n), apply: (ops: DeviceOp[]) => { applies++; return d.apply(ops); } }),
+      });
+      // the control plane redelivers the command it has no result for
+      after.handler.handle(off);
+      await after.handler.idle();
+      expect(applies).toBe(0);
+      const [r] = after.results();
+      expect(r).toMatchObject({ commandId: 'c-cut', outcome: CommandOutcome.COMMAND_OUTCOME_FAILED, reasonCode: 'outcome_unknown' });
+      expect(await after.metrics.commands.get()).toMatchObject({ values: [expect.objectContaining({ labels: { type: 'setMining', outcome: 'unknown' }, value: 1 })] });
+      // its answer is journaled too: a third start repeats it, with nothing left unfinished
+      const third = openResultJournal(dir, 100);
+      expect(third.unfinished).toEqual([]);
+      expect(third.loaded.map((x) => [x.commandId, x.reasonCode])).toEqual([['c-cut', 'outcome_unknown']]);
+      // a new command is applied as usual
+      after.handler.handle(cmd('c-next', { $case: 'setMining', value: { enabled: false, deviceIds: [], powerTargetW: 0 } }));
+      await after.handler.idle();
+      expect(applies).toBe(1);
+      expect(after.results()[1]).toMatchObject({ commandId: 'c-next', outcome: CommandOutcome.COMMAND_OUTCOME_APPLIED });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('journal: drops a torn line, and keeps the newest results when it compacts', () => {
     const dir = mkdtempSync(join(tmpdir(), 'hcp-journal-'));
     try {

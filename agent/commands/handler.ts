@@ -2,7 +2,12 @@
 // - Every command is acked at once, then applied in arrival order (an off followed by an on
 //   must end on).
 // - A command id is applied at most once: a redelivery (after a reconnect) only repeats the
-//   earlier result — after an agent restart too, when a journal (--state-dir) keeps them.
+//   earlier result — after an agent restart too: the journal (agent/commands/result-journal.ts,
+//   in the state dir) holds "applying" (fsynced before the command touches a device) and the
+//   result (fsynced before it is sent). A command the agent stopped in the middle of (applying,
+//   no result) is not applied again after the restart: it is answered FAILED with reason
+//   `outcome_unknown` (commands.proto has no third outcome), and the devices' telemetry shows
+//   what took effect. A command that cannot be journaled is not applied (`journal_error`).
 // - Past its deadline a command is refused, not applied late.
 import type { Logger } from 'pino';
 import { CommandOutcome, type ArmGridTrip, type Command, type CommandResult, type DeviceState } from '../../proto/gen/hcp/v1/commands.js';
@@ -27,7 +32,7 @@ export interface CommandHandlerDeps {
   now?: () => number;
   rememberResults?: number;
   /** results kept across restarts (agent/commands/result-journal.ts) */
-  journal?: Pick<ResultJournal, 'loaded' | 'append'>;
+  journal?: Pick<ResultJournal, 'loaded' | 'unfinished' | 'applying' | 'append'>;
 }
 
 export function createCommandHandler(d: CommandHandlerDeps) {
@@ -58,9 +63,17 @@ export function createCommandHandler(d: CommandHandlerDeps) {
     if (results.size > limit) results.delete(results.keys().next().value!);
   };
 
-  const failure = (c: Command, code: string, message: string): CommandResult => ({
+  const failure = (c: Pick<Command, 'commandId'>, code: string, message: string): CommandResult => ({
     commandId: c.commandId, outcome: CommandOutcome.COMMAND_OUTCOME_FAILED, reasonCode: code, message, devices: [], appliedAtMs: now(),
   });
+
+  // cut off mid-apply before the restart: answered, never applied again
+  for (const u of d.journal?.unfinished ?? []) {
+    const r = failure(u, 'outcome_unknown', `the agent stopped while applying this ${u.type || 'command'}; it is not applied again: the devices' telemetry shows what took effect`);
+    remember(r);
+    d.metrics.commands.inc({ type: u.type || 'none', outcome: 'unknown' });
+    d.log.warn({ command: u.commandId, type: u.type, journaledAtMs: u.atMs }, 'command found applying without a result after a restart: answered outcome_unknown, not applied again');
+  }
 
   function opsOf(c: Command): DeviceOp[] | string {
     const a = c.action;
@@ -131,14 +144,25 @@ export function createCommandHandler(d: CommandHandlerDeps) {
       inFlight.add(c.commandId);
       queue = queue.then(async () => {
         let r: CommandResult;
+        const type = c.action?.$case ?? 'none';
+        let journaled = true;
         try {
-          r = await apply(c);
+          // on disk before any device is touched: a power loss mid-apply cannot lead to a second apply
+          d.journal?.applying({ commandId: c.commandId, type, atMs: now() });
         } catch (err) {
-          r = failure(c, 'driver_error', (err as Error).message);
+          journaled = false;
+          d.log.error({ err, command: c.commandId }, 'could not journal the command; it is not applied');
+        }
+        if (!journaled) r = failure(c, 'journal_error', 'the agent could not journal the command, so it did not apply it (at most once)');
+        else {
+          try {
+            r = await apply(c);
+          } catch (err) {
+            r = failure(c, 'driver_error', (err as Error).message);
+          }
         }
         inFlight.delete(c.commandId);
         remember(r);
-        const type = c.action?.$case ?? 'none';
         d.metrics.commands.inc({ type, outcome: r.outcome === CommandOutcome.COMMAND_OUTCOME_APPLIED ? 'applied' : 'failed' });
         d.log.info({ command: c.commandId, type, actor: c.actor, outcome: r.reasonCode, devices: r.devices.length }, 'command applied');
         reply(r);

@@ -1,6 +1,6 @@
-// Publishes telemetry batches (QoS 1) and the site's retained status. While the broker is
-// unreachable, batches wait in a bounded spool, oldest dropped first and counted, and go out in
-// order on reconnect; the control plane's sequence check tells the gap from a replay.
+// Publishes telemetry batches (QoS 1) and the site's retained status. It keeps no queue of its
+// own: every batch is in the agent's on-disk spool before it gets here (agent/spool/), and one
+// the broker could not take now is sent again by the spool's forwarder once it is back.
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { encodeStatus, topics } from '../../proto/topics.js';
@@ -8,7 +8,8 @@ import { withoutPassword } from '../log.js';
 import type { AgentMetrics } from '../metrics.js';
 
 export interface Publisher {
-  publishBatch(payload: Uint8Array): void;
+  /** hands a batch to the broker (QoS 1); false, and nothing queued, while not connected */
+  publishBatch(payload: Uint8Array): boolean;
   /**
    * Listens on a topic (QoS 0: a late frequency reading is worth nothing), kept across
    * reconnects. One listener per topic; a second call replaces it.
@@ -16,7 +17,6 @@ export interface Publisher {
   listen(topic: string, onMessage: (payload: Buffer) => void): void;
   unlisten(topic: string): void;
   connected(): boolean;
-  spooled(): number;
   /** publishes offline, then disconnects; idempotent */
   close(): Promise<void>;
 }
@@ -30,8 +30,9 @@ export function createPublisher(o: {
   site: string;
   session: string;
   version: string;
-  spoolBatches: number;
   log: Logger;
+  /** after every (re)connect: the forwarder re-sends what the broker missed */
+  onConnect?: () => void;
   metrics: AgentMetrics;
 }): Publisher {
   const status = (state: 'online' | 'offline') =>
@@ -49,11 +50,10 @@ export function createPublisher(o: {
     keepalive: 15,
     // The broker publishes this if the agent vanishes without DISCONNECT (MQTT 3.1.1 §3.1.2.5).
     will: { topic: topics.status(o.site), payload: Buffer.from(status('offline')), qos: 1, retain: true },
-    // The spool below holds what the agent sends while offline; mqtt.js' own queue would grow
+    // The on-disk spool holds what the agent sends while offline; mqtt.js' own queue would grow
     // without bound.
     queueQoSZero: false,
   });
-  const spool: Uint8Array[] = [];
   // clean sessions: the broker forgets subscriptions on reconnect, so they are made again
   const listeners = new Map<string, (payload: Buffer) => void>();
   // A retained reading is history, not a signal: acting on it would trip every reconnect.
@@ -65,35 +65,13 @@ export function createPublisher(o: {
       if (err) o.log.warn({ topic: t, err: err.message }, 'mqtt subscribe failed');
     });
   const topic = topics.telemetry(o.site);
-  let draining = false;
-
-  const send = (payload: Uint8Array) =>
-    new Promise<boolean>((resolve) => {
-      client.publish(topic, Buffer.from(payload), { qos: 1 }, (err) => resolve(!err));
-    });
-
-  const drain = async () => {
-    if (draining) return;
-    draining = true;
-    try {
-      while (spool.length && client.connected) {
-        const next = spool[0]!;
-        if (!(await send(next))) break;
-        spool.shift();
-        o.metrics.batchesPublished.inc();
-      }
-    } finally {
-      draining = false;
-      o.metrics.batchesSpooled.set(spool.length);
-    }
-  };
 
   client.on('connect', () => {
     o.metrics.mqttConnected.set(1);
-    o.log.info({ url: withoutPassword(o.url), spooled: spool.length }, 'mqtt connected');
+    o.log.info({ url: withoutPassword(o.url) }, 'mqtt connected');
     client.publish(topics.status(o.site), status('online'), { qos: 1, retain: true });
     for (const t of listeners.keys()) subscribe(t);
-    void drain();
+    o.onConnect?.();
   });
   client.on('close', () => o.metrics.mqttConnected.set(0));
   client.on('offline', () => o.log.warn({ url: withoutPassword(o.url) }, 'mqtt offline; spooling telemetry'));
@@ -102,14 +80,11 @@ export function createPublisher(o: {
   let closing: Promise<void> | null = null;
   return {
     publishBatch(payload) {
-      if (closing) return;
-      spool.push(payload);
-      if (spool.length > o.spoolBatches) {
-        spool.shift();
-        o.metrics.batchesDropped.inc();
-      }
-      o.metrics.batchesSpooled.set(spool.length);
-      if (client.connected) void drain();
+      if (closing || !client.connected) return false;
+      // a failed publish needs nothing here: the batch stays in the spool until committed
+      client.publish(topic, Buffer.from(payload), { qos: 1 }, () => undefined);
+      o.metrics.batchesPublished.inc();
+      return true;
     },
     listen(t, onMessage) {
       const had = listeners.has(t);
@@ -120,11 +95,9 @@ export function createPublisher(o: {
       if (listeners.delete(t) && client.connected) client.unsubscribe(t);
     },
     connected: () => client.connected,
-    spooled: () => spool.length,
     close() {
       closing ??= (async () => {
         if (client.connected) {
-          await drain();
           await client.publishAsync(topics.status(o.site), status('offline'), { qos: 1, retain: true }).catch(() => undefined);
         }
         await client.endAsync();

@@ -1,7 +1,9 @@
 // Real processes for end-to-end tests: spawned with tsx, their JSON log lines collected so a
 // test can wait for one ("control plane listening") instead of sleeping.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { TEST_ADMIN_KEY } from './auth.js';
 import { waitFor } from './wait-for.js';
@@ -19,17 +21,38 @@ export interface Proc {
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/**
+ * An agent keeps its state (telemetry spool, command journal, desired state) in a state dir that
+ * defaults to data/agents/<site> under its working directory (agent/config.ts). Test agents run
+ * in ROOT and would share it across tests and runs, so one not given a dir gets a fresh one of
+ * its own, deleted when it exits.
+ */
+function agentState(args: string[], env: Record<string, string | undefined>): { env: Record<string, string | undefined>; dir: string | null } {
+  if (args.includes('--state-dir') || env.HCP_AGENT_STATE_DIR || process.env.HCP_AGENT_STATE_DIR) return { env, dir: null };
+  const dir = mkdtempSync(join(tmpdir(), 'hcp-agent-state-'));
+  return { env: { ...env, HCP_AGENT_STATE_DIR: dir }, dir };
+}
+
+function cleanUp(child: ChildProcess, dir: string | null): void {
+  if (dir) child.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+}
+
 export function startTs(name: string, script: string, args: string[], env: Record<string, string | undefined> = {}): Proc {
+  const state = script === 'agent/main.ts' ? agentState(args, env) : { env, dir: null };
   const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
     cwd: ROOT,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...state.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  cleanUp(child, state.dir);
   return wrap(name, child);
 }
 
+/** a built binary (the agent's, test/harness/agent-binary.ts) */
 export function startBinary(name: string, file: string, args: string[], env: Record<string, string | undefined> = {}): Proc {
-  const child = spawn(file, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const state = agentState(args, env);
+  const child = spawn(file, args, { cwd: ROOT, env: { ...process.env, ...state.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  cleanUp(child, state.dir);
   return wrap(name, child);
 }
 
