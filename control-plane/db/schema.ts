@@ -422,3 +422,16 @@ export const claims = pgTable(
     index('claims_live_idx').on(t.siteId).where(sql`(ended_at IS NULL)`),
   ],
 );
+
+/**
+ * Leases of the singleton loops when several control planes share one database
+ * (control-plane/ha/lease.ts). One row per lease; `token` grows by one at every change of holder
+ * and fences the holder's writes (control-plane/ha/fence.ts). `expires_at` is database time.
+ */
+export const leases = pgTable('leases', {
+  name: text('name').primaryKey(),
+  holder: text('holder').notNull(),
+  token: bigint('token', { mode: 'bigint' }).notNull().default(sql`0`),
+  expiresAt: ts('expires_at').notNull(),
+  acquiredAt: ts('acquired_at').notNull().defaultNow(),
+});
