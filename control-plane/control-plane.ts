@@ -51,6 +51,7 @@ import { createOperatorControls } from './claims/operator.js';
 import { createPrograms } from './claims/programs.js';
 import { createLease, type Leadership } from './ha/lease.js';
 import { createPgNotifier, LOCAL_NOTIFIER } from './ha/notify.js';
+import { createReplicaLinks } from './ha/replicas.js';
 
 export interface ControlPlane {
   readonly httpPort: number;
@@ -225,7 +226,10 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       events.on('site.opened', (e) => reconciler.siteConnected(e.siteId)),
       events.on('agent.desired_held', (e) => reconciler.desiredHeld(e.siteId, e.version)),
     ]) cleanup.push(async () => off());
-    const operator = createOperatorControls({ claims, registry, reconcileNow: (sites) => reconciler.reconcileNow(sites) });
+    // claims said to the other replicas, and an operator's reconcile carried out by the leader
+    const replicas = createReplicaLinks({ notifier, leadership, claims, reconciler, bus, events, db, registry, log: log.child({ component: 'replicas' }) });
+    cleanup.push(async () => replicas.close());
+    const operator = createOperatorControls({ claims, registry, reconcileNow: (sites) => replicas.reconcileNow(sites) });
     const tzRows = await db.query<{ id: string; timezone: string }>('SELECT id, timezone FROM facilities');
     const timezones = new Map(tzRows.map((r) => [r.id, r.timezone]));
     const programs = createPrograms({ claims, controls, registry, timezoneOf: (site) => timezones.get(site) ?? 'UTC', log: log.child({ component: 'programs' }), leader: leadership });
@@ -300,7 +304,8 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS, bodyLimitBytes: config.HCP_HTTP_BODY_LIMIT_BYTES },
       waiters,
       claims: {
-        service: claims, operator, programs, controls, reconciler,
+        service: claims, operator, programs, controls,
+        reconciler: { reconcileNow: (sites) => replicas.reconcileNow(sites), poke: (site) => reconciler.poke(site), view: (site) => reconciler.view(site) },
         ramp: { of: rampOf, set: async (site, kw, actor) => void (await controls.setRamp(site, kw, actor)) },
       },
       security: { ring, limiter, corsOrigins: config.HCP_CORS_ORIGINS, keys },

@@ -9,10 +9,14 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadControlPlaneConfig } from '../control-plane/config.js';
 import { createControlPlane, type ControlPlane } from '../control-plane/control-plane.js';
 import { FencedError, withFence } from '../control-plane/ha/fence.js';
+import mqtt from 'mqtt';
+import { TelemetryBatch } from '../proto/gen/hcp/v1/telemetry.js';
+import { encodeStatus, topics } from '../proto/topics.js';
+import { asic } from './harness/samples.js';
 import { device, openAgentStream, type TestAgentStream } from './harness/grpc-agent.js';
 import { describePg } from './harness/pg.js';
 import { waitFor } from './harness/wait-for.js';
-import { bearer, TEST_ADMIN_KEY } from './harness/auth.js';
+import { apiClient, bearer, TEST_ADMIN_KEY } from './harness/auth.js';
 
 const DEVICES = [device('gpu-texas-1-0001', 'gpu'), device('asic-texas-1-00001', 'asic')];
 
@@ -117,6 +121,50 @@ describePg('several control planes on one database', (pg) => {
     expect(got(onB, 'cmd-ha-moved')).toBe(0);
     const [row] = await sql`SELECT state, attempts FROM commands WHERE id = 'cmd-ha-moved'`;
     expect(row).toMatchObject({ state: 'succeeded', attempts: 1 });
+  });
+
+  it('an operator’s curtail on a replica that does not lead is carried out by the leader and waited for there', async () => {
+    const [a, c] = [cps.a!, cps.c!];
+    expect(a.leadership.leading()).toBe(true);
+    const onC = agents.at(-1)!;
+    // the leader learns the inventory of the Hello c took, and its telemetry (its own broker here)
+    await waitFor(() => a.registry.device('asic-texas-1-00001'), { message: 'a learnt the devices of the hello on c' });
+    const pub = await mqtt.connectAsync(a.mqttUrl, { clientId: 'hcp-agent-texas-1-ha', username: 'texas-1', password: token });
+    try {
+      const session = a.registry.site('texas-1')?.agentSession ?? 's-2';
+      // the site says it is online over MQTT, as an agent does on the shared broker
+      await pub.publishAsync(topics.status('texas-1'), encodeStatus({ site: 'texas-1', state: 'online', session, ts: new Date().toISOString() }), { qos: 1, retain: true });
+      let seq = 0;
+      await waitFor(async () => {
+        await pub.publishAsync(topics.telemetry('texas-1'), Buffer.from(TelemetryBatch.encode({ siteId: 'texas-1', seq: ++seq, sentAtMs: Date.now(), agentSession: session, gpus: [], asics: [asic('asic-texas-1-00001', Date.now(), 270, 3645)] }).finish()), { qos: 1 });
+        return a.registry.device('asic-texas-1-00001')?.online === true;
+      }, { message: 'the leader sees the ASIC online and mining' });
+      // the agent on c answers the set_mining the leader's reconciler sends
+      const answered = new Set<string>();
+      const answer = setInterval(() => {
+        for (const cmd of onC.commands()) {
+          if (cmd.action?.$case !== 'setMining' || answered.has(cmd.commandId)) continue;
+          answered.add(cmd.commandId);
+          onC.result(cmd.commandId, true);
+        }
+      }, 20);
+      try {
+        const r = await apiClient(`http://127.0.0.1:${c.httpPort}`).post('/api/v1/curtail?wait=true&timeout_s=20', { sites: ['texas-1'], reason: 'ha: curtail on a standby' });
+        const body = (await r.json()) as { claims: unknown[]; commands: Array<{ id: string; state: string; type: string }> };
+        expect(r.status).toBe(200);
+        expect(body.claims).toHaveLength(1);
+        expect(body.commands.length).toBeGreaterThan(0);
+        expect(body.commands.every((x) => x.state === 'succeeded')).toBe(true);
+        const ids = body.commands.map((x) => x.id);
+        await waitFor(async () => (await sql`SELECT actor, state FROM commands WHERE id = ANY(${ids})`).every((x) => x.actor === 'system:reconciler' && x.state === 'succeeded'), { message: 'the leader’s commands stored as succeeded' });
+        // the claim is the leader's to resolve: it knows it
+        expect(a.claims.list('texas-1').some((x) => x.reason === 'ha: curtail on a standby')).toBe(true);
+      } finally {
+        clearInterval(answer);
+      }
+    } finally {
+      await pub.endAsync();
+    }
   });
 
   it('refuses a deposed leader’s writes, and the loops stop at once', async () => {

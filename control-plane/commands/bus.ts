@@ -127,7 +127,11 @@ export async function createCommandBus(d: CommandBusDeps) {
   const leader = d.leader ?? ALWAYS_LEADING;
   const notifier = d.notifier ?? LOCAL_NOTIFIER;
   const shared = notifier !== LOCAL_NOTIFIER;
-  const hasStream = d.hasStream ?? (() => true);
+  // A stream counts from its site.connected on (the gateway holds it a little earlier, while it
+  // stores the Hello): the redelivery at connect would otherwise send again what a notice or a
+  // sweep sent in between.
+  const ready = new Set<string>();
+  const hasStream = (site: string) => (!d.events || ready.has(site)) && (d.hasStream?.(site) ?? true);
   /** says on the channel, in payloads NOTIFY takes; a failure is logged (the resync sweep covers it) */
   const publish = (k: string, field: string, items: unknown[], extra: Record<string, unknown> = {}) => {
     if (!shared || items.length === 0) return;
@@ -401,6 +405,24 @@ export async function createCommandBus(d: CommandBusDeps) {
 
     liveCount: () => live.size,
 
+    /**
+     * Several control planes: commands another replica made (the leader's reconciler, asked by
+     * this replica), read from the table and held here, so waitFinal and get work for them.
+     */
+    async follow(ids: string[]): Promise<CommandRecord[]> {
+      const missing = ids.filter((id) => !live.has(id) && !finished.has(id));
+      for (let i = 0; i < missing.length; i += 1000) {
+        for (const row of await getCommands<CommandRecord>(d.db, missing.slice(i, i + 1000))) {
+          if (live.has(row.id) || finished.has(row.id)) continue;
+          if (isFinal(row.state)) {
+            finished.set(row.id, row);
+            setTimeout(() => finished.delete(row.id), keepFinishedMs).unref();
+          } else live.set(row.id, row);
+        }
+      }
+      return ids.map((id) => live.get(id) ?? finished.get(id)).filter((r): r is CommandRecord => !!r);
+    },
+
     /** resolves with the records once every id is final, or as they stand at the timeout */
     async waitFinal(ids: string[], timeoutMs: number): Promise<CommandRecord[]> {
       const pending = new Set(ids.filter((id) => {
@@ -457,8 +479,14 @@ export async function createCommandBus(d: CommandBusDeps) {
   };
   const unsubscribe = d.events
     ? [
-      d.events.on('site.connected', (e) => api.siteConnected(e.siteId)),
-      d.events.on('site.disconnected', (e) => api.siteDisconnected(e.siteId)),
+      d.events.on('site.connected', (e) => {
+        ready.add(e.siteId);
+        api.siteConnected(e.siteId);
+      }),
+      d.events.on('site.disconnected', (e) => {
+        ready.delete(e.siteId);
+        api.siteDisconnected(e.siteId);
+      }),
       d.events.on('agent.ack', (e) => refused(e.siteId, 'commandAck', e.commandId, api.onAck(e.siteId, e.commandId))),
       d.events.on('agent.result', (e) => refused(e.siteId, 'commandResult', e.result.commandId, api.onResult(e.siteId, e.result))),
     ]

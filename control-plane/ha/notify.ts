@@ -80,10 +80,11 @@ export async function createPgNotifier(o: PgNotifierOptions): Promise<Notifier> 
     } catch {
       return;
     }
-    if (n.from === replica) {
-      if (n.k === 'ping' && typeof n.n === 'number') pingSeen = Math.max(pingSeen, n.n);
+    if (n.k === 'ping') {
+      if (n.from === replica && typeof n.n === 'number') pingSeen = Math.max(pingSeen, n.n);
       return;
     }
+    if (n.from === replica) return;
     for (const s of subs) {
       try {
         s(n);
