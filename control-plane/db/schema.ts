@@ -431,7 +431,7 @@ export const claims = pgTable(
 export const leases = pgTable('leases', {
   name: text('name').primaryKey(),
   holder: text('holder').notNull(),
-  token: bigint('token', { mode: 'bigint' }).notNull().default(sql`0`),
+  token: bigint('token', { mode: 'bigint' }).notNull(),
   expiresAt: ts('expires_at').notNull(),
   acquiredAt: ts('acquired_at').notNull().defaultNow(),
 });
