@@ -128,6 +128,11 @@ export const ControlPlaneConfigSchema = z.object({
   HCP_ECONOMICS_MIN_OFF_S: z.coerce.number().min(0).default(600),
   /** a price this many times break-even sheds inside the minimum on time */
   HCP_ECONOMICS_SPIKE_MULTIPLE: z.coerce.number().min(1).default(3),
+  /** several control planes on one database: the leader lease's ttl and renewal (ha/lease.ts) */
+  HCP_LEASE_TTL_MS: z.coerce.number().int().min(500).default(4000),
+  HCP_LEASE_RENEW_MS: z.coerce.number().int().min(100).default(1000),
+  /** this replica's name in the lease and /api/v1/status; default host:pid:random */
+  HCP_REPLICA_ID: z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must be 1-128 of A-Z a-z 0-9 . _ : -').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -51,6 +51,9 @@ import { createClaimsService, type ClaimsService } from './claims/service.js';
 import { createReconciler, type Reconciler } from './claims/reconciler.js';
 import { createOperatorControls } from './claims/operator.js';
 import { createPrograms } from './claims/programs.js';
+import { createLease, type Leadership } from './ha/lease.js';
+import { createPgNotifier, LOCAL_NOTIFIER } from './ha/notify.js';
+import { createReplicaLinks } from './ha/replicas.js';
 
 export interface ControlPlane {
   readonly httpPort: number;
@@ -68,6 +71,8 @@ export interface ControlPlane {
   /** what every part wants the ASICs to do, and the reconcilers that carry it out */
   readonly claims: ClaimsService;
   readonly reconciler: Reconciler;
+  /** the leader lease: whether this replica runs the singleton loops */
+  readonly leadership: Leadership;
   close(): Promise<void>;
 }
 
@@ -104,6 +109,18 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       { backend: db.kind, timescaledb: await hasTimescale(db), migrations: outcomes.filter((o) => o.status !== 'already').map((o) => `${o.name}:${o.status}`) },
       'database ready',
     );
+
+    // The lease before any loop exists: a single replica leads from its first tick, a second
+    // one stands by. Let go last but one (before the database closes), after the loops stopped.
+    const leadership = await createLease({
+      db, log: log.child({ component: 'lease' }), metrics: metrics.registry,
+      ttlMs: config.HCP_LEASE_TTL_MS, renewMs: config.HCP_LEASE_RENEW_MS, ...(config.HCP_REPLICA_ID ? { holder: config.HCP_REPLICA_ID } : {}),
+    });
+    cleanup.push(() => leadership.close());
+    const notifier = db.kind === 'postgres' && config.DATABASE_URL
+      ? await createPgNotifier({ url: config.DATABASE_URL, db, log: log.child({ component: 'replicas' }), replica: leadership.status().holder })
+      : LOCAL_NOTIFIER;
+    cleanup.push(() => notifier.close());
 
     const registry = new Registry({ staleAfterMs: config.HCP_STALE_AFTER_MS });
     await loadRegistry(db, registry);
@@ -196,7 +213,10 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     // The command bus sends down the agents' open streams and hears their answers as events; the
     // gateway, made last, fills the streams and says the events.
     const streams = createAgentStreams();
-    const bus = await createCommandBus({ db, audit, metrics, log: log.child({ component: 'commands' }), send: streams.send, events });
+    const bus = await createCommandBus({
+      db, audit, metrics, log: log.child({ component: 'commands' }), send: streams.send, events,
+      hasStream: (site) => streams.open.has(site), streamSites: streams.connectedSites, leader: leadership, notifier,
+    });
     cleanup.push(() => bus.close());
     // Claims: what every part wants the ASICs to do, resolved per site (claims/model.ts); the
     // site's reconciler closes the gap between that and what telemetry reports.
@@ -213,7 +233,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       rampKwPerMin: rampOf, capacityKw: (site) => registry.site(site)?.powerCapacityKw ?? 0,
       sendDesired: (site, value) => streams.send(site, { body: { $case: 'desiredState', value } }),
       metrics: metrics.registry, log: log.child({ component: 'reconciler' }), intervalMs: config.HCP_RECONCILE_MS,
-      timings: { startMs: config.HCP_RECONCILE_START_S * 1000 }, rampWindowMs: config.HCP_RAMP_WINDOW_S * 1000,
+      timings: { startMs: config.HCP_RECONCILE_START_S * 1000 }, rampWindowMs: config.HCP_RAMP_WINDOW_S * 1000, leader: leadership,
     });
     cleanup.push(() => reconciler.close());
     for (const off of [
@@ -221,10 +241,13 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       events.on('site.opened', (e) => reconciler.siteConnected(e.siteId)),
       events.on('agent.desired_held', (e) => reconciler.desiredHeld(e.siteId, e.version)),
     ]) cleanup.push(async () => off());
-    const operator = createOperatorControls({ claims, registry, reconcileNow: (sites) => reconciler.reconcileNow(sites) });
+    // claims said to the other replicas, and an operator's reconcile carried out by the leader
+    const replicas = createReplicaLinks({ notifier, leadership, claims, reconciler, bus, events, db, registry, log: log.child({ component: 'replicas' }) });
+    cleanup.push(async () => replicas.close());
+    const operator = createOperatorControls({ claims, registry, reconcileNow: (sites) => replicas.reconcileNow(sites) });
     const tzRows = await db.query<{ id: string; timezone: string }>('SELECT id, timezone FROM facilities');
     const timezones = new Map(tzRows.map((r) => [r.id, r.timezone]));
-    const programs = createPrograms({ claims, controls, registry, timezoneOf: (site) => timezones.get(site) ?? 'UTC', log: log.child({ component: 'programs' }) });
+    const programs = createPrograms({ claims, controls, registry, timezoneOf: (site) => timezones.get(site) ?? 'UTC', log: log.child({ component: 'programs' }), leader: leadership });
     cleanup.push(() => programs.close());
     const workloads = await createWorkloadService({
       db, registry, bus, events, metrics, audit, log: log.child({ component: 'workloads' }), maxAllocateAttempts: config.HCP_SCHED_MAX_ALLOCATE_ATTEMPTS,
@@ -238,7 +261,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       db, registry, bus, events, workloads, metrics, log: log.child({ component: 'scheduler' }),
       policy: { ...DEFAULT_POLICY, minRuntimeMs: config.HCP_SCHED_MIN_RUNTIME_S * 1000, agingMs: config.HCP_SCHED_AGING_S * 1000 },
       siteGraceMs: config.HCP_SCHED_SITE_GRACE_S * 1000,
-      passIntervalMs: config.HCP_SCHED_PASS_MS, tickMs: 1000,
+      passIntervalMs: config.HCP_SCHED_PASS_MS, tickMs: 1000, leader: leadership,
     });
     cleanup.push(() => scheduler.close());
     const grid = createGridResponse({
@@ -246,7 +269,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
         tripHz: config.HCP_GRID_TRIP_HZ, recoverHz: config.HCP_GRID_RECOVER_HZ, holdS: config.HCP_GRID_RESTORE_HOLD_S,
         stages: config.HCP_GRID_RESTORE_STAGES, stageIntervalS: config.HCP_GRID_RESTORE_STAGE_S,
       },
-      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, bus, claims, reconcileNow: (sites) => reconciler.reconcileNow(sites), controls, audit, metrics, log: log.child({ component: 'grid' }),
+      tripRegions: config.HCP_GRID_TRIP_REGIONS, registry, bus, claims, reconcileNow: (sites) => reconciler.reconcileNow(sites), controls, audit, metrics, log: log.child({ component: 'grid' }), leader: leadership,
     });
     cleanup.push(() => grid.close());
     const unhear = [
@@ -260,6 +283,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
         db, registry, book, claims, controls, audit, metrics, log: log.child({ component: 'economics' }),
         intervalMs: config.HCP_ECONOMICS_INTERVAL_MS,
         engine: { startupS: config.HCP_ECONOMICS_STARTUP_S, minOnS: config.HCP_ECONOMICS_MIN_ON_S, minOffS: config.HCP_ECONOMICS_MIN_OFF_S, spikeMultiple: config.HCP_ECONOMICS_SPIKE_MULTIPLE },
+        leader: leadership,
       });
       cleanup.push(() => dispatch.close());
       economics = { dispatch, controls };
@@ -295,10 +319,12 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS, bodyLimitBytes: config.HCP_HTTP_BODY_LIMIT_BYTES },
       waiters,
       claims: {
-        service: claims, operator, programs, controls, reconciler,
+        service: claims, operator, programs, controls,
+        reconciler: { reconcileNow: (sites) => replicas.reconcileNow(sites), poke: (site) => reconciler.poke(site), view: (site) => reconciler.view(site) },
         ramp: { of: rampOf, set: async (site, kw, actor) => void (await controls.setRamp(site, kw, actor)) },
       },
       security: { ring, limiter, corsOrigins: config.HCP_CORS_ORIGINS, keys },
+      leadership: () => leadership.status(),
       readiness: async () => ({
         database: await db.ping(),
         broker: subscriber.connected(),
@@ -322,6 +348,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       keys,
       claims,
       reconciler,
+      leadership,
       close() {
         closing ??= unwind();
         return closing;

@@ -35,7 +35,7 @@ export interface ControlPlaneEvents {
   /** a command record changed state (stored) */
   'command.changed': { record: CommandRecord };
   /** a claim was stated, released or expired */
-  'claim.changed': { claim: Claim; change: 'set' | 'released' | 'expired' };
+  'claim.changed': { claim: Claim; change: 'set' | 'released' | 'expired'; /** learnt from the table: another replica made it (claims service reload) */ remote?: boolean };
   /** a site's telemetry batch was ingested (the registry holds the new readings) */
   'telemetry.ingested': { siteId: string };
   /**

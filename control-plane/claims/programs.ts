@@ -10,6 +10,7 @@ import { utcOffsetHours } from '../dispatch/economic-dispatch.js';
 import type { SiteControls } from '../dispatch/site-controls.js';
 import type { Registry } from '../registry/registry.js';
 import type { ClaimsService } from './service.js';
+import { ALWAYS_LEADING, type Leadership } from '../ha/lease.js';
 
 export const PROGRAMS_ACTOR = 'system:programs';
 
@@ -22,6 +23,8 @@ export interface ProgramsDeps {
   log: Logger;
   intervalMs?: number;
   now?: () => number;
+  /** a singleton loop (ha/lease.ts): runs only while this replica leads; default: always */
+  leader?: Pick<Leadership, 'leading' | 'fenced'>;
 }
 
 export function createPrograms(d: ProgramsDeps) {
@@ -69,9 +72,10 @@ export function createPrograms(d: ProgramsDeps) {
       }
     }
   };
+  const leader = d.leader ?? ALWAYS_LEADING;
   const tick = () => {
-    if (running) return;
-    running = syncAll().finally(() => {
+    if (running || !leader.leading()) return;
+    running = leader.fenced(syncAll).finally(() => {
       running = null;
     });
   };

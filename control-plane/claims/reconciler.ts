@@ -10,6 +10,9 @@
 // (proto/hcp/v1/gateway.proto DesiredState) when it changes and whenever the agent connects; the
 // agent says which version it holds (desiredHeld). A version is max(previous + 1, now in ms), so
 // it keeps growing across control-plane restarts without being stored.
+//
+// A singleton loop (ha/lease.ts): it runs only while its replica leads, each run under the
+// lease's fence (ha/fence.ts), so a deposed leader's commands are refused.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry as PromRegistry } from 'prom-client';
@@ -18,6 +21,7 @@ import { MiningState } from '../../proto/gen/hcp/v1/telemetry.js';
 import type { CommandBus, NewCommand } from '../commands/bus.js';
 import { isFinal, type CommandRecord } from '../commands/model.js';
 import type { Registry } from '../registry/registry.js';
+import { ALWAYS_LEADING, type Leadership } from '../ha/lease.js';
 import type { AsicSpec, DesiredState } from './model.js';
 import {
   DEFAULT_TIMINGS,
@@ -58,6 +62,8 @@ export interface ReconcilerDeps {
   commandDeadlineMs?: number;
   /** the sites reconciled; default every site the registry knows */
   sites?: () => string[];
+  /** runs only while this replica leads; default: always */
+  leader?: Pick<Leadership, 'leading' | 'fenced' | 'onChange'>;
 }
 
 export interface ReconcilerCommandView {
@@ -287,16 +293,18 @@ export function createReconciler(deps: ReconcilerDeps) {
   };
 
   /** reconciles the site now (or once more after the run in progress); resolves when done */
+  const leader = deps.leader ?? ALWAYS_LEADING;
   const poke = (siteId: string): Promise<void> => {
-    if (closed) return Promise.resolve();
+    if (closed || !leader.leading()) return Promise.resolve();
     const r = stateOf(siteId);
     if (r.running) {
       r.again = true;
       return r.running;
     }
-    r.running = (async () => {
+    r.running = leader.fenced(async () => {
       do {
         r.again = false;
+        if (!leader.leading()) break;
         try {
           await runOnce(siteId, r);
         } catch (err) {
@@ -304,7 +312,7 @@ export function createReconciler(deps: ReconcilerDeps) {
           log.error({ err, site: siteId }, 'reconciler run failed');
         }
       } while (r.again && !closed);
-    })().finally(() => {
+    }).finally(() => {
       r.running = null;
     });
     return r.running;
@@ -319,6 +327,13 @@ export function createReconciler(deps: ReconcilerDeps) {
     for (const s of sitesOf()) void poke(s);
   }, deps.intervalMs ?? 2000);
   timer.unref();
+  // A new term starts from what is known now: every agent gets the desired state again, and
+  // every site is reconciled at once rather than at the next interval.
+  const offLeader = leader.onChange((leading) => {
+    if (!leading) return;
+    for (const r of runs.values()) r.sentVersion = null;
+    for (const s of sitesOf()) void poke(s);
+  });
 
   return {
     poke,
@@ -382,6 +397,7 @@ export function createReconciler(deps: ReconcilerDeps) {
       if (closed) return;
       closed = true;
       clearInterval(timer);
+      offLeader();
       unwatch();
       await Promise.all([...runs.values()].map((r) => r.running));
     },

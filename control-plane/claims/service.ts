@@ -133,9 +133,11 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
     }
   }
 
-  function announce(claim: Claim, change: 'set' | 'released' | 'expired'): void {
-    d.events.emit('claim.changed', { claim, change });
+  function announce(claim: Claim, change: 'set' | 'released' | 'expired', remote = false): void {
+    d.events.emit('claim.changed', remote ? { claim, change, remote } : { claim, change });
   }
+  /** ids this replica ended lately: a reload that read them before they ended does not bring them back */
+  const endedHere = new Map<string, number>();
 
   /** ends live claims (stored first), audits and announces each */
   async function end(ids: string[], by: string, reason: string, change: 'released' | 'expired'): Promise<Claim[]> {
@@ -144,6 +146,7 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
     const at = now();
     await endClaims(d.db, claims.map((c) => c.id), by, reason, at);
     for (const c of claims) {
+      endedHere.set(c.id, at);
       drop(c.id);
       d.audit.write({ actor: by, action: `claim.${change}`, subject: c.id, details: { site: c.siteId, source: c.source, reason, claim_reason: c.reason }, timeMs: at });
       announce(c, change);
@@ -171,7 +174,10 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
     // at once, and must never see the old claims gone before the new ones are there
     const replaced = [...ended].map(([old, by]) => ({ o: live.get(old)!, by }));
     for (const c of made) put(c);
-    for (const { o } of replaced) drop(o.id);
+    for (const { o } of replaced) {
+      endedHere.set(o.id, at);
+      drop(o.id);
+    }
     for (const { o, by } of replaced) {
       d.audit.write({ actor: made.find((m) => m.id === by)!.actor, action: 'claim.replaced', subject: o.id, details: { site: o.siteId, source: o.source, by }, timeMs: at });
     }
@@ -219,13 +225,40 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
     return a.powerTargetW > 0 && Math.abs(a.powerTargetW - want.powerTargetW) <= want.powerTargetW * 0.01;
   }
 
+  /**
+   * Several control planes (docs/reliability.md): the live claims as the table has them now,
+   * another replica having stated or ended some. New ones are put and gone ones dropped, each
+   * announced with remote: true (not audited again: the replica that made the change did).
+   */
+  async function reload(): Promise<number> {
+    const before = new Set(live.keys());
+    const rows = await loadLiveClaims(d.db);
+    const cutoff = now() - 60_000;
+    for (const [id, at] of endedHere) if (at < cutoff) endedHere.delete(id);
+    const inTable = new Set(rows.map((r) => r.id));
+    const added: Claim[] = [];
+    for (const r of rows) {
+      if (live.has(r.id) || endedHere.has(r.id)) continue;
+      const c = fromRow(r);
+      if (c) added.push(c);
+    }
+    const gone = [...before].filter((id) => !inTable.has(id) && live.has(id)).map((id) => live.get(id)!);
+    for (const c of added) put(c);
+    for (const c of gone) drop(c.id);
+    for (const c of gone) announce(c, 'released', true);
+    for (const c of added) announce(c, 'set', true);
+    return added.length + gone.length;
+  }
+
   const api: ClaimsApi & {
+    reload: typeof reload;
     setMany: typeof setMany;
     specOf: typeof specOf;
     get(id: string): Claim | undefined;
     close(): Promise<void>;
   } = {
     set: async (c) => (await setMany([c]))[0]!,
+    reload,
     setMany,
     async release(id, actor, reason) {
       const [c] = await end([id], actor, reason, 'released');

@@ -9,6 +9,16 @@
 // the answers it refuses, and says every change as command.changed. A part that must move its
 // own state before a final result's waiters hear of it (the workload service) registers a
 // follow-up with beforeFinal, which the bus awaits.
+//
+// Several control planes on one database (docs/reliability.md, "Several control planes"): a
+// command is delivered by whichever replica holds its site's agent stream. The issuer stores it
+// and, when the stream is elsewhere, says so on the replicas' channel (ha/notify.ts); the
+// holder reads it from the table and sends it. The holder's transitions are written (behind,
+// conditionally: db/command-store.ts) and then said on the channel, so the issuer's record, its
+// waiters and its listeners follow. A stream that opens here reads every command not final of its
+// site from the table, so nothing is stranded on a replica with no stream; the listening
+// connection's every (re)connect, and a sweep every resyncMs, re-read what a lost notice missed.
+// Expiry is the leader's (ha/lease.ts): a fenced UPDATE by deadline, said on the channel.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { CommandOutcome, type Command, type CommandResult } from '../../proto/gen/hcp/v1/commands.js';
@@ -16,7 +26,10 @@ import type { ControlMessage } from '../../proto/gen/hcp/v1/gateway.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
 import { createBatchWriter } from '../db/batch-writer.js';
-import { CommandsRejectedError, insertCommands, loadLiveCommands, updateCommandStates } from '../db/command-store.js';
+import { CommandsRejectedError, expireCommands, getCommands, insertCommands, liveCommandsOf, loadLiveCommands, updateCommandStates, type StoredCommand } from '../db/command-store.js';
+import { currentFence, FencedError } from '../ha/fence.js';
+import { ALWAYS_LEADING, type Leadership } from '../ha/lease.js';
+import { LOCAL_NOTIFIER, MAX_NOTICE_BYTES, type Notice, type Notifier } from '../ha/notify.js';
 import { HcpError } from '../errors.js';
 import type { EventStream } from '../events.js';
 import type { Metrics } from '../metrics.js';
@@ -46,6 +59,18 @@ export interface CommandBusDeps {
   flushMs?: number;
   /** finished commands stay in memory this long for fast reads and redelivered results */
   keepFinishedMs?: number;
+  /** whether this replica holds the site's agent stream; default: send decides (one replica) */
+  hasStream?: (siteId: string) => boolean;
+  /** the sites whose streams this replica holds */
+  streamSites?: () => string[];
+  /** the leader lease: expiry runs only while leading; default: always */
+  leader?: Leadership;
+  /** the other replicas (ha/notify.ts); default: none */
+  notifier?: Notifier;
+  /** how often commands of local streams and records of remote ones are re-read; default 5 s */
+  resyncMs?: number;
+  /** how often the leader sweeps the table for commands past their deadline; default 1 s */
+  expirySweepMs?: number;
 }
 
 export type CommandEvent = CommandRecord;
@@ -99,10 +124,45 @@ export async function createCommandBus(d: CommandBusDeps) {
   // later transition behind it. The bound counts commands, not transitions; past it the oldest
   // command's state is dropped (logged, hcp_db_dropped_rows_total{writer="commands"}): its row
   // keeps an earlier state, which a restart only redelivers.
+  const leader = d.leader ?? ALWAYS_LEADING;
+  const notifier = d.notifier ?? LOCAL_NOTIFIER;
+  const shared = notifier !== LOCAL_NOTIFIER;
+  // A stream counts from its site.connected on (the gateway holds it a little earlier, while it
+  // stores the Hello): the redelivery at connect would otherwise send again what a notice or a
+  // sweep sent in between.
+  const ready = new Set<string>();
+  const hasStream = (site: string) => (!d.events || ready.has(site)) && (d.hasStream?.(site) ?? true);
+  /** says on the channel, in payloads NOTIFY takes; a failure is logged (the resync sweep covers it) */
+  const publish = (k: string, field: string, items: unknown[], extra: Record<string, unknown> = {}) => {
+    if (!shared || items.length === 0) return;
+    const chunks: unknown[][] = [[]];
+    let bytes = 0;
+    for (const it of items) {
+      const b = JSON.stringify(it).length + 1;
+      if (bytes + b > MAX_NOTICE_BYTES && chunks[chunks.length - 1]!.length) {
+        chunks.push([]);
+        bytes = 0;
+      }
+      chunks[chunks.length - 1]!.push(it);
+      bytes += b;
+    }
+    for (const c of chunks) {
+      void notifier.publish({ k, [field]: c, ...extra }).catch((err) => d.log.warn({ err, kind: k }, 'could not tell the other replicas; their sweep will find it'));
+    }
+  };
+
+  // Written rows are said to the other replicas; a row the database kept (final already, or sent
+  // since by another replica) is read back and adopted where this replica is not the authority.
+  const writeStates = async (rows: CommandRecord[]) => {
+    const written = new Set(await updateCommandStates(d.db, rows));
+    publish('changed', 'c', rows.filter((r) => written.has(r.id)).map((r) => [r.id, r.state]));
+    const kept = rows.filter((r) => !written.has(r.id)).map((r) => r.id);
+    if (kept.length) void refresh(kept).catch((err) => d.log.warn({ err }, 'could not read back commands the database kept'));
+  };
   const states = createBatchWriter<CommandRecord>({
     name: 'commands',
     log: d.log,
-    write: (rows) => updateCommandStates(d.db, rows),
+    write: writeStates,
     identify: (r) => ({ site: r.siteId, command: r.id, type: r.payload.type, state: r.state }),
     key: (r) => r.id,
     snapshot: (r) => ({ ...r }),
@@ -115,14 +175,14 @@ export async function createCommandBus(d: CommandBusDeps) {
   });
   const flush = () => states.flush();
 
-  const transition = (r: CommandRecord, to: CommandState, now: number, extra: Partial<CommandRecord> = {}): boolean => {
+  const transition = (r: CommandRecord, to: CommandState, now: number, extra: Partial<CommandRecord> = {}, write = true): boolean => {
     if (!canTransition(r.state, to)) return false;
     Object.assign(r, extra, { state: to });
     if (to === 'sent') {
       r.sentAtMs = now;
       r.attempts += 1;
     } else if (to === 'acked') r.ackedAtMs = now;
-    states.add(r);
+    if (write) states.add(r);
     d.metrics.commandTransitions.inc({ type: r.payload.type, state: to });
     if (isFinal(to)) {
       r.finishedAtMs = now;
@@ -150,13 +210,106 @@ export async function createCommandBus(d: CommandBusDeps) {
     if (d.send(r.siteId, { body: { $case: 'command', value: toProtoCommand(r) } })) transition(r, 'sent', now);
   };
 
-  const expiryTimer = setInterval(() => {
-    const now = Date.now();
-    for (const r of live.values()) {
-      if (now >= r.deadlineMs) transition(r, 'expired', now, { reasonCode: 'expired', message: `no result before the deadline (${new Date(r.deadlineMs).toISOString()})` });
+  /**
+   * What another replica wrote, taken into this replica's records: a final state always; a
+   * state not final only for a site whose stream is not here (here, this replica is the one
+   * moving it). A final adopted is said to listeners and waiters, without the follow-ups and the
+   * audit, which the replica that made it final ran.
+   */
+  const adopt = (r: CommandRecord, row: StoredCommand) => {
+    const to = row.state as CommandState;
+    if (to === r.state || isFinal(r.state)) return;
+    if (!isFinal(to) && hasStream(r.siteId)) return;
+    Object.assign(r, {
+      state: to, sentAtMs: row.sentAtMs, ackedAtMs: row.ackedAtMs, finishedAtMs: row.finishedAtMs, attempts: Math.max(r.attempts, row.attempts),
+      reasonCode: row.reasonCode, message: row.message, devices: row.devices as CommandRecord['devices'],
+    });
+    if (isFinal(to)) {
+      live.delete(r.id);
+      finished.set(r.id, r);
+      setTimeout(() => finished.delete(r.id), keepFinishedMs).unref();
     }
+    say(r);
+  };
+  /** reads these commands back and adopts what the table says */
+  const refresh = async (ids: string[]) => {
+    for (let i = 0; i < ids.length; i += 1000) {
+      for (const row of await getCommands<CommandRecord>(d.db, ids.slice(i, i + 1000))) {
+        const r = live.get(row.id);
+        if (r) adopt(r, row);
+      }
+    }
+  };
+
+  // Expiry is a singleton loop: the leader's, fenced. Records of this replica past their
+  // deadline are expired at once (every 100 ms); the table is swept every expirySweepMs for the
+  // commands other replicas hold.
+  const expireMessage = (r: CommandRecord) => `no result before the deadline (${new Date(r.deadlineMs).toISOString()})`;
+  let expiring: Promise<void> | null = null;
+  let sweptAt = 0;
+  const expire = async (ids: string[] | null) => {
+    if (ids === null || ids.length) await states.flush();
+    const fence = leader.fence();
+    if (!leader.leading()) return;
+    let done: Array<{ id: string; finishedAtMs: number }>;
+    try {
+      done = await expireCommands(d.db, fence, ids);
+    } catch (err) {
+      if (err instanceof FencedError) d.log.error({ err }, 'command expiry refused: this replica no longer leads');
+      else d.log.warn({ err }, 'command expiry failed; the next sweep tries again');
+      return;
+    }
+    for (const e of done) {
+      const r = live.get(e.id);
+      if (r) transition(r, 'expired', e.finishedAtMs, { reasonCode: 'expired', message: expireMessage(r) }, false);
+    }
+    publish('changed', 'c', done.map((e) => [e.id, 'expired']));
+  };
+  const expiryTimer = setInterval(() => {
+    if (expiring || closed || !leader.leading()) return;
+    const now = Date.now();
+    const due = [...live.values()].filter((r) => now >= r.deadlineMs).map((r) => r.id);
+    const sweep = now - sweptAt >= (d.expirySweepMs ?? 1000);
+    if (!due.length && !sweep) return;
+    if (sweep) sweptAt = now;
+    expiring = leader.fenced(async () => {
+      if (due.length) await expire(due);
+      if (sweep) await expire(null);
+    }).finally(() => {
+      expiring = null;
+    });
   }, 100);
   expiryTimer.unref();
+
+  /**
+   * Every command not final of these sites, from the table, goes down their streams here (a
+   * stream that opened, a notice of new commands, a resync). A record already here is the one
+   * kept, so a command is sent once per stream; one the table says is final is adopted.
+   */
+  const pickUp = async (siteIds: string[], resend: boolean) => {
+    const sites = siteIds.filter((s) => hasStream(s));
+    if (!sites.length) return;
+    await states.flush();
+    const rows = await liveCommandsOf<CommandRecord>(d.db, sites);
+    const inTable = new Set(rows.map((r) => r.id));
+    const stale = [...live.values()].filter((r) => sites.includes(r.siteId) && !inTable.has(r.id)).map((r) => r.id);
+    if (stale.length) await refresh(stale);
+    const now = Date.now();
+    for (const row of rows) {
+      if (finished.has(row.id)) continue;
+      let r = live.get(row.id);
+      if (!r) {
+        r = { ...row, state: 'pending' };
+        live.set(r.id, r);
+      }
+      if (!hasStream(r.siteId)) continue;
+      if (resend && r.state !== 'pending') transition(r, 'pending', now);
+      deliver(r, now);
+    }
+  };
+  const pickUpLogged = (siteIds: string[], resend: boolean) => {
+    void pickUp(siteIds, resend).catch((err) => d.log.warn({ err, sites: siteIds.slice(0, 20) }, 'could not read the commands of streams here; the resync sweep tries again'));
+  };
 
   const api = {
     /** stores the commands (awaited), then sends those whose site is connected */
@@ -169,8 +322,10 @@ export async function createCommandBus(d: CommandBusDeps) {
         reasonCode: null, message: null, devices: null, details: c.details ?? null,
       }));
       try {
-        await insertCommands(d.db, recs);
+        // a singleton loop's commands are fenced: a deposed leader's are refused (FencedError)
+        await insertCommands(d.db, recs, currentFence());
       } catch (err) {
+        if (err instanceof FencedError) d.log.error({ err, commands: recs.length }, 'commands refused: this replica no longer leads');
         if (!(err instanceof CommandsRejectedError)) throw err;
         throw new HcpError('invalid_argument', err.message, 'db_rejected', { sqlstate: err.sqlstate, commands: err.commandIds });
       }
@@ -181,17 +336,33 @@ export async function createCommandBus(d: CommandBusDeps) {
         say(r);
       }
       for (const r of recs) deliver(r, now);
+      const elsewhere = new Map<string, string[]>();
+      for (const r of recs) {
+        if (hasStream(r.siteId)) continue;
+        const l = elsewhere.get(r.siteId) ?? [];
+        l.push(r.id);
+        elsewhere.set(r.siteId, l);
+      }
+      publish('new', 's', [...elsewhere]);
       return recs;
     },
 
-    /** an agent's stream is up: everything not final for its site goes down it, oldest first */
+    /**
+     * An agent's stream is up: everything not final for its site goes down it, oldest first —
+     * what this replica holds at once, then (several replicas) what the table holds.
+     */
     siteConnected(siteId: string): void {
       const now = Date.now();
       const mine = [...live.values()].filter((r) => r.siteId === siteId).sort((a, b) => a.createdAtMs - b.createdAtMs);
-      for (const r of mine) {
-        if (r.state !== 'pending') transition(r, 'pending', now);
-        deliver(r, now);
+      if (!shared) {
+        for (const r of mine) {
+          if (r.state !== 'pending') transition(r, 'pending', now);
+          deliver(r, now);
+        }
+        return;
       }
+      for (const r of mine) if (r.state !== 'pending') transition(r, 'pending', now);
+      pickUpLogged([siteId], false);
     },
 
     /** the stream is gone: what was sent is redelivered on reconnect */
@@ -234,6 +405,24 @@ export async function createCommandBus(d: CommandBusDeps) {
 
     liveCount: () => live.size,
 
+    /**
+     * Several control planes: commands another replica made (the leader's reconciler, asked by
+     * this replica), read from the table and held here, so waitFinal and get work for them.
+     */
+    async follow(ids: string[]): Promise<CommandRecord[]> {
+      const missing = ids.filter((id) => !live.has(id) && !finished.has(id));
+      for (let i = 0; i < missing.length; i += 1000) {
+        for (const row of await getCommands<CommandRecord>(d.db, missing.slice(i, i + 1000))) {
+          if (live.has(row.id) || finished.has(row.id)) continue;
+          if (isFinal(row.state)) {
+            finished.set(row.id, row);
+            setTimeout(() => finished.delete(row.id), keepFinishedMs).unref();
+          } else live.set(row.id, row);
+        }
+      }
+      return ids.map((id) => live.get(id) ?? finished.get(id)).filter((r): r is CommandRecord => !!r);
+    },
+
     /** resolves with the records once every id is final, or as they stand at the timeout */
     async waitFinal(ids: string[], timeoutMs: number): Promise<CommandRecord[]> {
       const pending = new Set(ids.filter((id) => {
@@ -274,6 +463,8 @@ export async function createCommandBus(d: CommandBusDeps) {
       closed = true;
       for (const off of unsubscribe) off();
       clearInterval(expiryTimer);
+      clearInterval(resyncTimer);
+      await expiring;
       await states.close();
     },
   };
@@ -288,12 +479,47 @@ export async function createCommandBus(d: CommandBusDeps) {
   };
   const unsubscribe = d.events
     ? [
-      d.events.on('site.connected', (e) => api.siteConnected(e.siteId)),
-      d.events.on('site.disconnected', (e) => api.siteDisconnected(e.siteId)),
+      d.events.on('site.connected', (e) => {
+        ready.add(e.siteId);
+        api.siteConnected(e.siteId);
+      }),
+      d.events.on('site.disconnected', (e) => {
+        ready.delete(e.siteId);
+        api.siteDisconnected(e.siteId);
+      }),
       d.events.on('agent.ack', (e) => refused(e.siteId, 'commandAck', e.commandId, api.onAck(e.siteId, e.commandId))),
       d.events.on('agent.result', (e) => refused(e.siteId, 'commandResult', e.result.commandId, api.onResult(e.siteId, e.result))),
     ]
     : [];
+
+  // The other replicas: new commands for streams here are picked up; transitions they wrote are
+  // read back for the records held here. After the listening connection (re)connects, and every
+  // resyncMs, both are re-read from the table, so a notice lost while it was down costs a delay,
+  // never a command.
+  const onNotice = (n: Notice) => {
+    if (closed) return;
+    if (n.k === 'new' && Array.isArray(n.s)) {
+      const sites = (n.s as Array<[string, string[]]>).map(([site]) => site).filter((s) => typeof s === 'string' && hasStream(s));
+      if (sites.length) pickUpLogged(sites, false);
+    } else if (n.k === 'changed' && Array.isArray(n.c)) {
+      const ids = (n.c as Array<[string, string]>).filter(([id, st]) => {
+        const r = live.get(id);
+        return r !== undefined && r.state !== st;
+      }).map(([id]) => id);
+      if (ids.length) void refresh(ids).catch((err) => d.log.warn({ err }, 'could not read commands another replica moved'));
+    }
+  };
+  const resync = () => {
+    if (closed) return;
+    pickUpLogged(d.streamSites?.() ?? [], false);
+    const remote = [...live.values()].filter((r) => !hasStream(r.siteId)).map((r) => r.id);
+    if (remote.length) void refresh(remote).catch((err) => d.log.warn({ err }, 'could not re-read commands of other replicas'));
+  };
+  const resyncTimer = setInterval(() => shared && resync(), d.resyncMs ?? 5000);
+  resyncTimer.unref();
+  if (shared) {
+    unsubscribe.push(notifier.subscribe(onNotice), notifier.onListening(resync));
+  }
   return api;
 }
 

@@ -2,9 +2,26 @@
 // live while ended_at is null, and stays as history once released, expired or replaced. The
 // claims service keeps the live ones in memory and writes through here, so they survive a
 // control-plane restart. db/ knows rows, not the claim rules: the service maps.
-import { and, eq, inArray, isNull } from 'drizzle-orm';
+//
+// Writes made by a singleton loop (the grid response, economic dispatch, programs, the
+// scheduler's headroom: ha/lease.ts) carry its fence (ha/fence.ts): inside one transaction the
+// lease's token is checked first, and a deposed leader's write is refused with FencedError.
+// Ending is conditional (only claims still live), so two replicas ending one claim end it once.
+import { eq, isNull } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { claims } from './schema.js';
+import { checkFence, currentFence } from '../ha/fence.js';
+
+type Tx = Pick<Db, 'query'>;
+/** fn in a transaction that first checks the current fence; as it is when there is none */
+async function fenced<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  const fence = currentFence();
+  if (!fence) return fn(db);
+  return db.transaction(async (tx) => {
+    await checkFence(tx, fence);
+    return fn(tx);
+  });
+}
 
 export interface ClaimRow {
   id: string;
@@ -18,24 +35,28 @@ export interface ClaimRow {
   expiresAtMs: number | null;
 }
 
-const date = (ms: number | null) => (ms === null ? null : new Date(ms));
-
 /** all rows in one statement */
 export async function insertClaims(db: Db, rows: readonly ClaimRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await db.orm.insert(claims).values(rows.map((r) => ({
-    id: r.id, siteId: r.siteId, source: r.source, deviceIds: r.deviceIds, want: r.want, reason: r.reason, actor: r.actor,
-    createdAt: new Date(r.createdAtMs), expiresAt: date(r.expiresAtMs),
-  })));
+  await fenced(db, (tx) => tx.query(
+    `INSERT INTO claims (id, site_id, source, device_ids, want, reason, actor, created_at, expires_at)
+     SELECT r.id, r.s, r.src, ARRAY(SELECT jsonb_array_elements_text(r.dv::jsonb)), r.w::jsonb, r.rs, r.a, to_timestamp(r.c / 1000.0), to_timestamp(r.e / 1000.0)
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[])
+       AS r(id, s, src, dv, w, rs, a, c, e)`,
+    [
+      rows.map((r) => r.id), rows.map((r) => r.siteId), rows.map((r) => r.source), rows.map((r) => JSON.stringify(r.deviceIds)), rows.map((r) => JSON.stringify(r.want)),
+      rows.map((r) => r.reason), rows.map((r) => r.actor), rows.map((r) => r.createdAtMs), rows.map((r) => r.expiresAtMs),
+    ],
+  ));
 }
 
 /** ends the live ones among ids; returns the ids it ended */
 export async function endClaims(db: Db, ids: readonly string[], by: string, reason: string, atMs: number): Promise<string[]> {
   if (ids.length === 0) return [];
-  const ended = await db.orm.update(claims)
-    .set({ endedAt: new Date(atMs), endedBy: by, endReason: reason })
-    .where(and(inArray(claims.id, [...ids]), isNull(claims.endedAt)))
-    .returning({ id: claims.id });
+  const ended = await fenced(db, (tx) => tx.query<{ id: string }>(
+    `UPDATE claims SET ended_at = to_timestamp($2 / 1000.0), ended_by = $3, end_reason = $4 WHERE id = ANY($1::text[]) AND ended_at IS NULL RETURNING id`,
+    [[...ids], atMs, by, reason],
+  ));
   return ended.map((r) => r.id);
 }
 

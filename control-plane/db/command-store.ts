@@ -2,11 +2,17 @@
 // bind one array per column, so a fleet-wide curtail of a thousand sites is one round trip; the
 // reads go through Drizzle. The record type is the stored shape, generic in its payload so db/
 // imports no domain module: control-plane/commands/model.ts CommandRecord is one.
+//
+// Several control planes (docs/reliability.md): commands made by a singleton loop are inserted
+// under its fence (ha/fence.ts), so a deposed leader's are refused; state updates are
+// conditional (a final state is never overwritten, nor a later attempt by an earlier one),
+// since the replica holding a site's stream and the leader's expiry can both write one command.
 import { and, asc, desc, eq, inArray, type SQL } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { classifyDbError, dbMessage, sqlState } from './db-error.js';
 import { writeWithDeadLetters, type DeadLetter } from './dead-letter.js';
 import { commands } from './schema.js';
+import { checkFence, type Fence } from '../ha/fence.js';
 
 /** a command as stored (control-plane/commands/model.ts CommandRecord fits) */
 export interface StoredCommand {
@@ -69,10 +75,15 @@ function toRecord<R extends StoredCommand>(r: typeof commands.$inferSelect): R {
  * a refused command fails its own submit (CommandsRejectedError; the bus answers invalid_argument,
  * reason db_rejected) and nothing else.
  */
-export async function insertCommands(db: Pick<Db, 'query'>, recs: StoredCommand[]): Promise<void> {
+export async function insertCommands(db: Pick<Db, 'query' | 'transaction'>, recs: StoredCommand[], fence: Fence | null = null): Promise<void> {
   if (recs.length === 0) return;
   try {
-    await insertStatement(db, recs);
+    if (fence) {
+      await db.transaction(async (tx) => {
+        await checkFence(tx, fence);
+        await insertStatement(tx, recs);
+      });
+    } else await insertStatement(db, recs);
   } catch (err) {
     if (classifyDbError(err) !== 'content') throw err;
     throw new CommandsRejectedError(err, sqlState(err), recs.map((r) => r.id));
@@ -101,19 +112,25 @@ export async function updateCommands<R extends StoredCommand>(db: Pick<Db, 'quer
   return writeWithDeadLetters(recs, (rows) => updateCommandStates(db, rows));
 }
 
-/** one UPDATE … FROM unnest for any number of commands; the caller dead-letters (batch-writer.ts) */
-export async function updateCommandStates(db: Pick<Db, 'query'>, recs: StoredCommand[]): Promise<void> {
-  await db.query(
+/**
+ * One UPDATE … FROM unnest for any number of commands; the caller dead-letters (batch-writer.ts).
+ * Conditional: a row already final keeps its state, and a row sent more often than the record
+ * says (another replica delivered it since) is not set back. Returns the ids it wrote.
+ */
+export async function updateCommandStates(db: Pick<Db, 'query'>, recs: StoredCommand[]): Promise<string[]> {
+  const rows = await db.query<{ id: string }>(
     `UPDATE commands SET state = r.st, sent_at = to_timestamp(r.sa / 1000.0), acked_at = to_timestamp(r.aa / 1000.0),
        finished_at = to_timestamp(r.fa / 1000.0), attempts = r.at, reason_code = r.rc, message = r.msg, devices = r.dv::jsonb
      FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::float8[], $6::int4[], $7::text[], $8::text[], $9::text[])
        AS r(id, st, sa, aa, fa, at, rc, msg, dv)
-     WHERE commands.id = r.id`,
+     WHERE commands.id = r.id AND commands.state NOT IN ('succeeded', 'failed', 'expired') AND commands.attempts <= r.at
+     RETURNING commands.id`,
     [
       recs.map((r) => r.id), recs.map((r) => r.state), recs.map((r) => r.sentAtMs), recs.map((r) => r.ackedAtMs), recs.map((r) => r.finishedAtMs),
       recs.map((r) => r.attempts), recs.map((r) => r.reasonCode), recs.map((r) => r.message), recs.map((r) => (r.devices ? JSON.stringify(r.devices) : null)),
     ],
   );
+  return rows.map((r) => r.id);
 }
 
 const LIVE_STATES = ['pending', 'sent', 'acked'];
@@ -122,6 +139,40 @@ const LIVE_STATES = ['pending', 'sent', 'acked'];
 export async function loadLiveCommands<R extends StoredCommand = StoredCommand>(db: Pick<Db, 'orm'>): Promise<R[]> {
   const rows = await db.orm.select().from(commands).where(inArray(commands.state, LIVE_STATES)).orderBy(asc(commands.createdAt), asc(commands.id));
   return rows.map((r) => toRecord<R>(r));
+}
+
+/** the commands with these ids, as stored */
+export async function getCommands<R extends StoredCommand = StoredCommand>(db: Pick<Db, 'orm'>, ids: readonly string[]): Promise<R[]> {
+  if (ids.length === 0) return [];
+  const rows = await db.orm.select().from(commands).where(inArray(commands.id, [...ids]));
+  return rows.map((r) => toRecord<R>(r));
+}
+
+/** the commands not final of these sites, oldest first (a stream that opened here delivers them) */
+export async function liveCommandsOf<R extends StoredCommand = StoredCommand>(db: Pick<Db, 'orm'>, siteIds: readonly string[]): Promise<R[]> {
+  if (siteIds.length === 0) return [];
+  const rows = await db.orm.select().from(commands)
+    .where(and(inArray(commands.state, LIVE_STATES), inArray(commands.siteId, [...siteIds])))
+    .orderBy(asc(commands.createdAt), asc(commands.id));
+  return rows.map((r) => toRecord<R>(r));
+}
+
+/**
+ * The leader's expiry: every command not final whose deadline passed (database time), or only
+ * those of ids, becomes expired, under the fence. Returns the ids it expired.
+ */
+export async function expireCommands(db: Pick<Db, 'transaction'>, fence: Fence | null, ids: readonly string[] | null): Promise<Array<{ id: string; finishedAtMs: number }>> {
+  return db.transaction(async (tx) => {
+    await checkFence(tx, fence);
+    const rows = await tx.query<{ id: string; fa: string | number }>(
+      `UPDATE commands SET state = 'expired', finished_at = now(), reason_code = 'expired',
+         message = 'no result before the deadline (' || to_char(deadline AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || ')'
+       WHERE state IN ('pending', 'sent', 'acked') AND ${ids ? 'id = ANY($1::text[])' : 'deadline <= now()'}
+       RETURNING id, extract(epoch FROM finished_at) * 1000 AS fa`,
+      ids ? [[...ids]] : [],
+    );
+    return rows.map((r) => ({ id: r.id, finishedAtMs: Math.round(Number(r.fa)) }));
+  });
 }
 
 export async function getCommand<R extends StoredCommand = StoredCommand>(db: Pick<Db, 'orm'>, id: string): Promise<R | null> {

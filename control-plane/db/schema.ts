@@ -451,3 +451,16 @@ export const telemetryBatches = pgTable(
     index('telemetry_batches_committed_at_idx').on(t.committedAt),
   ],
 );
+
+/**
+ * Leases of the singleton loops when several control planes share one database
+ * (control-plane/ha/lease.ts). One row per lease; `token` grows by one at every change of holder
+ * and fences the holder's writes (control-plane/ha/fence.ts). `expires_at` is database time.
+ */
+export const leases = pgTable('leases', {
+  name: text('name').primaryKey(),
+  holder: text('holder').notNull(),
+  token: bigint('token', { mode: 'bigint' }).notNull(),
+  expiresAt: ts('expires_at').notNull(),
+  acquiredAt: ts('acquired_at').notNull().defaultNow(),
+});

@@ -6,10 +6,16 @@
 //
 // Ordinary queries use Drizzle's typed builder (schema.ts); the multi-row moves of a pass or a
 // batch of results bind one array per column in raw SQL, in one transaction each.
+//
+// Every move is fenced when a singleton loop makes it (the scheduler: ha/lease.ts, ha/fence.ts):
+// the transaction first checks the lease's token, and a deposed leader's move is refused with
+// FencedError. The moves are conditional already (from-states, FOR UPDATE), so two replicas
+// answering one workload's commands move it once.
 import { randomUUID } from 'node:crypto';
 import { and, asc, count, desc, eq, inArray, isNotNull, isNull, lt, sql } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { allocationHistory, allocations, customers, workloads } from './schema.js';
+import { checkFence, currentFence } from '../ha/fence.js';
 
 /** workloads.state as stored (the state machine itself is control-plane/scheduler/workload-state.ts) */
 export type StoredWorkloadState = 'pending' | 'scheduled' | 'running' | 'preempted' | 'completed' | 'failed' | 'cancelled';
@@ -218,6 +224,7 @@ export class AllocationConflict extends Error {
  */
 export async function reserveAllocation(db: Db, workloadId: string, siteId: string, deviceIds: string[], commandId: string, reason = 'allocate'): Promise<void> {
   await db.transaction(async (tx) => {
+    await checkFence(tx, currentFence());
     const moved = await tx.query(
       `UPDATE workloads SET state = 'scheduled', facility_id = $2, allocate_command_id = $3, updated_at = now(), last_state_change = now()
        WHERE id = $1 AND state = 'pending' RETURNING id`,
@@ -263,6 +270,7 @@ export interface Transitioned {
  */
 export async function transitionWorkload(db: Db, id: string, from: WorkloadState[], to: WorkloadState, reason: string, opts: TransitionOptions = {}): Promise<Transitioned | null> {
   return db.transaction(async (tx) => {
+    await checkFence(tx, currentFence());
     const rows = await tx.query<{ state: WorkloadState; facility_id: string | null }>(
       `UPDATE workloads w SET state = $3, updated_at = now(), last_state_change = now(),
          started_at = CASE WHEN $3 = 'running' THEN now() WHEN $3 = 'pending' THEN NULL ELSE w.started_at END,
@@ -308,6 +316,7 @@ export async function transitionMany(db: Db, items: BatchTransition[], from: Wor
   const out = new Map<string, Transitioned>();
   if (items.length === 0) return out;
   return db.transaction(async (tx) => {
+    await checkFence(tx, currentFence());
     const moved = await tx.query<{ id: string; facility_id: string | null }>(
       `UPDATE workloads w SET state = $3, updated_at = now(), last_state_change = now(),
          started_at = CASE WHEN $3 = 'running' THEN now() ELSE w.started_at END,
@@ -360,6 +369,7 @@ export interface Reservation {
 export async function reserveMany(db: Db, rs: Reservation[]): Promise<{ reserved: Set<string>; busy: Set<string> }> {
   if (rs.length === 0) return { reserved: new Set(), busy: new Set() };
   return db.transaction(async (tx) => {
+    await checkFence(tx, currentFence());
     const moved = new Set((await tx.query<{ id: string }>(
       `UPDATE workloads w SET state = 'scheduled', facility_id = r.s, allocate_command_id = r.c, updated_at = now(), last_state_change = now()
        FROM unnest($1::text[], $2::text[], $3::text[]) AS r(id, s, c) WHERE w.id = r.id AND w.state = 'pending' RETURNING w.id`,

@@ -20,6 +20,7 @@ import type { PriceBook } from '../market/price-book.js';
 import type { Metrics } from '../metrics.js';
 import type { Registry } from '../registry/registry.js';
 import type { SiteControls } from './site-controls.js';
+import { ALWAYS_LEADING, type Leadership } from '../ha/lease.js';
 import { MiningState } from '../../proto/gen/hcp/v1/telemetry.js';
 
 export const ECONOMICS_ACTOR = 'system:economics';
@@ -39,6 +40,8 @@ export interface EconomicDispatchDeps {
   intervalMs: number;
   engine?: Partial<EngineConfig>;
   now?: () => number;
+  /** a singleton loop (ha/lease.ts): runs only while this replica leads; default: always */
+  leader?: Pick<Leadership, 'leading' | 'fenced'>;
 }
 
 /** the model id the engine knows, from the name an agent reports ("Antminer S21 XP") */
@@ -205,9 +208,10 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
     await insertDecisions(d.db, rows);
   }
 
+  const leader = d.leader ?? ALWAYS_LEADING;
   const tick = () => {
-    if (running) return;
-    running = runOnce()
+    if (running || !leader.leading()) return;
+    running = leader.fenced(runOnce)
       .catch((err) => d.log.error({ err }, 'economic interval failed'))
       .finally(() => {
         running = null;

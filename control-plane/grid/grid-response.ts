@@ -18,6 +18,7 @@ import { HcpError } from '../errors.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { Metrics } from '../metrics.js';
 import type { Registry } from '../registry/registry.js';
+import { ALWAYS_LEADING, type Leadership } from '../ha/lease.js';
 import { createFrequencyGuard, type GuardAction, type GuardConfig } from './frequency-guard.js';
 
 /** the grid response's actor in the audit log and on its claims */
@@ -38,6 +39,8 @@ export interface GridResponseDeps {
   metrics: Metrics;
   log: Logger;
   now?: () => number;
+  /** a singleton loop (ha/lease.ts): runs only while this replica leads; default: always */
+  leader?: Pick<Leadership, 'leading' | 'fenced'>;
 }
 
 interface GridEvent {
@@ -116,9 +119,13 @@ export function createGridResponse(d: GridResponseDeps) {
     return { enabled: true, region: s.region, thresholdHz: d.guard.tripHz, deviceIds: [] };
   }
 
+  // Every replica's guard hears the readings (so a standby that takes over knows the phase);
+  // only the leader acts, under its fence. A standby's actions are dropped: the leader took them.
+  const leader = d.leader ?? ALWAYS_LEADING;
   let chain: Promise<void> = Promise.resolve();
   const run = (actions: GuardAction[]) => {
-    for (const a of actions) chain = chain.then(() => act(a)).catch((err) => d.log.error({ err, action: a }, 'grid response failed'));
+    if (!actions.length || !leader.leading()) return;
+    for (const a of actions) chain = chain.then(() => (leader.leading() ? leader.fenced(() => act(a)) : undefined)).catch((err) => d.log.error({ err, action: a }, 'grid response failed'));
   };
   const timer = setInterval(() => run(guard.tick(now())), 250);
   timer.unref();

@@ -1,6 +1,7 @@
 // What the REST routes are given, apart from the app that wires them (app.ts), so a route
 // file never imports the app.
 import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { LeaseStatus } from '../ha/lease.js';
 import type { Context } from 'hono';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.js';
@@ -65,6 +66,8 @@ export interface HttpDeps {
   };
   /** what /ready checks */
   readiness: () => Promise<Record<string, boolean>>;
+  /** this replica and the leader lease (ha/lease.ts), shown in /api/v1/status */
+  leadership?: () => LeaseStatus;
 }
 
 export type Api = OpenAPIHono;

@@ -22,6 +22,11 @@
 // the work of sites that stayed offline longer than the grace period. The passes are coalesced
 // and spaced, so a burst of submits costs one pass, and ingest (same event loop) is never held
 // for long: one pass places at most policy.maxPlacements workloads.
+//
+// A singleton loop (ha/lease.ts): passes, ticks and completion sweeps run only while this
+// replica leads, under the lease's fence (ha/fence.ts). A replica that gains the lease reloads
+// the queue and the holders from the database, and while it leads re-reads the pending
+// workloads every RESYNC_MS: another replica's REST submit is learnt there.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
@@ -37,6 +42,7 @@ import type { WorkloadService } from '../workloads/service.js';
 import { planPass, type ClusterView, type HolderView, type Placement, type Policy } from './placement.js';
 import { WorkloadQueue, type QueuedWorkload } from './queue.js';
 import { holdsGpus, type WorkloadType } from './workload-state.js';
+import { ALWAYS_LEADING, type Leadership } from '../ha/lease.js';
 
 export interface SchedulerDeps {
   /** reads only: the queue and holders at start and at each resync */
@@ -60,6 +66,8 @@ export interface SchedulerDeps {
   /** demand response the site is committed to right now, kW: it comes off the site's capacity */
   commitmentsKw?: (siteId: string) => number;
   now?: () => number;
+  /** runs only while this replica leads; default: always */
+  leader?: Pick<Leadership, 'leading' | 'fenced' | 'onChange'>;
 }
 
 /** a GPU whose allocate failed is left alone this long (a release that did not apply, a fault) */
@@ -97,6 +105,7 @@ export async function createScheduler(d: SchedulerDeps) {
 
   const now = d.now ?? Date.now;
   const log = d.log;
+  const leader = d.leader ?? ALWAYS_LEADING;
   const queue = new WorkloadQueue();
   const quarantine = new Map<string, number>();
   const powerOverride = new Map<string, { w: number; untilMs: number }>();
@@ -330,7 +339,17 @@ export async function createScheduler(d: SchedulerDeps) {
     for (let i = 0; i < done.length; i++) m.decisions.inc({ kind: 'complete' });
   }
 
+  /** the pending workloads of the table join the queue (another replica's submits, a new term) */
+  let requeuedAt = performance.now();
+  async function reloadQueue(): Promise<void> {
+    requeuedAt = performance.now();
+    for (const r of await pendingWorkloads(d.db)) if (!queue.has(r.id) && !placing.has(r.id)) queue.add(toQueued(r));
+    resyncAt = 0;
+    poke();
+  }
+
   async function tick(): Promise<void> {
+    if (performance.now() - requeuedAt >= RESYNC_MS) await reloadQueue();
     const nowMs = now();
     for (const s of d.registry.sites()) {
       if (s.online || (s.lastSeenMs !== null && nowMs - s.lastSeenMs < d.siteGraceMs)) continue;
@@ -350,9 +369,9 @@ export async function createScheduler(d: SchedulerDeps) {
 
   function runPasses(): void {
     passTimer = null;
-    if (closed || running) return;
-    running = (async () => {
-      while (dirty && !closed) {
+    if (closed || running || !leader.leading()) return;
+    running = leader.fenced(async () => {
+      while (dirty && !closed && leader.leading()) {
         dirty = false;
         lastPassAt = performance.now();
         try {
@@ -362,23 +381,23 @@ export async function createScheduler(d: SchedulerDeps) {
         }
         if (dirty) await new Promise((r) => setTimeout(r, d.passIntervalMs));
       }
-    })().finally(() => {
+    }).finally(() => {
       running = null;
     });
   }
 
   let ticking: Promise<void> | null = null;
   const tickTimer = setInterval(() => {
-    if (ticking || closed) return;
-    ticking = tick().catch((err) => log.error({ err }, 'scheduler tick failed')).finally(() => {
+    if (ticking || closed || !leader.leading()) return;
+    ticking = leader.fenced(tick).catch((err) => log.error({ err }, 'scheduler tick failed')).finally(() => {
       ticking = null;
     });
   }, d.tickMs);
   tickTimer.unref();
   let completing: Promise<void> | null = null;
   const completeTimer = setInterval(() => {
-    if (completing || closed) return;
-    completing = completeDue().catch((err) => log.error({ err }, 'completion sweep failed')).finally(() => {
+    if (completing || closed || !leader.leading()) return;
+    completing = leader.fenced(completeDue).catch((err) => log.error({ err }, 'completion sweep failed')).finally(() => {
       completing = null;
     });
   }, Math.min(d.tickMs, COMPLETE_MS));
@@ -386,6 +405,9 @@ export async function createScheduler(d: SchedulerDeps) {
   // Freed GPUs and returning sites are also chances to place; the registry sweep is the clock.
   const retry = setInterval(() => queue.size && poke(), Math.max(d.tickMs, 1000));
   retry.unref();
+  const offLeader = leader.onChange((leading) => {
+    if (leading && !closed) void leader.fenced(reloadQueue).catch((err) => log.error({ err }, 'could not reload the queue for a new term'));
+  });
   poke();
 
   return {
@@ -397,6 +419,7 @@ export async function createScheduler(d: SchedulerDeps) {
       if (closed) return;
       closed = true;
       for (const off of unsubscribe) off();
+      offLeader();
       clearInterval(tickTimer);
       clearInterval(completeTimer);
       clearInterval(retry);

@@ -9,10 +9,17 @@ import { asicSampleView, deviceView, gpuSampleView, siteView, statusView } from 
 const Json = z.record(z.string(), z.unknown());
 const ok = (description: string) => ({ 200: { description, content: { 'application/json': { schema: Json } } } });
 
-export function registerFleetRoutes(app: Api, { registry, db }: HttpDeps): void {
+export function registerFleetRoutes(app: Api, { registry, db, leadership }: HttpDeps): void {
   app.openapi(
-    createRoute({ method: 'get', path: '/api/v1/status', summary: 'Fleet and per-site totals', responses: ok('status') }),
-    (c) => c.json(statusView(registry), 200),
+    createRoute({
+      method: 'get', path: '/api/v1/status', summary: 'Fleet and per-site totals',
+      description: '`replica`: this control plane, whether it leads (runs the singleton loops), and which replica does',
+      responses: ok('status'),
+    }),
+    (c) => {
+      const l = leadership?.();
+      return c.json({ ...statusView(registry), ...(l ? { replica: { id: l.holder, leader: l.leader, leader_id: l.leaderHolder, lease: l.name, token: l.token, leading_since: l.since } } : {}) }, 200);
+    },
   );
 
   app.openapi(
