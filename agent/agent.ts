@@ -4,7 +4,7 @@
 // (docs/conventions.md): stop sampling → flush telemetry and publish offline → close the stream →
 // stop the devices.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -43,6 +43,16 @@ function readTls(c: AgentConfig): { ca?: Buffer; cert?: Buffer; key?: Buffer } |
 
 /** command results remembered for at-most-once (in memory, and in the state dir) */
 const RESULTS_REMEMBERED = 10_000;
+
+/**
+ * HCP_AGENT_CHAOS_EXIT_AFTER_APPLY=1, a test hook (test/chaos/agent-power-cut.test.ts): a power
+ * cut at the one moment that matters, a command applied to the devices but neither its result
+ * journaled nor sent. One line to stdout, written synchronously, then SIGKILL: nothing else runs.
+ */
+function chaosExitAfterApply(commandId: string): void {
+  writeSync(1, `${JSON.stringify({ level: 50, time: Date.now(), msg: 'chaos: exit after apply', command: commandId })}\n`);
+  process.kill(process.pid, 'SIGKILL');
+}
 
 export interface AgentDeps {
   /** driver factories by name: the core's (cgminer) plus whatever the entry point registers (sim) */
@@ -159,6 +169,7 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
   });
   const handler = createCommandHandler({
     drivers,
+    afterApply: process.env.HCP_AGENT_CHAOS_EXIT_AFTER_APPLY === '1' ? chaosExitAfterApply : undefined,
     journal,
     rememberResults: RESULTS_REMEMBERED,
     send: (m) => gateway.send(m),

@@ -20,6 +20,8 @@ import type { AgentMetrics } from '../metrics.js';
 
 export interface CommandHandlerDeps {
   drivers: CommandableDriver[];
+  /** called once a command's apply resolved, before its result is journaled or sent (the chaos hook: agent.ts) */
+  afterApply?: (commandId: string) => void;
   send: (m: AgentMessage) => void;
   /** the workload each GPU runs, as last read */
   gpuWorkload: (deviceId: string) => string;
@@ -157,6 +159,7 @@ export function createCommandHandler(d: CommandHandlerDeps) {
         else {
           try {
             r = await apply(c);
+            d.afterApply?.(c.commandId);
           } catch (err) {
             r = failure(c, 'driver_error', (err as Error).message);
           }
