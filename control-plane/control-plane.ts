@@ -288,7 +288,8 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       },
       security: { ring, limiter, corsOrigins: config.HCP_CORS_ORIGINS, keys },
       readiness: async () => ({
-        database: await db.ping(),
+        // both pools: REST's reads answer 503 while theirs cannot reach the database
+        database: (await db.ping()) && (readDb === db || (await readDb.ping())),
         broker: subscriber.connected(),
       }),
     });

@@ -10,7 +10,7 @@
 import type { ServerType } from '@hono/node-server';
 import { ConfigError, loadControlPlaneConfig, type ControlPlaneConfig } from './config.js';
 import { createControlPlane, readTls, type ControlPlane } from './control-plane.js';
-import { dbMessage, isDbUnavailable } from './db/db-error.js';
+import { dbMessage, isDbUnavailable, isTypeFetchRejection } from './db/db-error.js';
 import { listenHttp } from './http/listen.js';
 import { startingFetch } from './http/starting.js';
 import { createLogger } from './log.js';
@@ -62,6 +62,16 @@ const stop = (signal: string) => {
     },
   );
 };
+// A database connection ended while postgres.js fetched its types is a rejection the driver
+// leaves unhandled (db-error.ts isTypeFetchRejection): the pool reconnects, nothing was lost.
+// Every other unhandled rejection is a bug and ends the process, as Node's default does.
+process.on('unhandledRejection', (reason) => {
+  if (isTypeFetchRejection(reason)) {
+    log.warn({ err: dbMessage(reason) }, 'a database connection ended while the driver fetched its types; it reconnects');
+    return;
+  }
+  throw reason;
+});
 process.on('SIGINT', () => stop('SIGINT'));
 process.on('SIGTERM', () => stop('SIGTERM'));
 

@@ -63,6 +63,8 @@ export function isStatementTimeout(err: unknown): boolean {
 
 /** how long a new connection may take (postgres.js connect_timeout), unless the caller says */
 export const DEFAULT_CONNECT_TIMEOUT_S = 3;
+/** how long close() lets statements finish before it ends the connections */
+const CLOSE_GRACE_S = 1;
 /** while the circuit is open, the server is asked this often whether it answers again */
 const PROBE_MS = 500;
 
@@ -137,12 +139,28 @@ function createPostgresDb(url: string, opts: DbOptions): Db {
     max: opts.maxConnections ?? 10, onnotice: () => {}, connect_timeout: opts.connectTimeoutS ?? DEFAULT_CONNECT_TIMEOUT_S, connection,
   });
   let closed = false;
-  const circuit = createCircuit(() => sql`select 1`, (up, err) => opts.onAvailability?.(up, err));
+  const circuit = createCircuit(() => observed(sql`select 1`), (up, err) => opts.onAvailability?.(up, err));
+  // postgres.js fetches the array types (fetch_types) on every new connection, from a promise
+  // it never awaits (src/connection.js ReadyForQuery → fetchArrayTypes): a connection ended
+  // while that query runs is an unhandled rejection. The types are kept for the whole pool
+  // (options.parsers, options.shared.typeArrayMap), so once one statement has succeeded they
+  // are known and later connections (every reconnect after an outage) skip the fetch. The first
+  // connection's window stays; main.ts knows that one rejection (isTypeFetchRejection).
+  const options = sql.options as unknown as { fetch_types: boolean };
+  const succeeded = () => {
+    if (options.fetch_types) options.fetch_types = false;
+  };
   const observed = <T>(p: Promise<T>): Promise<T> =>
-    p.then(undefined, (err: unknown) => {
-      circuit.saw(err);
-      throw err;
-    });
+    p.then(
+      (v) => {
+        succeeded();
+        return v;
+      },
+      (err: unknown) => {
+        circuit.saw(err);
+        throw err;
+      },
+    );
   // Drizzle's statements go through sql.unsafe too (drizzle-orm/postgres-js/session.js): the
   // circuit refuses them while open and hears their failures. The Query is awaited by drizzle,
   // directly or after .values(), so its own then() is where the failure shows.
@@ -155,7 +173,10 @@ function createPostgresDb(url: string, opts: DbOptions): Db {
         const then = q.then;
         Object.defineProperty(q, 'then', {
           value: function (this: typeof q, ok?: (v: unknown) => unknown, fail?: (e: unknown) => unknown) {
-            return then.call(this, ok, (err: unknown) => {
+            return then.call(this, (v: unknown) => {
+              succeeded();
+              return ok ? ok(v) : v;
+            }, (err: unknown) => {
               circuit.saw(err);
               if (fail) return fail(err);
               throw err;
@@ -197,7 +218,11 @@ function createPostgresDb(url: string, opts: DbOptions): Db {
       if (closed) return;
       closed = true;
       circuit.stop();
-      await sql.end({ timeout: 5 });
+      // The owner closes the handle after the parts using it (docs/conventions.md shutdown
+      // order), so no statement is left to wait for but one on a connection the server ended:
+      // postgres.js keeps such a connection's last query (src/connection.js closed() does not
+      // clear it) and end() waits the whole timeout for it. A short grace, then terminate.
+      await sql.end({ timeout: CLOSE_GRACE_S });
     },
   };
 }

@@ -104,3 +104,18 @@ export function isDbUnavailable(error: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return typeof code === 'string' && CONNECTION_CODES.has(code);
 }
+
+/**
+ * The one database rejection nothing in this code can catch: postgres.js fetches array types on
+ * a new connection from a promise it never awaits (src/connection.js fetchArrayTypes), so a
+ * connection ended during that query rejects it unhandled. The driver tags the error with the
+ * statement it failed (`query`); that statement is the driver's own type query. db/client.ts
+ * turns the fetch off once a pool has its types, so this is a pool's first connection only.
+ * main.ts and migrate-cli.ts log it and go on; any other unhandled rejection still ends the
+ * process, as Node's default does.
+ */
+export function isTypeFetchRejection(reason: unknown): boolean {
+  if (!isDbUnavailable(reason)) return false;
+  const q = (reason as { query?: unknown }).query;
+  return typeof q === 'string' && /from\s+pg_catalog\.pg_type\s+a[\s\S]*b\.typarray/.test(q);
+}

@@ -2,7 +2,14 @@
 // database error (unreachable, a FATAL that ends the session) is reported and exits 1; it is
 // never an uncaught exception (db/client.ts transaction).
 import { createDb } from './client.js';
+import { isTypeFetchRejection } from './db-error.js';
 import { migrate } from './migrate.js';
+
+// the one rejection postgres.js leaves unhandled (db-error.ts); the statement waiting on that
+// connection fails too and is reported below
+process.on('unhandledRejection', (reason) => {
+  if (!isTypeFetchRejection(reason)) throw reason;
+});
 
 const url = process.env.DATABASE_URL;
 if (!url) {
