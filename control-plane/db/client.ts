@@ -140,27 +140,17 @@ function createPostgresDb(url: string, opts: DbOptions): Db {
   });
   let closed = false;
   const circuit = createCircuit(() => observed(sql`select 1`), (up, err) => opts.onAvailability?.(up, err));
-  // postgres.js fetches the array types (fetch_types) on every new connection, from a promise
-  // it never awaits (src/connection.js ReadyForQuery → fetchArrayTypes): a connection ended
-  // while that query runs is an unhandled rejection. The types are kept for the whole pool
-  // (options.parsers, options.shared.typeArrayMap), so once one statement has succeeded they
-  // are known and later connections (every reconnect after an outage) skip the fetch. The first
-  // connection's window stays; main.ts knows that one rejection (isTypeFetchRejection).
-  const options = sql.options as unknown as { fetch_types: boolean };
-  const succeeded = () => {
-    if (options.fetch_types) options.fetch_types = false;
-  };
+  // postgres.js fetches the array types (fetch_types) on every new connection from a promise it
+  // never awaits (src/connection.js ReadyForQuery → fetchArrayTypes): a connection ended while
+  // that query runs is an unhandled rejection, which main.ts knows (isTypeFetchRejection). It
+  // cannot be turned off after the first fetch: with fetch_types false, sql.reserve() on a
+  // newly made connection never resolves (postgres 3.4.9: ReadyForQuery drops a reserve
+  // `initial` without handing the connection over), and transactions reserve.
   const observed = <T>(p: Promise<T>): Promise<T> =>
-    p.then(
-      (v) => {
-        succeeded();
-        return v;
-      },
-      (err: unknown) => {
-        circuit.saw(err);
-        throw err;
-      },
-    );
+    p.then(undefined, (err: unknown) => {
+      circuit.saw(err);
+      throw err;
+    });
   // Drizzle's statements go through sql.unsafe too (drizzle-orm/postgres-js/session.js): the
   // circuit refuses them while open and hears their failures. The Query is awaited by drizzle,
   // directly or after .values(), so its own then() is where the failure shows.
@@ -173,10 +163,7 @@ function createPostgresDb(url: string, opts: DbOptions): Db {
         const then = q.then;
         Object.defineProperty(q, 'then', {
           value: function (this: typeof q, ok?: (v: unknown) => unknown, fail?: (e: unknown) => unknown) {
-            return then.call(this, (v: unknown) => {
-              succeeded();
-              return ok ? ok(v) : v;
-            }, (err: unknown) => {
+            return then.call(this, ok, (err: unknown) => {
               circuit.saw(err);
               if (fail) return fail(err);
               throw err;

@@ -109,9 +109,8 @@ export function isDbUnavailable(error: unknown): boolean {
  * The one database rejection nothing in this code can catch: postgres.js fetches array types on
  * a new connection from a promise it never awaits (src/connection.js fetchArrayTypes), so a
  * connection ended during that query rejects it unhandled. The driver tags the error with the
- * statement it failed (`query`); that statement is the driver's own type query. db/client.ts
- * turns the fetch off once a pool has its types, so this is a pool's first connection only.
- * main.ts and migrate-cli.ts log it and go on; any other unhandled rejection still ends the
+ * statement it failed (`query`); that statement is the driver's own type query, a few
+ * milliseconds at each new connection (it cannot be turned off: db/client.ts says why). main.ts and migrate-cli.ts log it and go on; any other unhandled rejection still ends the
  * process, as Node's default does.
  */
 export function isTypeFetchRejection(reason: unknown): boolean {

@@ -4,7 +4,7 @@
 // test/db-terminate.int.test.ts.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { DbUnavailableError, isDbUnavailable } from './db-error.js';
+import { DbUnavailableError, isDbUnavailable, isTypeFetchRejection } from './db-error.js';
 import { extensionReadiness, isNotPreloaded, preloadHint, preloadList } from './migrate.js';
 
 describe('extensionReadiness', () => {
@@ -66,5 +66,27 @@ describe('isDbUnavailable', () => {
     ['a programming error', new TypeError('x is not a function'), false],
   ])('%s', (_what, err, want) => {
     expect(isDbUnavailable(err)).toBe(want);
+  });
+});
+
+describe('isTypeFetchRejection', () => {
+  // postgres.js tags a failed statement's error with its text (src/connection.js queryError)
+  const closed = (query: string) => Object.defineProperty(Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' }), 'query', { value: query });
+  const typeQuery = `
+      select b.oid, b.typarray
+      from pg_catalog.pg_type a
+      left join pg_catalog.pg_type b on b.oid = a.typelem
+      where a.typcategory = 'A'
+      group by b.oid, b.typarray
+      order by b.oid
+    `;
+  it("is the driver's own type query ended by a lost connection", () => {
+    expect(isTypeFetchRejection(closed(typeQuery))).toBe(true);
+  });
+  it('is nothing else: another statement, another error, not an error', () => {
+    expect(isTypeFetchRejection(closed('select 1'))).toBe(false);
+    expect(isTypeFetchRejection(Object.defineProperty(Object.assign(new Error('x'), { code: '42P01', severity: 'ERROR' }), 'query', { value: typeQuery }))).toBe(false);
+    expect(isTypeFetchRejection(new TypeError("Cannot read properties of null (reading 'write')"))).toBe(false);
+    expect(isTypeFetchRejection(undefined)).toBe(false);
   });
 });

@@ -196,7 +196,7 @@ async function run(as: RunAs, argv: string[], cwd: string): Promise<void> {
 }
 
 async function startThrowawayCluster(): Promise<PostgresServer> {
-  const cluster = await createThrowawayCluster();
+  const cluster = await createThrowawayCluster({ crashSafe: false });
   return { adminUrl: cluster.adminUrl, source: 'throwaway-cluster', stop: () => cluster.destroy() };
 }
 
@@ -227,6 +227,12 @@ export interface ThrowawayClusterOptions {
   port?: number;
   /** start it now (default true); false: initdb only, start() later */
   start?: boolean;
+  /**
+   * keep every commit across stop() (default true): synchronous_commit on, so a commit the
+   * client saw is in the WAL before `-m immediate` stops the server (fsync stays off: the OS
+   * keeps what was written). false: faster, for a cluster that is only ever discarded.
+   */
+  crashSafe?: boolean;
 }
 
 /** initdb and (unless start: false) start a throwaway cluster from the installed binaries */
@@ -272,13 +278,13 @@ export async function createThrowawayCluster(options: ThrowawayClusterOptions = 
   process.once('exit', stopSync);
 
   const pgStart = async (port: number) => {
-    // Durability settings are off: the cluster is discarded after the run.
+    // Durability settings are off (but see crashSafe): the cluster is discarded after the run.
     const serverOptions = [
       `-p ${port}`,
       `-k '${dir}'`,
       `-c listen_addresses=127.0.0.1`,
       `-c fsync=off`,
-      `-c synchronous_commit=off`,
+      `-c synchronous_commit=${options.crashSafe === false ? 'off' : 'on'}`,
       `-c full_page_writes=off`,
       `-c max_connections=200`,
     ].join(' ');
