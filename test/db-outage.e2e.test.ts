@@ -3,7 +3,7 @@
 // 1. started before its database exists, it keeps retrying: /health 200, /ready 503, no exit;
 //    the cluster starts and the full API comes up on the same port;
 // 2. every one of its connections terminated mid-statement (pg_terminate_backend while its
-//    statements wait on a lock this test holds, transactions among them): the process stays up,
+//    statements wait on a lock this test holds, a workload cancel's transaction among them): the process stays up,
 //    REST answers 503 or 200, never a 500, and answers 200 again;
 // 3. the cluster stopped (pg_ctl stop -m immediate): a REST read needing the database is 503
 //    database_unavailable (latency printed), /ready is false; the cluster started again: /ready
@@ -79,11 +79,19 @@ describe('database outages: the control plane as a process on a throwaway cluste
     for (let round = 0; round < 4; round++) {
       // Statements wait on a lock this test holds, so the terminations find them mid-statement:
       // reads, and submits inside their transactions.
+      // a pending workload to cancel under the lock: a cancel is a transaction (workload-store.ts transitionWorkload)
+      const made = await api.post('/api/v1/workloads', submit);
+      expect(made.status).toBe(201);
+      const { id } = (await made.json()) as { id: string };
       const lock = await admin.reserve();
       await lock`BEGIN`;
       await lock`LOCK TABLE workloads IN ACCESS EXCLUSIVE MODE`;
       const load = Promise.all(
-        [...Array.from({ length: 3 }, () => api.get('/api/v1/workloads?limit=50')), ...Array.from({ length: 3 }, () => api.post('/api/v1/workloads', submit))].map((p) =>
+        [
+          ...Array.from({ length: 3 }, () => api.get('/api/v1/workloads?limit=50')),
+          ...Array.from({ length: 2 }, () => api.post('/api/v1/workloads', submit)),
+          api.post(`/api/v1/workloads/${id}/cancel`),
+        ].map((p) =>
           p.then(async (r) => {
             statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
             await r.text();
