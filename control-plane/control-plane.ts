@@ -77,7 +77,7 @@ export interface ControlPlane {
 }
 
 /** the PEM files named by HCP_TLS_*, read once; a missing file stops the start, naming it */
-function readTls(config: ControlPlaneConfig): { cert: Buffer; key: Buffer; clientCa?: Buffer } | undefined {
+export function readTls(config: ControlPlaneConfig): { cert: Buffer; key: Buffer; clientCa?: Buffer } | undefined {
   if (!config.HCP_TLS_CERT) return undefined;
   const read = (name: string, file: string) => {
     try {
@@ -93,8 +93,11 @@ function readTls(config: ControlPlaneConfig): { cert: Buffer; key: Buffer; clien
   };
 }
 
-/** o.events: the event stream to build on (a test listening from the first event); a new one otherwise */
-export async function createControlPlane(config: ControlPlaneConfig, log: Logger, o: { events?: EventStream } = {}): Promise<ControlPlane> {
+/**
+ * o.events: the event stream to build on (a test listening from the first event); a new one otherwise.
+ * o.beforeListen: called just before the REST port is bound (main.ts closes its starting listener there).
+ */
+export async function createControlPlane(config: ControlPlaneConfig, log: Logger, o: { events?: EventStream; beforeListen?: () => Promise<void> } = {}): Promise<ControlPlane> {
   const metrics = createMetrics();
   const events = o.events ?? new EventStream(log.child({ component: 'events' }));
   const tls = readTls(config);
@@ -104,7 +107,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     for (const f of cleanup.reverse()) await f().catch(() => {});
   };
   try {
-    const outcomes = await migrate(db);
+    const outcomes = await migrate(db, undefined, { warn: (msg, details) => log.warn(details, msg) });
     log.info(
       { backend: db.kind, timescaledb: await hasTimescale(db), migrations: outcomes.filter((o) => o.status !== 'already').map((o) => `${o.name}:${o.status}`) },
       'database ready',
@@ -326,10 +329,12 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       security: { ring, limiter, corsOrigins: config.HCP_CORS_ORIGINS, keys },
       leadership: () => leadership.status(),
       readiness: async () => ({
-        database: await db.ping(),
+        // both pools: REST's reads answer 503 while theirs cannot reach the database
+        database: (await db.ping()) && (readDb === db || (await readDb.ping())),
         broker: subscriber.connected(),
       }),
     });
+    await o.beforeListen?.();
     const { server, port: httpPort } = await listenHttp(app.fetch, config.HCP_HTTP_HOST, config.HCP_HTTP_PORT, tls);
     cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
 

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createDb, isStatementTimeout, type Db } from '../control-plane/db/client.js';
 import { describePg } from './harness/pg.js';
+import { waitFor } from './harness/wait-for.js';
 
 describePg('statement timeout', (pg) => {
   let api: Db;
@@ -27,9 +28,16 @@ describePg('statement timeout', (pg) => {
   it('holds inside transactions and on every connection of the pool', async () => {
     const err = await api.transaction((tx) => tx.query('SELECT pg_sleep(2)')).then(() => null, (e: unknown) => e);
     expect(isStatementTimeout(err)).toBe(true);
-    // two transactions at once hold both connections of the pool
-    const settings = await Promise.all([0, 1].map(() => api.transaction((tx) => tx.query<{ t: string; a: string; pid: number }>(
-      "SELECT current_setting('statement_timeout') AS t, current_setting('application_name') AS a, pg_backend_pid() AS pid, pg_sleep(0.05)::text"))));
+    // two transactions at once hold both connections of the pool: each stays open until both
+    // have read their settings (a transaction ending first would hand its connection on)
+    let inside = 0;
+    const settings = await Promise.all([0, 1].map(() => api.transaction(async (tx) => {
+      const rows = await tx.query<{ t: string; a: string; pid: number }>(
+        "SELECT current_setting('statement_timeout') AS t, current_setting('application_name') AS a, pg_backend_pid() AS pid");
+      inside++;
+      await waitFor(() => inside === 2, { message: 'both transactions open' });
+      return rows;
+    })));
     expect(new Set(settings.map(([r]) => r?.pid)).size).toBe(2);
     expect(settings.map(([r]) => r && { t: r.t, a: r.a })).toEqual([{ t: '200ms', a: 'hcp-api-test' }, { t: '200ms', a: 'hcp-api-test' }]);
   });

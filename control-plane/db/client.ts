@@ -8,6 +8,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
+import { DbUnavailableError, isDbUnavailable } from './db-error.js';
 import * as schema from './schema.js';
 
 export type Drizzle = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -22,6 +23,8 @@ export interface Db {
   /** runs fn in one transaction on one connection */
   transaction<T>(fn: (tx: DbTx) => Promise<T>): Promise<T>;
   ping(): Promise<boolean>;
+  /** false while the handle knows the database does not answer (its health circuit is open) */
+  available(): boolean;
   close(): Promise<void>;
 }
 
@@ -50,6 +53,10 @@ export interface DbOptions {
   statementTimeoutMs?: number;
   /** application_name, so this handle's connections are told apart in pg_stat_activity */
   applicationName?: string;
+  /** seconds a new connection may take before the statement waiting on it fails (default DEFAULT_CONNECT_TIMEOUT_S) */
+  connectTimeoutS?: number;
+  /** hears the health circuit open (up false, with the error that opened it) and close again */
+  onAvailability?: (up: boolean, err?: unknown) => void;
 }
 
 export async function createDb(opts: DbOptions): Promise<Db> {
@@ -64,6 +71,72 @@ export function isStatementTimeout(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === QUERY_CANCELED;
 }
 
+/** how long a new connection may take (postgres.js connect_timeout), unless the caller says */
+export const DEFAULT_CONNECT_TIMEOUT_S = 3;
+/** how long close() lets statements finish before it ends the connections */
+const CLOSE_GRACE_S = 1;
+/** while the circuit is open, the server is asked this often whether it answers again */
+const PROBE_MS = 500;
+
+/**
+ * A health circuit in front of one postgres.js pool. A statement failing because the database
+ * does not answer (isDbUnavailable: refused, reset, terminated, shutting down, connect timeout)
+ * opens it, and a probe (`select 1`) is sent at once and then every PROBE_MS until one answers.
+ * While it is open every statement fails at once with DbUnavailableError instead of waiting on a
+ * connection that cannot be made: the REST API answers 503 within milliseconds, and writers keep
+ * their rows and retry (batch-writer.ts). One terminated connection among healthy ones opens it
+ * only for the one probe's round trip.
+ */
+function createCircuit(probe: () => Promise<unknown>, onChange: (up: boolean, err?: unknown) => void) {
+  let downSince: number | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let probing = false;
+  let stopped = false;
+  const runProbe = () => {
+    timer = null;
+    if (stopped || probing || downSince === null) return;
+    probing = true;
+    probe().then(
+      () => {
+        probing = false;
+        if (downSince === null) return;
+        downSince = null;
+        onChange(true);
+      },
+      () => {
+        probing = false;
+        if (!stopped && downSince !== null) timer = setTimeout(runProbe, PROBE_MS).unref();
+      },
+    );
+  };
+  return {
+    get downSince() {
+      return downSince;
+    },
+    /** an error seen on a statement: opens the circuit when it says the database is gone */
+    saw(err: unknown) {
+      if (stopped || downSince !== null || !isDbUnavailable(err)) return;
+      downSince = Date.now();
+      onChange(false, err);
+      runProbe();
+    },
+    check() {
+      if (downSince !== null) throw new DbUnavailableError(downSince);
+    },
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}
+
+/** a rejected promise with postgres.js Query's methods drizzle calls, handled so it is never unhandled */
+function refused(err: Error) {
+  const p = Promise.reject(err);
+  p.catch(() => {});
+  return Object.assign(p, { values: () => p, raw: () => p, execute: () => p, simple: () => p });
+}
+
 function createPostgresDb(url: string, opts: DbOptions): Db {
   // statement_timeout travels in the startup packet (a run-time parameter, PostgreSQL docs
   // §20.11.2), so it holds on every connection of the pool from its first statement, after a
@@ -72,42 +145,157 @@ function createPostgresDb(url: string, opts: DbOptions): Db {
   const connection: Record<string, string | number> = {};
   if (opts.statementTimeoutMs !== undefined) connection.statement_timeout = opts.statementTimeoutMs;
   if (opts.applicationName) connection.application_name = opts.applicationName;
-  const sql = postgres(url, { max: opts.maxConnections ?? 10, onnotice: () => {}, connect_timeout: 10, connection });
+  const sql = postgres(url, {
+    max: opts.maxConnections ?? 10, onnotice: () => {}, connect_timeout: opts.connectTimeoutS ?? DEFAULT_CONNECT_TIMEOUT_S, connection,
+  });
   let closed = false;
-  const query = async <T>(text: string, params: unknown[] = []) =>
-    (await sql.unsafe(text, params as never[])) as unknown as T[];
-  return {
-    kind: 'postgres',
-    orm: drizzlePostgres(sql, { schema }) as unknown as Drizzle,
-    query,
-    exec: async (text) => {
-      await sql.unsafe(text);
-    },
-    transaction: async (fn) =>
-      (await sql.begin(async (tx) => {
-        const on = (c: postgres.TransactionSql) => ({
-          query: async <T>(text: string, params: unknown[] = []) =>
-            (await c.unsafe(text, params as never[])) as unknown as T[],
-          exec: async (text: string) => {
-            await c.unsafe(text);
+  const circuit = createCircuit(() => observed(sql`select 1`), (up, err) => opts.onAvailability?.(up, err));
+  // postgres.js fetches the array types (fetch_types) on every new connection from a promise it
+  // never awaits (src/connection.js ReadyForQuery → fetchArrayTypes): a connection ended while
+  // that query runs is an unhandled rejection, which main.ts knows (isTypeFetchRejection). It
+  // cannot be turned off after the first fetch: with fetch_types false, sql.reserve() on a
+  // newly made connection never resolves (postgres 3.4.9: ReadyForQuery drops a reserve
+  // `initial` without handing the connection over), and transactions reserve.
+  const observed = <T>(p: Promise<T>): Promise<T> =>
+    p.then(undefined, (err: unknown) => {
+      circuit.saw(err);
+      throw err;
+    });
+  // Drizzle's statements go through sql.unsafe too (drizzle-orm/postgres-js/session.js): the
+  // circuit refuses them while open and hears their failures. The Query is awaited by drizzle,
+  // directly or after .values(), so its own then() is where the failure shows.
+  const guarded = new Proxy(sql, {
+    get(target, prop, receiver) {
+      if (prop !== 'unsafe') return Reflect.get(target, prop, receiver);
+      return (...args: Parameters<typeof sql.unsafe>) => {
+        if (circuit.downSince !== null) return refused(new DbUnavailableError(circuit.downSince));
+        const q = target.unsafe(...args);
+        const then = q.then;
+        Object.defineProperty(q, 'then', {
+          value: function (this: typeof q, ok?: (v: unknown) => unknown, fail?: (e: unknown) => unknown) {
+            return then.call(this, ok, (err: unknown) => {
+              circuit.saw(err);
+              if (fail) return fail(err);
+              throw err;
+            });
           },
         });
-        return fn({ ...on(tx), savepoint: async (f) => (await tx.savepoint((sp) => f(on(sp)))) as never });
-      })) as never,
+        return q;
+      };
+    },
+  });
+  const query = async <T>(text: string, params: unknown[] = []) => {
+    circuit.check();
+    return (await observed(sql.unsafe(text, params as never[]))) as unknown as T[];
+  };
+  return {
+    kind: 'postgres',
+    orm: drizzlePostgres(guarded, { schema }) as unknown as Drizzle,
+    query,
+    exec: async (text) => {
+      circuit.check();
+      await observed(sql.unsafe(text));
+    },
+    transaction: async (fn) => {
+      circuit.check();
+      return observed(transaction(sql, fn));
+    },
     ping: async () => {
+      if (closed) return false;
+      if (circuit.downSince !== null) return false;
       try {
-        await sql`select 1`;
+        await observed(sql`select 1`);
         return true;
       } catch {
         return false;
       }
     },
+    available: () => !closed && circuit.downSince === null,
     close: async () => {
       if (closed) return;
       closed = true;
-      await sql.end({ timeout: 5 });
+      circuit.stop();
+      // The owner closes the handle after the parts using it (docs/conventions.md shutdown
+      // order), so no statement is left to wait for but one on a connection the server ended:
+      // postgres.js keeps such a connection's last query (src/connection.js closed() does not
+      // clear it) and end() waits the whole timeout for it. A short grace, then terminate.
+      await sql.end({ timeout: CLOSE_GRACE_S });
     },
   };
+}
+
+/** the parts of postgres.js's Connection (src/connection.js) a transaction looks at */
+interface ConnectionHandle {
+  reserved: unknown;
+}
+
+/**
+ * One transaction on one reserved connection: BEGIN, fn, COMMIT; ROLLBACK on failure — but only
+ * while the connection is still this transaction's. postgres.js's own sql.begin() sends its
+ * ROLLBACK on a connection the server has already closed (the session was terminated, or ended
+ * by a FATAL such as `extension "timescaledb" must be preloaded`); that write is made from a
+ * setImmediate after the socket is gone and throws `TypeError: Cannot read properties of null
+ * (reading 'write')` where nothing can catch it, ending the process (postgres 3.4.9
+ * src/connection.js nextWrite). A closed connection is told by its `reserved` slot: sql.reserve()
+ * sets it to a function of its own, and the pool's onclose sets it to null (src/index.js), all
+ * in the same synchronous step that drops the socket. The server rolls back a transaction
+ * whose session ended, so nothing is left to undo there; and the pool already has the
+ * connection back, so it is not released a second time either.
+ */
+async function transaction<T>(sql: postgres.Sql, fn: (tx: DbTx) => Promise<T>): Promise<T> {
+  const reserved = await sql.reserve();
+  let handle: ConnectionHandle | undefined;
+  let mine: unknown;
+  const alive = () => handle !== undefined && handle.reserved === mine && mine != null;
+  try {
+    await reserved.unsafe('begin', [], {
+      // called with the connection as the statement is written (src/connection.js execute);
+      // true keeps the connection where reserve() put it
+      onexecute: (c: ConnectionHandle) => {
+        handle = c;
+        mine = c.reserved;
+        return true;
+      },
+    } as never);
+    const on: Pick<Db, 'query' | 'exec'> = {
+      query: async <R>(text: string, params: unknown[] = []) => (await reserved.unsafe(text, params as never[])) as unknown as R[],
+      exec: async (text: string) => {
+        await reserved.unsafe(text);
+      },
+    };
+    // savepoints as plain statements on the reserved connection (the writer's careful mode:
+    // a failed statement inside one leaves the transaction usable)
+    let n = 0;
+    const result = await fn({
+      ...on,
+      savepoint: async (f) => {
+        const name = `hcp_sp_${++n}`;
+        await reserved.unsafe(`SAVEPOINT ${name}`);
+        try {
+          const r = await f(on);
+          await reserved.unsafe(`RELEASE SAVEPOINT ${name}`);
+          return r;
+        } catch (err) {
+          if (alive()) await reserved.unsafe(`ROLLBACK TO SAVEPOINT ${name}`);
+          throw err;
+        }
+      },
+    });
+    if (!alive()) throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
+    await reserved.unsafe('commit');
+    if (alive()) reserved.release();
+    return result;
+  } catch (err) {
+    if (alive()) {
+      try {
+        await reserved.unsafe('rollback');
+      } catch {
+        // the connection went while rolling back: the server ends the transaction with it
+      }
+      if (alive()) reserved.release();
+    }
+    throw err;
+  }
 }
 
 /**
@@ -174,6 +362,7 @@ async function createPgliteDb(dataDir: string): Promise<Db> {
         });
       }),
     ping: async () => !closed && !pg.closed,
+    available: () => !closed && !pg.closed,
     close: async () => {
       if (closed) return;
       closed = true;

@@ -65,3 +65,56 @@ export function dbMessage(error: unknown): string {
   const m = err instanceof Error ? err.message : String(err);
   return m.length > 500 ? `${m.slice(0, 500)}…` : m;
 }
+
+/**
+ * Thrown by a Db handle (client.ts) without asking the server while it knows the database does
+ * not answer: its health circuit is open. Classified transient (no SQLSTATE), and answered 503
+ * database_unavailable by the REST API (http/errors.ts).
+ */
+export class DbUnavailableError extends Error {
+  readonly code = 'DB_UNAVAILABLE';
+  override readonly name = 'DbUnavailableError';
+  constructor(readonly since: number, options?: { cause?: unknown }) {
+    super('the database is unavailable', options);
+  }
+}
+
+// The driver's and Node's codes for a connection that could not be made or was lost
+// (postgres.js src/errors.js, Node's errno names).
+const CONNECTION_CODES = new Set([
+  'DB_UNAVAILABLE', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT',
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH',
+  'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'ENOENT',
+]);
+// SQLSTATEs of a server that is there but will not serve (Appendix A): class 08 connection
+// exception; 53300 too_many_connections; 57P01 admin_shutdown (pg_terminate_backend, a fast
+// shutdown), 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up, shutting down,
+// recovering), 57P05 idle_session_timeout.
+const UNAVAILABLE_STATES = new Set(['53300', '57P01', '57P02', '57P03', '57P05']);
+
+/**
+ * Is this error the database being unreachable, down or dropping the session (retry later),
+ * rather than a fault of the statement? The REST API answers these 503 database_unavailable.
+ */
+export function isDbUnavailable(error: unknown): boolean {
+  const err = driverError(error);
+  if (typeof err !== 'object' || err === null) return false;
+  const state = sqlState(err);
+  if (state !== null) return state.startsWith('08') || UNAVAILABLE_STATES.has(state);
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && CONNECTION_CODES.has(code);
+}
+
+/**
+ * The one database rejection nothing in this code can catch: postgres.js fetches array types on
+ * a new connection from a promise it never awaits (src/connection.js fetchArrayTypes), so a
+ * connection ended during that query rejects it unhandled. The driver tags the error with the
+ * statement it failed (`query`); that statement is the driver's own type query, a few
+ * milliseconds at each new connection (it cannot be turned off: db/client.ts says why). main.ts and migrate-cli.ts log it and go on; any other unhandled rejection still ends the
+ * process, as Node's default does.
+ */
+export function isTypeFetchRejection(reason: unknown): boolean {
+  if (!isDbUnavailable(reason)) return false;
+  const q = (reason as { query?: unknown }).query;
+  return typeof q === 'string' && /from\s+pg_catalog\.pg_type\s+a[\s\S]*b\.typarray/.test(q);
+}

@@ -1,6 +1,15 @@
-// `npm run migrate`: applies pending migrations to DATABASE_URL and prints what it did.
+// `npm run migrate`: applies pending migrations to DATABASE_URL and prints what it did. A
+// database error (unreachable, a FATAL that ends the session) is reported and exits 1; it is
+// never an uncaught exception (db/client.ts transaction).
 import { createDb } from './client.js';
+import { isTypeFetchRejection } from './db-error.js';
 import { migrate } from './migrate.js';
+
+// the one rejection postgres.js leaves unhandled (db-error.ts); the statement waiting on that
+// connection fails too and is reported below
+process.on('unhandledRejection', (reason) => {
+  if (!isTypeFetchRejection(reason)) throw reason;
+});
 
 const url = process.env.DATABASE_URL;
 if (!url) {
@@ -9,9 +18,11 @@ if (!url) {
 }
 const db = await createDb({ url, dataDir: ':memory:', maxConnections: 1 });
 try {
-  for (const o of await migrate(db)) console.log(`${o.status.padEnd(8)} ${o.name}${o.reason ? ` (${o.reason})` : ''}`);
+  const warn = (message: string) => console.error(`warning: ${message}`);
+  for (const o of await migrate(db, undefined, { warn })) console.log(`${o.status.padEnd(8)} ${o.name}${o.reason ? ` (${o.reason})` : ''}`);
 } catch (err) {
-  console.error(`migration failed: ${(err as Error).message}`);
+  const code = (err as { code?: unknown }).code;
+  console.error(`migration failed: ${(err as Error).message}${typeof code === 'string' ? ` (${code})` : ''}`);
   process.exitCode = 1;
 } finally {
   await db.close();

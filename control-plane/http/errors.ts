@@ -6,6 +6,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
 import { HcpError, type ErrorCode } from '../errors.js';
 import { isStatementTimeout } from '../db/client.js';
+import { isDbUnavailable } from '../db/db-error.js';
 import { currentRequest } from '../request-context.js';
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
@@ -36,6 +37,12 @@ export function onError(log: Logger) {
     if (isStatementTimeout(err)) {
       c.header('Retry-After', '5');
       return c.json(errorBody('unavailable', 'query_timeout', 'the query took too long and was cancelled; narrow it or retry'), 503);
+    }
+    // The database does not answer (refused, dropped, shutting down, or the handle's health
+    // circuit is open: db/client.ts): the request may succeed later, so 503, not a 500.
+    if (isDbUnavailable(err)) {
+      c.header('Retry-After', '2');
+      return c.json(errorBody('unavailable', 'database_unavailable', 'the database is unavailable; retry shortly'), 503);
     }
     // A body hono could not parse as JSON.
     if ('status' in err && (err as { status: number }).status === 400) {

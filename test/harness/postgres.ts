@@ -196,6 +196,47 @@ async function run(as: RunAs, argv: string[], cwd: string): Promise<void> {
 }
 
 async function startThrowawayCluster(): Promise<PostgresServer> {
+  const cluster = await createThrowawayCluster({ crashSafe: false });
+  return { adminUrl: cluster.adminUrl, source: 'throwaway-cluster', stop: () => cluster.destroy() };
+}
+
+/**
+ * A PostgreSQL server of a test's own, to stop and start (never the shared one on 5432): its
+ * data directory and port are kept across stop() and start(), so clients reconnect to the same
+ * URL and find the same databases.
+ */
+export interface ThrowawayCluster {
+  /** the superuser `postgres`, trust authentication, on 127.0.0.1:port */
+  readonly adminUrl: string;
+  readonly port: number;
+  readonly dataDir: string;
+  /** is the server running (as far as this handle started and stopped it) */
+  readonly running: boolean;
+  /** `pg_ctl stop -m immediate` (a crash: no checkpoint, every session cut); keeps dir and port */
+  stop(): Promise<void>;
+  /** starts it again on the same port and data directory; resolves once it takes connections */
+  start(): Promise<void>;
+  /** stops it and removes its directory. Idempotent. */
+  destroy(): Promise<void>;
+  /** the server log's last lines, for failure messages */
+  log(): Promise<string>;
+}
+
+export interface ThrowawayClusterOptions {
+  /** the port (default: a free one); a port picked by the test lets a client wait on it first */
+  port?: number;
+  /** start it now (default true); false: initdb only, start() later */
+  start?: boolean;
+  /**
+   * keep every commit across stop() (default true): synchronous_commit on, so a commit the
+   * client saw is in the WAL before `-m immediate` stops the server (fsync stays off: the OS
+   * keeps what was written). false: faster, for a cluster that is only ever discarded.
+   */
+  crashSafe?: boolean;
+}
+
+/** initdb and (unless start: false) start a throwaway cluster from the installed binaries */
+export async function createThrowawayCluster(options: ThrowawayClusterOptions = {}): Promise<ThrowawayCluster> {
   const bins = findBinaries();
   if (!bins) {
     throw new PostgresUnavailableError(
@@ -221,17 +262,29 @@ async function startThrowawayCluster(): Promise<PostgresServer> {
     throw new PostgresUnavailableError(`initdb (${bins.dir}) failed: ${(err as Error).message}`, { cause: err });
   }
 
-  // A port found free can be taken before postgres binds it; retry on a fresh one.
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    // Durability settings are off: the cluster is discarded after the run.
+  let running = false;
+  let destroyed = false;
+  const pgStop = () => run(as, [bins.pgCtl, '-D', dataDir, '-m', 'immediate', '-w', 'stop'], dir);
+  const stopSync = () => {
+    try {
+      const [file, ...args] = [...as.prefix, bins.pgCtl, '-D', dataDir, '-m', 'immediate', '-w', 'stop'];
+      if (running) execFileSync(file!, args, { cwd: dir, stdio: 'ignore' });
+    } catch {
+      // Already stopped.
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // Last resort if the test runner exits without calling destroy(): do not leak a server.
+  process.once('exit', stopSync);
+
+  const pgStart = async (port: number) => {
+    // Durability settings are off (but see crashSafe): the cluster is discarded after the run.
     const serverOptions = [
       `-p ${port}`,
       `-k '${dir}'`,
       `-c listen_addresses=127.0.0.1`,
       `-c fsync=off`,
-      `-c synchronous_commit=off`,
+      `-c synchronous_commit=${options.crashSafe === false ? 'off' : 'on'}`,
       `-c full_page_writes=off`,
       `-c max_connections=200`,
     ].join(' ');
@@ -239,43 +292,70 @@ async function startThrowawayCluster(): Promise<PostgresServer> {
       await run(as, [bins.pgCtl, '-D', dataDir, '-l', logFile, '-w', '-t', '30', '-o', serverOptions, 'start'], dir);
     } catch (err) {
       const log = await readFile(logFile, 'utf8').catch(() => '');
-      lastError = new Error(`${(err as Error).message}\n${log.split('\n').slice(-15).join('\n')}`, { cause: err });
-      continue;
+      throw new Error(`${(err as Error).message}\n${log.split('\n').slice(-15).join('\n')}`, { cause: err });
     }
+    running = true;
+  };
 
-    const stopSync = () => {
+  // A port found free can be taken before postgres binds it; retry on a fresh one (unless the
+  // caller chose the port).
+  let port = options.port ?? 0;
+  if (options.start !== false) {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 3 && !running; attempt++) {
+      port = options.port ?? (await freePort());
       try {
-        const [file, ...args] = [...as.prefix, bins.pgCtl, '-D', dataDir, '-m', 'immediate', '-w', 'stop'];
-        execFileSync(file!, args, { cwd: dir, stdio: 'ignore' });
-        rmSync(dir, { recursive: true, force: true });
-      } catch {
-        // Already stopped.
+        await pgStart(port);
+      } catch (err) {
+        lastError = err;
+        if (options.port !== undefined) break;
       }
-    };
-    // Last resort if the test runner exits without calling stop(): do not leak a server.
-    process.once('exit', stopSync);
+    }
+    if (!running) {
+      process.removeListener('exit', stopSync);
+      await removeDir();
+      throw new PostgresUnavailableError(`could not start a throwaway cluster from ${bins.dir}: ${(lastError as Error).message}`, { cause: lastError });
+    }
+  } else if (!port) {
+    port = await freePort();
+  }
 
-    let stopping: Promise<void> | undefined;
-    const stop = () =>
-      (stopping ??= (async () => {
+  const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  let destroying: Promise<void> | undefined;
+  const cluster: ThrowawayCluster = {
+    adminUrl,
+    port,
+    dataDir,
+    get running() {
+      return running;
+    },
+    async stop() {
+      if (!running || destroyed) return;
+      await pgStop();
+      running = false;
+    },
+    async start() {
+      if (running || destroyed) return;
+      await pgStart(port);
+    },
+    destroy: () =>
+      (destroying ??= (async () => {
+        destroyed = true;
         process.removeListener('exit', stopSync);
         // Immediate shutdown: nothing in a throwaway cluster needs a checkpoint.
-        await run(as, [bins.pgCtl, '-D', dataDir, '-m', 'immediate', '-w', 'stop'], dir).catch(() => {});
+        if (running) await pgStop().catch(() => {});
+        running = false;
         await removeDir();
-      })());
-
-    const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
+      })()),
+    log: async () => (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-30).join('\n'),
+  };
+  if (running) {
     try {
       await checkAdminUrl(adminUrl, 'throwaway cluster');
     } catch (err) {
-      await stop();
+      await cluster.destroy();
       throw err;
     }
-    return { adminUrl, source: 'throwaway-cluster', stop };
   }
-  await removeDir();
-  throw new PostgresUnavailableError(
-    `could not start a throwaway cluster from ${bins.dir}: ${(lastError as Error).message}`,
-    { cause: lastError },
-  );
+  return cluster;
 }
