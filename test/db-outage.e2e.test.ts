@@ -110,7 +110,8 @@ describe('database outages: the control plane as a process on a throwaway cluste
       lock.release();
       await load;
       expect(cp!.child.exitCode).toBeNull();
-      await waitFor(async () => (await api.get('/api/v1/workloads?limit=1')).status === 200, { message: 'REST 200 again', timeoutMs: 10_000 });
+      // both pools back (REST's reads and the writes' main pool each have their circuit): /ready covers both
+      await waitFor(async () => (await fetch(`${http}/ready`)).status === 200 && (await api.get('/api/v1/workloads?limit=1')).status === 200, { message: 'REST 200 again', timeoutMs: 10_000 });
     }
     console.log(`db-outage: ${terminated} backends terminated over 4 rounds; REST statuses ${JSON.stringify(Object.fromEntries(statuses))}`);
     expect(terminated).toBeGreaterThanOrEqual(8);
