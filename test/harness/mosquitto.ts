@@ -5,11 +5,10 @@
 // the persistent sessions (and the QoS 1 messages queued for them) are still there. kill9() is a
 // crash: what was not yet autosaved is lost, as on a real machine.
 //
-// The ACL (mosquitto.conf(5) "acl_file"): the ingest user reads every site's telemetry and status
-// and the feeds; an agent's user name is its site id, so `pattern … %u` lets it write its own
-// site's topics and no other; the feeds user publishes prices and frequency. Ingest's user name
-// has an underscore, which no site id can (proto/topics.ts SITE_ID_PATTERN), so the %u patterns
-// never give it a site's topics.
+// The ACL is the repository's deploy/mosquitto/acl (what docker-compose.scale.yml mounts): the
+// ingest user reads every site's telemetry and status and the feeds; an agent's user name is its
+// site id, so `pattern … %u` lets it write its own site's topics and no other; the feeds user
+// publishes prices and frequency.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -74,23 +73,8 @@ function brokerUser(): { name: string; uid: number; gid: number } | null {
   return { name: 'mosquitto', uid: Number(uid), gid: Number(gid) };
 }
 
-export const ACL = `# ingest (every replica): all sites' telemetry and status, and the feeds
-user ${INGEST_USER}
-topic read hcp/v1/sites/+/telemetry
-topic read hcp/v1/sites/+/status
-topic read hcp/v1/market/#
-topic read hcp/v1/grid/+/frequency
-
-# the market and grid feeds
-user ${FEEDS_USER}
-topic write hcp/v1/market/#
-topic write hcp/v1/grid/+/frequency
-
-# agents: the user name is the site id
-pattern write hcp/v1/sites/%u/telemetry
-pattern readwrite hcp/v1/sites/%u/status
-pattern read hcp/v1/grid/+/frequency
-`;
+/** the repository's ACL (deploy/mosquitto/acl), the one docker-compose.scale.yml mounts */
+export const ACL = readFileSync(join(import.meta.dirname, '../../deploy/mosquitto/acl'), 'utf8');
 
 function config(o: { port: number; dir: string; maxQueued: number; autosaveS: number; user: string | null }): string {
   return [
