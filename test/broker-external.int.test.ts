@@ -119,6 +119,20 @@ describe('ingest on Mosquitto', () => {
     await c.endAsync();
     await sub.close();
   });
+
+  it('starts while the broker is away, not connected, and subscribes once it is back', async () => {
+    await broker.stop();
+    const got: string[] = [];
+    const sub = await subscribe('ingest-outage', got);
+    expect(sub.connected()).toBe(false);
+    await broker.start();
+    await waitFor(() => sub.connected(), { timeoutMs: 10_000, message: 'subscriber connected after the outage' });
+    await waitFor(async () => {
+      await publish(['after-outage']);
+      return got.length > 0;
+    }, { timeoutMs: 10_000, intervalMs: 500, message: 'telemetry after the outage' });
+    await sub.close();
+  });
 });
 
 describePg('two control planes on one Mosquitto and one database', (pg) => {

@@ -101,6 +101,15 @@ export async function createSubscriber(o: {
   client.on('offline', () => o.log.warn('ingest mqtt offline'));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
+      if (!('stream' in t)) {
+        // An external broker that is away (an outage, a restart) is waited out, as the agents
+        // do: the control plane serves, /ready says broker false, and ingest subscribes once
+        // the broker is back; the agents' spools hold the telemetry meanwhile.
+        o.log.warn({ broker: where }, 'the MQTT broker is unreachable; ingest keeps trying');
+        client.removeListener('error', refused);
+        firstSubscribed = null;
+        return resolve();
+      }
       client.end(true);
       reject(new Error(`could not connect to the MQTT broker at ${where} within 10 s`));
     }, 10_000);
