@@ -278,7 +278,11 @@ export interface AgentHandle {
  * state dir kept across restarts, logging in to the broker with its site credential.
  */
 export async function startAgent(o: {
-  site: string; token: string; grpc: string; broker: Mosquitto; gpus: number; asics: number; sampleIntervalMs: number; args?: string[]; env?: Record<string, string>;
+  site: string; token: string; grpc: string; broker: Mosquitto; gpus: number; asics: number; sampleIntervalMs: number; args?: string[];
+  /** every process's environment */
+  env?: Record<string, string>;
+  /** the first process's only (a test hook the restart must not have) */
+  firstEnv?: Record<string, string>;
 }): Promise<AgentHandle> {
   const stateDir = mkdtempSync(join(tmpdir(), `hcp-chaos-${o.site}-`));
   const procs: Proc[] = [];
@@ -290,7 +294,7 @@ export async function startAgent(o: {
     procs.push(p);
     await p.waitForLog((l) => l.msg === 'agent started', 'agent started', 60_000);
   };
-  await start();
+  await start(o.firstEnv);
   const current = () => procs.at(-1)!;
   return {
     site: o.site,
