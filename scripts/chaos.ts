@@ -36,7 +36,7 @@ const code: number = await new Promise((r) => child.once('exit', (c, signal) => 
 
 const sum = (k: string) => lines.reduce((n, l) => n + (typeof l[k] === 'number' ? (l[k] as number) : 0), 0);
 const failovers = lines.map((l) => l.failover_s).filter((v): v is number => typeof v === 'number');
-const expected = readdirSync(resolve(root, 'test/chaos')).filter((f) => f.endsWith('.test.ts')).map((f) => f.replace(/\.test\.ts$/, ''));
+const expected = readdirSync(resolve(root, 'test/chaos')).filter((f) => f.endsWith('.test.ts')).map((f) => f.replace(/\.test\.ts$/, '')).filter((n) => n !== 'checker');
 console.log(JSON.stringify({
   scale: env.HCP_CHAOS_SCALE,
   rows_expected: sum('rows_expected'),

@@ -90,7 +90,7 @@ export const hold = (s: number) => sleep(s * 1000);
 // ---------------------------------------------------------------------------------------------
 // The tap and the checker
 
-interface SeenBatch {
+export interface SeenBatch {
   site: string;
   seq: number;
   samples: Array<[device: string, tsMs: number]>;
@@ -161,40 +161,51 @@ export async function checkRows(databaseUrl: string, tap: TelemetryTap): Promise
       const rows = await sql.unsafe<Array<{ d: string; t: string; n: number }>>(
         `SELECT device_id AS d, round(extract(epoch FROM time) * 1000)::bigint::text AS t, count(*)::int AS n FROM ${table} GROUP BY 1, 2`,
       );
-      for (const r of rows) stored.set(`${r.d}@${r.t}`, r.n);
+      for (const r of rows) stored.set(rowKey(r.d, Number(r.t)), r.n);
     }
-    let expected = 0;
-    let present = 0;
-    let duplicated = 0;
-    let batchesMissing = 0;
-    let missingRows = 0;
-    for (const s of tap.streams.values()) {
-      const seqs = [...s.keys()].sort((a, b) => a - b);
-      const perBatch = Math.max(...[...s.values()].map((b) => b.samples.length));
-      for (let q = seqs[0]!; q <= seqs.at(-1)!; q++) {
-        const b = s.get(q);
-        if (!b) {
-          // a batch the site made (its seq is between two seen) that never reached the broker
-          batchesMissing++;
-          expected += perBatch;
-          missingRows += perBatch;
-          continue;
-        }
-        for (const [d, t] of b.samples) {
-          expected++;
-          const n = stored.get(`${d}@${t}`) ?? 0;
-          if (n === 0) missingRows++;
-          else {
-            present++;
-            duplicated += n - 1;
-          }
-        }
-      }
-    }
-    return { rows_expected: expected, rows_present: present, rows_missing: missingRows, rows_duplicated: duplicated, batches_missing: batchesMissing, streams: tap.streams.size };
+    return compareRows(tap.streams, stored);
   } finally {
     await sql.end({ timeout: 5 });
   }
+}
+
+export const rowKey = (device: string, tsMs: number) => `${device}@${tsMs}`;
+
+/**
+ * The seen batches against the stored rows (rowKey → how many rows). A seq missing between the
+ * first and last seen of a stream is a batch the site made that never reached the broker: its
+ * samples (as many as the stream's largest batch) count as expected and missing.
+ */
+export function compareRows(streams: ReadonlyMap<string, ReadonlyMap<number, SeenBatch>>, stored: ReadonlyMap<string, number>): RowCheck {
+  let expected = 0;
+  let present = 0;
+  let duplicated = 0;
+  let batchesMissing = 0;
+  let missing = 0;
+  for (const s of streams.values()) {
+    if (s.size === 0) continue;
+    const seqs = [...s.keys()].sort((a, b) => a - b);
+    const perBatch = Math.max(...[...s.values()].map((b) => b.samples.length));
+    for (let q = seqs[0]!; q <= seqs.at(-1)!; q++) {
+      const b = s.get(q);
+      if (!b) {
+        batchesMissing++;
+        expected += perBatch;
+        missing += perBatch;
+        continue;
+      }
+      for (const [d, t] of b.samples) {
+        expected++;
+        const n = stored.get(rowKey(d, t)) ?? 0;
+        if (n === 0) missing++;
+        else {
+          present++;
+          duplicated += n - 1;
+        }
+      }
+    }
+  }
+  return { rows_expected: expected, rows_present: present, rows_missing: missing, rows_duplicated: duplicated, batches_missing: batchesMissing, streams: streams.size };
 }
 
 /**
