@@ -78,7 +78,7 @@ describePg('chaos: broker outage with a control-plane kill -9 and an agent resta
     reportChaos('broker-outage', {
       rows_expected: check.rows_expected, rows_present: check.rows_present, rows_duplicated: check.rows_duplicated,
       commands_lost: 0, commands_duplicated: 0, failover_s: null,
-      rows_missing: check.rows_missing, batches_missing: check.batches_missing, batches_seen: tap.batches(), batches_resent: tap.repeats(),
+      rows_missing: check.rows_missing, batches_missing: check.batches_missing, gaps: check.gaps, batches_seen: tap.batches(), batches_resent: tap.repeats(),
       streams_per_site: streams, outage_s: scale.outageS, recovered_s: Math.round((Date.now() - brokerBack) / 100) / 10, scale: scale.name,
     });
 

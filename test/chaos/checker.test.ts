@@ -12,7 +12,19 @@ describe('the chaos checker', () => {
     const streams = new Map([['s/a', new Map([[1, batch(1, 2, 1000)], [2, batch(2, 2, 2000)], [4, batch(4, 2, 4000)]])]]);
     const stored = new Map([[rowKey('d0', 1000), 1], [rowKey('d1', 1000), 2], [rowKey('d0', 2000), 1], [rowKey('d0', 4000), 1], [rowKey('d1', 4000), 1]]);
     // seq 3 never seen: 2 samples lost; d1@2000 never stored; d1@1000 stored twice
-    expect(compareRows(streams, stored)).toEqual({ rows_expected: 8, rows_present: 5, rows_missing: 3, rows_duplicated: 1, batches_missing: 1, streams: 1 });
+    expect(compareRows(streams, stored)).toEqual({ rows_expected: 8, rows_present: 5, rows_missing: 3, rows_duplicated: 1, batches_missing: 1, gaps: ['s/a:3-3'], streams: 1 });
+  });
+
+  it('takes a gap from its resolver: its span of time, vouched rows, lost batches', () => {
+    const streams = new Map([['s/a', new Map([[1, batch(1, 2, 1000)], [5, batch(5, 2, 5000)]])]]);
+    const stored = new Map([[rowKey('d0', 1000), 1], [rowKey('d1', 1000), 1], [rowKey('d0', 5000), 1], [rowKey('d1', 5000), 1]]);
+    const runs: unknown[] = [];
+    const r = compareRows(streams, stored, (run) => {
+      runs.push(run);
+      return { expected: 6, present: 4, duplicated: 1, lost: 1 };
+    });
+    expect(runs).toEqual([{ stream: 's/a', site: 's', from: 2, to: 4, perBatch: 2, afterMs: 1000, beforeMs: 5000 }]);
+    expect(r).toEqual({ rows_expected: 10, rows_present: 8, rows_missing: 2, rows_duplicated: 1, batches_missing: 1, gaps: ['s/a:2-4'], streams: 1 });
   });
 
   it('agrees with a recount for any seen seqs and stored counts', () => {

@@ -99,7 +99,7 @@ describe('chaos: the database stops under load', () => {
     reportChaos('db-outage', {
       rows_expected: check.rows_expected, rows_present: check.rows_present, rows_duplicated: check.rows_duplicated,
       commands_lost: 0, commands_duplicated: 0, failover_s: null,
-      rows_missing: check.rows_missing, batches_missing: check.batches_missing, batches_resent: tap.repeats(),
+      rows_missing: check.rows_missing, batches_missing: check.batches_missing, gaps: check.gaps, batches_resent: tap.repeats(),
       samples_per_s: SITES.length * DEVICES * (1000 / INTERVAL_MS), outage_s: scale.outageS,
       api_statuses_during_outage: statuses, api_503_first_ms: during[0]!.ms, api_503_max_ms: latencies.at(-1), api_503_p50_ms: latencies[Math.floor(latencies.length / 2)],
       drain_rows_per_s: check.settle_s > 0 ? Math.round((check.rows_present - atBack.rows_present) / check.settle_s) : null,

@@ -10,8 +10,10 @@
 //   telemetry beside ingest's shared one. It records each batch by (site, stream, seq) — the
 //   identity the contract gives a batch (proto/hcp/v1/telemetry.proto) — with its samples. A
 //   batch re-sent from a spool is the same batch, so it is counted once. Seqs run on within a
-//   stream, so a seq the tap never saw between two it did is a batch lost on the site's side, and
-//   it is counted as missing too.
+//   stream, so a seq the tap never saw between two it did is a gap. The tap can miss what the broker
+//   gave ingest (Mosquitto 2.0.11 did, for batches published the moment it came back). A gap's
+//   batches are taken from the ingest ledger and the rows stored in the gap's span of time; a
+//   seq the ledger does not know is a lost batch, a full batch of rows missing.
 // - The checker reads every telemetry row and compares: each expected sample (device, time) is
 //   present once, missing, or duplicated.
 //
@@ -147,23 +149,53 @@ export interface RowCheck {
   rows_present: number;
   rows_missing: number;
   rows_duplicated: number;
-  /** batches never seen between the first and last seq the tap saw of a stream */
+  /** batches lost: in a gap of the tap's and vouched for by nothing (not in the ingest ledger) */
   batches_missing: number;
+  /** the first few runs of seqs the tap never saw, `<site>/<stream>:<from>-<to>` */
+  gaps: string[];
   streams: number;
 }
 
-/** every sample of every seen batch against the stored rows */
+/** every sample of every seen batch against the stored rows; the tap's gaps against the ledger and the rows in their time span */
 export async function checkRows(databaseUrl: string, tap: TelemetryTap): Promise<RowCheck> {
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} });
   try {
     const stored = new Map<string, number>();
+    const bySite = new Map<string, Array<[tsMs: number, n: number]>>();
     for (const table of ['gpu_telemetry', 'asic_telemetry']) {
-      const rows = await sql.unsafe<Array<{ d: string; t: string; n: number }>>(
-        `SELECT device_id AS d, round(extract(epoch FROM time) * 1000)::bigint::text AS t, count(*)::int AS n FROM ${table} GROUP BY 1, 2`,
+      const rows = await sql.unsafe<Array<{ s: string; d: string; t: string; n: number }>>(
+        `SELECT site_id AS s, device_id AS d, round(extract(epoch FROM time) * 1000)::bigint::text AS t, count(*)::int AS n FROM ${table} GROUP BY 1, 2, 3`,
       );
-      for (const r of rows) stored.set(rowKey(r.d, Number(r.t)), r.n);
+      for (const r of rows) {
+        stored.set(rowKey(r.d, Number(r.t)), r.n);
+        let l = bySite.get(r.s);
+        if (!l) bySite.set(r.s, (l = []));
+        l.push([Number(r.t), r.n]);
+      }
     }
-    return compareRows(tap.streams, stored);
+    // the ingest ledger (one row per committed batch), where the schema has it
+    const ledger = new Map<string, number>();
+    const [has] = await sql<Array<{ t: string | null }>>`SELECT to_regclass('telemetry_batches')::text AS t`;
+    if (has?.t) {
+      for (const r of await sql<Array<{ k: string; rows: number }>>`SELECT site_id || '/' || stream || '/' || seq::text AS k, rows FROM telemetry_batches`) ledger.set(r.k, r.rows);
+    }
+    return compareRows(tap.streams, stored, (run) => {
+      // rows the ledger says the unseen batches hold (a batch it does not know: lost, a full batch's worth)
+      let expected = 0;
+      let lost = 0;
+      for (let q = run.from; q <= run.to; q++) {
+        const n = ledger.get(`${run.stream}/${q}`);
+        if (n === undefined) {
+          lost++;
+          expected += run.perBatch;
+        } else expected += n;
+      }
+      // what is stored in their span of time: only these batches made samples of this site then
+      const inSpan = (bySite.get(run.site) ?? []).filter(([t]) => t > run.afterMs && t < run.beforeMs);
+      const distinct = inSpan.length;
+      const total = inSpan.reduce((a, [, n]) => a + n, 0);
+      return { expected, present: Math.min(distinct, expected), duplicated: total - distinct, lost };
+    });
   } finally {
     await sql.end({ timeout: 5 });
   }
@@ -171,41 +203,75 @@ export async function checkRows(databaseUrl: string, tap: TelemetryTap): Promise
 
 export const rowKey = (device: string, tsMs: number) => `${device}@${tsMs}`;
 
+/** a run of seqs the tap never saw between two it did, with the time span their samples must lie in */
+export interface GapRun {
+  /** `<site>/<stream>` */
+  stream: string;
+  site: string;
+  from: number;
+  to: number;
+  /** the largest batch of the stream */
+  perBatch: number;
+  afterMs: number;
+  beforeMs: number;
+}
+
+/** what a gap holds: by default everything in it is lost (no other evidence) */
+export type GapResolver = (run: GapRun) => { expected: number; present: number; duplicated: number; lost: number };
+const allLost: GapResolver = (r) => ({ expected: r.perBatch * (r.to - r.from + 1), present: 0, duplicated: 0, lost: r.to - r.from + 1 });
+
 /**
- * The seen batches against the stored rows (rowKey → how many rows). A seq missing between the
- * first and last seen of a stream is a batch the site made that never reached the broker: its
- * samples (as many as the stream's largest batch) count as expected and missing.
+ * The seen batches against the stored rows (rowKey → how many rows). A run of seqs the tap never
+ * saw between two it did is a gap: the resolver says what it should hold and what is stored (the
+ * tap can miss a batch the broker delivered to ingest: a session restored after a broker
+ * restart); a seq in a gap that nothing vouches for is a lost batch (batches_missing).
  */
-export function compareRows(streams: ReadonlyMap<string, ReadonlyMap<number, SeenBatch>>, stored: ReadonlyMap<string, number>): RowCheck {
+export function compareRows(streams: ReadonlyMap<string, ReadonlyMap<number, SeenBatch>>, stored: ReadonlyMap<string, number>, resolveGap: GapResolver = allLost): RowCheck {
   let expected = 0;
   let present = 0;
   let duplicated = 0;
   let batchesMissing = 0;
-  let missing = 0;
-  for (const s of streams.values()) {
+  const gaps: string[] = [];
+  for (const [key, s] of streams) {
     if (s.size === 0) continue;
     const seqs = [...s.keys()].sort((a, b) => a - b);
     const perBatch = Math.max(...[...s.values()].map((b) => b.samples.length));
+    const times = (q: number) => s.get(q)?.samples.map(([, t]) => t) ?? [];
     for (let q = seqs[0]!; q <= seqs.at(-1)!; q++) {
       const b = s.get(q);
       if (!b) {
-        batchesMissing++;
-        expected += perBatch;
-        missing += perBatch;
+        let to = q;
+        while (!s.has(to + 1)) to++;
+        // the span between the nearest seen batches with samples on either side
+        let before = q - 1;
+        while (before >= seqs[0]! && times(before).length === 0) before--;
+        let after = to + 1;
+        while (after <= seqs.at(-1)! && times(after).length === 0) after++;
+        const run: GapRun = {
+          stream: key, site: [...s.values()][0]!.site, from: q, to, perBatch,
+          afterMs: times(before).length ? Math.max(...times(before)) : -Infinity,
+          beforeMs: times(after).length ? Math.min(...times(after)) : Infinity,
+        };
+        const g = resolveGap(run);
+        expected += g.expected;
+        present += g.present;
+        duplicated += g.duplicated;
+        batchesMissing += g.lost;
+        if (gaps.length < 5) gaps.push(`${key}:${q}-${to}`);
+        q = to;
         continue;
       }
       for (const [d, t] of b.samples) {
         expected++;
         const n = stored.get(rowKey(d, t)) ?? 0;
-        if (n === 0) missing++;
-        else {
+        if (n > 0) {
           present++;
           duplicated += n - 1;
         }
       }
     }
   }
-  return { rows_expected: expected, rows_present: present, rows_missing: missing, rows_duplicated: duplicated, batches_missing: batchesMissing, streams: streams.size };
+  return { rows_expected: expected, rows_present: present, rows_missing: expected - present, rows_duplicated: duplicated, batches_missing: batchesMissing, gaps, streams: streams.size };
 }
 
 /**
