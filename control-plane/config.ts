@@ -32,8 +32,29 @@ export const ControlPlaneConfigSchema = z.object({
   HCP_MQTT_MAX_PACKET_BYTES: z.coerce.number().int().min(1024).max(268_435_455).default(1024 * 1024),
   /** QoS 1 messages kept for one offline persistent session; older ones are dropped and counted */
   HCP_MQTT_MAX_QUEUED: z.coerce.number().int().min(1).max(10_000_000).default(1000),
-  /** an offline persistent session is forgotten after this long */
+  /** an offline persistent session is forgotten after this long (external: the expiry ingest asks for) */
   HCP_MQTT_SESSION_EXPIRY_S: z.coerce.number().int().min(1).default(3600),
+  /**
+   * HCP_BROKER=external: ingest's login at the broker (docs/scaling.md has the broker's ACL). The
+   * password comes from HCP_MQTT_PASSWORD_FILE (preferred) or HCP_MQTT_PASSWORD; one is required.
+   */
+  HCP_MQTT_USERNAME: z.string().min(1).max(256).default('hcp_ingest'),
+  HCP_MQTT_PASSWORD: z.string().min(1).optional(),
+  HCP_MQTT_PASSWORD_FILE: z.string().min(1).optional(),
+  /** HCP_BROKER=external with an mqtts:// URL: PEM CA to trust for the broker (else the system's) */
+  HCP_MQTT_CA_FILE: z.string().min(1).optional(),
+  /**
+   * HCP_BROKER=external: the replicas take telemetry through the MQTT 5 shared subscription
+   * $share/<group>/hcp/v1/sites/+/telemetry, each batch to one of them; 'off' = every replica
+   * subscribes plainly (one replica only)
+   */
+  HCP_MQTT_SHARE_GROUP: z.string().regex(/^[^/+#\s]{1,64}$/, "must be a group name without '/', '+', '#' or spaces, or 'off'").default('hcp-ingest'),
+  /**
+   * ingest's MQTT client id, unique per replica and stable across its restarts so its persistent
+   * session is picked up again; default hcp-ingest-<hostname>-<gRPC port> (plus a random suffix
+   * when the gRPC port is 0: such a replica has no stable identity)
+   */
+  HCP_MQTT_CLIENT_ID: z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'must be 1 to 128 of A-Z a-z 0-9 _ . : -').optional(),
   /**
    * makes sure an admin key with this value exists at start (bootstrap); without it, and with no
    * admin key at all, one is generated and written to HCP_DATA_DIR/admin.key (mode 0600)
@@ -160,12 +181,16 @@ export function loadControlPlaneConfig(env: NodeJS.ProcessEnv = process.env): Co
   }
   if (!r.data.HCP_TLS_CERT !== !r.data.HCP_TLS_KEY) throw new ConfigError(['HCP_TLS_CERT and HCP_TLS_KEY: give both or neither']);
   if (r.data.HCP_TLS_CLIENT_CA && !r.data.HCP_TLS_CERT) throw new ConfigError(['HCP_TLS_CLIENT_CA: needs HCP_TLS_CERT and HCP_TLS_KEY']);
+  if (r.data.HCP_MQTT_PASSWORD && r.data.HCP_MQTT_PASSWORD_FILE) throw new ConfigError(['HCP_MQTT_PASSWORD_FILE: give the broker password one way, HCP_MQTT_PASSWORD or HCP_MQTT_PASSWORD_FILE']);
+  if (r.data.HCP_BROKER === 'external' && !r.data.HCP_MQTT_PASSWORD && !r.data.HCP_MQTT_PASSWORD_FILE) {
+    throw new ConfigError(['HCP_MQTT_PASSWORD_FILE: HCP_BROKER=external needs ingest\'s broker login (HCP_MQTT_USERNAME and HCP_MQTT_PASSWORD_FILE or HCP_MQTT_PASSWORD)']);
+  }
   return r.data;
 }
 
 /** config values that are secrets, or carry one, are never printed */
 function shownValue(key: string, v: unknown): string {
-  if (key === 'HCP_ADMIN_KEY') return '(a value, not shown)';
+  if (key === 'HCP_ADMIN_KEY' || key === 'HCP_MQTT_PASSWORD') return '(a value, not shown)';
   if (key === 'DATABASE_URL' && typeof v === 'string') return JSON.stringify(redactUrl(v));
   return JSON.stringify(v);
 }
@@ -177,6 +202,13 @@ export function redactUrl(url: string): string {
 
 export function isLoopbackHost(h: string): boolean {
   return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** ingest's MQTT client id (HCP_MQTT_CLIENT_ID, else one unique to this host and gRPC port) */
+export function ingestClientIdOf(c: ControlPlaneConfig, hostname: string, random: () => string): string {
+  if (c.HCP_MQTT_CLIENT_ID) return c.HCP_MQTT_CLIENT_ID;
+  const host = hostname.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64) || 'host';
+  return c.HCP_GRPC_PORT === 0 ? `hcp-ingest-${host}-0-${random()}` : `hcp-ingest-${host}-${c.HCP_GRPC_PORT}`;
 }
 
 /** the broker URL ingest subscribes to */

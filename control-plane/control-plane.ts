@@ -9,8 +9,10 @@
 // streams are kept apart from the gateway (createAgentStreams), so the command bus, and the
 // parts that send commands, exist before the gateway, which is given the grid's trip settings.
 import type { Logger } from 'pino';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { ConfigError, isLoopbackHost, mqttUrlOf, redactUrl, type ControlPlaneConfig } from './config.js';
+import { hostname } from 'node:os';
+import { ConfigError, ingestClientIdOf, isLoopbackHost, mqttUrlOf, redactUrl, type ControlPlaneConfig } from './config.js';
 import { createDb, type Db } from './db/client.js';
 import { hasTimescale, migrate } from './db/migrate.js';
 import { loadRegistry } from './registry/load.js';
@@ -90,6 +92,26 @@ export function readTls(config: ControlPlaneConfig): { cert: Buffer; key: Buffer
     cert: read('HCP_TLS_CERT', config.HCP_TLS_CERT),
     key: read('HCP_TLS_KEY', config.HCP_TLS_KEY!),
     ...(config.HCP_TLS_CLIENT_CA ? { clientCa: read('HCP_TLS_CLIENT_CA', config.HCP_TLS_CLIENT_CA) } : {}),
+  };
+}
+
+/** HCP_BROKER=external: the URL, ingest's login (HCP_MQTT_USERNAME, HCP_MQTT_PASSWORD[_FILE]), the CA, the shared group */
+function externalBroker(config: ControlPlaneConfig, url: string) {
+  const read = (name: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConfigError([`${name} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+    }
+  };
+  const password = config.HCP_MQTT_PASSWORD_FILE ? read('HCP_MQTT_PASSWORD_FILE', config.HCP_MQTT_PASSWORD_FILE).toString('utf8').trim() : config.HCP_MQTT_PASSWORD;
+  return {
+    url,
+    username: config.HCP_MQTT_USERNAME,
+    password,
+    ...(config.HCP_MQTT_CA_FILE ? { tls: { ca: read('HCP_MQTT_CA_FILE', config.HCP_MQTT_CA_FILE) } } : {}),
+    ...(config.HCP_MQTT_SHARE_GROUP === 'off' ? {} : { shareGroup: config.HCP_MQTT_SHARE_GROUP }),
+    sessionExpiryS: config.HCP_MQTT_SESSION_EXPIRY_S,
   };
 }
 
@@ -188,8 +210,8 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     cleanup.push(() => feeds.close());
     const embedded = broker;
     const subscriber = await createSubscriber({
-      transport: embedded ? { stream: () => embedded.connectInternal() } : { url: mqttUrl },
-      clientId: `hcp-ingest-${config.HCP_GRPC_PORT}`,
+      transport: embedded ? { stream: () => embedded.connectInternal() } : externalBroker(config, mqttUrl),
+      clientId: ingestClientIdOf(config, hostname(), () => randomBytes(4).toString('hex')),
       log: ingestLog,
       onMessage: (topic, payload, retained) => {
         if (topic.startsWith('hcp/v1/market/') || topic.startsWith('hcp/v1/grid/')) {
