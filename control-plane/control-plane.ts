@@ -115,6 +115,9 @@ function externalBroker(config: ControlPlaneConfig, url: string) {
   };
 }
 
+/** how long one shutdown step may take before the next one runs (see unwind) */
+const SHUTDOWN_STEP_MS = 3000;
+
 /**
  * o.events: the event stream to build on (a test listening from the first event); a new one otherwise.
  * o.beforeListen: called just before the REST port is bound (main.ts closes its starting listener there).
@@ -126,7 +129,17 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
   const db = await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR });
   const cleanup: Array<() => Promise<void>> = [() => db.close()];
   const unwind = async () => {
-    for (const f of cleanup.reverse()) await f().catch(() => {});
+    for (const f of cleanup.reverse()) {
+      // One step may not hold the rest up: a statement on a connection the server terminated at
+      // the wrong moment was seen never to settle (postgres.js 3.4.9), and a part waiting for it
+      // would keep the database and the listeners open until main.ts's 10 s deadline. Past
+      // SHUTDOWN_STEP_MS the step is named in the log and the next one runs.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), SHUTDOWN_STEP_MS)));
+      const done = await Promise.race([f().then(() => 'done' as const, () => 'done' as const), late]);
+      clearTimeout(timer);
+      if (done === 'late') log.warn({ step: f.toString().replace(/\s+/g, ' ').slice(0, 160), afterMs: SHUTDOWN_STEP_MS }, 'shutdown step did not finish; going on without it');
+    }
   };
   try {
     const outcomes = await migrate(db, undefined, { warn: (msg, details) => log.warn(details, msg) });
@@ -188,6 +201,9 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       flushIntervalMs: config.HCP_INGEST_FLUSH_MS, maxRows: config.HCP_INGEST_MAX_ROWS,
       maxBufferBytes: config.HCP_INGEST_MAX_BUFFER_BYTES, backlogAgeMs: config.HCP_INGEST_BACKLOG_AGE_MS,
       backlogShare: config.HCP_INGEST_BACKLOG_SHARE, ledgerRetentionMs: config.HCP_INGEST_LEDGER_RETENTION_S * 1000,
+      // what is not written by then stays in the agents' spools (not acknowledged), so shutdown
+      // does not wait long on a database that does not answer: main.ts gives all of it 10 s
+      closeTimeoutMs: 2000,
     });
     cleanup.push(() => writer.close());
     // acknowledge after commit: the writer's commits move the streams' watermarks, which the
@@ -377,7 +393,9 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       reconciler,
       leadership,
       close() {
-        closing ??= unwind();
+        // no new term while shutting down: the lease is let go late (after the loops stop), and
+        // a term gained meanwhile would start the loops again
+        closing ??= (leadership.quiesce(), unwind());
         return closing;
       },
     };

@@ -242,8 +242,36 @@ interface ConnectionHandle {
  * whose session ended, so nothing is left to undo there; and the pool already has the
  * connection back, so it is not released a second time either.
  */
+/** how long a transaction waits for a connection of its own before it counts the database as away */
+const RESERVE_TIMEOUT_MS = 5000;
+
+/**
+ * sql.reserve(), bounded: with connections being terminated, a reserve was seen never to resolve
+ * (a shutdown waited on the scheduler's transaction for good). Past the bound it fails as the
+ * database being away, and a connection handed over later goes straight back to the pool.
+ */
+async function reserveWithin(sql: postgres.Sql, ms: number): Promise<postgres.ReservedSql> {
+  let timer: NodeJS.Timeout | undefined;
+  let late = false;
+  const pending = sql.reserve();
+  try {
+    return await Promise.race([
+      pending,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          late = true;
+          reject(new DbUnavailableError(Date.now(), { cause: new Error(`no connection within ${ms} ms`) }));
+        }, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (late) pending.then((r) => r.release(), () => {});
+  }
+}
+
 async function transaction<T>(sql: postgres.Sql, fn: (tx: DbTx) => Promise<T>): Promise<T> {
-  const reserved = await sql.reserve();
+  const reserved = await reserveWithin(sql, RESERVE_TIMEOUT_MS);
   let handle: ConnectionHandle | undefined;
   let mine: unknown;
   const alive = () => handle !== undefined && handle.reserved === mine && mine != null;

@@ -487,11 +487,13 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
       closed = true;
       clearInterval(timer);
       if (pruneTimer) clearInterval(pruneTimer);
-      const deadline = now() + (o.closeTimeoutMs ?? 10_000);
+      // several writers close one after another inside main.ts's 10 s shutdown deadline
+      const deadline = now() + (o.closeTimeoutMs ?? 3000);
       while (inFlight) await inFlight;
       while (live.length + backlog.length > 0) {
         if (await run()) continue;
-        const wait = Math.min(delayMs, deadline - now());
+        // the backoff may have grown long while the database was away: at close, try again soon
+        const wait = Math.min(delayMs, 250, deadline - now());
         if (wait <= 0) break;
         await new Promise((r) => setTimeout(r, wait));
       }

@@ -59,6 +59,8 @@ export interface Leadership {
   /** one try now (tests; the timer tries every renewMs) */
   tick(): Promise<void>;
   /** stops trying and lets the lease go if held */
+  /** takes no new term from now on (shutdown begins); a term held is kept until close() */
+  quiesce(): void;
   close(): Promise<void>;
 }
 
@@ -70,6 +72,7 @@ export const ALWAYS_LEADING: Leadership = {
   onChange: () => () => {},
   status: () => ({ name: 'leader', holder: 'local', leader: true, token: null, leaderHolder: 'local', since: null }),
   tick: async () => {},
+  quiesce: () => {},
   close: async () => {},
 };
 
@@ -90,6 +93,7 @@ export async function createLease(o: LeaseOptions): Promise<Leadership> {
   let leaderHolder: string | null = null;
   let lastRenewed = 0;
   let closed = false;
+  let quiesced = false;
   const listeners = new Set<(leading: boolean) => void>();
   const tell = (v: boolean) => {
     for (const l of listeners) {
@@ -147,12 +151,18 @@ export async function createLease(o: LeaseOptions): Promise<Leadership> {
         } else lose('the lease was taken by another replica');
         return;
       }
+      if (quiesced) return;
       const rows = await o.db.query<{ token: string }>(
         `UPDATE leases SET holder = $2, token = token + 1, expires_at = now() + make_interval(secs => $3), acquired_at = now()
          WHERE name = $1 AND (expires_at < now() OR holder = $2) RETURNING token::text AS token`,
         [name, holder, ttl],
       );
       if (closed) return;
+      if (rows[0] && quiesced) {
+        // shutdown began while the lease was being taken: give it back at once
+        await o.db.query(`UPDATE leases SET expires_at = now() - interval '1 second' WHERE name = $1 AND holder = $2 AND token = $3::bigint`, [name, holder, rows[0].token]);
+        return;
+      }
       if (rows[0]) {
         leaderHolder = holder;
         gain(rows[0].token);
@@ -184,6 +194,9 @@ export async function createLease(o: LeaseOptions): Promise<Leadership> {
     },
     status: () => ({ name, holder, leader: token !== null, token, leaderHolder, since: since?.toISOString() ?? null }),
     tick,
+    quiesce() {
+      quiesced = true;
+    },
     async close() {
       if (closed) return;
       closed = true;
