@@ -84,4 +84,8 @@ describe('agent configuration', () => {
   it('answers --help without needing a site', () => {
     expect(parseAgentArgs(['--help'], {})).toEqual({ help: true });
   });
+  it('takes several control-plane replicas as host:port,host:port…', () => {
+    expect(config(['--site', 'texas-1', '--sim-gpus', '1', '--control-plane', '10.0.0.1:50051,10.0.0.2:50051']).controlPlane).toBe('10.0.0.1:50051,10.0.0.2:50051');
+    expect(problems(['--site', 'texas-1', '--sim-gpus', '1', '--control-plane', '10.0.0.1:50051,nohost']).map((x) => x.split(':')[0])).toEqual(['--control-plane']);
+  });
 });

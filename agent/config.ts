@@ -17,7 +17,14 @@ const hostPort = z
 export const AgentConfigSchema = z
   .object({
     site: z.string().refine(isValidSiteId, 'must be lowercase letters, digits and dashes (e.g. texas-1)'),
-    controlPlane: hostPort.default('127.0.0.1:50051'),
+    /**
+     * the gRPC AgentGateway: host:port, or several replicas' host:port,host:port… (the agent
+     * dials the first and moves to the next on every reconnect: agent/grpc/gateway-client.ts)
+     */
+    controlPlane: z
+      .string()
+      .refine((v) => v.split(',').every((a) => hostPort.safeParse(a.trim()).success), 'must be host:port (or host:port,host:port… for several replicas) with ports up to 65535')
+      .default('127.0.0.1:50051'),
     mqtt: z.string().regex(/^mqtts?:\/\//, 'must be an mqtt:// or mqtts:// URL').default('mqtt://127.0.0.1:1883'),
     /**
      * the site's credential (npm run keys -- create --role agent --site <id>): gRPC
@@ -138,7 +145,7 @@ export const USAGE = `hcp-agent — one per site: reads the site's devices and r
 Usage: hcp-agent --site <id> [options]
 
   --site ID                 site id, e.g. texas-1                    (HCP_AGENT_SITE)
-  --control-plane HOST:PORT gRPC AgentGateway [127.0.0.1:50051]      (HCP_AGENT_CONTROL_PLANE)
+  --control-plane HOST:PORT gRPC AgentGateway [127.0.0.1:50051]; several replicas: H:P,H:P…, tried in turn on reconnect  (HCP_AGENT_CONTROL_PLANE)
   --mqtt URL                telemetry broker [mqtt://127.0.0.1:1883] (HCP_AGENT_MQTT)
   --token-file FILE         the site's credential (hcp_…), for gRPC and the MQTT login; or
                             HCP_AGENT_TOKEN, never a flag                (HCP_AGENT_TOKEN_FILE)

@@ -1,7 +1,10 @@
 // The agent's side of hcp.v1.AgentGateway/Connect. The agent dials out (no inbound port at the
 // site), says Hello with its inventory, heartbeats at the interval the control plane sets, and
 // on any end or error reconnects with capped exponential backoff and full jitter, so a thousand
-// sites do not stampede a restarted control plane.
+// sites do not stampede a restarted control plane. With several replicas' addresses
+// (host:port,host:port…) it dials the first and, on every reconnect, the next in turn, so an
+// agent whose replica died finds a survivor (commands reach it via whichever replica holds its
+// stream: control-plane/commands/bus.ts).
 import { credentials, Metadata, status, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { AgentGatewayClient, type AgentMessage, type ControlMessage, type Hello } from '../../proto/gen/hcp/v1/gateway.js';
@@ -22,6 +25,7 @@ export interface ClientTls {
 }
 
 export interface GatewayClientOptions {
+  /** host:port, or host:port,host:port… (tried in turn, one per reconnect) */
   address: string;
   /** the site's credential, sent as `authorization: Bearer` metadata */
   token?: string;
@@ -38,13 +42,21 @@ export interface GatewayClientOptions {
   onControl?: (m: ControlMessage) => void;
 }
 
+/** the addresses of `host:port,host:port…`, in order, without blanks */
+export function gatewayAddresses(address: string): string[] {
+  return address.split(',').map((a) => a.trim()).filter((a) => a.length > 0);
+}
+
 export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
   const creds = o.tls ? credentials.createSsl(o.tls.ca ?? null, o.tls.key ?? null, o.tls.cert ?? null) : credentials.createInsecure();
-  const client = new AgentGatewayClient(o.address, creds, {
+  const addresses = gatewayAddresses(o.address);
+  const clients = addresses.map((a) => new AgentGatewayClient(a, creds, {
     'grpc.keepalive_time_ms': 20_000,
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
-  });
+  }));
+  // the replica dialled next; moves on at every reconnect
+  let at = 0;
   const minBackoff = o.minBackoffMs ?? 500;
   const maxBackoff = o.maxBackoffMs ?? 15_000;
   let attempt = 0;
@@ -66,10 +78,11 @@ export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
     o.metrics.grpcConnected.set(0);
     stream = null;
     if (closed || retry) return;
+    at = (at + 1) % clients.length;
     const ceiling = Math.min(maxBackoff, minBackoff * 2 ** attempt);
     const delay = Math.round(Math.random() * ceiling);
     attempt = Math.min(attempt + 1, 16);
-    o.log.warn({ why, retryInMs: delay }, 'control plane stream down');
+    o.log.warn({ why, retryInMs: delay, next: addresses[at] }, 'control plane stream down');
     retry = setTimeout(() => {
       retry = null;
       open();
@@ -80,7 +93,7 @@ export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
     if (closed) return;
     const md = new Metadata();
     if (o.token) md.set('authorization', `Bearer ${o.token}`);
-    const s = client.connect(md);
+    const s = clients[at]!.connect(md);
     stream = s;
     s.on('data', (m: ControlMessage) => {
       if (m.body?.$case === 'helloAck') {
@@ -88,7 +101,7 @@ export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
         acked = true;
         attempt = 0;
         o.metrics.grpcConnected.set(1);
-        o.log.info({ heartbeatMs: every, devicesRegistered: m.body.value.devicesRegistered }, 'control plane connected');
+        o.log.info({ heartbeatMs: every, devicesRegistered: m.body.value.devicesRegistered, address: addresses[at] }, 'control plane connected');
         stopHeartbeat();
         o.onControl?.(m);
         heartbeat = setInterval(() => {
@@ -135,7 +148,7 @@ export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
         s.end();
         s.cancel();
       }
-      client.close();
+      for (const c of clients) c.close();
       o.metrics.grpcConnected.set(0);
     },
   };

@@ -12,6 +12,7 @@ import { startControlPlaneProcess, type ControlPlaneProcess } from '../harness/p
 import { waitFor } from '../harness/wait-for.js';
 import { apiClient, makeKey } from '../harness/auth.js';
 import postgres from 'postgres';
+import { reportChaos } from './harness.js';
 
 const SITES = ['texas-1', 'texas-2', 'canada-1'];
 
@@ -121,10 +122,13 @@ describePg('leader failover under load', (pg) => {
     await waitFor(async () => (await sql!`SELECT count(*)::int AS n FROM audit_log WHERE action = 'command.succeeded' AND subject = ANY(${ids})`)[0]!.n >= ids.length, { message: 'each success audited' });
     const audit = await sql`SELECT subject, count(*)::int AS n FROM audit_log WHERE action = 'command.succeeded' AND subject = ANY(${ids}) GROUP BY subject`;
     expect(audit.map((r) => r.n)).toEqual(ids.map(() => 1));
-    console.log(JSON.stringify({
-      test: 'chaos.leader-failover', sites: SITES.length, commands: ids.length, failover_s: Number(failoverS.toFixed(2)), all_succeeded_s: Number(reconnectS.toFixed(2)),
+    const lost = rows.filter((r) => r.state !== 'succeeded').length + (ids.length - rows.length);
+    const duplicated = agents.reduce((n, a, i) => n + Math.max(0, (a.applied.get(ids[i]!) ?? 0) - 1), 0);
+    reportChaos('leader-failover', {
+      rows_expected: 0, rows_present: 0, rows_duplicated: 0, commands_lost: lost, commands_duplicated: duplicated, failover_s: Number(failoverS.toFixed(2)),
+      sites: SITES.length, commands: ids.length, all_succeeded_s: Number(reconnectS.toFixed(2)),
       sent_per_command: agents.map((a, i) => a.received.get(ids[i]!) ?? 0), applied_per_command: agents.map((a, i) => a.applied.get(ids[i]!) ?? 0),
       attempts: rows.map((r) => r.attempts),
-    }));
+    });
   }, 90_000);
 });
