@@ -242,6 +242,27 @@ interface ConnectionHandle {
  * whose session ended, so nothing is left to undo there; and the pool already has the
  * connection back, so it is not released a second time either.
  */
+/**
+ * DbTx.savepoint as plain statements inside one transaction (the telemetry writer's careful mode:
+ * a failed statement inside one leaves the transaction usable). `alive`: false once the
+ * connection is gone, when there is nothing to roll back to.
+ */
+function savepoints(on: Pick<Db, 'query' | 'exec'>, alive: () => boolean = () => true): DbTx['savepoint'] {
+  let n = 0;
+  return async (f) => {
+    const name = `hcp_sp_${++n}`;
+    await on.exec(`SAVEPOINT ${name}`);
+    try {
+      const r = await f(on);
+      await on.exec(`RELEASE SAVEPOINT ${name}`);
+      return r;
+    } catch (err) {
+      if (alive()) await on.exec(`ROLLBACK TO SAVEPOINT ${name}`);
+      throw err;
+    }
+  };
+}
+
 /** how long a transaction waits for a connection of its own before it counts the database as away */
 const RESERVE_TIMEOUT_MS = 5000;
 
@@ -291,24 +312,7 @@ async function transaction<T>(sql: postgres.Sql, fn: (tx: DbTx) => Promise<T>): 
         await reserved.unsafe(text);
       },
     };
-    // savepoints as plain statements on the reserved connection (the writer's careful mode:
-    // a failed statement inside one leaves the transaction usable)
-    let n = 0;
-    const result = await fn({
-      ...on,
-      savepoint: async (f) => {
-        const name = `hcp_sp_${++n}`;
-        await reserved.unsafe(`SAVEPOINT ${name}`);
-        try {
-          const r = await f(on);
-          await reserved.unsafe(`RELEASE SAVEPOINT ${name}`);
-          return r;
-        } catch (err) {
-          if (alive()) await reserved.unsafe(`ROLLBACK TO SAVEPOINT ${name}`);
-          throw err;
-        }
-      },
-    });
+    const result = await fn({ ...on, savepoint: savepoints(on, alive) });
     if (!alive()) throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
     await reserved.unsafe('commit');
     if (alive()) reserved.release();
@@ -372,22 +376,7 @@ async function createPgliteDb(dataDir: string): Promise<Db> {
             await tx.exec(text);
           },
         };
-        let n = 0;
-        return fn({
-          ...handle,
-          savepoint: async (f) => {
-            const name = `hcp_sp_${++n}`;
-            await tx.exec(`SAVEPOINT ${name}`);
-            try {
-              const r = await f(handle);
-              await tx.exec(`RELEASE SAVEPOINT ${name}`);
-              return r;
-            } catch (err) {
-              await tx.exec(`ROLLBACK TO SAVEPOINT ${name}`);
-              throw err;
-            }
-          },
-        });
+        return fn({ ...handle, savepoint: savepoints(handle) });
       }),
     ping: async () => !closed && !pg.closed,
     available: () => !closed && !pg.closed,
