@@ -59,10 +59,39 @@ describePg('connections terminated mid-statement', (pg) => {
     expect(changes.at(-1)).toBe(true);
   });
 
+  it('a transaction whose session is terminated between two statements fails its next one, and the pool serves on', async () => {
+    // The session ends while the transaction's code runs between statements, and a pool query
+    // is queued for a connection meanwhile, so the pool reopens the closed connection for it.
+    // postgres.js 3.4.9 writes the transaction's next statement to that connection's dropped
+    // socket (an uncaught TypeError) or its reopened one (never settles): client.ts fails it
+    // as CONNECTION_CLOSED without sending it.
+    for (const queued of [false, true]) {
+      const busy = queued ? Array.from({ length: 3 }, () => db.query('SELECT pg_sleep(0.3)').then(() => 'ok', () => 'failed')) : [];
+      let between = '';
+      const tx = db.transaction(async (t) => {
+        const pid = (await t.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))[0]!.pid;
+        await admin`SELECT pg_terminate_backend(${pid})`;
+        // the client hears the session end (the pool's onclose) before the next statement
+        await waitFor(async () => (await admin`SELECT 1 FROM pg_stat_activity WHERE pid = ${pid}`).length === 0, { message: 'the backend gone' });
+        await new Promise((r) => setImmediate(r));
+        between = 'sent';
+        await t.query('SELECT 1');
+      });
+      const err = await tx.then(() => null, (e: unknown) => e);
+      expect(between).toBe('sent');
+      expect(isDbUnavailable(err), String(err)).toBe(true);
+      await Promise.all(busy);
+      await waitFor(() => db.available(), { message: 'the circuit closes again' });
+      expect(await db.transaction((t) => t.query<{ n: number }>('SELECT 5 AS n'))).toEqual([{ n: 5 }]);
+      expect(await db.query<{ n: number }>('SELECT 6 AS n')).toEqual([{ n: 6 }]);
+    }
+  });
+
   it('a plain query and a Drizzle query whose sessions are terminated reject, and the handle recovers', async () => {
-    const q = db.query("SELECT pg_sleep(10), 'plain-marker'");
+    // handled from the start: it may reject before terminateWhenRunning returns
+    const q = db.query("SELECT pg_sleep(10), 'plain-marker'").then(() => null, (e: unknown) => e);
     await terminateWhenRunning('plain-marker');
-    expect(isDbUnavailable(await q.then(() => null, (e: unknown) => e))).toBe(true);
+    expect(isDbUnavailable(await q)).toBe(true);
     await waitFor(() => db.available(), { message: 'the circuit closes again' });
     // a Drizzle query runs when awaited: then() starts it
     const o = db.orm.execute(dsql`SELECT pg_sleep(10), 'orm-marker'`).then(() => null, (e: unknown) => e);

@@ -291,13 +291,41 @@ async function reserveWithin(sql: postgres.Sql, ms: number): Promise<postgres.Re
   }
 }
 
+/** how often a statement of a transaction looks whether its connection is still there */
+const ALIVE_CHECK_MS = 200;
+
+const connectionClosed = () => Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
+
+/**
+ * A statement on a reserved connection that is there, failed as CONNECTION_CLOSED once it is not.
+ * postgres.js 3.4.9 does neither for us. A statement given to a reserved connection after the
+ * server closed it is written to the socket the pool has since dropped (a TypeError thrown from
+ * a setImmediate, which ends the process) or to the socket the pool reopened it with for a
+ * queued query (it never settles); and with the session terminated mid-statement a statement was
+ * seen pending for good (porsager/postgres#1186 is one such path), stalling the writer waiting on
+ * it. The pool's onclose clears the connection's `reserved` slot (see `alive` in transaction()):
+ * it is looked at before the statement is sent, and by a timer while it runs.
+ */
+function whileAlive<T>(send: () => Promise<T>, alive: () => boolean): Promise<T> {
+  if (!alive()) return Promise.reject(connectionClosed());
+  const statement = send();
+  let timer: NodeJS.Timeout | undefined;
+  const gone = new Promise<never>((_, reject) => {
+    timer = setInterval(() => {
+      if (!alive()) reject(connectionClosed());
+    }, ALIVE_CHECK_MS);
+  });
+  statement.catch(() => {}); // settled late, after the race is lost: nobody waits for it
+  return Promise.race([statement, gone]).finally(() => clearInterval(timer));
+}
+
 async function transaction<T>(sql: postgres.Sql, fn: (tx: DbTx) => Promise<T>): Promise<T> {
   const reserved = await reserveWithin(sql, RESERVE_TIMEOUT_MS);
   let handle: ConnectionHandle | undefined;
   let mine: unknown;
   const alive = () => handle !== undefined && handle.reserved === mine && mine != null;
   try {
-    await reserved.unsafe('begin', [], {
+    await whileAlive(() => reserved.unsafe('begin', [], {
       // called with the connection as the statement is written (src/connection.js execute);
       // true keeps the connection where reserve() put it
       onexecute: (c: ConnectionHandle) => {
@@ -305,22 +333,21 @@ async function transaction<T>(sql: postgres.Sql, fn: (tx: DbTx) => Promise<T>): 
         mine = c.reserved;
         return true;
       },
-    } as never);
+    } as never), () => handle === undefined || alive());
     const on: Pick<Db, 'query' | 'exec'> = {
-      query: async <R>(text: string, params: unknown[] = []) => (await reserved.unsafe(text, params as never[])) as unknown as R[],
+      query: async <R>(text: string, params: unknown[] = []) => (await whileAlive(() => reserved.unsafe(text, params as never[]), alive)) as unknown as R[],
       exec: async (text: string) => {
-        await reserved.unsafe(text);
+        await whileAlive(() => reserved.unsafe(text), alive);
       },
     };
     const result = await fn({ ...on, savepoint: savepoints(on, alive) });
-    if (!alive()) throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
-    await reserved.unsafe('commit');
+    await whileAlive(() => reserved.unsafe('commit'), alive);
     if (alive()) reserved.release();
     return result;
   } catch (err) {
     if (alive()) {
       try {
-        await reserved.unsafe('rollback');
+        await whileAlive(() => reserved.unsafe('rollback'), alive);
       } catch {
         // the connection went while rolling back: the server ends the transaction with it
       }
