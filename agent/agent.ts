@@ -54,6 +54,15 @@ function chaosExitAfterApply(commandId: string): void {
   process.kill(process.pid, 'SIGKILL');
 }
 
+/**
+ * HCP_AGENT_CHAOS_APPLY_DELAY_MS, a test hook (test/chaos/leader-failover.test.ts): devices slow
+ * to take a command, so a fleet curtail is still in flight when the scenario kills the leader.
+ */
+function chaosApplyDelay(): (() => Promise<void>) | undefined {
+  const ms = Number(process.env.HCP_AGENT_CHAOS_APPLY_DELAY_MS ?? 0);
+  return Number.isFinite(ms) && ms > 0 ? () => new Promise((r) => setTimeout(r, Math.min(ms, 60_000))) : undefined;
+}
+
 export interface AgentDeps {
   /** driver factories by name: the core's (cgminer) plus whatever the entry point registers (sim) */
   drivers: DriverRegistry;
@@ -170,6 +179,7 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
   const handler = createCommandHandler({
     drivers,
     afterApply: process.env.HCP_AGENT_CHAOS_EXIT_AFTER_APPLY === '1' ? chaosExitAfterApply : undefined,
+    beforeApply: chaosApplyDelay(),
     journal,
     rememberResults: RESULTS_REMEMBERED,
     send: (m) => gateway.send(m),

@@ -229,6 +229,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       transport: embedded ? { stream: () => embedded.connectInternal() } : externalBroker(config, mqttUrl),
       clientId: ingestClientIdOf(config, hostname(), () => randomBytes(4).toString('hex')),
       log: ingestLog,
+      onLive: (topic, payload) => ingest.observe(topic, payload),
       onMessage: (topic, payload, retained) => {
         if (topic.startsWith('hcp/v1/market/') || topic.startsWith('hcp/v1/grid/')) {
           // a retained reading is history; acting on it at every reconnect would be wrong

@@ -56,6 +56,8 @@ describePg('several control planes on one database', (pg) => {
     await start('a');
     await start('b');
     token = (await cps.a!.keys.create({ role: 'agent', siteId: 'texas-1' }, 'test')).secret;
+    // made on a; b's key ring learns it at its next poll (key-ring.ts, every 250 ms)
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${cps.b!.httpPort}/api/v1/whoami`, { headers: { authorization: `Bearer ${token}` } })).status === 200, { message: 'b knows the agent key' });
   });
 
   afterAll(async () => {

@@ -22,6 +22,8 @@ export interface CommandHandlerDeps {
   drivers: CommandableDriver[];
   /** called once a command's apply resolved, before its result is journaled or sent (the chaos hook: agent.ts) */
   afterApply?: (commandId: string) => void;
+  /** awaited after a command is journaled applying and before its devices are touched (the slow-devices chaos hook: agent.ts) */
+  beforeApply?: () => Promise<void>;
   send: (m: AgentMessage) => void;
   /** the workload each GPU runs, as last read */
   gpuWorkload: (deviceId: string) => string;
@@ -158,6 +160,7 @@ export function createCommandHandler(d: CommandHandlerDeps) {
         if (!journaled) r = failure(c, 'journal_error', 'the agent could not journal the command, so it did not apply it (at most once)');
         else {
           try {
+            await d.beforeApply?.();
             r = await apply(c);
             d.afterApply?.(c.commandId);
           } catch (err) {

@@ -28,6 +28,14 @@ export interface IngestDeps {
 
 export interface Ingest {
   handle(topic: string, payload: Buffer): void;
+  /**
+   * A telemetry batch for the live view only: its good samples update the registry, nothing is
+   * stored, counted or acknowledged. For a replica among several on one broker (docs/scaling.md):
+   * the shared subscription gives it only its share of the batches to store, and this, from a
+   * plain subscription, the whole fleet to see (the leader's reconciler acts on it). A bad batch
+   * or sample is skipped without a count: the replica that stores the batch counts it.
+   */
+  observe(topic: string, payload: Buffer): void;
 }
 
 // Logging every rejected message of a misbehaving publisher would flood the log; one line per
@@ -124,7 +132,37 @@ export function createIngest(deps: IngestDeps): Ingest {
     metrics.ingestBatches.inc();
   };
 
+  const observe = (topic: string, payload: Buffer) => {
+    const parsed = parseTopic(topic);
+    if (!parsed || parsed.kind !== 'telemetry' || !registry.site(parsed.site)) return;
+    let batch: TelemetryBatch;
+    try {
+      batch = TelemetryBatch.decode(payload);
+    } catch {
+      return;
+    }
+    const t = now();
+    // backlog from a spool is history: the live view shows what devices do now
+    if (batch.siteId !== parsed.site || t - batch.sentAtMs > LIVE_MS) return;
+    const w: SampleWindow = { nowMs: t, maxAgeMs: deps.maxAgeMs ?? 24 * 3600_000, maxSkewMs: deps.maxSkewMs ?? 300_000 };
+    let n = 0;
+    for (const s of batch.gpus) {
+      const d = registry.deviceAt(parsed.site, s.deviceId, 'gpu');
+      if (!d || checkGpuSample(s, w)) continue;
+      registry.recordGpu(d, s, t);
+      n++;
+    }
+    for (const s of batch.asics) {
+      const d = registry.deviceAt(parsed.site, s.deviceId, 'asic');
+      if (!d || checkAsicSample(s, w)) continue;
+      registry.recordAsic(d, s, t);
+      n++;
+    }
+    if (n > 0) registry.telemetrySeen(parsed.site, t);
+  };
+
   return {
+    observe,
     handle(topic, payload) {
       const parsed = parseTopic(topic);
       if (!parsed) return reject('unknown_topic', 1, { topic });

@@ -10,7 +10,10 @@
 // shared subscription, `$share/<group>/hcp/v1/sites/+/telemetry` (MQTT 5.0 §4.8.2): the broker
 // gives each batch to one member of the group, so ingest spreads across the replicas and a batch
 // is stored once. Status and the feeds are plain subscriptions: every replica keeps its own
-// registry and price book, so every replica must see them.
+// registry and price book, so every replica must see them. So must it every batch for its live
+// view (the leader's reconciler acts on what the whole fleet's devices do): with a share group a
+// second client, `<client id>-live`, takes the plain telemetry filter at QoS 0 with a clean
+// session (a reading missed while away is history) and hands it to onLive.
 import type { Duplex } from 'node:stream';
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
 import type { Logger } from 'pino';
@@ -56,6 +59,8 @@ export async function createSubscriber(o: {
   clientId: string;
   log: Logger;
   onMessage: (topic: string, payload: Buffer, retained: boolean) => void;
+  /** with a share group: every site's telemetry, for the live view only */
+  onLive?: (topic: string, payload: Buffer) => void;
 }): Promise<Subscriber> {
   const options: IClientOptions = {
     clientId: o.clientId,
@@ -129,12 +134,31 @@ export async function createSubscriber(o: {
     };
     client.on('error', refused);
   });
+  const live = shareGroup && o.onLive && !('stream' in t) ? liveClient(t, o.clientId, o.log, o.onLive) : null;
   let closing: Promise<void> | null = null;
   return {
     connected: () => client.connected,
     close() {
-      closing ??= client.endAsync().then(() => undefined);
+      closing ??= Promise.all([client.endAsync(), live?.endAsync()]).then(() => undefined);
       return closing;
     },
   };
+}
+
+/** the live view's client: plain telemetry at QoS 0, clean session; it never holds up the start */
+function liveClient(t: Extract<SubscriberTransport, { url: string }>, clientId: string, log: Logger, onLive: (topic: string, payload: Buffer) => void): MqttClient {
+  const id = `${clientId}-live`;
+  const client = mqtt.connect(t.url, {
+    clientId: id, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, protocolVersion: 5, username: t.username, password: t.password, ...(t.tls ?? {}),
+  });
+  client.on('message', (topic, payload) => onLive(topic, payload));
+  client.on('connect', () => {
+    client.subscribe({ [topics.allTelemetry]: { qos: 0 } }, (err, granted) => {
+      const refused = (granted ?? []).filter((g) => g.qos >= 0x80).map((g) => g.topic);
+      if (err || refused.length) log.error({ err: err?.message, refused, clientId: id }, 'live-view subscribe failed');
+      else log.info({ clientId: id }, 'live view subscribed');
+    });
+  });
+  client.on('error', (err) => log.warn({ err: err.message, clientId: id }, 'live-view mqtt error'));
+  return client;
 }
