@@ -45,7 +45,9 @@ function setup() {
   const publish = (seq: number, gpus: GpuSample[] = [gpu('gpu-1', t, 90, 600)], asics: AsicSample[] = [], session = 'real', stream?: string) =>
     ingest.handle(topics.telemetry('texas-1'), Buffer.from(TelemetryBatch.encode({ siteId: 'texas-1', seq, sentAtMs: t, agentSession: session, gpus, asics, stream }).finish()));
   const rejected = async (reason: string) => (await metrics.ingestRejected.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
-  return { registry, written, metrics, lines, publish, rejected, now: () => t, advance: (ms: number) => void (t += ms), fill: (v: boolean) => void (full = v) };
+  const observe = (seq: number, sentAtMs: number, gpus: GpuSample[]) =>
+    ingest.observe(topics.telemetry('texas-1'), Buffer.from(TelemetryBatch.encode({ siteId: 'texas-1', seq, sentAtMs, agentSession: 'real', gpus, asics: [] }).finish()));
+  return { registry, written, metrics, lines, publish, observe, ingest, rejected, now: () => t, advance: (ms: number) => void (t += ms), fill: (v: boolean) => void (full = v) };
 }
 
 describe('ingest', () => {
@@ -130,5 +132,24 @@ describe('ingest', () => {
     s.fill(false);
     s.publish(5);
     expect((await s.metrics.ingestSeqGaps.get()).values[0]?.value).toBe(3);
+  });
+
+  it('observe (the live view of a replica that stores only its share): updates the registry, stores, counts and marks nothing', async () => {
+    const s = setup();
+    s.observe(7, s.now(), [gpu('gpu-1', s.now(), 42, 500), gpu('gpu-9', s.now(), 1, 1)]);
+    expect(s.registry.device('gpu-1')!.gpu).not.toBeNull();
+    expect(s.registry.device('gpu-1')!.lastSeenMs).toBe(s.now());
+    expect(s.written).toHaveLength(0);
+    expect(await s.rejected('unknown_device')).toBe(0);
+    // the same seq to store later is not a duplicate: observe marked nothing
+    s.publish(7);
+    expect(s.written).toHaveLength(1);
+    // backlog from a spool is history, not what the device does now
+    s.observe(8, s.now() - 60_000, [gpu('gpu-2', s.now() - 60_000, 10, 300)]);
+    expect(s.registry.device('gpu-2')!.gpu).toBeNull();
+    // bytes that are no batch, and a topic that is no telemetry, are skipped without a throw
+    s.ingest.observe(topics.telemetry('texas-1'), Buffer.from([0xff, 0xff, 0xff]));
+    s.ingest.observe('hcp/v1/nope', Buffer.alloc(0));
+    expect(await s.rejected('malformed')).toBe(0);
   });
 });
