@@ -51,6 +51,11 @@ export function createMetrics() {
       help: 'Wire bytes of the telemetry batches buffered and not yet committed (bounded by HCP_INGEST_MAX_BUFFER_BYTES)',
       registers: [registry],
     }),
+    ingestNewestSample: new Gauge({
+      name: 'hcp_ingest_newest_sample_timestamp_seconds',
+      help: 'Sample time of the newest telemetry sample committed (freshness: now minus this)',
+      registers: [registry],
+    }),
     ingestCommittedSent: new Counter({
       name: 'hcp_ingest_committed_sent_total',
       help: 'TelemetryCommitted messages sent to agents (the contiguous committed seq of their stream)',

@@ -91,6 +91,8 @@ export interface TelemetryWriterMetrics {
   ingestBufferedBytes: GaugeLike;
   ingestFlush: HistogramLike;
   ingestLag: HistogramLike;
+  /** the newest sample time committed, in Unix seconds */
+  ingestNewestSample?: GaugeLike;
 }
 
 /** 32 MiB: the reasoning is in docs/reliability.md */
@@ -103,6 +105,8 @@ export interface TelemetryWriterOptions {
   flushIntervalMs: number;
   /** samples one flush takes at most (whole batches; at least one); a full flush is written at once */
   maxRows: number;
+  /** flushes in flight at once, each a transaction on its own connection (default 1) */
+  concurrency?: number;
   /** the buffer's bound, in wire bytes of the batches not yet committed */
   maxBufferBytes?: number;
   /** a batch sent longer ago than this is backlog */
@@ -227,7 +231,12 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
   let backlogBytes = 0;
   let samples = 0;
   let waitingRows = 0;
-  let inFlight: Promise<boolean> | null = null;
+  /** flushes being written, each in its own transaction on its own connection */
+  const inFlight = new Set<Promise<boolean>>();
+  const maxInFlight = Math.max(1, o.concurrency ?? 1);
+  const settled = async () => {
+    while (inFlight.size) await Promise.all(inFlight);
+  };
   let closed = false;
   let delayMs = 0;
   let retryAt = 0;
@@ -244,6 +253,7 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
     m.ingestBufferedBytes.set(bytes);
   };
   let lastFullWarn = -Infinity;
+  let newestCommitted = 0;
   let refusedSinceWarn = 0;
 
   const release = (e: Entry) => {
@@ -373,6 +383,7 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
     let gpuRows = 0;
     let asicRows = 0;
     let replays = 0;
+    let newest = 0;
     const committed: CommittedBatch[] = [];
     for (const e of taken) {
       release(e);
@@ -381,6 +392,8 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
       if (stored) {
         gpuRows += e.b.gpus.length;
         asicRows += e.b.asics.length;
+        for (const g of e.b.gpus) if (g.tsMs > newest) newest = g.tsMs;
+        for (const a of e.b.asics) if (a.tsMs > newest) newest = a.tsMs;
       } else replays++;
       m.ingestLag.observe(Math.max(0, (t - e.b.sentAtMs) / 1000));
       committed.push({ site: e.b.site, stream: e.b.stream, seq: e.b.seq, rows: stored ? e.rows - (dead.get(e) ?? 0) : 0, stored });
@@ -389,6 +402,10 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
     if (asicRows - deadAsicCount > 0) m.ingestSamples.inc({ kind: 'asic' }, asicRows - deadAsicCount);
     // found in the ledger: a replay or a redelivery, committed before (by this replica or another)
     if (replays) m.ingestRejected.inc({ reason: 'duplicate' }, replays);
+    if (newest > newestCommitted) {
+      newestCommitted = newest;
+      m.ingestNewestSample?.set(newest / 1000);
+    }
     gauges();
     for (const fn of listeners) {
       try {
@@ -401,19 +418,20 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
   };
 
   const run = (): Promise<boolean> => {
-    const p = writeOnce().finally(() => {
-      inFlight = null;
+    const p: Promise<boolean> = writeOnce().finally(() => {
+      inFlight.delete(p);
     });
-    inFlight = p;
+    inFlight.add(p);
     void p.then((ok) => {
       // backlog drains at full speed: the next flush follows at once while backlog or a full flush waits
       if (ok && !closed && (waitingRows >= maxRows || backlog.length > 0)) setImmediate(kick);
     });
     return p;
   };
-  const due = () => !inFlight && live.length + backlog.length > 0 && now() >= retryAt;
+  const due = () => inFlight.size < maxInFlight && live.length + backlog.length > 0 && now() >= retryAt;
+  /** as many flushes as may be in flight: a full one at once, a partial one only when none is */
   function kick() {
-    if (due()) void run();
+    while (due() && (inFlight.size === 0 || waitingRows >= maxRows || backlog.length > 0)) void run();
   }
   const timer = setInterval(kick, o.flushIntervalMs);
   timer.unref();
@@ -475,10 +493,10 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
       return bytes;
     },
     async flush() {
-      while (inFlight) await inFlight;
+      await settled();
       const waiting = new Set([...live, ...backlog]);
       while ([...live, ...backlog].some((e) => waiting.has(e))) {
-        while (inFlight) await inFlight;
+        await settled();
         if (!(await run())) return;
       }
     },
@@ -489,7 +507,7 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
       if (pruneTimer) clearInterval(pruneTimer);
       // several writers close one after another inside main.ts's 10 s shutdown deadline
       const deadline = now() + (o.closeTimeoutMs ?? 3000);
-      while (inFlight) await inFlight;
+      await settled();
       while (live.length + backlog.length > 0) {
         if (await run()) continue;
         // the backoff may have grown long while the database was away: at close, try again soon
