@@ -47,6 +47,10 @@ export function gatewayAddresses(address: string): string[] {
   return address.split(',').map((a) => a.trim()).filter((a) => a.length > 0);
 }
 
+/** the gRPC channel's reconnect backoff (grpc.initial_reconnect_backoff_ms, grpc.max_reconnect_backoff_ms) */
+const CHANNEL_BACKOFF_MIN_MS = 500;
+const CHANNEL_BACKOFF_MAX_MS = 2_000;
+
 export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
   const creds = o.tls ? credentials.createSsl(o.tls.ca ?? null, o.tls.key ?? null, o.tls.cert ?? null) : credentials.createInsecure();
   const addresses = gatewayAddresses(o.address);
@@ -54,6 +58,13 @@ export function createGatewayClient(o: GatewayClientOptions): GatewayClient {
     'grpc.keepalive_time_ms': 20_000,
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
+    // The channel's own reconnect backoff (grpc-js: 1 s growing 1.6× to 120 s) is capped: a
+    // stream opened while the channel waits out its backoff fails at once with the last error,
+    // so after a 2-minute control-plane outage an agent kept failing for another minute while
+    // the control plane was back (seen by hand on npm start). This client's own jittered
+    // backoff below paces the streams; the channel only has to be ready when it asks.
+    'grpc.initial_reconnect_backoff_ms': CHANNEL_BACKOFF_MIN_MS,
+    'grpc.max_reconnect_backoff_ms': CHANNEL_BACKOFF_MAX_MS,
   }));
   // the replica dialled next; moves on at every reconnect
   let at = 0;
