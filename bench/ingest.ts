@@ -180,6 +180,7 @@ function lightAgent(i: number, token: string): LightAgent {
   const mq: MqttClient = mqtt.connect(mqttUrl, { username: site, password: token, clientId: `hcp-agent-${site}-bench`, reconnectPeriod: 1000 });
   mq.on('error', (e) => console.error('mqtt', site, e.message));
   let seq = 0;
+  let beat = 0;
   const held = new Map<number, Held>();
   const spoolState = () => ({ stream, firstSeq: held.size ? Math.min(...held.keys()) : seq + 1, nextSeq: seq + 1, bytes: 0 });
   call.on('data', (m: ControlMessage) => {
@@ -225,7 +226,7 @@ function lightAgent(i: number, token: string): LightAgent {
         k++;
       }
       call.write({ body: { $case: 'spoolState', value: spoolState() } });
-      call.write({ body: { $case: 'heartbeat', value: { seq: n0++, tsMs: t, devicesReporting: DPS, devicesTotal: DPS } } });
+      call.write({ body: { $case: 'heartbeat', value: { seq: ++beat, tsMs: t, devicesReporting: DPS, devicesTotal: DPS } } });
     },
     close() {
       call.cancel();
@@ -233,7 +234,6 @@ function lightAgent(i: number, token: string): LightAgent {
       mq.end(true);
     },
   };
-  let n0 = 1;
   return a;
 }
 

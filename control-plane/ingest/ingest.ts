@@ -51,6 +51,8 @@ export function createIngest(deps: IngestDeps): Ingest {
   const now = deps.now ?? Date.now;
   const seqs = new SequenceTracker({ now, watermarks: deps.watermarks });
   const lastLogged = new Map<string, number>();
+  /** the sample times ingest takes at t (sample-checks.ts) */
+  const windowAt = (t: number): SampleWindow => ({ nowMs: t, maxAgeMs: deps.maxAgeMs ?? 24 * 3600_000, maxSkewMs: deps.maxSkewMs ?? 300_000 });
 
   const reject = (reason: string, n: number, ctx: Record<string, unknown>) => {
     metrics.ingestRejected.inc({ reason }, n);
@@ -87,7 +89,7 @@ export function createIngest(deps: IngestDeps): Ingest {
     if (verdict.kind === 'jump') return reject('seq_jump', 1, { site, stream, seq: batch.seq, jump: verdict.jump, allowed: verdict.allowed });
 
     const t = now();
-    const w: SampleWindow = { nowMs: t, maxAgeMs: deps.maxAgeMs ?? 24 * 3600_000, maxSkewMs: deps.maxSkewMs ?? 300_000 };
+    const w = windowAt(t);
     const gpus: GpuSample[] = [];
     const gpuDevices: DeviceState[] = [];
     const asics: AsicSample[] = [];
@@ -144,7 +146,7 @@ export function createIngest(deps: IngestDeps): Ingest {
     const t = now();
     // backlog from a spool is history: the live view shows what devices do now
     if (batch.siteId !== parsed.site || t - batch.sentAtMs > LIVE_MS) return;
-    const w: SampleWindow = { nowMs: t, maxAgeMs: deps.maxAgeMs ?? 24 * 3600_000, maxSkewMs: deps.maxSkewMs ?? 300_000 };
+    const w = windowAt(t);
     let n = 0;
     for (const s of batch.gpus) {
       const d = registry.deviceAt(parsed.site, s.deviceId, 'gpu');
