@@ -94,7 +94,19 @@ describePg('connections terminated mid-statement', (pg) => {
     expect(isDbUnavailable(await q)).toBe(true);
     await waitFor(() => db.available(), { message: 'the circuit closes again' });
     // a Drizzle query runs when awaited: then() starts it
-    const o = db.orm.execute(dsql`SELECT pg_sleep(10), 'orm-marker'`).then(() => null, (e: unknown) => e);
+    // (the first statement on a pooled connection the last termination ended can fail before it
+    // runs: then it is sent again, until one is running to be terminated)
+    let settled = false;
+    let o: Promise<unknown> = Promise.resolve(null);
+    const start = () => {
+      settled = false;
+      o = db.orm.execute(dsql`SELECT pg_sleep(10), 'orm-marker'`).then(() => null, (e: unknown) => e).finally(() => (settled = true));
+    };
+    start();
+    await waitFor(async () => {
+      if (settled) start();
+      return (await admin`SELECT 1 FROM pg_stat_activity WHERE application_name = ${app} AND query LIKE '%orm-marker%' AND state = 'active'`).length > 0;
+    }, { message: 'a backend running orm-marker', timeoutMs: 10_000 });
     await terminateWhenRunning('orm-marker');
     expect(isDbUnavailable(await o)).toBe(true);
     await waitFor(() => db.available(), { message: 'the circuit closes again' });
