@@ -133,6 +133,9 @@ describePg('telemetry ledger on PostgreSQL', (pg) => {
       for (let seq = 1; seq <= 12; seq++) if (w.offer(batch('full', seq)) === 'backpressure') refused.push(seq);
       // 330 bytes each: six fit in 2000
       expect(refused).toEqual([7, 8, 9, 10, 11, 12]);
+      // asked before decoding, the writer says the same
+      expect(w.hasRoomFor(330, Date.now())).toBe(false);
+      expect(w.hasRoomFor(2000 - 6 * 330, Date.now())).toBe(true);
       expect(w.bufferedBytes).toBe(6 * 330);
       expect(await gauge(metrics.ingestBufferedBytes)).toBe(6 * 330);
       // the write is under way and waits on the lock: nothing is ledgered, nothing reported
@@ -159,6 +162,8 @@ describePg('telemetry ledger on PostgreSQL', (pg) => {
     try {
       for (let seq = 1; seq <= 10; seq++) if (w.offer(batch('backlog', seq, 3, old)) === 'accepted') admitted.backlog++;
       for (let seq = 1; seq <= 10; seq++) if (w.offer(batch('live', seq)) === 'accepted') admitted.live++;
+      // asked before decoding: no room for even a byte of backlog
+      expect(w.hasRoomFor(1, old)).toBe(false);
     } finally {
       await release();
     }

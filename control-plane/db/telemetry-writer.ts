@@ -69,6 +69,11 @@ export interface CommittedBatch {
 export interface TelemetryWriter {
   /** takes a whole batch into the buffer, or refuses it */
   offer(batch: TelemetryBatchIn): Admission;
+  /**
+   * Whether offer() would find room for a batch of this size and age, asked before the batch is
+   * decoded. false is a refusal: it counts towards the rate-limited "buffer full" line.
+   */
+  hasRoomFor(bytes: number, sentAtMs: number): boolean;
   /** told of every flush's batches after its commit */
   onCommitted(fn: (batches: CommittedBatch[]) => void): () => void;
   /** bytes of the batches not yet committed */
@@ -454,11 +459,11 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
     : null;
   pruneTimer?.unref();
 
-  const refuse = (b: TelemetryBatchIn, isBacklog: boolean): Admission => {
+  const refuse = (b: TelemetryBatchIn | null, isBacklog: boolean): Admission => {
     refusedSinceWarn++;
     const t = now();
     if (t - lastFullWarn >= WARN_EVERY_MS) {
-      o.log.warn({ refused: refusedSinceWarn, site: b.site, backlog: isBacklog, bufferedBytes: bytes, backlogBytes, maxBytes },
+      o.log.warn({ refused: refusedSinceWarn, site: b?.site, backlog: isBacklog, bufferedBytes: bytes, backlogBytes, maxBytes },
         'telemetry buffer full: batches refused; agents send them again');
       lastFullWarn = t;
       refusedSinceWarn = 0;
@@ -466,14 +471,22 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
     return 'backpressure';
   };
 
+  // an empty buffer takes any one batch, so a batch larger than the bound still gets through
+  const room = (size: number, isBacklog: boolean) =>
+    !closed && (bytes === 0 || (bytes + size <= maxBytes && (!isBacklog || backlogBytes + size <= backlogBytesMax)));
+
   return {
+    hasRoomFor(size, sentAtMs) {
+      const isBacklog = now() - sentAtMs > backlogAgeMs;
+      if (room(size, isBacklog)) return true;
+      refuse(null, isBacklog);
+      return false;
+    },
     offer(b) {
       const key = batchKey(b.site, b.stream, b.seq);
       if (keys.has(key)) return 'pending';
       const isBacklog = now() - b.sentAtMs > backlogAgeMs;
-      if (closed) return refuse(b, isBacklog);
-      // an empty buffer takes any one batch, so a batch larger than the bound still gets through
-      if (bytes > 0 && (bytes + b.bytes > maxBytes || (isBacklog && backlogBytes + b.bytes > backlogBytesMax))) return refuse(b, isBacklog);
+      if (!room(b.bytes, isBacklog)) return refuse(b, isBacklog);
       const e: Entry = { b, key, backlog: isBacklog, rows: b.gpus.length + b.asics.length };
       keys.add(key);
       bytes += b.bytes;

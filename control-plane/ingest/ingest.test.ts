@@ -33,6 +33,7 @@ function setup() {
       written.push(b);
       return 'accepted';
     },
+    hasRoomFor: () => !full,
     onCommitted: () => () => {},
     bufferedBytes: 0,
     flush: async () => {},
@@ -112,6 +113,34 @@ describe('ingest', () => {
     expect(s.written.map((b) => b.seq)).toEqual([1, 2]);
     expect(await s.rejected('duplicate')).toBe(0);
     expect(s.lines.find((l) => l.reason === 'backpressure')).toMatchObject({ site: 'texas-1', seq: 2 });
+  });
+
+  it('refuses a batch undecoded while the writer is full, and refreshes the live view from a refused live batch at most every 2 s per site', async () => {
+    const s = setup();
+    s.publish(1);
+    s.fill(true);
+    // the header is whole, the samples are bytes that are no GpuSample: refused without decoding them
+    const header = TelemetryBatch.encode({ siteId: 'texas-1', seq: 2, sentAtMs: s.now(), agentSession: 'real', gpus: [], asics: [] }).finish();
+    const garbage = Buffer.concat([Buffer.from(header), Buffer.from([0x2a, 0x03, 0xff, 0xff, 0xff])]);
+    s.ingest.handle(topics.telemetry('texas-1'), garbage);
+    expect(await s.rejected('backpressure')).toBe(1);
+    expect(await s.rejected('malformed')).toBe(0);
+    // once the writer has room the same bytes are decoded, and found malformed
+    s.fill(false);
+    s.ingest.handle(topics.telemetry('texas-1'), garbage);
+    expect(await s.rejected('malformed')).toBe(1);
+    s.fill(true);
+    s.advance(2000);
+    s.publish(3, [gpu('gpu-1', s.now(), 11, 300)]);
+    expect(s.registry.device('gpu-1')!.gpu!.utilizationPct).toBe(11);
+    s.advance(500);
+    s.publish(4, [gpu('gpu-1', s.now(), 22, 300)]);
+    expect(s.registry.device('gpu-1')!.gpu!.utilizationPct).toBe(11);
+    s.advance(1500);
+    s.publish(5, [gpu('gpu-1', s.now(), 33, 300)]);
+    expect(s.registry.device('gpu-1')!.gpu!.utilizationPct).toBe(33);
+    expect(await s.rejected('backpressure')).toBe(4);
+    expect(s.written.map((b) => b.seq)).toEqual([1]);
   });
 
   it('names a batch by its stream when it has one, by its agent session otherwise, and refuses a stream with NUL', async () => {

@@ -1,15 +1,18 @@
-// What the control plane does with one MQTT message: parse the topic, decode, check, update the
-// registry, and offer the batch with its accepted samples to the writer. A bad message or sample
+// What the control plane does with one MQTT message: parse the topic, read the batch's identity
+// (batch-header.ts), ask the writer for room, and only then decode, check, update the registry
+// and offer the batch with its accepted samples to the writer. A bad message or sample
 // is counted by reason and logged (rate-limited); it never throws and never drops anything but
 // itself. A batch is acknowledged to its agent only once committed (TelemetryCommitted,
 // commit-notifier.ts), so a batch the writer has no room for is refused (`backpressure`) and
-// not marked seen: the agent keeps it in its spool and sends it again.
+// not marked seen: the agent keeps it in its spool and sends it again. Such a batch is refused
+// before it is decoded, so overload does not spend the CPU the writer needs on refusals.
 import type { Logger } from 'pino';
 import { TelemetryBatch, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
 import { decodeStatus, parseTopic } from '../../proto/topics.js';
 import type { TelemetryWriter } from '../db/telemetry-writer.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceState, Registry } from '../registry/registry.js';
+import { peekBatchHeader, type BatchHeader } from './batch-header.js';
 import { checkAsicSample, checkGpuSample, type SampleWindow } from './sample-checks.js';
 import { SequenceTracker } from './sequence-tracker.js';
 import type { Watermarks } from './watermarks.js';
@@ -45,6 +48,8 @@ const LOG_EVERY_MS = 10_000;
 const MAX_STREAM_CHARS = 128;
 /** a batch refused for backpressure still updates the live view when it is this fresh */
 const LIVE_MS = 10_000;
+/** at most this often per site (a refused batch is otherwise never decoded) */
+const LIVE_REFRESH_MS = 2_000;
 
 export function createIngest(deps: IngestDeps): Ingest {
   const { registry, writer, metrics, log } = deps;
@@ -63,30 +68,51 @@ export function createIngest(deps: IngestDeps): Ingest {
     }
   };
 
+  /** when a refused live batch last refreshed each site's live view */
+  const liveRefreshed = new Map<string, number>();
+
   const handleTelemetry = (site: string, topic: string, payload: Buffer) => {
+    // Identity first, from the header alone (batch-header.ts): what is refused here is never decoded.
+    let h: BatchHeader;
+    try {
+      h = peekBatchHeader(payload);
+    } catch (err) {
+      return reject('malformed', 1, { topic, bytes: payload.length, error: (err as Error).message });
+    }
+    // Protobuf decoding is lenient (unknown fields are skipped), so arbitrary bytes can decode
+    // to an empty message; a batch without its identity is as malformed as one that throws.
+    if (!h.siteId || !h.agentSession || h.seq < 1) {
+      return reject('malformed', 1, { topic, bytes: payload.length, error: 'site_id, agent_session or seq missing' });
+    }
+    // the stream names the batch in the ledger (a text key): no NUL, and short
+    const stream = h.stream || h.agentSession;
+    if (stream.length > MAX_STREAM_CHARS || stream.includes('\u0000')) {
+      return reject('malformed', 1, { topic, bytes: payload.length, error: `stream or agent_session is longer than ${MAX_STREAM_CHARS} characters or holds NUL` });
+    }
+    if (h.siteId !== site) return reject('site_mismatch', 1, { topic, batchSite: h.siteId });
+    if (!registry.site(site)) return reject('unknown_site', 1, { topic });
+    // Checked now, marked taken only once the writer admits the batch (sequence-tracker.ts).
+    const verdict = seqs.check(site, stream, h.seq);
+    if (verdict.kind === 'duplicate') return reject('duplicate', 1, { site, stream, seq: h.seq });
+    if (verdict.kind === 'invalid') return reject('seq_invalid', 1, { site, seq: h.seq });
+    if (verdict.kind === 'jump') return reject('seq_jump', 1, { site, stream, seq: h.seq, jump: verdict.jump, allowed: verdict.allowed });
+    if (!writer.hasRoomFor(payload.length, h.sentAtMs)) {
+      // Overload: refused undecoded, so refusing costs next to nothing. The live view (the
+      // scheduler, the reconciler and the grid response act on it) is refreshed from a live
+      // batch at most once per LIVE_REFRESH_MS per site, a bounded cost whatever the load.
+      const t = now();
+      if (t - h.sentAtMs <= LIVE_MS && t - (liveRefreshed.get(site) ?? -Infinity) >= LIVE_REFRESH_MS) {
+        liveRefreshed.set(site, t);
+        observe(topic, payload);
+      }
+      return reject('backpressure', 1, { site, stream, seq: h.seq, bufferedBytes: writer.bufferedBytes });
+    }
     let batch: TelemetryBatch;
     try {
       batch = TelemetryBatch.decode(payload);
     } catch (err) {
       return reject('malformed', 1, { topic, bytes: payload.length, error: (err as Error).message });
     }
-    // Protobuf decoding is lenient (unknown fields are skipped), so arbitrary bytes can decode
-    // to an empty message; a batch without its identity is as malformed as one that throws.
-    if (!batch.siteId || !batch.agentSession || batch.seq < 1) {
-      return reject('malformed', 1, { topic, bytes: payload.length, error: 'site_id, agent_session or seq missing' });
-    }
-    // the stream names the batch in the ledger (a text key): no NUL, and short
-    const stream = batch.stream || batch.agentSession;
-    if (stream.length > MAX_STREAM_CHARS || stream.includes('\u0000')) {
-      return reject('malformed', 1, { topic, bytes: payload.length, error: `stream or agent_session is longer than ${MAX_STREAM_CHARS} characters or holds NUL` });
-    }
-    if (batch.siteId !== site) return reject('site_mismatch', 1, { topic, batchSite: batch.siteId });
-    if (!registry.site(site)) return reject('unknown_site', 1, { topic });
-    // Checked now, marked taken only once the writer admits the batch (sequence-tracker.ts).
-    const verdict = seqs.check(site, stream, batch.seq);
-    if (verdict.kind === 'duplicate') return reject('duplicate', 1, { site, stream, seq: batch.seq });
-    if (verdict.kind === 'invalid') return reject('seq_invalid', 1, { site, seq: batch.seq });
-    if (verdict.kind === 'jump') return reject('seq_jump', 1, { site, stream, seq: batch.seq, jump: verdict.jump, allowed: verdict.allowed });
 
     const t = now();
     const w = windowAt(t);
@@ -114,27 +140,20 @@ export function createIngest(deps: IngestDeps): Ingest {
     }
     // A batch whose every sample failed is still offered: it is ledgered with 0 rows (refused
     // for good), so the stream's watermark can pass it and its agent stops sending it.
-    const admission = writer.offer({ site, stream, seq: batch.seq, sentAtMs: batch.sentAtMs, gpus, asics, bytes: payload.length });
-    if (admission === 'pending') return reject('duplicate', 1, { site, stream, seq: batch.seq });
-    const record = () => {
-      for (let i = 0; i < gpus.length; i++) registry.recordGpu(gpuDevices[i]!, gpus[i]!, t);
-      for (let i = 0; i < asics.length; i++) registry.recordAsic(asicDevices[i]!, asics[i]!, t);
-      if (gpus.length + asics.length > 0) registry.telemetrySeen(site, t);
-    };
-    if (admission === 'backpressure') {
-      // The live view still shows a live batch's samples (the scheduler and the reconciler act on
-      // them while the database is slow); it is stored when its agent sends it again.
-      if (t - batch.sentAtMs <= LIVE_MS) record();
-      return reject('backpressure', 1, { site, stream, seq: batch.seq, bufferedBytes: writer.bufferedBytes });
-    }
-    seqs.taken(site, stream, batch.seq);
+    const admission = writer.offer({ site, stream, seq: h.seq, sentAtMs: h.sentAtMs, gpus, asics, bytes: payload.length });
+    if (admission === 'pending') return reject('duplicate', 1, { site, stream, seq: h.seq });
+    // only when the writer closed since hasRoomFor said yes (the two agree otherwise)
+    if (admission === 'backpressure') return reject('backpressure', 1, { site, stream, seq: h.seq, bufferedBytes: writer.bufferedBytes });
+    seqs.taken(site, stream, h.seq);
     if (verdict.missed > 0) metrics.ingestSeqGaps.inc(verdict.missed);
-    record();
-    if (batch.gpus.length + batch.asics.length === 0) registry.telemetrySeen(site, t);
+    for (let i = 0; i < gpus.length; i++) registry.recordGpu(gpuDevices[i]!, gpus[i]!, t);
+    for (let i = 0; i < asics.length; i++) registry.recordAsic(asicDevices[i]!, asics[i]!, t);
+    // a batch of samples that all failed says nothing of the site's devices; an empty one is a heartbeat
+    if (gpus.length + asics.length > 0 || batch.gpus.length + batch.asics.length === 0) registry.telemetrySeen(site, t);
     metrics.ingestBatches.inc();
   };
 
-  const observe = (topic: string, payload: Buffer) => {
+  function observe(topic: string, payload: Buffer) {
     const parsed = parseTopic(topic);
     if (!parsed || parsed.kind !== 'telemetry' || !registry.site(parsed.site)) return;
     let batch: TelemetryBatch;
@@ -161,7 +180,7 @@ export function createIngest(deps: IngestDeps): Ingest {
       n++;
     }
     if (n > 0) registry.telemetrySeen(parsed.site, t);
-  };
+  }
 
   return {
     observe,
