@@ -90,7 +90,7 @@ export const ControlPlaneConfigSchema = z.object({
   HCP_STALE_AFTER_MS: ms.default(10000),
   HCP_INGEST_FLUSH_MS: ms.default(250),
   /** samples of whole batches one telemetry flush takes at most; a full flush is written at once */
-  HCP_INGEST_MAX_ROWS: ms.default(5000),
+  HCP_INGEST_MAX_ROWS: ms.default(10000),
   /** telemetry flushes in flight at once, each a transaction on its own connection (bench: npm run bench:ingest) */
   HCP_INGEST_FLUSHES: z.coerce.number().int().min(1).max(16).default(2),
   /**

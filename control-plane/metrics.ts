@@ -56,6 +56,11 @@ export function createMetrics() {
       help: 'Sample time of the newest telemetry sample committed (freshness: now minus this)',
       registers: [registry],
     }),
+    ingestCopyRefused: new Counter({
+      name: 'hcp_ingest_copy_refused_total',
+      help: 'Telemetry flushes whose COPY the database refused (a bad or already stored sample), written again by INSERT',
+      registers: [registry],
+    }),
     ingestCommittedSent: new Counter({
       name: 'hcp_ingest_committed_sent_total',
       help: 'TelemetryCommitted messages sent to agents (the contiguous committed seq of their stream)',

@@ -117,6 +117,56 @@ describePg('telemetry ledger on PostgreSQL', (pg) => {
     expect(await samplesWritten(a.metrics) + await samplesWritten(b.metrics)).toBe(20 * 6);
   });
 
+  it('stores by COPY exactly the rows unnest stores: times, NULLs, arrays, escapes, large counters', async () => {
+    const t = 1_800_000_123_456;
+    // rows are unique by device and time, so each writer's devices are named after its site
+    const odd = (site: string, seq: number): TelemetryBatchIn => ({
+      site, stream: `eq-${site}`, seq, sentAtMs: Date.now(), bytes: 500,
+      gpus: [
+        { ...gpu(`${site}/g-plain`, t, 12.5, 401.25), workloadId: '' },
+        { ...gpu(`${site}/g\tab\\slash\nline`, t + 1, 99.9, 700), workloadId: 'wl\t1', energyMj: Number.MAX_SAFE_INTEGER, xidErrors: 2 ** 31 - 1 },
+      ],
+      asics: [
+        { ...asic(`${site}/a-plain`, t, 270.125, 3645.5), powerTargetW: 0 },
+        { ...asic(`${site}/a-empty`, t + 2, 0, 0), chipTemperaturesC: [], boardTemperaturesC: [], fanRpm: [], powerTargetW: 3100, acceptedShares: Number.MAX_SAFE_INTEGER },
+      ],
+    });
+    const byCopy = open({ copy: true });
+    const byUnnest = open({ copy: false });
+    byCopy.w.offer(odd('eq-copy', 1));
+    byUnnest.w.offer(odd('eq-unnest', 1));
+    await byCopy.w.flush();
+    await byUnnest.w.flush();
+    expect(byCopy.committed).toMatchObject([{ rows: 4, stored: true }]);
+    expect(byUnnest.committed).toMatchObject([{ rows: 4, stored: true }]);
+    const rows = async (site: string) => ({
+      gpus: (await sql`SELECT * FROM gpu_telemetry WHERE site_id = ${site} ORDER BY device_id`).map(({ site_id: _s, received_at: _r, ...r }): Record<string, unknown> => ({ ...r, device_id: String(r.device_id).slice(site.length + 1) })),
+      asics: (await sql`SELECT * FROM asic_telemetry WHERE site_id = ${site} ORDER BY device_id`).map(({ site_id: _s, received_at: _r, ...r }): Record<string, unknown> => ({ ...r, device_id: String(r.device_id).slice(site.length + 1) })),
+    });
+    const copied = await rows('eq-copy');
+    expect(copied).toEqual(await rows('eq-unnest'));
+    expect(copied.gpus.map((g) => [g.device_id, g.workload_id])).toEqual([['g\tab\\slash\nline', 'wl\t1'], ['g-plain', null]]);
+    expect(copied.asics.map((a) => [a.device_id, a.power_target_w, a.max_chip_temperature_c])).toEqual([['a-empty', 3100, null], ['a-plain', null, 75]]);
+    expect((copied.gpus[1]!.time as Date).getTime()).toBe(t);
+    expect(await counter(byCopy.metrics, 'db_rejected')).toBe(0);
+    // and it was COPY that stored them, not the fallback
+    expect((await byCopy.metrics.ingestCopyRefused.get()).values[0]?.value ?? 0).toBe(0);
+  });
+
+  it('writes a flush again by unnest when the server refuses its COPY (a sample stored already), and stores the rest', async () => {
+    const { w, committed, metrics } = open({ copy: true });
+    // the same device and time under another batch key (rows are unique by device and time):
+    // COPY cannot skip it as ON CONFLICT does
+    w.offer(batch('copy-dup-a', 1));
+    await w.flush();
+    w.offer({ ...batch('copy-dup-a', 1), stream: 'copy-dup-b', asics: [...batch('copy-dup-a', 1).asics, asic('asic-copy-dup-b-new', 1_800_000_001_000, 1, 1)] });
+    await w.flush();
+    expect(committed.map((c) => `${c.stream}:${c.stored}`)).toEqual(['copy-dup-a:true', 'copy-dup-b:true']);
+    expect((await metrics.ingestCopyRefused.get()).values[0]?.value).toBe(1);
+    expect((await sql`SELECT count(*)::int AS n FROM asic_telemetry WHERE device_id = 'asic-copy-dup-b-new'`)[0]!.n).toBe(1);
+    expect(await rowsOf('copy-dup-a')).toBe(4);
+  });
+
   it('ledgers a batch whose every sample was bad with 0 rows', async () => {
     const { w, committed } = open();
     w.offer({ ...batch('allbad', 1), gpus: [], asics: [] });

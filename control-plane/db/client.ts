@@ -3,6 +3,7 @@
 // is the raw path for bulk statements that bind whole arrays as single parameters.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { PGlite } from '@electric-sql/pglite';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
@@ -36,6 +37,27 @@ export interface DbTx extends Pick<Db, 'query' | 'exec'> {
    * outside one, even a caught one)
    */
   savepoint<T>(fn: (sp: Pick<Db, 'query' | 'exec'>) => Promise<T>): Promise<T>;
+  /**
+   * PostgreSQL only: `COPY … FROM STDIN` (text format) with body as its data. A COPY the server
+   * refuses fails as CopyRefusedError, without the server's reason, and the transaction is
+   * aborted: the caller writes the rows again another way to learn which row it was.
+   */
+  copyIn?(copySql: string, body: string): Promise<void>;
+}
+
+/**
+ * The server refused a COPY. postgres.js 3.4.9 never settles a COPY stream whose error arrives
+ * after its end (src/connection.js CopyInResponse: the final callback waits for a
+ * CommandComplete that never comes, and the COPY query was resolved with the stream long
+ * before), so the server's error is not ours to read: a statement sent after the COPY finds the
+ * transaction aborted (25P02), and that is how the refusal is known.
+ */
+export class CopyRefusedError extends Error {
+  readonly code = 'COPY_REFUSED';
+  constructor(cause: unknown) {
+    super('the server refused the COPY; the transaction is aborted', { cause });
+    this.name = 'CopyRefusedError';
+  }
 }
 
 export interface DbOptions {
@@ -294,6 +316,9 @@ async function reserveWithin(sql: postgres.Sql, ms: number): Promise<postgres.Re
 /** how often a statement of a transaction looks whether its connection is still there */
 const ALIVE_CHECK_MS = 200;
 
+/** SQLSTATE in_failed_transaction: a statement after an error in the same transaction */
+const IN_FAILED_TRANSACTION = '25P02';
+
 const connectionClosed = () => Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
 
 /**
@@ -340,7 +365,30 @@ async function transaction<T>(sql: postgres.Sql, fn: (tx: DbTx) => Promise<T>): 
         await whileAlive(() => reserved.unsafe(text), alive);
       },
     };
-    const result = await fn({ ...on, savepoint: savepoints(on, alive) });
+    const copyIn = async (copySql: string, body: string) => {
+      await whileAlive(async () => {
+        const w = (await reserved.unsafe(copySql).writable()) as Writable & { _final(cb: (err?: Error | null) => void): void };
+        // sent once the stream's final() has written CopyDone: a statement sent before that is
+        // refused (COPY_IN_PROGRESS); its finish may never come (CopyRefusedError)
+        await new Promise<void>((resolve, reject) => {
+          const final = w._final;
+          w._final = function (cb) {
+            final.call(this, cb);
+            resolve();
+          };
+          w.once('error', reject);
+          w.end(body);
+        });
+        w.on('error', () => {}); // a late error is the probe's to report
+      }, alive);
+      try {
+        await whileAlive(() => reserved.unsafe('SELECT 1'), alive);
+      } catch (err) {
+        if ((err as { code?: unknown }).code === IN_FAILED_TRANSACTION) throw new CopyRefusedError(err);
+        throw err;
+      }
+    };
+    const result = await fn({ ...on, savepoint: savepoints(on, alive), copyIn });
     await whileAlive(() => reserved.unsafe('commit'), alive);
     if (alive()) reserved.release();
     return result;

@@ -30,7 +30,7 @@
 import type { Logger } from 'pino';
 import { GpuState, MiningState, type AsicSample, type GpuSample } from '../../proto/gen/hcp/v1/telemetry.js';
 import type { CounterLike, GaugeLike, HistogramLike } from './batch-writer.js';
-import type { Db, DbTx } from './client.js';
+import { CopyRefusedError, type Db, type DbTx } from './client.js';
 import { createDeadLetterLog } from './dead-letter-log.js';
 import { writeWithDeadLetters, type DeadLetter } from './dead-letter.js';
 import { classifyDbError, dbMessage } from './db-error.js';
@@ -98,6 +98,8 @@ export interface TelemetryWriterMetrics {
   ingestLag: HistogramLike;
   /** the newest sample time committed, in Unix seconds */
   ingestNewestSample?: GaugeLike;
+  /** flushes whose COPY the server refused, written again by unnest */
+  ingestCopyRefused?: { inc(): void };
 }
 
 /** 32 MiB: the reasoning is in docs/reliability.md */
@@ -110,6 +112,8 @@ export interface TelemetryWriterOptions {
   flushIntervalMs: number;
   /** samples one flush takes at most (whole batches; at least one); a full flush is written at once */
   maxRows: number;
+  /** false: samples by unnest even on PostgreSQL (default: by COPY there) */
+  copy?: boolean;
   /** flushes in flight at once, each a transaction on its own connection (default 1) */
   concurrency?: number;
   /** the buffer's bound, in wire bytes of the batches not yet committed */
@@ -197,6 +201,49 @@ const asicParams = (rows: Row<AsicSample>[]) => [
   rows.map((r) => r.s.hardwareErrors), rows.map((r) => MINING_STATE_NAME[r.s.miningState] ?? 'unknown'),
   rows.map((r) => r.s.powerTargetW),
 ];
+
+// COPY's text format (PostgreSQL docs, COPY "Text Format"): tab between columns, \N for NULL,
+// and a backslash, tab, newline or carriage return in a value escaped. Ingest's checks
+// (ingest/sample-checks.ts) let no NUL and no non-finite number through; a value the server
+// still refuses fails the COPY, and the flush is written again by unnest to find it.
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_ESCAPE = /[\\\t\n\r]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+const copyText = (v: string) => (COPY_SPECIAL.test(v) ? v.replace(COPY_ESCAPE, (c) => COPY_ESCAPES[c]!) : v);
+const copyNum = (v: number) => (Number.isFinite(v) ? String(v) : '\\N');
+const copyArray = (xs: number[]) => `{${xs.map((x) => (Number.isFinite(x) ? String(x) : 'NULL')).join(',')}}`;
+/** ISO time of a sample; the rows of one batch mostly share one */
+const isoTimes = () => {
+  let last = NaN;
+  let iso = '';
+  return (tsMs: number) => (tsMs === last ? iso : ((last = tsMs), (iso = new Date(tsMs).toISOString())));
+};
+
+const GPU_COPY = `COPY gpu_telemetry (time, site_id, device_id, utilization_pct, memory_used_mib, memory_total_mib, temperature_c,
+  memory_temperature_c, power_w, power_limit_w, sm_clock_mhz, state, workload_id, energy_mj, xid_errors) FROM STDIN`;
+const ASIC_COPY = `COPY asic_telemetry (time, site_id, device_id, hashrate_5s_ths, hashrate_avg_ths, power_w, board_temperatures_c,
+  chip_temperatures_c, max_chip_temperature_c, fan_rpm, accepted_shares, rejected_shares, hardware_errors, mining_state, power_target_w) FROM STDIN`;
+
+/** the same row GPU_SQL makes of a sample, as a COPY line */
+const gpuCopy = (rows: Row<GpuSample>[]) => {
+  const iso = isoTimes();
+  let out = '';
+  for (const { site, s } of rows) {
+    out += `${iso(s.tsMs)}\t${copyText(site)}\t${copyText(s.deviceId)}\t${copyNum(s.utilizationPct)}\t${copyNum(s.memoryUsedMib)}\t${copyNum(s.memoryTotalMib)}\t${copyNum(s.temperatureC)}\t${copyNum(s.memoryTemperatureC)}\t${copyNum(s.powerW)}\t${copyNum(s.powerLimitW)}\t${copyNum(s.smClockMhz)}\t${GPU_STATE_NAME[s.state] ?? 'unknown'}\t${s.workloadId ? copyText(s.workloadId) : '\\N'}\t${copyNum(s.energyMj)}\t${copyNum(s.xidErrors)}\n`;
+  }
+  return out;
+};
+
+/** the same row ASIC_SQL makes of a sample, as a COPY line */
+const asicCopy = (rows: Row<AsicSample>[]) => {
+  const iso = isoTimes();
+  let out = '';
+  for (const { site, s } of rows) {
+    const maxChip = s.chipTemperaturesC.length ? copyNum(Math.max(...s.chipTemperaturesC)) : '\\N';
+    out += `${iso(s.tsMs)}\t${copyText(site)}\t${copyText(s.deviceId)}\t${copyNum(s.hashrate5sThs)}\t${copyNum(s.hashrateAvgThs)}\t${copyNum(s.powerW)}\t${copyArray(s.boardTemperaturesC)}\t${copyArray(s.chipTemperaturesC)}\t${maxChip}\t${copyArray(s.fanRpm)}\t${copyNum(s.acceptedShares)}\t${copyNum(s.rejectedShares)}\t${copyNum(s.hardwareErrors)}\t${MINING_STATE_NAME[s.miningState] ?? 'unknown'}\t${s.powerTargetW ? copyNum(s.powerTargetW) : '\\N'}\n`;
+  }
+  return out;
+};
 
 interface Entry {
   b: TelemetryBatchIn;
@@ -296,8 +343,12 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
   const savepointed = <R>(tx: DbTx, text: string, params: (rows: R[]) => unknown[]) => (rows: R[]) =>
     tx.savepoint((sp) => sp.query(text, params(rows)));
 
-  /** one transaction: ledger, then the new batches' samples. careful: dead-letter bad samples */
-  const transact = (batch: Entry[], careful: boolean): Promise<Outcome> =>
+  /**
+   * one transaction: ledger, then the new batches' samples, by COPY (PostgreSQL), by unnest, or
+   * careful: by unnest, each probe in a savepoint, dead-lettering the bad samples
+   */
+  type Mode = 'copy' | 'unnest' | 'careful';
+  const transact = (batch: Entry[], mode: Mode): Promise<Outcome> =>
     o.db.transaction(async (tx) => {
       const sorted = [...batch].sort(byKey);
       const fresh = new Set(
@@ -308,7 +359,12 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
       const stored = sorted.filter((e) => fresh.has(e.key));
       const gpus: Row<GpuSample>[] = stored.flatMap((e) => e.b.gpus.map((s) => ({ site: e.b.site, s, entry: e })));
       const asics: Row<AsicSample>[] = stored.flatMap((e) => e.b.asics.map((s) => ({ site: e.b.site, s, entry: e })));
-      if (!careful) {
+      if (mode === 'copy' && tx.copyIn) {
+        if (gpus.length) await tx.copyIn(GPU_COPY, gpuCopy(gpus));
+        if (asics.length) await tx.copyIn(ASIC_COPY, asicCopy(asics));
+        return { fresh, deadGpus: [], deadAsics: [] };
+      }
+      if (mode !== 'careful') {
         if (gpus.length) await tx.query(GPU_SQL, gpuParams(gpus));
         if (asics.length) await tx.query(ASIC_SQL, asicParams(asics));
         return { fresh, deadGpus: [], deadAsics: [] };
@@ -324,15 +380,28 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
       return { fresh, deadGpus, deadAsics };
     });
 
-  /** writes, falling back to careful mode on a content error, and to one batch at a time after that */
+  /**
+   * writes by COPY where the database has it; a refused COPY (its reason unknown: client.ts
+   * CopyRefusedError; a sample the server refuses, or one already stored, which COPY cannot skip
+   * as ON CONFLICT DO NOTHING does) is written again by unnest; then careful mode on a content
+   * error, and one batch at a time after that
+   */
   const write = async (taken: Entry[]): Promise<{ outcome: Outcome; refused: Entry[] }> => {
+    if (o.db.kind === 'postgres' && o.copy !== false) {
+      try {
+        return { outcome: await transact(taken, 'copy'), refused: [] };
+      } catch (err) {
+        if (!(err instanceof CopyRefusedError)) throw err;
+        m.ingestCopyRefused?.inc();
+      }
+    }
     try {
-      return { outcome: await transact(taken, false), refused: [] };
+      return { outcome: await transact(taken, 'unnest'), refused: [] };
     } catch (err) {
       if (classifyDbError(err) !== 'content') throw err;
     }
     try {
-      return { outcome: await transact(taken, true), refused: [] };
+      return { outcome: await transact(taken, 'careful'), refused: [] };
     } catch (err) {
       if (classifyDbError(err) !== 'content') throw err;
     }
@@ -342,7 +411,7 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
     const refused: Entry[] = [];
     for (const e of taken) {
       try {
-        const one = await transact([e], true);
+        const one = await transact([e], 'careful');
         for (const k of one.fresh) all.fresh.add(k);
         all.deadGpus.push(...one.deadGpus);
         all.deadAsics.push(...one.deadAsics);
