@@ -212,6 +212,13 @@ describePg('security at every edge', (pg) => {
     const silent = await as().put('/api/v1/sites/texas-1/grid-trip', { enabled: false });
     expect(silent.status).toBe(400);
     expect((await body(silent)).error.fields[0].field).toBe('reason');
+    // a blank reason is no reason
+    const blank = await as().put('/api/v1/sites/texas-1/grid-trip', { enabled: false, reason: '   ' });
+    expect(blank.status).toBe(400);
+    expect((await body(blank)).error.fields[0].field).toBe('reason');
+    const both = await as().put('/api/v1/sites/texas-1/grid-trip', { default: true, enabled: false });
+    expect(both.status).toBe(400);
+    expect((await body(both)).error.fields[0].field).toBe('enabled');
     const off = await as().put('/api/v1/sites/texas-1/grid-trip', { enabled: false, reason: 'planned maintenance of the relay' }, { 'x-request-id': 'disarm-1' });
     expect(off.status).toBe(202);
     const audit = await waitFor(async () => (await sql`SELECT actor, details FROM audit_log WHERE action = 'site.grid_trip_set'`)[0], { message: 'disarm audited' });

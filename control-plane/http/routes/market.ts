@@ -67,19 +67,20 @@ export function registerMarketRoutes(app: Api, { readDb: db, registry, market, g
           required: true,
           content: {
             'application/json': {
-              schema: z.union([
-                z.object({ default: z.literal(true), reason: z.string().min(1).max(500).optional() }).strict(),
-                z.object({
-                  enabled: z.boolean(),
-                  // An under-frequency trip above 59.95 Hz would fire in normal operation (ERCOT's
-                  // band is 59.967–60.033 Hz) and one below 57 Hz would act after the grid's own
-                  // load shedding (ERCOT UFLS starts at 59.3 Hz, generators trip near 57.5 Hz).
-                  threshold_hz: z.number().min(57).max(59.95).optional(),
-                  device_ids: z.array(z.string().min(1).max(128)).max(20_000).optional(),
-                  /** required to disarm: a disarmed site no longer sheds load on its own */
-                  reason: z.string().min(1).max(500).optional(),
-                }).strict(),
-              ]),
+              // one object, not a union of the two shapes, so a refusal names its field (a union's
+              // refusal names only the body)
+              schema: z.object({
+                /** back to the region's default trip; nothing else may be given with it but a reason */
+                default: z.literal(true).optional(),
+                enabled: z.boolean().optional(),
+                // An under-frequency trip above 59.95 Hz would fire in normal operation (ERCOT's
+                // band is 59.967–60.033 Hz) and one below 57 Hz would act after the grid's own
+                // load shedding (ERCOT UFLS starts at 59.3 Hz, generators trip near 57.5 Hz).
+                threshold_hz: z.number().min(57).max(59.95).optional(),
+                device_ids: z.array(z.string().min(1).max(128)).max(20_000).optional(),
+                /** required to disarm: a disarmed site no longer sheds load on its own; blank is none */
+                reason: z.string().trim().min(1).max(500).optional(),
+              }).strict(),
             },
           },
         },
@@ -91,8 +92,15 @@ export function registerMarketRoutes(app: Api, { readDb: db, registry, market, g
       const b = c.req.valid('json');
       if (!registry.site(id)) throw notFound('site', id);
       if (!grid) throw new HcpError('unavailable', 'the grid response is not running', 'grid_off');
+      const refuse = (field: string, message: string) =>
+        new HcpError('invalid_argument', `${field}: ${message}`, 'validation_failed', { fields: [{ field, message }] });
+      if (b.default && (b.enabled !== undefined || b.threshold_hz !== undefined || b.device_ids !== undefined)) {
+        const field = b.enabled !== undefined ? 'enabled' : b.threshold_hz !== undefined ? 'threshold_hz' : 'device_ids';
+        throw refuse(field, 'is not taken with default');
+      }
+      if (!b.default && b.enabled === undefined) throw refuse('enabled', 'is required (or default: true)');
       let setting = null;
-      if (!('default' in b)) {
+      if (!b.default && b.enabled !== undefined) {
         if (b.enabled && b.threshold_hz === undefined) {
           throw new HcpError('invalid_argument', 'threshold_hz: is required to enable the trip', 'validation_failed', { fields: [{ field: 'threshold_hz', message: 'required when enabled' }] });
         }
