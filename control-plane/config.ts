@@ -93,6 +93,8 @@ export const ControlPlaneConfigSchema = z.object({
   HCP_INGEST_MAX_ROWS: ms.default(10000),
   /** telemetry flushes in flight at once, each a transaction on its own connection (bench: npm run bench:ingest) */
   HCP_INGEST_FLUSHES: z.coerce.number().int().min(1).max(16).default(2),
+  /** samples by COPY on PostgreSQL (off: by INSERT … unnest, as on PGlite) */
+  HCP_INGEST_COPY: z.enum(['on', 'off']).default('on'),
   /**
    * the telemetry writer's buffer, in wire bytes of batches not yet committed; a batch past it is
    * refused and its agent sends it again (docs/reliability.md "Control plane: acknowledge after commit")

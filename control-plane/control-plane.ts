@@ -199,6 +199,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const writer = createTelemetryWriter({
       db, metrics, log: log.child({ component: 'ingest-writer' }),
       flushIntervalMs: config.HCP_INGEST_FLUSH_MS, maxRows: config.HCP_INGEST_MAX_ROWS, concurrency: config.HCP_INGEST_FLUSHES,
+      copy: config.HCP_INGEST_COPY === 'on',
       maxBufferBytes: config.HCP_INGEST_MAX_BUFFER_BYTES, backlogAgeMs: config.HCP_INGEST_BACKLOG_AGE_MS,
       backlogShare: config.HCP_INGEST_BACKLOG_SHARE, ledgerRetentionMs: config.HCP_INGEST_LEDGER_RETENTION_S * 1000,
       // what is not written by then stays in the agents' spools (not acknowledged), so shutdown
