@@ -275,6 +275,31 @@ describePg('dead letters on PostgreSQL', (pg) => {
       expect((await state('bus-nul'))!.message).toBe('fan stalled');
     });
 
+    it('stores the submits of one tick together, and when the database refuses one command only its own submit fails', async () => {
+      // a bus of its own on a handle that counts the statements storing new commands
+      let inserts = 0;
+      const counted: Db = { ...db, query: (text, params) => ((inserts += /INSERT INTO commands/.test(text) ? 1 : 0), db.query(text, params)) };
+      const { log } = capture();
+      const own = await createCommandBus({ db: counted, audit, metrics, log, send: () => true, flushMs: 20 });
+      try {
+        const ids = Array.from({ length: 50 }, (_, i) => `tick-${i}`);
+        await Promise.all(ids.map((id) => own.submit([curtail(id)])));
+        expect(await count(db, `SELECT count(*)::int AS n FROM commands WHERE id LIKE 'tick-%'`)).toBe(50);
+        expect(inserts).toBe(1);
+      } finally {
+        await own.close();
+      }
+
+      const results = await Promise.allSettled([
+        bus.submit([curtail('tick-ok-1')]),
+        bus.submit([{ ...curtail('tick-bad'), payload: { type: 'curtail' as const, reason: 'a\u0000b' } }]),
+        bus.submit([curtail('tick-ok-2')]),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ reason: 'db_rejected' });
+      expect(await count(db, `SELECT count(*)::int AS n FROM commands WHERE id IN ('tick-ok-1', 'tick-ok-2', 'tick-bad')`)).toBe(2);
+    });
+
     it('writes the other commands\' states when the database refuses one, and later commands still complete', async () => {
       // a state this database refuses for its content, as it would a NUL that got past the checks
       await db.exec(`ALTER TABLE commands ADD CONSTRAINT test_poison CHECK (message IS NULL OR message NOT LIKE '%poison%')`);

@@ -27,7 +27,7 @@ import type { AuditWriter } from '../db/audit-writer.js';
 import type { Db } from '../db/client.js';
 import { createBatchWriter } from '../db/batch-writer.js';
 import { CommandsRejectedError, expireCommands, getCommands, insertCommands, liveCommandsOf, loadLiveCommands, updateCommandStates, type StoredCommand } from '../db/command-store.js';
-import { currentFence, FencedError } from '../ha/fence.js';
+import { currentFence, FencedError, type Fence } from '../ha/fence.js';
 import { ALWAYS_LEADING, type Leadership } from '../ha/lease.js';
 import { LOCAL_NOTIFIER, MAX_NOTICE_BYTES, type Notice, type Notifier } from '../ha/notify.js';
 import { HcpError } from '../errors.js';
@@ -311,8 +311,40 @@ export async function createCommandBus(d: CommandBusDeps) {
     void pickUp(siteIds, resend).catch((err) => d.log.warn({ err, sites: siteIds.slice(0, 20) }, 'could not read the commands of streams here; the resync sweep tries again'));
   };
 
+  // Submits of one tick are stored in one statement (per fence): a fleet-wide curtail is a
+  // thousand sites' reconcilers submitting at once, and a transaction each put a thousand commit
+  // round trips before the first send. A command the database refuses for its content fails the
+  // whole statement; then each submit is stored alone, so only its own caller is refused.
+  type Storing = { recs: CommandRecord[]; resolve: () => void; reject: (err: unknown) => void };
+  const storing = new Map<Fence | null, Storing[]>();
+  const storeTogether = async (parts: Storing[], fence: Fence | null) => {
+    try {
+      await insertCommands(d.db, parts.flatMap((p) => p.recs), fence);
+      for (const p of parts) p.resolve();
+    } catch (err) {
+      if (parts.length > 1 && err instanceof CommandsRejectedError) {
+        await Promise.all(parts.map((p) => insertCommands(d.db, p.recs, fence).then(p.resolve, p.reject)));
+      } else for (const p of parts) p.reject(err);
+    }
+  };
+  const store = (recs: CommandRecord[]): Promise<void> => {
+    const fence = currentFence();
+    return new Promise<void>((resolve, reject) => {
+      let parts = storing.get(fence);
+      if (!parts) {
+        const mine: Storing[] = (parts = []);
+        storing.set(fence, mine);
+        setImmediate(() => {
+          storing.delete(fence);
+          void storeTogether(mine, fence);
+        });
+      }
+      parts.push({ recs, resolve, reject });
+    });
+  };
+
   const api = {
-    /** stores the commands (awaited), then sends those whose site is connected */
+    /** stores the commands (awaited; with the other submits of the same tick), then sends those whose site is connected */
     async submit(items: NewCommand[]): Promise<CommandRecord[]> {
       if (closed) throw new Error('command bus is closed');
       const now = Date.now();
@@ -323,7 +355,7 @@ export async function createCommandBus(d: CommandBusDeps) {
       }));
       try {
         // a singleton loop's commands are fenced: a deposed leader's are refused (FencedError)
-        await insertCommands(d.db, recs, currentFence());
+        await store(recs);
       } catch (err) {
         if (err instanceof FencedError) d.log.error({ err, commands: recs.length }, 'commands refused: this replica no longer leads');
         if (!(err instanceof CommandsRejectedError)) throw err;
