@@ -63,7 +63,7 @@ export function deviceView(d: DeviceState) {
 export function siteTotals(registry: Registry, siteId: string) {
   let gpus = 0, asics = 0, gpusOnline = 0, asicsOnline = 0, gpusBusy = 0, asicsMining = 0;
   let power = 0, hash = 0, utilSum = 0;
-  for (const d of registry.devices({ site: siteId })) {
+  for (const d of registry.devicesOf(siteId)) {
     if (d.kind === 'gpu') {
       gpus++;
       if (d.online && d.gpu) {
@@ -90,8 +90,8 @@ export function siteTotals(registry: Registry, siteId: string) {
   };
 }
 
-export function siteView(registry: Registry, s: SiteState) {
-  const { utilSum: _u, ...totals } = siteTotals(registry, s.id);
+export function siteView(registry: Registry, s: SiteState, totals = siteTotals(registry, s.id)) {
+  const { utilSum: _u, ...shown } = totals;
   return {
     id: s.id,
     name: s.name,
@@ -100,18 +100,19 @@ export function siteView(registry: Registry, s: SiteState) {
     online: s.online,
     last_seen: isoOrNull(s.lastSeenMs),
     agent: { version: s.agentVersion, session: s.agentSession, hostname: s.agentHostname, stream_connected: s.streamSession !== null },
-    ...totals,
+    ...shown,
   };
 }
 
+/** one walk over the fleet's devices (GET /api/v1/status is polled; a fleet is 100,000 devices) */
 export function statusView(registry: Registry) {
-  const sites = registry.sites().map((s) => siteView(registry, s));
   let utilSum = 0, gpusOnline = 0;
-  for (const s of registry.sites()) {
+  const sites = registry.sites().map((s) => {
     const t = siteTotals(registry, s.id);
     utilSum += t.utilSum;
     gpusOnline += t.gpus_online;
-  }
+    return siteView(registry, s, t);
+  });
   return {
     sites,
     fleet: {
