@@ -82,6 +82,8 @@ describe('cgminer driver apply against sim miners (web control endpoint)', () =>
     expect(a.miningState).toBe(MiningState.MINING_STATE_MINING);
     expect(a.hashrate5sThs).toBeGreaterThan(200);
     expect(a.hashrate5sThs).toBeLessThan(240);
+    // and telemetry says so, so a reconciler asking for this target sees it reached
+    expect(a.powerTargetW).toBe(lp);
 
     // Back to stock, in the same batch as ops that must fail on their own.
     const res = await driver.apply([
@@ -95,6 +97,8 @@ describe('cgminer driver apply against sim miners (web control endpoint)', () =>
     expect(res.map((x) => x.code)).toEqual(['invalid_command', 'invalid_command', 'invalid_command', 'invalid_command', 'unknown_device', 'ok']);
     expect(fleet.asic(e.deviceId)!.powerTargetW).toBeNull();
     expect(res[5]!.state).toMatchObject({ state: 'mining', powerTargetW: 0 });
+    clock.advance(300_000);
+    expect((await driver.read(clock.now())).asics[2]!.powerTargetW).toBe(0);
   });
 
   it('wrong credentials and a miner that never answers are driver_error, within the timeout', async () => {

@@ -87,7 +87,9 @@ export function mapCgminerToAsicSample(
     rejectedShares: count(sm.Rejected),
     hardwareErrors: count(sm['Hardware Errors']),
     miningState,
-    // The stock API does not expose a power target; 0 means "stock / unknown".
-    powerTargetW: 0,
+    // Stock firmware sets power only by its mode (cgminer-driver.ts): low-power mode (3) is the
+    // model's low-power target, stock (0) is none. Reported, so a reconciler asking for the
+    // low-power target can see it reached (it was always 0, and such a claim never converged).
+    powerTargetW: mode === 3 ? model.lowPowerW : 0,
   };
 }
