@@ -11,7 +11,7 @@
 // holding the 99th percentile, read_s_max that of the highest bucket used).
 // Prints one JSON line last: { bench: "agent", configs: [{ name, devices, rss_p50_mb, rss_max_mb,
 // cpu_pct, samples_per_s, … }] }.
-import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,10 +37,10 @@ const CONFIGS: Config[] = [
   { name: 'cgminer-miners', gpus: 0, asics: 0, cgminer: 5000, intervalMs: 5000 },
 ];
 
-const USAGE = `usage: npm run bench:agent -- [--seconds 60] [--warmup-s 15] [--cgminer-miners 5000] [--only ${CONFIGS.map((c) => c.name).join(',')}]`;
-let values: { seconds: string; 'warmup-s': string; only?: string; 'cgminer-miners': string };
+const USAGE = `usage: npm run bench:agent -- [--seconds 60] [--warmup-s 15] [--cgminer-miners 5000] [--heap-snapshot-dir DIR] [--only ${CONFIGS.map((c) => c.name).join(',')}]`;
+let values: { seconds: string; 'warmup-s': string; only?: string; 'cgminer-miners': string; 'heap-snapshot-dir'?: string };
 try {
-  ({ values } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, 'warmup-s': { type: 'string', default: '15' }, only: { type: 'string' }, 'cgminer-miners': { type: 'string', default: '5000' } }, strict: true }) as never);
+  ({ values } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, 'warmup-s': { type: 'string', default: '15' }, only: { type: 'string' }, 'cgminer-miners': { type: 'string', default: '5000' }, 'heap-snapshot-dir': { type: 'string' } }, strict: true }) as never);
 } catch (err) {
   console.error(`${(err as Error).message}\n${USAGE}`);
   process.exit(2);
@@ -129,7 +129,12 @@ for (const c of chosen.map((x) => (x.cgminer ? { ...x, cgminer: MINERS } : x))) 
     args.push('--sim-gpus', String(c.gpus), '--sim-asics', String(c.asics), '--sim-startup-s', '1');
   }
   console.error(`${c.name}: starting the agent`);
-  const agent = startBinary(`agent-${site}`, AGENT_BINARY, args, { HCP_AGENT_TOKEN: undefined });
+  const snapDir = values['heap-snapshot-dir'];
+  // With a snapshot asked for, the same agent from its sources (tsx): the single executable
+  // (Node 20.20) leaves an empty file on SIGUSR2 and never writes it.
+  const agent = snapDir
+    ? startTs(`agent-${site}`, 'agent/main.ts', args, { HCP_AGENT_TOKEN: undefined, NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapDir}` })
+    : startBinary(`agent-${site}`, AGENT_BINARY, args, { HCP_AGENT_TOKEN: undefined });
   children.push(agent);
   const started = await agent.waitForLog((l) => l.msg === 'agent started', 'agent started', 180_000).catch(() => null);
   if (!started) {
@@ -174,6 +179,21 @@ for (const c of chosen.map((x) => (x.cgminer ? { ...x, cgminer: MINERS } : x))) 
     expected_samples_per_s: Math.round((devices * 1000) / c.intervalMs),
     read_cycles: reads.count, read_s_p99: reads.p99, read_s_max: reads.max,
   };
+  if (snapDir) {
+    const had = new Set(readdirSync(snapDir));
+    agent.child.kill('SIGUSR2');
+    const file = await waitFor(() => readdirSync(snapDir).find((f) => !had.has(f) && f.endsWith('.heapsnapshot')), { timeoutMs: 120_000, message: 'heap snapshot written' });
+    // written when its size stops changing
+    let size = -1;
+    await waitFor(() => {
+      const now = statSync(join(snapDir, file)).size;
+      const same = now === size && now > 0;
+      size = now;
+      return same;
+    }, { timeoutMs: 120_000, intervalMs: 1000, message: 'heap snapshot complete' });
+    r.heap_snapshot = join(snapDir, file);
+    console.error(`${c.name}: heap snapshot ${r.heap_snapshot} (tsx bench/heap-summary.ts FILE)`);
+  }
   console.error(JSON.stringify(r));
   results.push(r);
   await agent.kill('SIGTERM');
