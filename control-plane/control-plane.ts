@@ -280,7 +280,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     });
     cleanup.push(() => reconciler.close());
     for (const off of [
-      events.on('claim.changed', (e) => void reconciler.poke(e.claim.siteId)),
+      events.on('claim.changed', (e) => void reconciler.claimsChanged(e.claim.siteId)),
       events.on('site.opened', (e) => reconciler.siteConnected(e.siteId)),
       events.on('agent.desired_held', (e) => reconciler.desiredHeld(e.siteId, e.version)),
     ]) cleanup.push(async () => off());

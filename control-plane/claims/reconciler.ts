@@ -106,6 +106,9 @@ interface SiteRun {
   divergent: ReconcilerView['divergent'];
   running: Promise<void> | null;
   again: boolean;
+  /** claim changes heard for the site, and how many of them the running run's desired state saw */
+  claimChanges: number;
+  claimChangesSeen: number;
 }
 
 export function observedState(s: MiningState): ObservedMiningState {
@@ -181,6 +184,7 @@ export function createReconciler(deps: ReconcilerDeps) {
       r = {
         progress: new Map(), starts: [], inflight: new Map(), failures: new Map(), desiredKey: null, version: 0, message: null,
         sentVersion: null, heldVersion: null, atMs: null, observed: new Map(), held: [], divergent: [], running: null, again: false,
+        claimChanges: 0, claimChangesSeen: 0,
       };
       runs.set(siteId, r);
     }
@@ -231,6 +235,7 @@ export function createReconciler(deps: ReconcilerDeps) {
 
   const runOnce = async (siteId: string, r: SiteRun): Promise<void> => {
     const t = now();
+    r.claimChangesSeen = r.claimChanges;
     const desired = deps.desiredOf(siteId);
     const ramp = deps.rampKwPerMin(siteId);
     const capacity = deps.capacityKw(siteId);
@@ -341,6 +346,14 @@ export function createReconciler(deps: ReconcilerDeps) {
      * Reconciles these sites now (after a claim changed: an operator's call, a grid trip) and
      * gives the commands that sent, so the caller can answer with them or wait for them.
      */
+    /**
+     * The site's claims changed (stored and in memory): reconciled. A caller of reconcileNow
+     * right after need not wait for a second run when the one under way read these claims.
+     */
+    claimsChanged(siteId: string): Promise<void> {
+      stateOf(siteId).claimChanges++;
+      return poke(siteId);
+    },
     async reconcileNow(siteIds: string[]): Promise<CommandRecord[]> {
       const got: CommandRecord[] = [];
       const sites = [...new Set(siteIds)];
@@ -350,7 +363,12 @@ export function createReconciler(deps: ReconcilerDeps) {
         set.add(got);
       }
       try {
-        await Promise.all(sites.map((s) => poke(s)));
+        // A run under way that read the site's latest claims is the one asked for: a fleet
+        // curtail's claim changes start every site's run, and a second run each doubled the work.
+        await Promise.all(sites.map((s) => {
+          const r = stateOf(s);
+          return r.running && r.claimChangesSeen === r.claimChanges && !r.again ? r.running : poke(s);
+        }));
       } finally {
         for (const s of sites) {
           const set = collectors.get(s);
