@@ -100,6 +100,21 @@ describe('reconciler', () => {
     };
   };
 
+  it('reconcileNow right after a claim change joins the run that change started, and gets its commands (one run, not two)', async () => {
+    const s = setup();
+    await s.rec.poke(SITE);
+    const before = s.desiredCalls();
+    s.setClaims([s.off()]);
+    void s.rec.claimsChanged(SITE);
+    const commands = await s.rec.reconcileNow([SITE]);
+    expect(s.desiredCalls() - before).toBe(1);
+    expect(commands.map((c) => c.payload)).toEqual([{ type: 'set_mining', enabled: false, deviceIds: IDS, powerTargetW: null }]);
+    // a poke that is not about claims (a command ended, telemetry) still runs again
+    s.setClaims([]);
+    await Promise.all([s.rec.poke(SITE), s.rec.poke(SITE)]);
+    expect(s.desiredCalls() - before).toBe(3);
+  });
+
   it('versions the desired state, strictly increasing, resends it at connect and keeps what the agent holds', async () => {
     const s = setup();
     await s.rec.poke(SITE);
