@@ -77,6 +77,11 @@ const exit = async (code: number) => {
   process.exit(code);
 };
 process.on('SIGINT', () => void exit(130));
+// a failure anywhere still stops the processes this run started and drops its database
+process.on('unhandledRejection', (err) => {
+  console.error(err instanceof Error ? err.message : err);
+  void exit(1);
+});
 const ready = await cp.waitForLog((l) => l.msg === 'control plane listening', 'listening', 120_000).catch(() => null);
 if (!ready) {
   console.error(cp.output());

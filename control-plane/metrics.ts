@@ -58,7 +58,7 @@ export function createMetrics() {
     }),
     ingestCopyRefused: new Counter({
       name: 'hcp_ingest_copy_refused_total',
-      help: 'Telemetry flushes whose COPY the database refused (a bad or already stored sample), written again by INSERT',
+      help: 'Telemetry flushes whose COPY the database refused (a bad or already stored sample, or an abort such as a deadlock: the reason is not reported), written again by INSERT',
       registers: [registry],
     }),
     ingestCommittedSent: new Counter({

@@ -109,6 +109,8 @@ interface SiteRun {
   /** claim changes heard for the site, and how many of them the running run's desired state saw */
   claimChanges: number;
   claimChangesSeen: number;
+  /** the last run's outcome: a caller who joined a run that failed asks for another */
+  lastRunFailed: boolean;
 }
 
 export function observedState(s: MiningState): ObservedMiningState {
@@ -184,7 +186,7 @@ export function createReconciler(deps: ReconcilerDeps) {
       r = {
         progress: new Map(), starts: [], inflight: new Map(), failures: new Map(), desiredKey: null, version: 0, message: null,
         sentVersion: null, heldVersion: null, atMs: null, observed: new Map(), held: [], divergent: [], running: null, again: false,
-        claimChanges: 0, claimChangesSeen: 0,
+        claimChanges: 0, claimChangesSeen: 0, lastRunFailed: false,
       };
       runs.set(siteId, r);
     }
@@ -312,7 +314,9 @@ export function createReconciler(deps: ReconcilerDeps) {
         if (!leader.leading()) break;
         try {
           await runOnce(siteId, r);
+          r.lastRunFailed = false;
         } catch (err) {
+          r.lastRunFailed = true;
           runErrors.inc();
           log.error({ err, site: siteId }, 'reconciler run failed');
         }
@@ -367,7 +371,9 @@ export function createReconciler(deps: ReconcilerDeps) {
         // curtail's claim changes start every site's run, and a second run each doubled the work.
         await Promise.all(sites.map((s) => {
           const r = stateOf(s);
-          return r.running && r.claimChangesSeen === r.claimChanges && !r.again ? r.running : poke(s);
+          // (the claim events are said synchronously when claims change, before any caller of this)
+          if (!(r.running && r.claimChangesSeen === r.claimChanges && !r.again)) return poke(s);
+          return r.running.then(() => (r.lastRunFailed ? poke(s) : undefined));
         }));
       } finally {
         for (const s of sites) {

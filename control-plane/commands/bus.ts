@@ -317,13 +317,17 @@ export async function createCommandBus(d: CommandBusDeps) {
   // whole statement; then each submit is stored alone, so only its own caller is refused.
   type Storing = { recs: CommandRecord[]; resolve: () => void; reject: (err: unknown) => void };
   const storing = new Map<Fence | null, Storing[]>();
+  /** statements under way, waited for by close() */
+  const stores = new Set<Promise<void>>();
   const storeTogether = async (parts: Storing[], fence: Fence | null) => {
     try {
       await insertCommands(d.db, parts.flatMap((p) => p.recs), fence);
       for (const p of parts) p.resolve();
     } catch (err) {
       if (parts.length > 1 && err instanceof CommandsRejectedError) {
-        await Promise.all(parts.map((p) => insertCommands(d.db, p.recs, fence).then(p.resolve, p.reject)));
+        // one after another: a fenced part is a transaction on a connection of its own, and a
+        // thousand at once would queue past the pool's reserve timeout
+        for (const p of parts) await insertCommands(d.db, p.recs, fence).then(p.resolve, p.reject);
       } else for (const p of parts) p.reject(err);
     }
   };
@@ -336,7 +340,8 @@ export async function createCommandBus(d: CommandBusDeps) {
         storing.set(fence, mine);
         setImmediate(() => {
           storing.delete(fence);
-          void storeTogether(mine, fence);
+          const p = storeTogether(mine, fence).finally(() => stores.delete(p));
+          stores.add(p);
         });
       }
       parts.push({ recs, resolve, reject });
@@ -496,6 +501,8 @@ export async function createCommandBus(d: CommandBusDeps) {
       for (const off of unsubscribe) off();
       clearInterval(expiryTimer);
       clearInterval(resyncTimer);
+      // submits already taken are stored (or refused) before the bus goes
+      while (storing.size || stores.size) await new Promise((r) => setImmediate(r)).then(() => Promise.all(stores));
       await expiring;
       await states.close();
     },

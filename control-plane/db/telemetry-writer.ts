@@ -391,7 +391,8 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
       try {
         return { outcome: await transact(taken, 'copy'), refused: [] };
       } catch (err) {
-        if (!(err instanceof CopyRefusedError)) throw err;
+        // refused (its reason unknown), or a content error the server sent while the stream was open
+        if (!(err instanceof CopyRefusedError) && classifyDbError(err) !== 'content') throw err;
         m.ingestCopyRefused?.inc();
       }
     }

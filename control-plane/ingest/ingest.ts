@@ -69,7 +69,7 @@ export function createIngest(deps: IngestDeps): Ingest {
   };
 
   /** when a refused live batch last refreshed each site's live view */
-  const liveRefreshed = new Map<string, number>();
+  const liveRefreshed = new Map<string, { at: number; sentAtMs: number }>();
 
   const handleTelemetry = (site: string, topic: string, payload: Buffer) => {
     // Identity first, from the header alone (batch-header.ts): what is refused here is never decoded.
@@ -101,9 +101,9 @@ export function createIngest(deps: IngestDeps): Ingest {
       // scheduler, the reconciler and the grid response act on it) is refreshed from a live
       // batch at most once per LIVE_REFRESH_MS per site, a bounded cost whatever the load.
       const t = now();
-      if (t - h.sentAtMs <= LIVE_MS && t - (liveRefreshed.get(site) ?? -Infinity) >= LIVE_REFRESH_MS) {
-        liveRefreshed.set(site, t);
-        observe(topic, payload);
+      const last = liveRefreshed.get(site);
+      if (t - h.sentAtMs <= LIVE_MS && (!last || (t - last.at >= LIVE_REFRESH_MS && h.sentAtMs > last.sentAtMs)) && observe(topic, payload)) {
+        liveRefreshed.set(site, { at: t, sentAtMs: h.sentAtMs });
       }
       return reject('backpressure', 1, { site, stream, seq: h.seq, bufferedBytes: writer.bufferedBytes });
     }
@@ -153,18 +153,19 @@ export function createIngest(deps: IngestDeps): Ingest {
     metrics.ingestBatches.inc();
   };
 
-  function observe(topic: string, payload: Buffer) {
+  /** true when the batch was decoded and live (whatever its samples) */
+  function observe(topic: string, payload: Buffer): boolean {
     const parsed = parseTopic(topic);
-    if (!parsed || parsed.kind !== 'telemetry' || !registry.site(parsed.site)) return;
+    if (!parsed || parsed.kind !== 'telemetry' || !registry.site(parsed.site)) return false;
     let batch: TelemetryBatch;
     try {
       batch = TelemetryBatch.decode(payload);
     } catch {
-      return;
+      return false;
     }
     const t = now();
     // backlog from a spool is history: the live view shows what devices do now
-    if (batch.siteId !== parsed.site || t - batch.sentAtMs > LIVE_MS) return;
+    if (batch.siteId !== parsed.site || t - batch.sentAtMs > LIVE_MS) return false;
     const w = windowAt(t);
     let n = 0;
     for (const s of batch.gpus) {
@@ -180,6 +181,7 @@ export function createIngest(deps: IngestDeps): Ingest {
       n++;
     }
     if (n > 0) registry.telemetrySeen(parsed.site, t);
+    return true;
   }
 
   return {

@@ -77,7 +77,7 @@ describe('chaos: the telemetry writer is throttled by a lock', () => {
       let rowsAtLock = 0;
       let bufferedMax = 0;
       try {
-        await waitFor(async () => (await sql`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO %_telemetry (%'`).length > 0, {
+        await waitFor(async () => (await sql`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND (query LIKE 'COPY %_telemetry (%' OR query LIKE '%INSERT INTO %_telemetry (%')`).length > 0, {
           timeoutMs: 10_000, message: 'a flush waits on the lock',
         });
         rowsAtLock = await rows();
