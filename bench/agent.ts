@@ -7,8 +7,8 @@
 // over the window, % of one core). samples_per_s is what the control plane stored from that site
 // over the window (hcp_ingest_samples_total). The cgminer configuration polls miners simulated in
 // another process (bench/cgminer-fleet.ts) over TCP at a 5 s cadence; its read time per cycle is
-// the agent's own hcp_agent_read_seconds histogram (read_s_p99 is the upper bound of the bucket
-// holding the 99th percentile, read_s_max that of the highest bucket used).
+// the agent's own hcp_agent_read_seconds histogram over the measured window (read_s_p99 is the
+// upper bound of the bucket holding the 99th percentile, read_s_max that of the highest used).
 // Prints one JSON line last: { bench: "agent", configs: [{ name, devices, rss_p50_mb, rss_max_mb,
 // cpu_pct, samples_per_s, … }] }.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -103,14 +103,19 @@ const metricText = async (url: string) => (await fetch(url)).text();
 const samplesStored = async () =>
   (await metricText(`${http}/metrics`)).split('\n').filter((l) => l.startsWith('hcp_ingest_samples_total')).reduce((n, l) => n + Number(l.split(' ').pop()), 0);
 /** the upper bound of the bucket holding quantile q of a Prometheus histogram, and of the highest used */
-const histogram = (text: string, name: string) => {
-  const buckets = text.split('\n').filter((l) => l.startsWith(`${name}_bucket`)).map((l) => ({
-    le: l.match(/le="([^"]+)"/)![1]!, n: Number(l.split(' ').pop()),
-  }));
-  const total = buckets.at(-1)?.n ?? 0;
-  const at = (q: number) => buckets.find((b) => b.n >= q * total)?.le ?? null;
-  const maxLe = buckets.find((b) => b.n === total)?.le ?? null;
-  return { count: total, p99: at(0.99), max: maxLe };
+/** a Prometheus histogram's cumulative bucket counts */
+const buckets = (text: string, name: string) => text.split('\n').filter((l) => l.startsWith(`${name}_bucket`)).map((l) => ({
+  le: l.match(/le="([^"]+)"/)![1]!, n: Number(l.split(' ').pop()),
+}));
+/**
+ * Over the window between two readings: how many observations, and the upper bound of the
+ * bucket holding the 99th percentile and of the highest bucket used
+ */
+const histogramBetween = (from: ReturnType<typeof buckets>, to: ReturnType<typeof buckets>) => {
+  const d = to.map((b, i) => ({ le: b.le, n: b.n - (from[i]?.n ?? 0) }));
+  const total = d.at(-1)?.n ?? 0;
+  const at = (q: number) => (total ? d.find((b) => b.n >= q * total)?.le ?? null : null);
+  return { count: total, p99: at(0.99), max: total ? d.find((b) => b.n === total)?.le ?? null : null };
 };
 
 const results: Array<Record<string, unknown>> = [];
@@ -153,7 +158,7 @@ for (const c of chosen.map((x) => (x.cgminer ? { ...x, cgminer: MINERS } : x))) 
     .then(() => true, (err: Error) => (console.error(err.message), false));
   if (!stored) {
     // reported, not fatal: a cgminer fleet this machine's simulators cannot serve in time
-    const reads = histogram(await metricText(`${agentHttp}/metrics`), 'hcp_agent_read_seconds');
+    const reads = histogramBetween([], buckets(await metricText(`${agentHttp}/metrics`), 'hcp_agent_read_seconds'));
     results.push({ name: c.name, devices: c.gpus + c.asics + (c.cgminer ?? 0), interval_ms: c.intervalMs, error: 'no samples stored within 120 s', read_cycles: reads.count });
     await agent.kill('SIGTERM');
     await miners?.kill('SIGTERM');
@@ -165,6 +170,7 @@ for (const c of chosen.map((x) => (x.cgminer ? { ...x, cgminer: MINERS } : x))) 
   const rss: number[] = [];
   const first = procStat(pid);
   const samples0 = await samplesStored();
+  const reads0 = buckets(await metricText(`${agentHttp}/metrics`), 'hcp_agent_read_seconds');
   const t0 = performance.now();
   while (performance.now() - t0 < SECONDS * 1000) {
     await new Promise((r) => setTimeout(r, 1000));
@@ -173,7 +179,7 @@ for (const c of chosen.map((x) => (x.cgminer ? { ...x, cgminer: MINERS } : x))) 
   const s = (performance.now() - t0) / 1000;
   const last = procStat(pid);
   const samples = (await samplesStored()) - samples0;
-  const reads = histogram(await metricText(`${agentHttp}/metrics`), 'hcp_agent_read_seconds');
+  const reads = histogramBetween(reads0, buckets(await metricText(`${agentHttp}/metrics`), 'hcp_agent_read_seconds'));
   const devices = c.gpus + c.asics + (c.cgminer ?? 0);
   const sorted = [...rss].sort((a, b) => a - b);
   const r: Record<string, unknown> = {
