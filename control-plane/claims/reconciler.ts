@@ -382,6 +382,16 @@ export function createReconciler(deps: ReconcilerDeps) {
           if (set?.size === 0) collectors.delete(s);
         }
       }
+      // and what is in flight towards the sites' desired state already: sent by a run that a claim
+      // change started before this call (another replica's claim, reloaded here and reconciled
+      // at once, is sent before that replica's ask arrives)
+      const have = new Set(got.map((c) => c.id));
+      for (const s of sites) {
+        for (const id of runs.get(s)?.inflight.keys() ?? []) {
+          const rec = deps.bus.get(id);
+          if (rec && !have.has(id)) got.push(rec);
+        }
+      }
       return got;
     },
     /** the agent's stream is up: it gets the desired state again, and the site is reconciled */

@@ -96,7 +96,7 @@ describe('chaos: the telemetry writer is throttled by a lock', () => {
       }
       const released = Date.now();
       const atRelease = await checkRows(pg.url, tap);
-      const check = await settleRows(pg.url, tap, 120_000);
+      const check = await settleRows(pg.url, tap, 150_000);
       const refused = (await metricOf(metrics, 'hcp_ingest_rejected_total', '{reason="backpressure"}')) - refusedBefore;
       const resent = tap.repeats() - resentBefore;
       reportChaos('writer-throttled', {
@@ -122,5 +122,6 @@ describe('chaos: the telemetry writer is throttled by a lock', () => {
     } finally {
       await sql.end();
     }
-  }, scale.testTimeoutMs + THROTTLE_S * 3000);
+  // its waits add up to about 4 minutes at most (60 s for rows, the throttle, 10 + 10 s, 150 s to settle)
+  }, 300_000 + THROTTLE_S * 1000);
 });
