@@ -205,13 +205,13 @@ const asicParams = (rows: Row<AsicSample>[]) => [
 // COPY's text format (PostgreSQL docs, COPY "Text Format"): tab between columns, \N for NULL,
 // and a backslash, tab, newline or carriage return in a value escaped. Ingest's checks
 // (ingest/sample-checks.ts) let no NUL and no non-finite number through; a value the server
-// still refuses fails the COPY, and the flush is written again by unnest to find it.
+// still refuses fails the COPY, and the flush is written again by unnest to find it. Arrays are
+// the same literal text (pgArray) in both.
 const COPY_SPECIAL = /[\\\t\n\r]/;
 const COPY_ESCAPE = /[\\\t\n\r]/g;
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 const copyText = (v: string) => (COPY_SPECIAL.test(v) ? v.replace(COPY_ESCAPE, (c) => COPY_ESCAPES[c]!) : v);
 const copyNum = (v: number) => (Number.isFinite(v) ? String(v) : '\\N');
-const copyArray = (xs: number[]) => `{${xs.map((x) => (Number.isFinite(x) ? String(x) : 'NULL')).join(',')}}`;
 /** ISO time of a sample; the rows of one batch mostly share one */
 const isoTimes = () => {
   let last = NaN;
@@ -240,7 +240,7 @@ const asicCopy = (rows: Row<AsicSample>[]) => {
   let out = '';
   for (const { site, s } of rows) {
     const maxChip = s.chipTemperaturesC.length ? copyNum(Math.max(...s.chipTemperaturesC)) : '\\N';
-    out += `${iso(s.tsMs)}\t${copyText(site)}\t${copyText(s.deviceId)}\t${copyNum(s.hashrate5sThs)}\t${copyNum(s.hashrateAvgThs)}\t${copyNum(s.powerW)}\t${copyArray(s.boardTemperaturesC)}\t${copyArray(s.chipTemperaturesC)}\t${maxChip}\t${copyArray(s.fanRpm)}\t${copyNum(s.acceptedShares)}\t${copyNum(s.rejectedShares)}\t${copyNum(s.hardwareErrors)}\t${MINING_STATE_NAME[s.miningState] ?? 'unknown'}\t${s.powerTargetW ? copyNum(s.powerTargetW) : '\\N'}\n`;
+    out += `${iso(s.tsMs)}\t${copyText(site)}\t${copyText(s.deviceId)}\t${copyNum(s.hashrate5sThs)}\t${copyNum(s.hashrateAvgThs)}\t${copyNum(s.powerW)}\t${pgArray(s.boardTemperaturesC)}\t${pgArray(s.chipTemperaturesC)}\t${maxChip}\t${pgArray(s.fanRpm)}\t${copyNum(s.acceptedShares)}\t${copyNum(s.rejectedShares)}\t${copyNum(s.hardwareErrors)}\t${MINING_STATE_NAME[s.miningState] ?? 'unknown'}\t${s.powerTargetW ? copyNum(s.powerTargetW) : '\\N'}\n`;
   }
   return out;
 };
