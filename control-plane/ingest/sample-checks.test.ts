@@ -50,6 +50,8 @@ describe('sample checks', () => {
     [{ smClockMhz: 3.5e38 }, 'sm_clock_mhz'],
     [{ memoryTemperatureC: 1e39 }, 'memory_temperature_c'],
     [{ memoryTemperatureC: Number.NaN }, 'memory_temperature_c'],
+    [{ utilizationPct: 1e-50 }, 'utilization_pct'],
+    [{ temperatureC: -1e-50 }, 'temperature_c'],
   ])('GPU %o is out of its column range (%s)', (over, field) => {
     expect(checkGpuSample({ ...g, ...over }, w)).toEqual({ reason: 'out_of_range', field });
   });
@@ -82,6 +84,20 @@ describe('sample checks', () => {
     [{ chipTemperaturesC: [-1e-50] }, 'chip_temperatures_c'],
   ])('ASIC %o is out of its column range (%s)', (over, field) => {
     expect(checkAsicSample({ ...a, ...over }, w)).toEqual({ reason: 'out_of_range', field });
+  });
+
+  // Every numeric field but the enums (written as their names) goes into a real, integer or bigint
+  // column, and 1e-50 fits none of them: real underflows, the integers are not integers. A field
+  // the checks forget is caught here.
+  it('refuses 1e-50 in every numeric field of a GPU and an ASIC sample', () => {
+    const enums = new Set(['state', 'miningState']);
+    const numeric = (o: object) => Object.entries(o).filter(([k, v]) => typeof v === 'number' && !enums.has(k)).map(([k]) => k);
+    for (const k of numeric(g)) expect(checkGpuSample({ ...g, [k]: 1e-50 }, w), k).not.toBeNull();
+    for (const k of numeric(a)) expect(checkAsicSample({ ...a, [k]: 1e-50 }, w), k).not.toBeNull();
+    const arrays = (o: object) => Object.entries(o).filter(([, v]) => Array.isArray(v)).map(([k]) => k);
+    for (const k of arrays(a)) expect(checkAsicSample({ ...a, [k]: [1e-50] }, w), k).not.toBeNull();
+    expect(numeric(g).length).toBeGreaterThan(8);
+    expect(arrays(a)).toEqual(expect.arrayContaining(['boardTemperaturesC', 'chipTemperaturesC', 'fanRpm']));
   });
 
   it('rejects an ASIC device id a text column refuses', () => {

@@ -57,7 +57,9 @@ export function checkGpuSample(s: GpuSample, w: SampleWindow): SampleProblem | n
   if (!finiteNonNeg(s.smClockMhz)) return problem('invalid_value', 'sm_clock_mhz');
   if (!finiteNonNeg(s.powerLimitW)) return problem('invalid_value', 'power_limit_w');
   if (!plausibleTemp(s.temperatureC)) return problem('invalid_value', 'temperature_c');
-  // utilization and temperature are within real by the checks above
+  // a plausible reading can still underflow real (1e-50 %, 1e-50 °C)
+  if (!fitsReal(s.utilizationPct)) return problem('out_of_range', 'utilization_pct');
+  if (!fitsReal(s.temperatureC)) return problem('out_of_range', 'temperature_c');
   if (!fitsReal(s.memoryTotalMib)) return problem('out_of_range', 'memory_total_mib');
   if (!fitsReal(s.memoryUsedMib)) return problem('out_of_range', 'memory_used_mib');
   if (!fitsReal(s.powerW)) return problem('out_of_range', 'power_w');
