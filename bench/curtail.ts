@@ -9,8 +9,8 @@
 // clock as the caller), and to the last result the control plane records, as a command client
 // watching hcp.v1.Fleet/WatchCommands sees it. (`?wait=true` on `all: true` would also wait for
 // the seeded sites, which are offline here: their curtails wait for them until the deadline.)
-// Uses DATABASE_URL when set, else the embedded PGlite in a temp directory. Prints a JSON line
-// as its last line.
+// Uses DATABASE_URL's server (in a database of its own, dropped at the end) when set, else the
+// embedded PGlite in a temp directory. Prints a JSON line as its last line.
 import { credentials } from '@grpc/grpc-js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,7 @@ import { CommandState, FleetClient, type CommandView } from '../proto/gen/hcp/v1
 import { AgentGatewayClient, DeviceKind, type ControlMessage } from '../proto/gen/hcp/v1/gateway.js';
 import { newSecret } from '../control-plane/auth/secrets.js';
 import { bearer, makeKey } from '../test/harness/auth.js';
+import { createTestDatabase } from '../test/harness/postgres.js';
 import { startTs } from '../test/harness/processes.js';
 import { Metadata } from '@grpc/grpc-js';
 import mqtt from 'mqtt';
@@ -29,14 +30,23 @@ import { topics } from '../proto/topics.js';
 import { asic } from '../test/harness/samples.js';
 import { pct, round1 } from './stats.js';
 
-const { values } = parseArgs({
-  options: { agents: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '30' }, devices: { type: 'string', default: '4' } },
-});
+const USAGE = 'usage: npm run bench:curtail -- [--agents 1000] [--rounds 30] [--devices 4]\n  agents: 1–20000; rounds: 1–1000; devices: 1–1000 per agent';
+let values: { agents: string; rounds: string; devices: string };
+try {
+  ({ values } = parseArgs({
+    options: { agents: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '30' }, devices: { type: 'string', default: '4' } },
+    strict: true,
+  }) as never);
+} catch (err) {
+  console.error(`${(err as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
 const N = Number(values.agents);
 const ROUNDS = Number(values.rounds);
 const DEVICES = Number(values.devices);
-if (!(N > 0 && ROUNDS > 0 && DEVICES > 0)) {
-  console.error('usage: npm run bench:curtail -- --agents N --rounds R --devices D');
+const within = (x: number, hi: number) => Number.isInteger(x) && x >= 1 && x <= hi;
+if (!(within(N, 20_000) && within(ROUNDS, 1000) && within(DEVICES, 1000))) {
+  console.error(USAGE);
   process.exit(2);
 }
 
@@ -45,23 +55,26 @@ const dataDir = mkdtempSync(join(tmpdir(), 'hcp-bench-'));
 // A fresh admin key for this run; each light agent gets its own site credential through the API
 // (the bench's one client key is not rate-limited: it makes a thousand keys in a row).
 const ADMIN = newSecret();
+/** the bench cannot go on: says why, and leaves nothing behind */
+async function fail(why: string): Promise<never> {
+  console.error(why);
+  await cp.kill('SIGTERM').catch(() => {});
+  await testDb?.drop().catch(() => {});
+  rmSync(dataDir, { recursive: true, force: true });
+  process.exit(1);
+}
+const testDb = process.env.DATABASE_URL ? await createTestDatabase(process.env.DATABASE_URL, 'hcp_bench_curtail') : null;
 const cp = startTs('control-plane', 'control-plane/main.ts', [], {
+  ...(testDb ? { DATABASE_URL: testDb.url } : {}),
   HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_DATA_DIR: dataDir, LOG_LEVEL: 'info', HCP_HEARTBEAT_MS: '5000',
   HCP_STALE_AFTER_MS: '60000', HCP_ADMIN_KEY: ADMIN, HCP_RATE_LIMIT_PER_S: '1000000', HCP_RATE_LIMIT_BURST: '1000000', HCP_MAX_SITES: String(N + 10),
 });
 // LOG_LEVEL=warn hides the listening line; ask the API where it is instead.
 const ready = await cp.waitForLog((l) => typeof l.http === 'string' || l.msg === 'control plane listening', 'listening', 60_000).catch(() => null);
-let http: string;
-let grpc: string;
-let mqttUrl: string;
-if (ready) {
-  http = ready.http as string;
-  grpc = ready.grpc as string;
-  mqttUrl = ready.mqtt as string;
-} else {
-  console.error(cp.output());
-  process.exit(1);
-}
+if (!ready) await fail(cp.output());
+const http = ready!.http as string;
+const grpc = ready!.grpc as string;
+const mqttUrl = ready!.mqtt as string;
 
 interface LightAgent {
   site: string;
@@ -142,9 +155,7 @@ for (;;) {
   const s = await status();
   if (s.fleet.sites_online >= N && s.fleet.devices_online >= N * DEVICES) break;
   if (performance.now() - t0 > 120_000) {
-    console.error(`only ${s.fleet.sites_online} of ${N} agents online after 120 s`);
-    console.error(cp.lines.filter((l) => Number(l.level) >= 40).slice(0, 5).map((l) => JSON.stringify(l).slice(0, 600)).join("\n"));
-    process.exit(1);
+    await fail(`only ${s.fleet.sites_online} of ${N} agents online after 120 s\n${cp.lines.filter((l) => Number(l.level) >= 40).slice(0, 5).map((l) => JSON.stringify(l).slice(0, 600)).join('\n')}`);
   }
   await new Promise((r) => setTimeout(r, 200));
 }
@@ -179,8 +190,7 @@ for (let r = 0; r < ROUNDS + 2; r++) {
   const answered = performance.now();
   const ours = body.commands.filter((c) => c.site.startsWith('bench-'));
   if (ours.length !== N) {
-    console.error(`round ${r}: ${ours.length} commands for ${N} agents (HTTP ${res.status})`);
-    process.exit(1);
+    await fail(`round ${r}: ${ours.length} commands for ${N} agents (HTTP ${res.status})`);
   }
   const bySite = new Map(ours.map((c) => [c.site, c.id]));
   const deadline = performance.now() + 30_000;
@@ -199,16 +209,14 @@ for (let r = 0; r < ROUNDS + 2; r++) {
         continue;
       }
       if (f.state !== CommandState.COMMAND_STATE_SUCCEEDED) {
-        console.error(`round ${r}: ${id} for ${a.site} ended ${CommandState[f.state]}`);
-        process.exit(1);
+        await fail(`round ${r}: ${id} for ${a.site} ended ${CommandState[f.state]}`);
       }
       lastAck = Math.max(lastAck, t);
       lastResult = Math.max(lastResult, f.at);
     }
     if (missing === 0) break;
     if (performance.now() > deadline) {
-      console.error(`round ${r}: ${missing} agents without an ack or a final state after 30 s`);
-      process.exit(1);
+      await fail(`round ${r}: ${missing} agents without an ack or a final state after 30 s`);
     }
     await new Promise((res) => setTimeout(res, 5));
   }
@@ -226,8 +234,7 @@ for (let r = 0; r < ROUNDS + 2; r++) {
   const back = performance.now() + 60_000;
   while (agents.some((a) => a.mining < DEVICES)) {
     if (performance.now() > back) {
-      console.error(`round ${r}: ASICs not back 60 s after the claims were released`);
-      process.exit(1);
+      await fail(`round ${r}: ASICs not back 60 s after the claims were released`);
     }
     await new Promise((res) => setTimeout(res, 10));
   }
@@ -239,6 +246,7 @@ watch.cancel();
 fleet.close();
 for (const a of agents) a.close();
 await cp.kill('SIGTERM');
+await testDb?.drop();
 rmSync(dataDir, { recursive: true, force: true });
 console.log(JSON.stringify({
   bench: 'curtail',

@@ -165,6 +165,7 @@ function writerTests(db: () => Db) {
     await audit.close();
   });
 
+  // (the states go as one JSON text: a NUL is the JSON escape \u0000, which text refuses, 22P05)
   it('updates the other commands when one state has a NUL in its message (invalid in text)', async () => {
     const ids = ['upd-1', 'upd-2', 'upd-3'];
     await insertCommands(db(), ids.map((id) => command(id)));
@@ -172,7 +173,7 @@ function writerTests(db: () => Db) {
     const dead = await updateCommands(db(), ids.map((id) => command(id, {
       state: 'failed', finishedAtMs: now, reasonCode: 'driver_error', message: id === 'upd-2' ? 'nul\u0000here' : `fine ${id}`,
     })));
-    expect(dead.map((d) => [d.row.id, d.code])).toEqual([['upd-2', '22021']]);
+    expect(dead.map((d) => [d.row.id, d.code])).toEqual([['upd-2', '22P05']]);
     const rows = await db().query<{ id: string; state: string }>(`SELECT id, state FROM commands WHERE id = ANY($1::text[]) ORDER BY id`, [ids]);
     expect(rows.map((r) => `${r.id}:${r.state}`)).toEqual(['upd-1:failed', 'upd-2:pending', 'upd-3:failed']);
   });

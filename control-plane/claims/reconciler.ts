@@ -247,7 +247,6 @@ export function createReconciler(deps: ReconcilerDeps) {
       r.version = Math.max(r.version + 1, t);
       r.message = toDesiredMessage(desired, r.version, ramp, capacity);
     }
-    pushDesired(siteId, r);
 
     settle(r);
     const { observed, drawKw } = observe(siteId);
@@ -271,8 +270,12 @@ export function createReconciler(deps: ReconcilerDeps) {
         r.inflight.set(it.id, { commandId: it.id, deviceIds: c.deviceIds, mining: c.mining, powerTargetW: c.powerTargetW, sentAtMs: t });
         ours.set(it.id, siteId);
       });
+      // the desired state goes down the stream while the commands are stored: they, not it, are
+      // what a curtail waits for, and the store is the longest wait of a run
+      const storing = deps.bus.submit(items);
+      pushDesired(siteId, r);
       try {
-        const recs = await deps.bus.submit(items);
+        const recs = await storing;
         for (const c of collectors.get(siteId) ?? []) c.push(...recs);
       } catch (err) {
         // nothing was stored: the next run plans again from the same progress
@@ -287,7 +290,7 @@ export function createReconciler(deps: ReconcilerDeps) {
         { site: siteId, commands: out.commands.map((c) => ({ kind: c.kind, mining: c.mining, powerTargetW: c.powerTargetW, source: c.rule, claim: c.claimId, devices: c.deviceIds.length })) },
         'reconciler sent mining commands',
       );
-    }
+    } else pushDesired(siteId, r);
     for (const dev of failures.keys()) r.failures.delete(dev);
     const newlyDivergent = out.divergent.filter((d) => !r.divergent.some((x) => x.deviceId === d.deviceId));
     if (newlyDivergent.length) log.warn({ site: siteId, devices: newlyDivergent }, 'devices divergent: not at their desired state after every retry');

@@ -325,8 +325,7 @@ export async function createCommandBus(d: CommandBusDeps) {
       for (const p of parts) p.resolve();
     } catch (err) {
       if (parts.length > 1 && err instanceof CommandsRejectedError) {
-        // one after another: a fenced part is a transaction on a connection of its own, and a
-        // thousand at once would queue past the pool's reserve timeout
+        // one after another: a thousand statements at once would queue past the pool's timeout
         for (const p of parts) await insertCommands(d.db, p.recs, fence).then(p.resolve, p.reject);
       } else for (const p of parts) p.reject(err);
     }

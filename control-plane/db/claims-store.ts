@@ -40,13 +40,9 @@ export async function insertClaims(db: Db, rows: readonly ClaimRow[]): Promise<v
   if (rows.length === 0) return;
   await fenced(db, (tx) => tx.query(
     `INSERT INTO claims (id, site_id, source, device_ids, want, reason, actor, created_at, expires_at)
-     SELECT r.id, r.s, r.src, ARRAY(SELECT jsonb_array_elements_text(r.dv::jsonb)), r.w::jsonb, r.rs, r.a, to_timestamp(r.c / 1000.0), to_timestamp(r.e / 1000.0)
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[])
-       AS r(id, s, src, dv, w, rs, a, c, e)`,
-    [
-      rows.map((r) => r.id), rows.map((r) => r.siteId), rows.map((r) => r.source), rows.map((r) => JSON.stringify(r.deviceIds)), rows.map((r) => JSON.stringify(r.want)),
-      rows.map((r) => r.reason), rows.map((r) => r.actor), rows.map((r) => r.createdAtMs), rows.map((r) => r.expiresAtMs),
-    ],
+     SELECT r.id, r.s, r.src, r.dv, r.w, r.rs, r.a, to_timestamp(r.c / 1000.0), to_timestamp(r.e / 1000.0)
+     FROM json_to_recordset($1::text::json) AS r(id text, s text, src text, dv text[], w jsonb, rs text, a text, c float8, e float8)`,
+    [JSON.stringify(rows.map((r) => ({ id: r.id, s: r.siteId, src: r.source, dv: r.deviceIds, w: r.want, rs: r.reason, a: r.actor, c: r.createdAtMs, e: r.expiresAtMs })))],
   ));
 }
 

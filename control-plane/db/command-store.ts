@@ -1,6 +1,6 @@
-// Persistence of commands. Inserts and state updates are batched into single statements that
-// bind one array per column, so a fleet-wide curtail of a thousand sites is one round trip; the
-// reads go through Drizzle. The record type is the stored shape, generic in its payload so db/
+// Persistence of commands. Inserts and state updates are batched into single statements (the
+// rows as one JSON text, or one array per column), so a fleet-wide curtail of a thousand sites
+// is one round trip; the reads go through Drizzle. The record type is the stored shape, generic in its payload so db/
 // imports no domain module: control-plane/commands/model.ts CommandRecord is one.
 //
 // Several control planes (docs/reliability.md): commands made by a singleton loop are inserted
@@ -12,7 +12,7 @@ import type { Db } from './client.js';
 import { classifyDbError, dbMessage, sqlState } from './db-error.js';
 import { writeWithDeadLetters, type DeadLetter } from './dead-letter.js';
 import { commands } from './schema.js';
-import { checkFence, type Fence } from '../ha/fence.js';
+import { checkFence, fenceRefused, type Fence } from '../ha/fence.js';
 
 /** a command as stored (control-plane/commands/model.ts CommandRecord fits) */
 export interface StoredCommand {
@@ -75,33 +75,43 @@ function toRecord<R extends StoredCommand>(r: typeof commands.$inferSelect): R {
  * a refused command fails its own submit (CommandsRejectedError; the bus answers invalid_argument,
  * reason db_rejected) and nothing else.
  */
-export async function insertCommands(db: Pick<Db, 'query' | 'transaction'>, recs: StoredCommand[], fence: Fence | null = null): Promise<void> {
+export async function insertCommands(db: Pick<Db, 'query'>, recs: StoredCommand[], fence: Fence | null = null): Promise<void> {
   if (recs.length === 0) return;
+  let current: string | null;
   try {
-    if (fence) {
-      await db.transaction(async (tx) => {
-        await checkFence(tx, fence);
-        await insertStatement(tx, recs);
-      });
-    } else await insertStatement(db, recs);
+    current = await insertStatement(db, recs, fence);
   } catch (err) {
     if (classifyDbError(err) !== 'content') throw err;
     throw new CommandsRejectedError(err, sqlState(err), recs.map((r) => r.id));
   }
+  if (fence && current !== fence.token) throw fenceRefused(fence, current);
 }
 
-async function insertStatement(db: Pick<Db, 'query'>, recs: StoredCommand[]): Promise<void> {
-  await db.query(
-    `INSERT INTO commands (id, site_id, type, payload, state, actor, workload_id, created_at, deadline, details)
-     SELECT id, s, t, p::jsonb, st, a, w, to_timestamp(c / 1000.0), to_timestamp(d / 1000.0), dt::jsonb
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::text[])
-       AS r(id, s, t, p, st, a, w, c, d, dt)`,
-    [
-      recs.map((r) => r.id), recs.map((r) => r.siteId), recs.map((r) => r.payload.type), recs.map((r) => JSON.stringify(r.payload)),
-      recs.map((r) => r.state), recs.map((r) => r.actor), recs.map((r) => r.workloadId), recs.map((r) => r.createdAtMs), recs.map((r) => r.deadlineMs),
-      recs.map((r) => (r.details ? JSON.stringify(r.details) : null)),
-    ],
+// One statement, one round trip: a fleet-wide curtail's thousand commands are the critical path
+// of its every send. The rows go as one JSON text (JSON.stringify is native; binding ten arrays
+// had postgres.js escape every element in JavaScript: 7 ms of CPU per thousand, against 2.5).
+// Under a fence the lease row is locked FOR SHARE in the same statement and the rows are
+// inserted only while it carries the fence's token: a takeover (an UPDATE of that row) waits for
+// this commit, or this waits for the takeover, reads the new token and inserts nothing.
+// Returns the token the lease carries (null without a fence).
+async function insertStatement(db: Pick<Db, 'query'>, recs: StoredCommand[], fence: Fence | null): Promise<string | null> {
+  const rows = JSON.stringify(recs.map((r) => ({
+    id: r.id, s: r.siteId, t: r.payload.type, p: r.payload, st: r.state, a: r.actor, w: r.workloadId, c: r.createdAtMs, d: r.deadlineMs, dt: r.details,
+  })));
+  const insert = `INSERT INTO commands (id, site_id, type, payload, state, actor, workload_id, created_at, deadline, details)
+     SELECT r.id, r.s, r.t, r.p, r.st, r.a, r.w, to_timestamp(r.c / 1000.0), to_timestamp(r.d / 1000.0), r.dt
+     FROM json_to_recordset($1::text::json) AS r(id text, s text, t text, p jsonb, st text, a text, w text, c float8, d float8, dt jsonb)`;
+  if (!fence) {
+    await db.query(insert, [rows]);
+    return null;
+  }
+  const [row] = await db.query<{ token: string | null }>(
+    `WITH lease AS (SELECT token FROM leases WHERE name = $2 FOR SHARE),
+     ins AS (${insert} WHERE (SELECT token FROM lease) = $3::bigint RETURNING 1)
+     SELECT (SELECT token::text FROM lease) AS token, (SELECT count(*) FROM ins) AS n`,
+    [rows, fence.name, fence.token],
   );
+  return row?.token ?? null;
 }
 
 /**
@@ -113,22 +123,18 @@ export async function updateCommands<R extends StoredCommand>(db: Pick<Db, 'quer
 }
 
 /**
- * One UPDATE … FROM unnest for any number of commands; the caller dead-letters (batch-writer.ts).
+ * One UPDATE … FROM json_to_recordset for any number of commands; the caller dead-letters (batch-writer.ts).
  * Conditional: a row already final keeps its state, and a row sent more often than the record
  * says (another replica delivered it since) is not set back. Returns the ids it wrote.
  */
 export async function updateCommandStates(db: Pick<Db, 'query'>, recs: StoredCommand[]): Promise<string[]> {
   const rows = await db.query<{ id: string }>(
     `UPDATE commands SET state = r.st, sent_at = to_timestamp(r.sa / 1000.0), acked_at = to_timestamp(r.aa / 1000.0),
-       finished_at = to_timestamp(r.fa / 1000.0), attempts = r.at, reason_code = r.rc, message = r.msg, devices = r.dv::jsonb
-     FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::float8[], $6::int4[], $7::text[], $8::text[], $9::text[])
-       AS r(id, st, sa, aa, fa, at, rc, msg, dv)
+       finished_at = to_timestamp(r.fa / 1000.0), attempts = r.at, reason_code = r.rc, message = r.msg, devices = r.dv
+     FROM json_to_recordset($1::text::json) AS r(id text, st text, sa float8, aa float8, fa float8, at int4, rc text, msg text, dv jsonb)
      WHERE commands.id = r.id AND commands.state NOT IN ('succeeded', 'failed', 'expired') AND commands.attempts <= r.at
      RETURNING commands.id`,
-    [
-      recs.map((r) => r.id), recs.map((r) => r.state), recs.map((r) => r.sentAtMs), recs.map((r) => r.ackedAtMs), recs.map((r) => r.finishedAtMs),
-      recs.map((r) => r.attempts), recs.map((r) => r.reasonCode), recs.map((r) => r.message), recs.map((r) => (r.devices ? JSON.stringify(r.devices) : null)),
-    ],
+    [JSON.stringify(recs.map((r) => ({ id: r.id, st: r.state, sa: r.sentAtMs, aa: r.ackedAtMs, fa: r.finishedAtMs, at: r.attempts, rc: r.reasonCode, msg: r.message, dv: r.devices })))],
   );
   return rows.map((r) => r.id);
 }

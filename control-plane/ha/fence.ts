@@ -3,7 +3,8 @@
 // (db/command-store.ts, db/claims-store.ts, db/workload-store.ts) read currentFence() and, when
 // there is one, check inside the write's own transaction that the lease row still carries the
 // fence's token, `SELECT … FOR SHARE` so a takeover (an UPDATE of that row) waits for the write
-// to commit, or the write waits for the takeover and is then refused. A deposed leader's late
+// to commit, or the write waits for the takeover and is then refused (command inserts do both in
+// one statement: db/command-store.ts). A deposed leader's late
 // write is thus refused with FencedError, never applied after the new leader's first one. Writes
 // made outside a fence (an operator's REST call, an agent's answer) are not fenced.
 //
@@ -52,9 +53,14 @@ export async function checkFence(tx: Query, fence: Fence | null): Promise<void> 
   if (!fence) return;
   const [row] = await tx.query<{ token: string }>('SELECT token::text AS token FROM leases WHERE name = $1 FOR SHARE', [fence.name]);
   if (row?.token === fence.token) return;
-  const err = new FencedError(fence.name, fence.token, row?.token ?? null);
+  throw fenceRefused(fence, row?.token ?? null);
+}
+
+/** the FencedError of a write the lease refused (it carries `current` now), told to the fence's holder */
+export function fenceRefused(fence: Fence, current: string | null): FencedError {
+  const err = new FencedError(fence.name, fence.token, current);
   fence.onFenced?.(err);
-  throw err;
+  return err;
 }
 
 /** the SQL condition of a single-statement fenced write: `… WHERE … AND ${FENCE_SQL(n)}` with $n = name, $n+1 = token */
