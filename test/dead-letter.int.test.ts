@@ -301,6 +301,29 @@ describePg('dead letters on PostgreSQL', (pg) => {
       expect(await count(db, `SELECT count(*)::int AS n FROM commands WHERE id IN ('tick-ok-1', 'tick-ok-2', 'tick-bad')`)).toBe(2);
     });
 
+    it('puts every command of one statement on the wire before any submit goes on, then says pending and sent in order', async () => {
+      const seen: string[] = [];
+      const own = await createCommandBus({
+        db, audit, metrics, log: capture().log, flushMs: 20,
+        // a site without a stream: not sent, left pending for when it connects
+        send: (site, m) => (m.body?.$case === 'command' && seen.push(`wire:${m.body.value.commandId}`), site !== 'texas-2'),
+      });
+      const off = own.watch((r) => void seen.push(`${r.state}:${r.id}`));
+      try {
+        const recs = await Promise.all([
+          own.submit([curtail('wire-1')]),
+          own.submit([curtail('wire-2')]),
+          own.submit([{ ...curtail('wire-3'), siteId: 'texas-2' }]),
+        ]);
+        expect(seen.slice(0, 3)).toEqual(['wire:wire-1', 'wire:wire-2', 'wire:wire-3']);
+        expect(seen.slice(3)).toEqual(['pending:wire-1', 'sent:wire-1', 'pending:wire-2', 'sent:wire-2', 'pending:wire-3']);
+        expect(recs.map(([r]) => r!.state)).toEqual(['sent', 'sent', 'pending']);
+      } finally {
+        off();
+        await own.close();
+      }
+    });
+
     it('writes the other commands\' states when the database refuses one, and later commands still complete', async () => {
       // a state this database refuses for its content, as it would a NUL that got past the checks
       await db.exec(`ALTER TABLE commands ADD CONSTRAINT test_poison CHECK (message IS NULL OR message NOT LIKE '%poison%')`);

@@ -286,7 +286,9 @@ export function createReconciler(deps: ReconcilerDeps) {
         throw err;
       }
       for (const c of out.commands) commandsTotal.inc({ rule: c.rule });
-      log.info(
+      // debug: a fleet-wide curtail is a thousand of these; each command is in the audit log
+      // (command.submitted, with the claim's source and reason) and counted by rule
+      log.debug(
         { site: siteId, commands: out.commands.map((c) => ({ kind: c.kind, mining: c.mining, powerTargetW: c.powerTargetW, source: c.rule, claim: c.claimId, devices: c.deviceIds.length })) },
         'reconciler sent mining commands',
       );

@@ -315,24 +315,38 @@ export async function createCommandBus(d: CommandBusDeps) {
   // thousand sites' reconcilers submitting at once, and a transaction each put a thousand commit
   // round trips before the first send. A command the database refuses for its content fails the
   // whole statement; then each submit is stored alone, so only its own caller is refused.
-  type Storing = { recs: CommandRecord[]; resolve: () => void; reject: (err: unknown) => void };
+  //
+  // Once stored, every command of the statement goes on the wire before any submit goes on: the
+  // submits' own work (audit, listeners, the callers' continuations) waited in line before the
+  // last site's send, some 100 µs a site. A submit then moves the ones on the wire to 'sent'
+  // (before any answer can be read: that is I/O, after these continuations).
+  type Storing = { recs: CommandRecord[]; resolve: (wired: Set<CommandRecord>) => void; reject: (err: unknown) => void };
+  /** held, and sent down their sites' streams where there is one; gives those sent */
+  const wire = (recs: CommandRecord[]): Set<CommandRecord> => {
+    const sent = new Set<CommandRecord>();
+    for (const r of recs) {
+      live.set(r.id, r);
+      if (d.send(r.siteId, { body: { $case: 'command', value: toProtoCommand(r) } })) sent.add(r);
+    }
+    return sent;
+  };
   const storing = new Map<Fence | null, Storing[]>();
   /** statements under way, waited for by close() */
   const stores = new Set<Promise<void>>();
   const storeTogether = async (parts: Storing[], fence: Fence | null) => {
     try {
       await insertCommands(d.db, parts.flatMap((p) => p.recs), fence);
-      for (const p of parts) p.resolve();
+      for (const p of parts) p.resolve(wire(p.recs));
     } catch (err) {
       if (parts.length > 1 && err instanceof CommandsRejectedError) {
         // one after another: a thousand statements at once would queue past the pool's timeout
-        for (const p of parts) await insertCommands(d.db, p.recs, fence).then(p.resolve, p.reject);
+        for (const p of parts) await insertCommands(d.db, p.recs, fence).then(() => p.resolve(wire(p.recs)), p.reject);
       } else for (const p of parts) p.reject(err);
     }
   };
-  const store = (recs: CommandRecord[]): Promise<void> => {
+  const store = (recs: CommandRecord[]): Promise<Set<CommandRecord>> => {
     const fence = currentFence();
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<Set<CommandRecord>>((resolve, reject) => {
       let parts = storing.get(fence);
       if (!parts) {
         const mine: Storing[] = (parts = []);
@@ -357,21 +371,22 @@ export async function createCommandBus(d: CommandBusDeps) {
         createdAtMs: now, deadlineMs: c.deadlineMs, sentAtMs: null, ackedAtMs: null, finishedAtMs: null, attempts: 0,
         reasonCode: null, message: null, devices: null, details: c.details ?? null,
       }));
+      let wired: Set<CommandRecord>;
       try {
         // a singleton loop's commands are fenced: a deposed leader's are refused (FencedError)
-        await store(recs);
+        wired = await store(recs);
       } catch (err) {
         if (err instanceof FencedError) d.log.error({ err, commands: recs.length }, 'commands refused: this replica no longer leads');
         if (!(err instanceof CommandsRejectedError)) throw err;
         throw new HcpError('invalid_argument', err.message, 'db_rejected', { sqlstate: err.sqlstate, commands: err.commandIds });
       }
       for (const r of recs) {
-        live.set(r.id, r);
         d.metrics.commandTransitions.inc({ type: r.payload.type, state: 'pending' });
         d.audit.write({ actor: r.actor, action: `command.submitted`, subject: r.id, details: { site: r.siteId, ...r.payload }, timeMs: now });
         say(r);
       }
-      for (const r of recs) deliver(r, now);
+      const sentAt = Date.now();
+      for (const r of recs) if (wired.has(r)) transition(r, 'sent', sentAt);
       const elsewhere = new Map<string, string[]>();
       for (const r of recs) {
         if (hasStream(r.siteId)) continue;
