@@ -56,7 +56,16 @@ export function startBinary(name: string, file: string, args: string[], env: Rec
   return wrap(name, child);
 }
 
+// A child never outlives the test or bench that started it: one that threw out of its top level
+// left a control plane running (and writing) for the rest of the session.
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
 function wrap(name: string, child: ChildProcess): Proc {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const lines: Array<Record<string, unknown>> = [];
   const raw: string[] = [];
   for (const s of [child.stdout!, child.stderr!]) {
