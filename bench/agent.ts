@@ -9,17 +9,18 @@
 // another process (bench/cgminer-fleet.ts) over TCP at a 5 s cadence; its read time per cycle is
 // the agent's own hcp_agent_read_seconds histogram over the measured window (read_s_p99 is the
 // upper bound of the bucket holding the 99th percentile, read_s_max that of the highest used).
-// Prints one JSON line last: { bench: "agent", configs: [{ name, devices, rss_p50_mb, rss_max_mb,
-// cpu_pct, samples_per_s, … }] }.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// heap_used_mb, heap_total_mb, new_space_mb and external_mb are the agent's own V8 figures at the
+// end of the window (its /metrics). Prints one JSON line last: { bench: "agent", configs: [{ name,
+// devices, rss_p50_mb, rss_max_mb, cpu_pct, samples_per_s, … }] }.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { newSecret } from '../control-plane/auth/secrets.js';
 import { makeKey } from '../test/harness/auth.js';
-import { AGENT_BINARY, ensureAgentBinary } from '../test/harness/agent-binary.js';
+import { AGENT_BINARY, AGENT_BUNDLE, ensureAgentBinary } from '../test/harness/agent-binary.js';
 import { createTestDatabase, type TestDatabase } from '../test/harness/postgres.js';
-import { startBinary, startTs, type Proc } from '../test/harness/processes.js';
+import { ROOT, startBinary, startTs, type Proc } from '../test/harness/processes.js';
 import { waitFor } from '../test/harness/wait-for.js';
 import { pct, round1 } from './stats.js';
 
@@ -140,10 +141,12 @@ for (const c of chosen.map((x) => (x.cgminer ? { ...x, cgminer: MINERS } : x))) 
   }
   console.error(`${c.name}: starting the agent`);
   const snapDir = values['heap-snapshot-dir'];
-  // With a snapshot asked for, the same agent from its sources (tsx): the single executable
-  // (Node 20.20) leaves an empty file on SIGUSR2 and never writes it.
+  // With a snapshot asked for, the binary's own bundle (dist/hcp-agent.cjs) under this node: the
+  // single executable (Node 20.20) leaves an empty file on SIGUSR2 and never writes it, and the
+  // sources under tsx are not the same heap (tsx's keepNames gives every closure a property
+  // array of its own: 30 of 92 MB at 5,000 ASICs).
   const agent = snapDir
-    ? startTs(`agent-${site}`, 'agent/main.ts', args, { HCP_AGENT_TOKEN: undefined, NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapDir}` })
+    ? startBinary(`agent-${site}`, process.execPath, ['--require', join(ROOT, 'bench/heap-snapshot-preload.cjs'), AGENT_BUNDLE, ...args], { HCP_AGENT_TOKEN: undefined, HCP_HEAP_SNAPSHOT_DIR: snapDir })
     : startBinary(`agent-${site}`, AGENT_BINARY, args, { HCP_AGENT_TOKEN: undefined });
   children.push(agent);
   const started = await agent.waitForLog((l) => l.msg === 'agent started', 'agent started', 180_000).catch(() => null);
@@ -179,7 +182,13 @@ for (const c of chosen.map((x) => (x.cgminer ? { ...x, cgminer: MINERS } : x))) 
   const s = (performance.now() - t0) / 1000;
   const last = procStat(pid);
   const samples = (await samplesStored()) - samples0;
-  const reads = histogramBetween(reads0, buckets(await metricText(`${agentHttp}/metrics`), 'hcp_agent_read_seconds'));
+  const endText = await metricText(`${agentHttp}/metrics`);
+  const reads = histogramBetween(reads0, buckets(endText, 'hcp_agent_read_seconds'));
+  // where the RSS goes, at the end of the window: the agent's own V8 figures (prom-client's defaults)
+  const gaugeMb = (line: string) => {
+    const l = endText.split('\n').find((x) => x.startsWith(line));
+    return l ? round1(Number(l.split(' ').pop()) / 1048576) : null;
+  };
   const devices = c.gpus + c.asics + (c.cgminer ?? 0);
   const sorted = [...rss].sort((a, b) => a - b);
   const r: Record<string, unknown> = {
@@ -189,19 +198,19 @@ for (const c of chosen.map((x) => (x.cgminer ? { ...x, cgminer: MINERS } : x))) 
     samples_per_s: Math.round(samples / s),
     expected_samples_per_s: Math.round((devices * 1000) / c.intervalMs),
     read_cycles: reads.count, read_s_p99: reads.p99, read_s_max: reads.max,
+    heap_used_mb: gaugeMb('nodejs_heap_size_used_bytes'), heap_total_mb: gaugeMb('nodejs_heap_size_total_bytes'),
+    new_space_mb: gaugeMb('nodejs_heap_space_size_total_bytes{space="new"}'), external_mb: gaugeMb('nodejs_external_memory_bytes'),
   };
   if (snapDir) {
     const had = new Set(readdirSync(snapDir));
     agent.child.kill('SIGUSR2');
-    const file = await waitFor(() => readdirSync(snapDir).find((f) => !had.has(f) && f.endsWith('.heapsnapshot')), { timeoutMs: 120_000, message: 'heap snapshot written' });
-    // written when its size stops changing
-    let size = -1;
-    await waitFor(() => {
-      const now = statSync(join(snapDir, file)).size;
-      const same = now === size && now > 0;
-      size = now;
-      return same;
-    }, { timeoutMs: 120_000, intervalMs: 1000, message: 'heap snapshot complete' });
+    // bench/heap-snapshot-preload.cjs renames the file into place once it is whole
+    const file = await waitFor(() => readdirSync(snapDir).find((f) => !had.has(f) && f.endsWith('.heapsnapshot')), { timeoutMs: 900_000, intervalMs: 1000, message: 'heap snapshot written' })
+      .catch(async (err: Error) => {
+        // a top-level rejection would leave the processes running: stop them first
+        console.error(err.message);
+        return exit(1) as never;
+      });
     r.heap_snapshot = join(snapDir, file);
     console.error(`${c.name}: heap snapshot ${r.heap_snapshot} (tsx bench/heap-summary.ts FILE)`);
   }

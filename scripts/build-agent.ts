@@ -17,6 +17,12 @@ import ts from 'typescript';
 const ROOT = resolve(import.meta.dirname, '..');
 const ENTRY = join(ROOT, 'agent/main.ts');
 const OUT = join(ROOT, 'dist/hcp-agent');
+/**
+ * The bundle the binary runs, kept beside it: the same code under a plain `node`, for what the
+ * single executable cannot do (Node 20's SEA writes an empty heap snapshot: bench/agent.ts
+ * --heap-snapshot-dir runs this instead)
+ */
+export const BUNDLE = join(ROOT, 'dist/hcp-agent.cjs');
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
 const { inject } = createRequire(import.meta.url)('postject') as {
@@ -155,6 +161,7 @@ async function main(): Promise<void> {
     } finally {
       console.warn = warn;
     }
+    renameSync(script, BUNDLE);
     renameSync(exe, OUT);
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { ROOT } from './processes.js';
 
 export const AGENT_BINARY = join(ROOT, 'dist/hcp-agent');
+/** the bundle inside it, kept beside it by the build: the same code under a plain node */
+export const AGENT_BUNDLE = join(ROOT, 'dist/hcp-agent.cjs');
 /** what goes into the binary: its sources, the build itself, the locked dependencies */
 const INPUTS = ['agent', 'sim-hardware', 'proto', 'scripts/build-agent.ts', 'package-lock.json'];
 
@@ -23,7 +25,7 @@ function newestMtime(path: string): number {
 
 export function agentBinaryIsCurrent(): boolean {
   const newest = Math.max(...INPUTS.map((p) => newestMtime(join(ROOT, p))));
-  return existsSync(AGENT_BINARY) && statSync(AGENT_BINARY).mtimeMs >= newest;
+  return existsSync(AGENT_BINARY) && existsSync(AGENT_BUNDLE) && statSync(AGENT_BINARY).mtimeMs >= newest;
 }
 
 export function ensureAgentBinary(): void {
