@@ -83,23 +83,40 @@ export function createS21(opts: S21Options): SimS21 {
   const fanFactor = Array.from({ length: m.fans }, () => 1 + (fixed.next() - 0.5) * 0.04);
 
   let phase: Phase = opts.initialState === 'sleeping' ? 'sleeping' : 'mining';
-  let sinceStartS = 0;
-  let powerTargetW: number | null = null;
   const warm = phase === 'mining' ? 1 : 0;
-  let powerW = warm ? m.ratedPowerW : m.standbyW;
+  // The continuous state in one object: a double kept in a closure's variable is a new heap
+  // number at every assignment (five per sub-step, at 5,000 ASICs a second), a double field of an
+  // object is updated in place.
+  const st = {
+    sinceStartS: 0,
+    powerW: warm ? m.ratedPowerW : m.standbyW,
+    elapsedS: 0,
+    totalGh: 0,
+    ema30m: warm ? m.ratedThs * 1000 : 0,
+  };
+  let powerTargetW: number | null = null;
   const pcbC = Array.from({ length: m.boards }, (_, i) => ambientC + warm * PCB_RISE_C + chainTempOffset[i]!);
   const chipC = Array.from({ length: m.boards }, (_, i) => ambientC + warm * CHIP_RISE_C + chainTempOffset[i]!);
-  let fanRpm = Array.from({ length: m.fans }, () => fanSpeedFor(Math.max(...chipC)));
+  const fanRpm = Array.from({ length: m.fans }, () => fanSpeedFor(Math.max(...chipC)));
   const chainRateGhs = Array.from({ length: m.boards }, () => 0);
   const chainHw = Array.from({ length: m.boards }, () => 0);
-  let elapsedS = 0;
-  let totalGh = 0;
-  let ema30m = warm ? m.ratedThs * 1000 : 0;
-  let window: Array<{ dt: number; ghs: number }> = [];
+  // The last 5 s of sub-steps, oldest first, for "GHS 5s": two parallel arrays of doubles from
+  // windowHead on (stored unboxed, where an object per sub-step was 5,000 ASICs × 6 objects a
+  // second of garbage in the agent); the consumed head is cut off now and then.
+  const windowDt: number[] = [];
+  const windowGhs: number[] = [];
+  let windowHead = 0;
   let accepted = 0;
   let rejected = 0;
   let bestShare = 0;
   let lastShareAtS: number | null = null;
+
+  const fansRpm = (): number[] => fanRpm.map((f, i) => Math.round(f * fanFactor[i]!));
+  const hottest = (temps: readonly number[]): number => {
+    let max = -Infinity;
+    for (const t of temps) max = Math.max(max, t);
+    return max;
+  };
 
   function fanSpeedFor(hottestChipC: number): number {
     // Stock fan control: minimum 15 % to keep the control board cool, full speed by 80 °C chips.
@@ -113,14 +130,14 @@ export function createS21(opts: S21Options): SimS21 {
   function rampFraction(): number {
     if (phase === 'sleeping') return 0;
     if (phase === 'mining') return 1;
-    return clamp((sinceStartS - INIT_FRACTION * startupS) / ((1 - INIT_FRACTION) * startupS), 0, 1);
+    return clamp((st.sinceStartS - INIT_FRACTION * startupS) / ((1 - INIT_FRACTION) * startupS), 0, 1);
   }
 
   function substep(dt: number): void {
-    elapsedS += dt;
+    st.elapsedS += dt;
     if (phase === 'starting') {
-      sinceStartS += dt;
-      if (sinceStartS >= startupS) phase = 'mining';
+      st.sinceStartS += dt;
+      if (st.sinceStartS >= startupS) phase = 'mining';
     }
     const ramp = rampFraction();
     const hf = hashFraction();
@@ -134,22 +151,28 @@ export function createS21(opts: S21Options): SimS21 {
 
     // Power follows hashrate: hashing power scales with the ramp on top of standby.
     const hashingW = (targetW() - m.standbyW) * ramp;
-    powerW = firstOrderLag(powerW, m.standbyW + hashingW * (1 + rng.normal() * 0.002), dt, POWER_TAU_S);
+    st.powerW = firstOrderLag(st.powerW, m.standbyW + hashingW * (1 + rng.normal() * 0.002), dt, POWER_TAU_S);
 
-    const load = (powerW - m.standbyW) / (m.ratedPowerW - m.standbyW);
+    const load = (st.powerW - m.standbyW) / (m.ratedPowerW - m.standbyW);
     for (let i = 0; i < m.boards; i++) {
       pcbC[i] = firstOrderLag(pcbC[i]!, ambientC + PCB_RISE_C * load + chainTempOffset[i]!, dt, PCB_TAU_S);
       chipC[i] = firstOrderLag(chipC[i]!, ambientC + CHIP_RISE_C * load + chainTempOffset[i]!, dt, CHIP_TAU_S);
     }
-    const fanTarget = fanSpeedFor(Math.max(...chipC));
-    fanRpm = fanRpm.map((f) => firstOrderLag(f, fanTarget, dt, FAN_TAU_S));
+    const fanTarget = fanSpeedFor(hottest(chipC));
+    for (let i = 0; i < fanRpm.length; i++) fanRpm[i] = firstOrderLag(fanRpm[i]!, fanTarget, dt, FAN_TAU_S);
 
     const gh = rate * dt;
-    totalGh += gh;
-    window.push({ dt, ghs: rate });
-    let covered = window.reduce((s, w) => s + w.dt, 0);
-    while (window.length > 1 && covered - window[0]!.dt >= WINDOW_5S) covered -= window.shift()!.dt;
-    ema30m = firstOrderLag(ema30m, rate, dt, WINDOW_30M);
+    st.totalGh += gh;
+    windowDt.push(dt);
+    windowGhs.push(rate);
+    let covered = windowCovered();
+    while (windowDt.length - windowHead > 1 && covered - windowDt[windowHead]! >= WINDOW_5S) covered -= windowDt[windowHead++]!;
+    if (windowHead >= 64) {
+      windowDt.splice(0, windowHead);
+      windowGhs.splice(0, windowHead);
+      windowHead = 0;
+    }
+    st.ema30m = firstOrderLag(st.ema30m, rate, dt, WINDOW_30M);
 
     // A share is a hash below target; at difficulty D one hash in D·2^32 qualifies, so shares
     // arrive as a Poisson process with rate H / (D · 2^32).
@@ -159,7 +182,7 @@ export function createS21(opts: S21Options): SimS21 {
       else accepted++;
     }
     if (shares > 0) {
-      lastShareAtS = elapsedS;
+      lastShareAtS = st.elapsedS;
       // A share's own difficulty is D/U for uniform U, so the best of n is D over the least of
       // n uniforms, which is distributed as 1 − V^(1/n).
       const minU = 1 - Math.pow(rng.next(), 1 / shares);
@@ -170,15 +193,35 @@ export function createS21(opts: S21Options): SimS21 {
     }
   }
 
+  /** the window's span, summed oldest first */
+  function windowCovered(): number {
+    let covered = 0;
+    for (let i = windowHead; i < windowDt.length; i++) covered += windowDt[i]!;
+    return covered;
+  }
+
   function ghs5s(): number {
-    const covered = window.reduce((s, w) => s + w.dt, 0);
+    const covered = windowCovered();
     if (covered <= 0) return 0;
     // The oldest segment may reach past 5 s; count only its part inside the window.
     const excess = Math.max(0, covered - WINDOW_5S);
     let gh = 0;
-    window.forEach((w, i) => (gh += w.ghs * (i === 0 ? w.dt - excess : w.dt)));
+    for (let i = windowHead; i < windowDt.length; i++) gh += windowGhs[i]! * (i === windowHead ? windowDt[i]! - excess : windowDt[i]!);
     return gh / Math.min(covered, WINDOW_5S);
   }
+
+  const round2 = (x: number): number => Math.round(x * 100) / 100;
+  /** the hottest of a board's sensors as cgminer reports them (whole degrees) */
+  const hottestSensor = (c: number, offsets: readonly number[]): number => {
+    let max = -Infinity;
+    for (const o of offsets) max = Math.max(max, Math.round(c + o));
+    return max;
+  };
+  const sumHw = (): number => {
+    let n = 0;
+    for (const h of chainHw) n += h;
+    return n;
+  };
 
   const miner: SimS21 = {
     id: opts.id,
@@ -197,14 +240,14 @@ export function createS21(opts: S21Options): SimS21 {
     setMining(on) {
       if (on && phase === 'sleeping') {
         phase = startupS > 0 ? 'starting' : 'mining';
-        sinceStartS = 0;
+        st.sinceStartS = 0;
       } else if (!on) {
         phase = 'sleeping';
       }
     },
     reboot() {
       phase = startupS > 0 ? 'starting' : 'mining';
-      sinceStartS = 0;
+      st.sinceStartS = 0;
     },
     setPowerTarget(watts) {
       if (watts !== null && !Number.isFinite(watts)) throw new RangeError(`power target must be finite, got ${watts}`);
@@ -221,44 +264,51 @@ export function createS21(opts: S21Options): SimS21 {
       }
     },
     reading(nowMs) {
-      const s = miner.cgminerStatus();
+      // What cgminerStatus() reports, read straight from the state: a site's agent reads every
+      // ASIC every second, and the whole status (chains, pool, sensor lists) was garbage at once.
+      const boards = chainRateGhs.length;
+      const boardTemperaturesC = new Array<number>(boards);
+      const chipTemperaturesC = new Array<number>(boards);
+      for (let i = 0; i < boards; i++) {
+        boardTemperaturesC[i] = hottestSensor(pcbC[i]!, pcbSensorOffset);
+        chipTemperaturesC[i] = hottestSensor(chipC[i]!, chipSensorOffset);
+      }
       return {
         deviceId: opts.id,
         tsMs: nowMs,
-        hashrate5sThs: s.ghs5s / 1000,
-        hashrateAvgThs: s.ghsAv / 1000,
-        powerW: Math.round(powerW * 10) / 10,
-        boardTemperaturesC: s.chains.map((c) => Math.max(...c.pcbTempsC)),
-        chipTemperaturesC: s.chains.map((c) => Math.max(...c.chipTempsC)),
-        fanRpm: s.fansRpm,
+        hashrate5sThs: round2(ghs5s()) / 1000,
+        hashrateAvgThs: round2(st.elapsedS > 0 ? st.totalGh / st.elapsedS : 0) / 1000,
+        powerW: Math.round(st.powerW * 10) / 10,
+        boardTemperaturesC,
+        chipTemperaturesC,
+        fanRpm: fansRpm(),
         acceptedShares: accepted,
         rejectedShares: rejected,
-        hardwareErrors: s.hardwareErrors,
+        hardwareErrors: sumHw(),
         miningState: miner.miningState,
         powerTargetW: powerTargetW ?? 0,
       };
     },
     cgminerStatus(): CgminerStatus {
       const hf = hashFraction();
-      const round2 = (x: number): number => Math.round(x * 100) / 100;
       return {
         type: m.name,
         minerId,
-        elapsedS: Math.floor(elapsedS),
+        elapsedS: Math.floor(st.elapsedS),
         ghs5s: round2(ghs5s()),
-        ghsAv: round2(elapsedS > 0 ? totalGh / elapsedS : 0),
-        ghs30m: round2(ema30m),
+        ghsAv: round2(st.elapsedS > 0 ? st.totalGh / st.elapsedS : 0),
+        ghs30m: round2(st.ema30m),
         rateIdealGhs: round2(m.ratedThs * 1000 * hf),
         accepted,
         rejected,
-        hardwareErrors: chainHw.reduce((a, b) => a + b, 0),
+        hardwareErrors: sumHw(),
         bestShare,
-        lastShareAgeS: lastShareAtS === null ? null : Math.floor(elapsedS - lastShareAtS),
+        lastShareAgeS: lastShareAtS === null ? null : Math.floor(st.elapsedS - lastShareAtS),
         // Antminer miner-mode: 1 sleep; 3 low power when running below stock power; 0 normal.
         mode: phase === 'sleeping' ? 1 : powerTargetW !== null && powerTargetW < m.ratedPowerW ? 3 : 0,
         // Hashrate is proportional to chip clock, so the clock scales with the hash fraction.
         frequencyMhz: Math.round(m.stockFrequencyMhz * hf),
-        fansRpm: fanRpm.map((f, i) => Math.round(f * fanFactor[i]!)),
+        fansRpm: fansRpm(),
         chains: chainRateGhs.map((r, i) => ({
           rateGhs: round2(r),
           chips: m.chipsPerBoard,
@@ -271,7 +321,7 @@ export function createS21(opts: S21Options): SimS21 {
           user: opts.poolUser ?? `hcp.${opts.id}`,
           difficulty,
         },
-        ...(opts.reportsPower ? { powerW: Math.round(powerW) } : {}),
+        ...(opts.reportsPower ? { powerW: Math.round(st.powerW) } : {}),
       };
     },
   };
