@@ -51,8 +51,12 @@ export interface SimFleet {
   /**
    * One cgminer API server and one web control server (digest auth root/root) per ASIC.
    * basePort 0 = random ports, else basePort + index; the same for webBasePort (default 0).
+   * Each cgminer request first brings the fleet to the present (stepOnRequest, default true);
+   * false answers with the state of the last step (start() keeps stepping) — for thousands of
+   * miners polled in one cycle, where every request stepping every miner (up to 100 times a
+   * second: MIN_STEP_S) held the simulator's process busy.
    */
-  serveCgminer(opts?: { host?: string; basePort?: number; webBasePort?: number; log?: CgminerServerLog }): Promise<CgminerEndpoint[]>;
+  serveCgminer(opts?: { host?: string; basePort?: number; webBasePort?: number; log?: CgminerServerLog; stepOnRequest?: boolean }): Promise<CgminerEndpoint[]>;
   /** idempotent: stops the interval and the servers */
   close(): Promise<void>;
 }
@@ -127,7 +131,7 @@ export function createSimFleet(opts: SimFleetOptions): SimFleet {
       const out: CgminerEndpoint[] = [];
       for (const [i, a] of asics.entries()) {
         // Each request first advances the fleet, so a reply is current even without start().
-        const miner = { cgminerStatus: () => (fleet.step(), a.cgminerStatus()) };
+        const miner = o.stepOnRequest === false ? a : { cgminerStatus: () => (fleet.step(), a.cgminerStatus()) };
         const srv = await createCgminerServer({ miner, host, port: basePort === 0 ? 0 : basePort + i, clock: opts.clock, log: o.log });
         servers.push(srv);
         const web = await createAntminerWebServer({
