@@ -92,6 +92,9 @@ export function toProtoCommand(r: CommandRecord): Command {
   }
 }
 
+/** a command as it goes down an agent's stream */
+const commandMessage = (r: CommandRecord): ControlMessage => ({ body: { $case: 'command', value: toProtoCommand(r) } });
+
 export async function createCommandBus(d: CommandBusDeps) {
   const live = new Map<string, CommandRecord>();
   const finished = new Map<string, CommandRecord>();
@@ -207,7 +210,7 @@ export async function createCommandBus(d: CommandBusDeps) {
 
   const deliver = (r: CommandRecord, now: number) => {
     if (r.state !== 'pending') return;
-    if (d.send(r.siteId, { body: { $case: 'command', value: toProtoCommand(r) } })) transition(r, 'sent', now);
+    if (d.send(r.siteId, commandMessage(r))) transition(r, 'sent', now);
   };
 
   /**
@@ -326,7 +329,7 @@ export async function createCommandBus(d: CommandBusDeps) {
     const sent = new Set<CommandRecord>();
     for (const r of recs) {
       live.set(r.id, r);
-      if (d.send(r.siteId, { body: { $case: 'command', value: toProtoCommand(r) } })) sent.add(r);
+      if (d.send(r.siteId, commandMessage(r))) sent.add(r);
     }
     return sent;
   };
