@@ -8,6 +8,7 @@ import { readFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { TelemetryBatch } from '../proto/gen/hcp/v1/telemetry.js';
 import type { AgentConfig } from './config.js';
 import { createCommandHandler } from './commands/handler.js';
@@ -249,6 +250,9 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
     }),
   });
 
+  // One writer for every batch: finish() hands out a copy of the bytes and keeps its buffer, so a
+  // 5,000-ASIC batch (0.6 MB) is not grown from 1 KB by doubling again every second.
+  const writer = new BinaryWriter();
   let busy = false;
   let again = false;
   async function tick(): Promise<void> {
@@ -273,7 +277,7 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
       metrics.devicesReporting.set({ kind: 'gpu' }, gpus.length);
       metrics.devicesReporting.set({ kind: 'asic' }, asics.length);
       const seq = spool.state().nextSeq;
-      const batch = TelemetryBatch.encode({ siteId: c.site, seq, sentAtMs: Date.now(), agentSession: session, gpus, asics, stream: spool.stream }).finish();
+      const batch = TelemetryBatch.encode({ siteId: c.site, seq, sentAtMs: Date.now(), agentSession: session, gpus, asics, stream: spool.stream }, writer).finish();
       try {
         // on disk first; a batch the spool could not take (disk full) is not sent: its seq
         // would be handed out again
