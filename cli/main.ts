@@ -6,12 +6,12 @@ import { ApiError, createApi, NetworkError } from './api.js';
 import { parse, UsageError } from './args.js';
 import { loadConfig } from './config.js';
 import type { Run } from './context.js';
-import { commandsGet, commandsList, curtail, mining } from './commands/control.js';
+import { claimsList, claimsRelease, commandsGet, commandsList, curtail, mining } from './commands/control.js';
 import { devices, sites, status } from './commands/fleet.js';
 import * as keys from './commands/keys.js';
 import { top } from './commands/top.js';
 import * as workloads from './commands/workloads.js';
-import { usage } from './spec.js';
+import { usage, type CommandSpec } from './spec.js';
 
 const RUN: Record<string, Run> = {
   status, sites, devices,
@@ -19,6 +19,7 @@ const RUN: Record<string, Run> = {
   'workloads submit': workloads.submit, 'workloads list': workloads.list, 'workloads get': workloads.show,
   'workloads cancel': workloads.cancel, 'workloads watch': workloads.watch,
   'commands list': commandsList, 'commands get': commandsGet,
+  'claims list': claimsList, 'claims release': claimsRelease,
   'keys list': keys.list, 'keys create': keys.create, 'keys revoke': keys.revoke,
   top,
 };
@@ -27,8 +28,10 @@ export async function main(argv: string[]): Promise<number> {
   const out = (s: string) => void process.stdout.write(s);
   const err = (s: string) => void process.stderr.write(s);
   let keySource: string | null = null;
+  let spec: CommandSpec | undefined;
   try {
     const p = parse(argv);
+    if (p.kind === 'run') spec = p.spec;
     if (p.kind === 'help') return out(usage(p.spec)), 0;
     const cfg = loadConfig({ url: p.values.url as string | undefined, config: p.values.config as string | undefined });
     for (const w of cfg.warnings) err(`hcp: warning: ${w}\n`);
@@ -37,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
     return await run({ api: createApi({ url: cfg.url, key: cfg.key }), spec: p.spec, values: p.values, positionals: p.positionals, json: p.values.json === true, out, err });
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`hcp: ${e.message}\n\n${usage(e.spec)}`);
+      err(`hcp: ${e.message}\n\n${usage(e.spec ?? spec)}`);
       return 2;
     }
     if (e instanceof ApiError) {

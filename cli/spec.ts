@@ -118,6 +118,17 @@ export const COMMANDS: CommandSpec[] = [
   },
   { words: ['commands', 'get'], args: 'ID', minArgs: 1, maxArgs: 1, summary: 'one command with its devices', options: {} },
   {
+    words: ['claims', 'list'], args: '', minArgs: 0, maxArgs: 0, summary: 'live claims on the sites (what mining and curtail state), oldest first',
+    options: {
+      site: { type: 'string', value: 'SITE', help: 'only this site' },
+      source: { type: 'string', value: 'SOURCE', help: 'grid | operator | demand_response | scheduler | schedule | economics' },
+    },
+  },
+  {
+    words: ['claims', 'release'], args: 'ID', minArgs: 1, maxArgs: 1, summary: "release an operator's claim: control passes to the next claim down",
+    options: { reason: { type: 'string', value: 'TEXT', help: 'why, for the audit log' } },
+  },
+  {
     words: ['keys', 'list'], args: '', minArgs: 0, maxArgs: 0, summary: 'API keys, never their secrets (admins)',
     options: { all: { type: 'boolean', help: 'revoked keys too' } },
   },
@@ -143,8 +154,8 @@ export const COMMANDS: CommandSpec[] = [
   },
 ];
 
-/** `commands` and `keys` alone mean their list */
-export const DEFAULT_SUB: Record<string, string> = { commands: 'list', keys: 'list', workloads: 'list' };
+/** `commands`, `keys`, `workloads` and `claims` alone mean their list */
+export const DEFAULT_SUB: Record<string, string> = { commands: 'list', keys: 'list', workloads: 'list', claims: 'list' };
 
 function optLines(options: Record<string, OptSpec>): string[] {
   return Object.entries(options).map(([name, o]) => {

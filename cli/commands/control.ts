@@ -13,7 +13,10 @@ export interface CommandView {
   finished_at: string | null; attempts: number; reason_code: string | null; message: string | null;
   devices: Array<{ device_id: string; state: string }> | null;
 }
-interface ClaimView { id: string; site: string; source: string; reason: string | null; expires_at: string | null; want: Record<string, unknown> }
+interface ClaimView {
+  id: string; site: string; source: string; reason: string | null; actor: string; created_at: string; expires_at: string | null; devices: number | 'all';
+  want: { kind: 'mining'; enabled: boolean; power_target_w: number | null } | { kind: 'site_cap'; cap_kw: number };
+}
 
 const FINAL = new Set(['succeeded', 'failed', 'expired']);
 const COMMAND_STATES = ['pending', 'sent', 'acked', 'succeeded', 'failed', 'expired'] as const;
@@ -22,7 +25,7 @@ const POLL_MS = 500;
 const SINGLE_READS = 20;
 
 export const commandRows = (cs: CommandView[]) =>
-  table(['COMMAND', 'SITE', 'TYPE', 'STATE', 'ACTOR', 'CREATED', 'REASON'], cs.map((c) => [c.id, c.site, c.type, c.state, c.actor, when(c.created_at), c.reason_code ? `${c.reason_code}: ${c.message ?? ''}` : null]));
+  table(['COMMAND', 'SITE', 'TYPE', 'STATE', 'ACTOR', 'CREATED', 'RESULT'], cs.map((c) => [c.id, c.site, c.type, c.state, c.actor, when(c.created_at), c.reason_code ? `${c.reason_code}: ${c.message ?? ''}` : null]));
 
 function counts(cs: Iterable<CommandView>): string {
   const n = new Map<string, number>();
@@ -135,5 +138,24 @@ export async function commandsGet(ctx: Ctx): Promise<number> {
     ['deadline', c.deadline], ['attempts', c.attempts], ['reason', c.reason_code ? `${c.reason_code}: ${c.message ?? ''}` : null],
   ]));
   if (c.devices?.length) ctx.out('\n' + table(['DEVICE', 'STATE'], c.devices.map((d) => [d.device_id, d.state])));
+  return 0;
+}
+
+const CLAIM_SOURCES = ['grid', 'operator', 'demand_response', 'scheduler', 'schedule', 'economics'] as const;
+const wants = (c: ClaimView) => (c.want.kind === 'mining' ? `mining ${c.want.enabled ? 'on' : 'off'}${c.want.power_target_w ? ` at ${c.want.power_target_w} W` : ''}` : `cap ${c.want.cap_kw} kW`);
+
+export async function claimsList(ctx: Ctx): Promise<number> {
+  const q = { site: str(ctx.values, 'site'), source: oneOf(ctx.values, 'source', CLAIM_SOURCES) };
+  const r = await ctx.api.get<{ claims: ClaimView[] }>('/api/v1/claims', q);
+  if (ctx.json) return ctx.out(json(r)), 0;
+  ctx.out(table(['CLAIM', 'SITE', 'SOURCE', 'WANTS', 'DEVICES', 'BY', 'SINCE', 'UNTIL', 'REASON'],
+    r.claims.map((c) => [c.id, c.site, c.source, wants(c), c.devices, c.actor, when(c.created_at), when(c.expires_at) ?? 'released', c.reason])));
+  return 0;
+}
+
+export async function claimsRelease(ctx: Ctx): Promise<number> {
+  const r = await ctx.api.del<{ released: ClaimView; commands: string[] }>(`/api/v1/claims/${encodeURIComponent(ctx.positionals[0]!)}`, { reason: str(ctx.values, 'reason') });
+  if (ctx.json) return ctx.out(json(r)), 0;
+  ctx.out(`released ${r.released.id} at ${r.released.site} (${wants(r.released)}); ${r.commands.length ? `commands: ${r.commands.join(', ')}` : 'nothing to send'}\n`);
   return 0;
 }

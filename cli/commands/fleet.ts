@@ -63,8 +63,11 @@ async function paged<T>(ctx: Ctx, path: string, field: string, query: Query): Pr
   return { items, body };
 }
 
-function morePages(ctx: Ctx, body: Record<string, unknown>, shown: number, command: string): void {
-  if (body.next_cursor) ctx.err(`${shown} of ${body.count ?? '?'}; next page: hcp ${command} --cursor ${body.next_cursor as string} (or --all)\n`);
+/** on stderr: how to ask for the next page, with the same filters */
+function morePages(ctx: Ctx, body: Record<string, unknown>, shown: number): void {
+  if (!body.next_cursor) return;
+  const same = ['site', 'kind', 'online', 'limit'].filter((k) => typeof ctx.values[k] === 'string').map((k) => ` --${k} ${ctx.values[k] as string}`).join('');
+  ctx.err(`${shown} of ${body.count ?? '?'}; next page: hcp ${ctx.spec.words.join(' ')}${same} --cursor ${body.next_cursor as string} (or --all)\n`);
 }
 
 export async function sites(ctx: Ctx): Promise<number> {
@@ -78,7 +81,7 @@ export async function sites(ctx: Ctx): Promise<number> {
   const { items, body } = await paged<SiteView>(ctx, '/api/v1/sites', 'sites', {});
   if (ctx.json) return ctx.out(json(body)), 0;
   ctx.out(table(SITE_HEADERS, items.map(siteRow)));
-  morePages(ctx, body, items.length, 'sites');
+  morePages(ctx, body, items.length);
   return 0;
 }
 
@@ -113,7 +116,7 @@ export async function devices(ctx: Ctx): Promise<number> {
   const { items, body } = await paged<DeviceView>(ctx, '/api/v1/devices', 'devices', deviceQuery(ctx.values));
   if (ctx.json) return ctx.out(json(body)), 0;
   ctx.out(deviceTable(items));
-  morePages(ctx, body, items.length, 'devices');
+  morePages(ctx, body, items.length);
   return 0;
 }
 

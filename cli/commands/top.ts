@@ -49,9 +49,9 @@ export function frame(o: { url: string; status: StatusView | null; econ: Economi
         const capKw = x.power_capacity_kw;
         const d = e?.decision;
         return [
-          x.id, x.region, x.online, `${kw(x.power_w)} / ${capKw ?? '-'}`, capKw ? bar(x.power_w / 1000 / capKw) : '', round(x.hashrate_ths, 0),
+          x.id, x.region, x.online, `${(x.power_w / 1000).toFixed(1)} / ${capKw ?? '-'}`, capKw ? bar(x.power_w / 1000 / capKw) : '', round(x.hashrate_ths, 0),
           `${x.gpus_busy}/${x.gpus}`, x.gpu_utilization_pct === null ? null : `${round(x.gpu_utilization_pct, 0)}%`,
-          e ? `${e.mode}${e.grid_hold ? ' GRID' : ''}` : null, d ? `${d.rule}: ${d.summary}` : null,
+          e ? `${e.mode}${e.grid_hold ? ' GRID' : ''}` : null, d ? d.summary : null,
         ];
       }),
     );
