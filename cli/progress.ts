@@ -32,6 +32,12 @@ export function createProgress(out: NodeJS.WriteStream = process.stderr): Progre
   };
   const timer = setInterval(draw, 100);
   timer.unref();
+  // Ctrl-C mid-wait: the spinner's line is cleared before the default exit (128 + SIGINT)
+  const onInt = () => {
+    out.write('\r\x1b[K');
+    process.exit(130);
+  };
+  process.once('SIGINT', onInt);
   return {
     update(line) {
       if (finished) return;
@@ -42,6 +48,7 @@ export function createProgress(out: NodeJS.WriteStream = process.stderr): Progre
       if (finished) return;
       finished = true;
       clearInterval(timer);
+      process.off('SIGINT', onInt);
       out.write('\r\x1b[K');
       if (last) out.write(`${last}\n`);
     },
