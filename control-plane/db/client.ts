@@ -4,12 +4,13 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { PGlite } from '@electric-sql/pglite';
+import { Worker } from 'node:worker_threads';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { drizzle as drizzleProxy } from 'drizzle-orm/pg-proxy';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import { DbUnavailableError, isDbUnavailable } from './db-error.js';
+import type { SerializedError, WorkerInit, WorkerReply, WorkerRequest } from './pglite-worker.js';
 import * as schema from './schema.js';
 
 export type Drizzle = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -427,39 +428,110 @@ function lockDataDir(dataDir: string): () => void {
   return () => rmSync(file, { force: true });
 }
 
+/** a database error as the worker sent it, rebuilt with the fields db-error.ts reads */
+function rebuildError(e: SerializedError): Error {
+  const err = new Error(e.message);
+  err.name = e.name;
+  Object.assign(err, e.fields);
+  return err;
+}
+
+/**
+ * The embedded database, on a thread of its own (pglite-worker.ts: why, and the protocol). The
+ * handle is the same as the server's: Drizzle through drizzle-orm/pg-proxy, whose callback sends
+ * each statement to the worker; transactions are the worker's, by number.
+ */
 async function createPgliteDb(dataDir: string): Promise<Db> {
   let unlock = () => {};
   if (dataDir !== ':memory:') {
     mkdirSync(dataDir, { recursive: true });
     unlock = lockDataDir(dataDir);
   }
-  const pg = dataDir === ':memory:' ? new PGlite() : new PGlite(join(dataDir, 'pglite'));
-  await pg.waitReady;
+  // the worker's TypeScript is compiled by tsx's API in a bootstrap module: a worker thread does
+  // not inherit tsx's loader on Node 20 (nor vitest's transform)
+  const worker = new Worker(new URL('./pglite-worker-boot.mjs', import.meta.url), {
+    workerData: { dataDir: dataDir === ':memory:' ? null : join(dataDir, 'pglite') } satisfies WorkerInit,
+  });
+  const pending = new Map<number, { resolve: (r: WorkerReply & { ok: true }) => void; reject: (e: Error) => void }>();
+  let nextId = 1;
   let closed = false;
+  /** why the worker is gone, once it is: every request after fails with it */
+  let gone: Error | null = null;
+  const failAll = (err: Error) => {
+    gone ??= err;
+    for (const p of pending.values()) p.reject(err);
+    pending.clear();
+  };
+  const ready = new Promise<void>((resolve, reject) => {
+    worker.once('message', (m: { ready: boolean; error?: SerializedError }) => (m.ready ? resolve() : reject(rebuildError(m.error!))));
+    worker.once('error', reject);
+  });
+  worker.on('message', (m: WorkerReply | { ready: boolean }) => {
+    if (!('id' in m)) return;
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    if (m.ok) p.resolve(m);
+    else p.reject(rebuildError(m.error));
+  });
+  worker.on('error', (err) => failAll(new Error(`the embedded database's thread failed: ${err.message}`, { cause: err })));
+  worker.on('exit', (code) => failAll(new Error(`the embedded database's thread exited (${code})`)));
+  try {
+    await ready;
+  } catch (err) {
+    await worker.terminate();
+    unlock();
+    throw err;
+  }
+
+  type Req = WorkerRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+  const call = (req: Req): Promise<WorkerReply & { ok: true }> => {
+    if (gone) return Promise.reject(gone);
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      worker.postMessage({ ...req, id });
+    });
+  };
+  const on = (tx: number): Pick<Db, 'query' | 'exec'> => ({
+    query: async <T>(text: string, params: unknown[] = []) => (await call({ op: 'query', text, params, mode: 'object', drizzle: false, tx })).rows as T[],
+    exec: async (text: string) => {
+      await call({ op: 'exec', text, tx });
+    },
+  });
+  const top = on(0);
+  const orm = drizzleProxy(
+    async (text, params, method) => ({ rows: (await call({ op: 'query', text, params, mode: method === 'all' ? 'array' : 'object', drizzle: true, tx: 0 })).rows ?? [] }),
+    { schema },
+  );
   return {
     kind: 'pglite',
-    orm: drizzlePglite(pg, { schema }) as unknown as Drizzle,
-    query: async <T>(text: string, params: unknown[] = []) => (await pg.query<T>(text, params)).rows,
-    exec: async (text) => {
-      await pg.exec(text);
+    orm: orm as unknown as Drizzle,
+    ...top,
+    transaction: async (fn) => {
+      const { tx } = await call({ op: 'begin' });
+      const handle = on(tx!);
+      let result;
+      try {
+        result = await fn({ ...handle, savepoint: savepoints(handle) });
+      } catch (err) {
+        await call({ op: 'end', tx: tx!, commit: false }).catch(() => undefined);
+        throw err;
+      }
+      await call({ op: 'end', tx: tx!, commit: true });
+      return result;
     },
-    transaction: (fn) =>
-      pg.transaction((tx) => {
-        const handle = {
-          query: async <T>(text: string, params: unknown[] = []) => (await tx.query<T>(text, params)).rows,
-          exec: async (text: string) => {
-            await tx.exec(text);
-          },
-        };
-        return fn({ ...handle, savepoint: savepoints(handle) });
-      }),
-    ping: async () => !closed && !pg.closed,
-    available: () => !closed && !pg.closed,
+    ping: async () => !closed && !gone,
+    available: () => !closed && !gone,
     close: async () => {
       if (closed) return;
       closed = true;
-      await pg.close();
-      unlock();
+      try {
+        if (!gone) await call({ op: 'close' });
+      } finally {
+        await worker.terminate();
+        unlock();
+      }
     },
   };
 }
