@@ -12,7 +12,9 @@
 //   decisions_per_s           placements per second of scheduler pass time (its capacity)
 //   placements_per_s_wall     placements per second of wall time over the run
 //   plan_max_ms / ingest_lag_p99_s  how long a pass holds the event loop, and ingest lag meanwhile
-// Uses DATABASE_URL when set, else the embedded PGlite in a temp directory. Prints a JSON line
+// Uses DATABASE_URL's server when set, in a database of its own that is dropped at the end (the
+// server's default database may not let its role create tables: PostgreSQL 15's public schema),
+// else the embedded PGlite in a temp directory. Prints a JSON line
 // as its last line.
 import { credentials } from '@grpc/grpc-js';
 import mqtt from 'mqtt';
@@ -26,6 +28,7 @@ import { GpuState, MiningState, TelemetryBatch } from '../proto/gen/hcp/v1/telem
 import { topics } from '../proto/topics.js';
 import { newSecret } from '../control-plane/auth/secrets.js';
 import { bearer, makeKey } from '../test/harness/auth.js';
+import { createTestDatabase } from '../test/harness/postgres.js';
 import { startTs } from '../test/harness/processes.js';
 import { Metadata } from '@grpc/grpc-js';
 import { pct, round1 } from './stats.js';
@@ -52,18 +55,24 @@ const dataDir = mkdtempSync(join(tmpdir(), 'hcp-bench-'));
 // A fresh admin key for this run, which submits at --rate: its rate limit is lifted. Each light
 // agent has its own site credential, on gRPC and as its MQTT login.
 const ADMIN = newSecret();
+const testDb = process.env.DATABASE_URL ? await createTestDatabase(process.env.DATABASE_URL, 'hcp_bench_schedule') : null;
+async function fail(why: string): Promise<never> {
+  console.error(why);
+  await cp.kill('SIGTERM').catch(() => {});
+  await testDb?.drop().catch(() => {});
+  rmSync(dataDir, { recursive: true, force: true });
+  process.exit(1);
+}
 const cp = startTs('control-plane', 'control-plane/main.ts', [], {
+  ...(testDb ? { DATABASE_URL: testDb.url } : {}),
   HCP_HTTP_PORT: '0', HCP_GRPC_PORT: '0', HCP_MQTT_PORT: '0', HCP_DATA_DIR: dataDir, LOG_LEVEL: 'info', HCP_HEARTBEAT_MS: '5000',
   HCP_STALE_AFTER_MS: '60000', HCP_ADMIN_KEY: ADMIN, HCP_RATE_LIMIT_PER_S: '1000000', HCP_RATE_LIMIT_BURST: '1000000', HCP_MAX_SITES: String(SITES + 10),
 });
 const ready = await cp.waitForLog((l) => l.msg === 'control plane listening', 'listening', 60_000).catch(() => null);
-if (!ready) {
-  console.error(cp.output());
-  process.exit(1);
-}
-const http = ready.http as string;
-const grpc = ready.grpc as string;
-const mqttUrl = ready.mqtt as string;
+if (!ready) await fail(cp.output());
+const http = ready!.http as string;
+const grpc = ready!.grpc as string;
+const mqttUrl = ready!.mqtt as string;
 
 const siteId = (i: number) => `bench-${String(i).padStart(4, '0')}`;
 const gpuId = (s: string, k: number) => `gpu-${s}-${String(k + 1).padStart(4, '0')}`;
@@ -169,8 +178,7 @@ for (;;) {
   const online = s.sites.filter((x) => x.id.startsWith('bench-')).reduce((n, x) => n + x.gpus_online, 0);
   if (online >= SITES * GPUS) break;
   if (performance.now() - t0 > 120_000) {
-    console.error(`only ${online} of ${SITES * GPUS} GPUs online after 120 s`);
-    process.exit(1);
+    await fail(`only ${online} of ${SITES * GPUS} GPUs online after 120 s`);
   }
   await sleep(200);
 }
@@ -253,6 +261,7 @@ await telemetryLoop;
 for (const p of pubs) await p.endAsync();
 for (const a of agents) a.close();
 await cp.kill('SIGTERM');
+await testDb?.drop();
 rmSync(dataDir, { recursive: true, force: true });
 console.log(JSON.stringify({
   bench: 'schedule',
