@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { CONTROL_PLANE_NODE_FLAGS } from '../control-plane/node-flags.js';
 
 const root = resolve(import.meta.dirname, '..');
 const env = process.env;
@@ -61,7 +62,8 @@ const children: Array<{ name: string; proc: ChildProcess }> = [];
 let stopping = false;
 
 function run(name: string, args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
-  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
+  const flags = args[0] === 'control-plane/main.ts' ? CONTROL_PLANE_NODE_FLAGS : [];
+  const proc = spawn(process.execPath, [...flags, '--import', 'tsx', ...args], {
     cwd: root,
     env: { ...env, ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { CONTROL_PLANE_NODE_FLAGS } from '../../control-plane/node-flags.js';
 import { TEST_ADMIN_KEY } from './auth.js';
 import { waitFor } from './wait-for.js';
 
@@ -39,7 +40,8 @@ function cleanUp(child: ChildProcess, dir: string | null): void {
 
 export function startTs(name: string, script: string, args: string[], env: Record<string, string | undefined> = {}): Proc {
   const state = script === 'agent/main.ts' ? agentState(args, env) : { env, dir: null };
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+  const flags = script === 'control-plane/main.ts' ? CONTROL_PLANE_NODE_FLAGS : [];
+  const child = spawn(process.execPath, [...flags, '--import', 'tsx', script, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...state.env },
     stdio: ['ignore', 'pipe', 'pipe'],
