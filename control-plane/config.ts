@@ -80,6 +80,12 @@ export const ControlPlaneConfigSchema = z.object({
   HCP_API_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).default(5000),
   /** the telemetry endpoint refuses a query that would scan more stored samples than this */
   HCP_TELEMETRY_MAX_SCAN_ROWS: z.coerce.number().int().min(1000).default(2_000_000),
+  /** the console's live stream (GET /api/v1/events): open streams at most, events queued per stream before a slow one is dropped, and the heartbeat */
+  HCP_EVENTS_MAX_STREAMS: z.coerce.number().int().min(1).default(200),
+  HCP_EVENTS_QUEUE: z.coerce.number().int().min(10).default(2000),
+  HCP_EVENTS_HEARTBEAT_MS: ms.default(15000),
+  /** the built console (web/dist); the console is not served when it has no index.html */
+  HCP_WEB_DIR: z.string().min(1).optional(),
   /** open ?wait requests, gRPC waits and WatchCommands streams, together */
   HCP_MAX_WAITERS: z.coerce.number().int().min(1).default(1000),
   /** sites the control plane keeps, and devices one site may announce */

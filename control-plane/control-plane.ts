@@ -27,6 +27,8 @@ import { startGrpcServer } from './grpc/server.js';
 import { latestPrices } from './db/price-store.js';
 import { createGridResponse } from './grid/grid-response.js';
 import { createHttpApp } from './http/app.js';
+import { createLiveStreams } from './http/live.js';
+import { join } from 'node:path';
 import { listenHttp } from './http/listen.js';
 import { createFeedIngest } from './market/feed-ingest.js';
 import { PriceBook } from './market/price-book.js';
@@ -357,7 +359,13 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       ? await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR, statementTimeoutMs: config.HCP_API_STATEMENT_TIMEOUT_MS, maxConnections: 4, applicationName: 'hcp-api-read' })
       : db;
     if (readDb !== db) cleanup.push(() => readDb.close());
+    const live = createLiveStreams({
+      events, registry, metrics, log: log.child({ component: 'live' }), market: { book }, grid, economics,
+      mode: (site) => operator.mode(site),
+      limits: { maxStreams: config.HCP_EVENTS_MAX_STREAMS, queue: config.HCP_EVENTS_QUEUE, heartbeatMs: config.HCP_EVENTS_HEARTBEAT_MS },
+    });
     const app = createHttpApp({
+      live, webDir: config.HCP_WEB_DIR ?? join(import.meta.dirname, '..', 'web', 'dist'),
       registry, db, readDb, metrics, log: log.child({ component: 'http' }), audit, bus, ops, workloads, market: { book }, grid, economics,
       limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS, bodyLimitBytes: config.HCP_HTTP_BODY_LIMIT_BYTES },
       waiters,
@@ -377,6 +385,8 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     await o.beforeListen?.();
     const { server, port: httpPort } = await listenHttp(app.fetch, config.HCP_HTTP_HOST, config.HCP_HTTP_PORT, tls);
     cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    // (unwound first) the live streams end before the server waits for its connections to close
+    cleanup.push(async () => live.close());
 
     log.info({ http: `${tls ? 'https' : 'http'}://${config.HCP_HTTP_HOST}:${httpPort}`, tls: Boolean(tls), mtls: Boolean(tls?.clientCa), grpc: `${config.HCP_GRPC_HOST}:${grpc.port}`, mqtt: redactUrl(mqttUrl), database: db.kind }, 'control plane listening');
 

@@ -7,6 +7,22 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry });
   return {
     registry,
+    consoleStreams: new Gauge({
+      name: 'hcp_console_streams',
+      help: 'Open live streams of the console (GET /api/v1/events)',
+      registers: [registry],
+    }),
+    consoleStreamDropped: new Counter({
+      name: 'hcp_console_stream_dropped_total',
+      help: 'Live streams ended by the control plane, by reason (slow_client: its queue was full; over_cap: refused at the connection cap)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    consoleStreamEvents: new Counter({
+      name: 'hcp_console_stream_events_total',
+      help: 'Events queued to live streams of the console',
+      registers: [registry],
+    }),
     ingestSamples: new Counter({
       name: 'hcp_ingest_samples_total',
       help: 'Device samples written to the telemetry tables',

@@ -47,8 +47,14 @@ export interface AsicPoint {
 export interface SitePoint {
   ts: string;
   power_w: number;
+  /** of power_w: the GPUs' and the ASICs' */
+  gpu_power_w: number;
+  asic_power_w: number;
   hashrate_ths: number;
   gpu_utilization_pct: number | null;
+  /** the hottest GPU and the hottest ASIC chip in the bucket */
+  gpu_max_temperature_c: number | null;
+  asic_max_chip_temperature_c: number | null;
   gpus_reporting: number;
   asics_reporting: number;
 }
@@ -111,17 +117,17 @@ export async function asicSeries(db: Db, deviceId: string, q: SeriesQuery): Prom
  */
 export async function siteSeries(db: Db, siteId: string, q: SeriesQuery): Promise<SitePoint[]> {
   const gpu = await db.query(
-    `SELECT b, sum(p) AS p, avg(u) AS u, count(*) AS n, sum(k) AS k FROM (
-       SELECT ${BIN} AS b, device_id, avg(power_w) AS p, avg(utilization_pct) AS u, count(*) AS k
-       FROM ${rawSamples('gpu_telemetry', 'device_id, power_w, utilization_pct', 'site_id')}
+    `SELECT b, sum(p) AS p, avg(u) AS u, max(t) AS t, count(*) AS n, sum(k) AS k FROM (
+       SELECT ${BIN} AS b, device_id, avg(power_w) AS p, avg(utilization_pct) AS u, max(temperature_c) AS t, count(*) AS k
+       FROM ${rawSamples('gpu_telemetry', 'device_id, power_w, utilization_pct, temperature_c', 'site_id')}
        GROUP BY b, device_id) d GROUP BY b`,
     params(q, siteId, q.maxRows),
   );
   const left = q.maxRows - checkScanned(gpu, 'k', q.maxRows, q);
   const asic = await db.query(
-    `SELECT b, sum(p) AS p, sum(h) AS h, count(*) AS n, sum(k) AS k FROM (
-       SELECT ${BIN} AS b, device_id, avg(power_w) AS p, avg(hashrate_5s_ths) AS h, count(*) AS k
-       FROM ${rawSamples('asic_telemetry', 'device_id, power_w, hashrate_5s_ths', 'site_id')}
+    `SELECT b, sum(p) AS p, sum(h) AS h, max(t) AS t, count(*) AS n, sum(k) AS k FROM (
+       SELECT ${BIN} AS b, device_id, avg(power_w) AS p, avg(hashrate_5s_ths) AS h, max(max_chip_temperature_c) AS t, count(*) AS k
+       FROM ${rawSamples('asic_telemetry', 'device_id, power_w, hashrate_5s_ths, max_chip_temperature_c', 'site_id')}
        GROUP BY b, device_id) d GROUP BY b`,
     params(q, siteId, left),
   );
@@ -130,18 +136,22 @@ export async function siteSeries(db: Db, siteId: string, q: SeriesQuery): Promis
   const at = (b: unknown) => {
     const ts = iso(b);
     let p = points.get(ts);
-    if (!p) points.set(ts, (p = { ts, power_w: 0, hashrate_ths: 0, gpu_utilization_pct: null, gpus_reporting: 0, asics_reporting: 0 }));
+    if (!p) points.set(ts, (p = { ts, power_w: 0, gpu_power_w: 0, asic_power_w: 0, hashrate_ths: 0, gpu_utilization_pct: null, gpu_max_temperature_c: null, asic_max_chip_temperature_c: null, gpus_reporting: 0, asics_reporting: 0 }));
     return p;
   };
   for (const r of gpu) {
     const p = at(r.b);
     p.power_w += num(r.p)!;
+    p.gpu_power_w = num(r.p)!;
+    p.gpu_max_temperature_c = num(r.t);
     p.gpu_utilization_pct = num(r.u);
     p.gpus_reporting = num(r.n)!;
   }
   for (const r of asic) {
     const p = at(r.b);
     p.power_w += num(r.p)!;
+    p.asic_power_w = num(r.p)!;
+    p.asic_max_chip_temperature_c = num(r.t);
     p.hashrate_ths = num(r.h)!;
     p.asics_reporting = num(r.n)!;
   }

@@ -4,7 +4,8 @@
 // one) held for the request's logs and audit entries; CORS, only for listed origins; the body
 // limit, answered 413 from the Content-Length header before a byte of the body is read; and on
 // /api/v1, the caller's key, its rate and its role (auth.ts), then no NUL in the URL or in a JSON
-// body (nul-guard.ts). /health, /ready, /metrics and /openapi.json stay open.
+// body (nul-guard.ts). /health, /ready, /metrics and /openapi.json stay open; every other GET
+// outside /api is the web console (static.ts).
 import { randomUUID } from 'node:crypto';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
@@ -24,11 +25,15 @@ import { registerMarketRoutes } from './routes/market.js';
 import { registerEconomicsRoutes } from './routes/economics.js';
 import { registerTelemetryRoutes } from './routes/telemetry.js';
 import { registerWorkloadRoutes } from './routes/workloads.js';
+import { registerEventRoutes } from './routes/events.js';
+import { consoleHandler } from './static.js';
 
 export function createHttpApp(deps: HttpDeps): Api {
   const app = new OpenAPIHono({ defaultHook: validationHook as never });
   app.onError(onError(deps.log));
-  app.notFound((c) => c.json(errorBody('not_found', 'no_route', `no route ${c.req.method} ${c.req.path}`), 404));
+  // the web console at / (web/dist, when built): what no route of the API answers (static.ts)
+  const webConsole = deps.webDir ? consoleHandler(deps.webDir) : null;
+  app.notFound(async (c) => (await webConsole?.(c)) ?? c.json(errorBody('not_found', 'no_route', `no route ${c.req.method} ${c.req.path}`), 404));
   app.use('*', async (c, next) => {
     const requestId = acceptRequestId(c.req.header('x-request-id')) ?? randomUUID();
     c.header('x-request-id', requestId);
@@ -70,6 +75,7 @@ export function createHttpApp(deps: HttpDeps): Api {
   registerWorkloadRoutes(app, deps);
   registerMarketRoutes(app, deps);
   registerEconomicsRoutes(app, deps);
+  registerEventRoutes(app, deps);
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer', description: 'an HCP API key (hcp_…)' });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

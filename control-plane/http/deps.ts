@@ -25,6 +25,7 @@ import type { ClaimsService } from '../claims/service.js';
 import type { OperatorControls } from '../claims/operator.js';
 import type { Programs } from '../claims/programs.js';
 import type { Reconciler } from '../claims/reconciler.js';
+import type { LiveStreams } from './live.js';
 
 export { principalOf };
 
@@ -64,6 +65,10 @@ export interface HttpDeps {
     reconciler: Pick<Reconciler, 'reconcileNow' | 'poke' | 'view'>;
     ramp: { of(siteId: string): number; set(siteId: string, kwPerMin: number | null, actor: string): Promise<void> };
   };
+  /** the console's live stream (GET /api/v1/events); absent: 503 */
+  live?: LiveStreams;
+  /** the built web console served at / (web/dist); absent or not built: not served */
+  webDir?: string;
   /** what /ready checks */
   readiness: () => Promise<Record<string, boolean>>;
   /** this replica and the leader lease (ha/lease.ts), shown in /api/v1/status */

@@ -9,6 +9,8 @@ export type RoutePolicy = Permission | 'authenticated';
 
 export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /api/v1/whoami': 'authenticated',
+  /** the live stream: any key; each event is filtered by the key's role (http/live.ts) */
+  'GET /api/v1/events': 'authenticated',
 
   'GET /api/v1/status': 'fleet.read',
   'GET /api/v1/sites': 'fleet.read',
