@@ -13,7 +13,9 @@ RUN npm ci --no-audit --no-fund && npm cache clean --force
 # ---- check: the image is only built from code that type-checks ---------------------------
 FROM deps AS check
 COPY . .
-RUN npx tsc --noEmit
+RUN npx tsc --noEmit && npx tsc --noEmit -p web
+# the web console's assets (web/dist), served by the control plane at /
+RUN npx tsx scripts/build-web.ts --force
 
 # ---- runtime -------------------------------------------------------------------------------
 FROM node:20-bookworm-slim AS runtime

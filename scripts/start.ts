@@ -16,6 +16,7 @@ import { chmodSync, createWriteStream, existsSync, mkdirSync, readFileSync, writ
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CONTROL_PLANE_NODE_FLAGS } from '../control-plane/node-flags.js';
+import { ensureWebBuilt } from './build-web.js';
 
 const root = resolve(import.meta.dirname, '..');
 const env = process.env;
@@ -131,6 +132,12 @@ if (await fetch(`${base}/health`).then(() => true, () => false)) {
   console.error(`something already answers on ${base}: is HCP already running? Stop it, or set HCP_HTTP_PORT, HCP_GRPC_PORT and HCP_MQTT_PORT.`);
   process.exit(1);
 }
+// the web console (web/dist), built when missing or older than its sources
+try {
+  await ensureWebBuilt({ log: (m) => console.log(m) });
+} catch (err) {
+  console.error(`HCP: the web console did not build (${(err as Error).message}); the API runs without it`);
+}
 console.log(`HCP: starting the control plane (${env.DATABASE_URL ? 'PostgreSQL at DATABASE_URL' : `embedded PGlite in ${dataDir}`})…`);
 run('control-plane', ['control-plane/main.ts'], {
   HCP_ADMIN_KEY: adminKey,
@@ -219,6 +226,7 @@ try {
   );
   console.log(`
 HCP is running.
+  web console     ${base}/   (sign in with the admin key below)
   REST API        ${base}/api/v1/status   (OpenAPI: ${base}/openapi.json)
   admin key       ${adminKey}
                   (${env.HCP_ADMIN_KEY ? 'from HCP_ADMIN_KEY; curl -H "authorization: Bearer $HCP_ADMIN_KEY" …' : `kept in ${adminFile}; curl -H "authorization: Bearer $(cat ${adminFile})" …`})

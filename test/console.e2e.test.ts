@@ -1,0 +1,96 @@
+// The web console in Chromium against the real `npm start` (test/harness/console.ts): sign-in,
+// the fleet page with its three sites and charts, and a control carried out live on the site page.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { screenshot, signIn, startConsoleStack, type ConsoleStack } from './harness/console.js';
+
+describe('web console', () => {
+  let stack: ConsoleStack;
+  beforeAll(async () => {
+    stack = await startConsoleStack();
+  }, 180_000);
+  afterAll(async () => {
+    await stack?.stop();
+  }, 60_000);
+
+  it('a wrong key on the sign-in page shows a clear message', async () => {
+    const page = await stack.newPage();
+    await page.goto('/');
+    await page.getByTestId('key').fill('hcp_this-key-was-never-issued-0000000000');
+    await page.getByTestId('signin').click();
+    const error = page.getByTestId('signin-error');
+    await error.waitFor({ timeout: 10_000 });
+    expect(await error.textContent()).toMatch(/refused.*unknown, revoked or expired/);
+    // still the sign-in page, not a blank one, and the key was not kept
+    expect(await page.getByTestId('key').isVisible()).toBe(true);
+    expect(await page.evaluate(() => sessionStorage.getItem('hcp.key'))).toBeNull();
+    await screenshot(page, 'signin-wrong-key');
+    await page.getByTestId('key').fill('not a key');
+    await page.getByTestId('signin').click();
+    await page.getByText('That is not an HCP API key').waitFor({ timeout: 5000 });
+    await page.context().close();
+  }, 60_000);
+
+  it('the fleet page shows three sites with non-empty charts', async () => {
+    const page = await stack.newPage();
+    await signIn(page, stack.adminKey);
+    await page.getByTestId('fleet-page').waitFor();
+    for (const site of ['texas-1', 'texas-2', 'canada-1']) await page.getByTestId(`site-card-${site}`).waitFor();
+    expect(await page.locator('[data-testid^="site-card-"]').count()).toBe(3);
+    // every chart has points (history from the telemetry endpoint, then the live summaries) and a canvas
+    for (const id of ['chart-fleet-power', 'chart-site-texas-1', 'chart-site-texas-2', 'chart-site-canada-1']) {
+      await page.waitForFunction((tid) => Number(document.querySelector(`[data-testid="${tid}"]`)?.getAttribute('data-points') ?? 0) >= 2, id, { timeout: 20_000 });
+      expect(await page.getByTestId(id).locator('canvas').count()).toBe(1);
+    }
+    expect(await page.getByTestId('live-status').textContent()).toBe('live');
+    await page.getByTestId('grid-table').getByText('ercot').waitFor();
+    await screenshot(page, 'fleet');
+    await page.context().close();
+  }, 90_000);
+
+  it("clicking texas-1's mining off and confirming shows its ASICs asleep on the page within 10 s with no reload", async () => {
+    const page = await stack.newPage();
+    await signIn(page, stack.adminKey);
+    await page.getByTestId('site-card-texas-1').getByRole('link', { name: /Texas 1|texas-1/ }).click();
+    await page.getByTestId('site-page').waitFor();
+    await page.waitForFunction(() => /^([1-9]\d*) \/ 50$/.test(document.querySelector('[data-testid="asics-hashing"]')?.textContent ?? ''), null, { timeout: 30_000 });
+    // a mark on the window: a reload would lose it
+    await page.evaluate(() => ((window as unknown as { __noReload: boolean }).__noReload = true));
+    await page.getByTestId('mining-off').click();
+    await page.getByTestId('confirm-dialog').waitFor();
+    await screenshot(page, 'site-confirm');
+    await page.getByTestId('confirm-ok').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="asics-asleep"]')?.textContent === '50 / 50', null, { timeout: 10_000 }).catch(async (err) => {
+      await page.screenshot({ path: join(tmpdir(), 'hcp-console-site-failed.png'), fullPage: true });
+      throw new Error(`${(err as Error).message}; the page: ${join(tmpdir(), 'hcp-console-site-failed.png')}; shown: ${await page.getByTestId('asics-asleep').textContent()}`);
+    });
+    expect(await page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(true);
+    expect(await page.locator('[data-testid="device-grid"] [data-state="sleeping"]').count()).toBe(50);
+    await page.getByTestId('claims').getByText('operator').first().waitFor({ timeout: 10_000 });
+    await screenshot(page, 'site');
+    // a device: its series and its commands
+    await page.getByTestId('device-asic-texas-1-00001').click();
+    await page.getByTestId('device-page').waitFor();
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="chart-device-power"]')?.getAttribute('data-points') ?? 0) >= 2, null, { timeout: 15_000 });
+    await screenshot(page, 'device');
+    await page.context().close();
+  }, 120_000);
+
+  it('a viewer sees a site without its controls, and a customer is told it may not see the fleet', async () => {
+    const viewerKey = await stack.makeKey({ role: 'viewer', name: 'console-viewer' });
+    const page = await stack.newPage();
+    await signIn(page, viewerKey, '/sites/texas-2');
+    await page.getByTestId('site-page').waitFor();
+    expect(await page.getByTestId('controls').count()).toBe(0);
+    expect(await page.getByTestId('mining-off').count()).toBe(0);
+    // a customer may not see the fleet at all: the page says so
+    const customerKey = await stack.makeKey({ role: 'customer', name: 'console-customer', customer_id: 'cust-001' });
+    const c = await stack.newPage();
+    await signIn(c, customerKey, '/sites/texas-2');
+    await c.getByText('may not see this page').waitFor();
+    expect(await c.getByTestId('nav-fleet').count()).toBe(0);
+    await page.context().close();
+    await c.context().close();
+  }, 60_000);
+});

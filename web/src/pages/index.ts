@@ -1,0 +1,25 @@
+// Every page of the console: its path, its title in the nav (none: not in the nav), and the
+// permission a key needs to see it (control-plane/auth/roles.ts). Add a page here (web/README.md).
+import type { FunctionComponent } from 'preact';
+import type { Me } from '../api.js';
+import { DevicePage } from './Device.js';
+import { FleetPage } from './Fleet.js';
+import { SitePage } from './Site.js';
+
+export interface PageProps {
+  me: Me;
+  params: Record<string, string>;
+}
+
+export interface PageSpec {
+  path: string;
+  nav?: string;
+  perm: string;
+  component: FunctionComponent<PageProps>;
+}
+
+export const PAGES: PageSpec[] = [
+  { path: '/', nav: 'Fleet', perm: 'fleet.read', component: FleetPage },
+  { path: '/sites/:id', perm: 'fleet.read', component: SitePage },
+  { path: '/devices/:id', perm: 'fleet.read', component: DevicePage },
+];
