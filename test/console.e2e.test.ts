@@ -8,7 +8,8 @@ import { screenshot, signIn, startConsoleStack, type ConsoleStack } from './harn
 describe('web console', () => {
   let stack: ConsoleStack;
   beforeAll(async () => {
-    stack = await startConsoleStack();
+    // heartbeats every second: a frozen control plane's stream is found silent in 2.5 s
+    stack = await startConsoleStack({ HCP_EVENTS_HEARTBEAT_MS: '1000' });
   }, 180_000);
   afterAll(async () => {
     await stack?.stop();
@@ -76,6 +77,26 @@ describe('web console', () => {
     await screenshot(page, 'device');
     await page.context().close();
   }, 120_000);
+
+  it('a lost live stream reconnects on its own, saying "reconnecting" meanwhile', async () => {
+    const page = await stack.newPage();
+    await signIn(page, stack.adminKey);
+    const status = page.getByTestId('live-status');
+    await page.waitForFunction(() => document.querySelector('[data-testid="live-status"]')?.textContent === 'live', null, { timeout: 15_000 });
+    // the control plane frozen: its stream goes silent (no heartbeat), the page gives it up and
+    // retries; thawed, it answers the retry
+    const cp = stack.controlPlanePid();
+    process.kill(cp, 'SIGSTOP');
+    try {
+      await page.waitForFunction(() => document.querySelector('[data-testid="live-status"]')?.textContent === 'reconnecting…', null, { timeout: 15_000 });
+      await screenshot(page, 'fleet-reconnecting');
+    } finally {
+      process.kill(cp, 'SIGCONT');
+    }
+    await page.waitForFunction(() => document.querySelector('[data-testid="live-status"]')?.textContent === 'live', null, { timeout: 20_000 });
+    expect(await status.textContent()).toBe('live');
+    await page.context().close();
+  }, 60_000);
 
   it('a viewer sees a site without its controls, and a customer is told it may not see the fleet', async () => {
     const viewerKey = await stack.makeKey({ role: 'viewer', name: 'console-viewer' });

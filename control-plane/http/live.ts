@@ -192,7 +192,7 @@ export function createLiveStreams(d: LiveDeps): LiveStreams {
       d.metrics.consoleStreams.set(conns.size);
       o.signal?.addEventListener('abort', () => c.end(null), { once: true });
       // first: who the stream is for, and a summary right away (the page need not wait a second)
-      push(c, `retry: 2000\n${frame('hello', { role: p.role, customer_id: p.customerId, key: p.name, site: o.site })}`);
+      push(c, `retry: 2000\n${frame('hello', { role: p.role, customer_id: p.customerId, key: p.name, site: o.site, heartbeat_ms: d.limits.heartbeatMs })}`);
       if (can(p, 'fleet.read')) {
         push(c, frame('fleet', summary()));
         if (o.site) push(c, frame('devices', { site: o.site, devices: d.registry.devices({ site: o.site }).map(deviceView) }));

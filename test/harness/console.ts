@@ -30,6 +30,8 @@ export interface ConsoleStack {
   browser: Browser;
   /** a fresh browser context and page (its own sessionStorage), 1280×900 */
   newPage(): Promise<Page>;
+  /** the pid of npm start's control plane (a child of npm start), e.g. to freeze it (SIGSTOP) */
+  controlPlanePid(): number;
   /** makes a key through the API with the admin key */
   makeKey(k: { role: 'admin' | 'operator' | 'customer' | 'viewer'; name: string; customer_id?: string }): Promise<string>;
   stop(): Promise<void>;
@@ -64,6 +66,13 @@ export async function startConsoleStack(env: Record<string, string> = {}): Promi
       const page = await ctx.newPage();
       page.on('pageerror', (err) => console.error(`[browser] ${err.message}`));
       return page;
+    },
+    controlPlanePid() {
+      const pid = proc.child.pid!;
+      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      const cp = children.find((c) => readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('control-plane/main.ts'));
+      if (!cp) throw new Error(`npm start (pid ${pid}) has no control plane child`);
+      return cp;
     },
     async makeKey(k) {
       const r = await fetch(`${base}/api/v1/keys`, { method: 'POST', headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify(k) });

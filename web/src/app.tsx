@@ -79,20 +79,10 @@ export function App() {
   if (!me) return <SignIn message={signinMessage} onSignedIn={(m) => { setSigninMessage(null); setMe(m); }} />;
 
   const allowed = PAGES.filter((p) => can(me, p.perm));
-  let page: { C: (typeof PAGES)[number]['component']; params: Record<string, string> } | null = null;
-  for (const p of PAGES) {
-    const params = match(p.path, path);
-    if (params) {
-      page = can(me, p.perm) ? { C: p.component, params } : null;
-      if (!page) break;
-      break;
-    }
-  }
-  const known = PAGES.some((p) => match(p.path, path));
-  // a key that may not see the first page goes to the first one it may see
-  if (!page && path === '/' && allowed[0] && allowed[0].path !== '/') {
-    navigate(allowed[0].path);
-  }
+  const hit = PAGES.map((p) => ({ spec: p, params: match(p.path, path) })).find((x) => x.params !== null);
+  const page = hit && can(me, hit.spec.perm) ? { C: hit.spec.component, params: hit.params! } : null;
+  // a key that may not see the fleet (a customer) goes to the first page it may see
+  if (!page && path === '/' && allowed[0] && allowed[0].path !== '/') queueMicrotask(() => navigate(allowed[0]!.path));
   return (
     <div class="shell">
       <header>
@@ -107,7 +97,7 @@ export function App() {
         <button class="link" data-testid="signout" onClick={() => signOut(null)}>Sign out</button>
       </header>
       <main>
-        {page ? <page.C me={me} params={page.params} /> : known ? <p class="error" role="alert">Your role ({me.role}) may not see this page.</p> : <p class="error">No page at {path}.</p>}
+        {page ? <page.C me={me} params={page.params} /> : hit ? <p class="error" role="alert">Your role ({me.role}) may not see this page.</p> : <p class="error">No page at {path}.</p>}
       </main>
     </div>
   );

@@ -40,44 +40,65 @@ function dispatch(name: string, data: string) {
   }
 }
 
+/** one stream until it ends: resolves when the server ends it, throws when it fails */
+async function readStream(signal: AbortSignal): Promise<void> {
+  const key = storedKey();
+  if (!key) throw new Error('no key');
+  const res = await fetch(`/api/v1/events${site ? `?site=${encodeURIComponent(site)}` : ''}`, {
+    headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' },
+    signal,
+  });
+  if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+  setStatus('live');
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    heard = Date.now();
+    buf += value;
+    let i: number;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      let name = 'message';
+      const data: string[] = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':')) continue;
+        const c = line.indexOf(':');
+        const field = c < 0 ? line : line.slice(0, c);
+        const val = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
+        if (field === 'event') name = val;
+        else if (field === 'data') data.push(val);
+      }
+      if (data.length) dispatch(name, data.join('\n'));
+    }
+  }
+}
+
+/** a stream silent for 2.5 heartbeats (a frozen server, a dropped network) is given up */
+let heard = 0;
+let silentAfterMs = 40_000;
+handlers.set('hello', new Set([(h: { heartbeat_ms?: number }) => void (silentAfterMs = Math.max(2000, 2.5 * (h.heartbeat_ms ?? 16_000)))]));
+
 async function run(gen: number, signal: AbortSignal) {
   let backoff = 1000;
   while (gen === generation && !signal.aborted) {
+    const attempt = new AbortController();
+    const stop = () => attempt.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    heard = Date.now();
+    const watchdog = setInterval(() => {
+      if (Date.now() - heard > silentAfterMs) attempt.abort();
+    }, 500);
     try {
-      const key = storedKey();
-      if (!key) throw new Error('no key');
-      const res = await fetch(`/api/v1/events${site ? `?site=${encodeURIComponent(site)}` : ''}`, {
-        headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' },
-        signal,
-      });
-      if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
-      setStatus('live');
+      await readStream(attempt.signal);
       backoff = 1000;
-      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buf = '';
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += value;
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          let name = 'message';
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) continue;
-            const c = line.indexOf(':');
-            const field = c < 0 ? line : line.slice(0, c);
-            const val = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
-            if (field === 'event') name = val;
-            else if (field === 'data') data.push(val);
-          }
-          if (data.length) dispatch(name, data.join('\n'));
-        }
-      }
     } catch {
       /* lost: try again below */
+    } finally {
+      clearInterval(watchdog);
+      signal.removeEventListener('abort', stop);
     }
     if (gen !== generation || signal.aborted) return;
     setStatus('reconnecting');
