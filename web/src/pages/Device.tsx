@@ -4,7 +4,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, messageOf } from '../api.js';
 import { Chart } from '../components/Chart.js';
 import { ago, num, secs } from '../format.js';
-import { useLive } from '../live.js';
+import { liveSite, useLive } from '../live.js';
 import { Link } from '../router.js';
 import type { PageProps } from './index.js';
 
@@ -28,6 +28,23 @@ export function DevicePage({ params }: PageProps) {
     const from = new Date(Date.now() - RANGES[range]! * 1000).toISOString();
     api(`/api/v1/telemetry?device=${encodeURIComponent(id)}&from=${from}`).then((t) => setPoints(t.points), (e) => setError(messageOf(e)));
   }, [id, range]);
+  // live: its site's devices once a second (the stream's `devices`), its reading and a point each
+  useEffect(() => {
+    if (!device?.site) return;
+    liveSite(device.site);
+    return () => liveSite(null);
+  }, [device?.site]);
+  useLive<{ site: string; devices: any[] }>('devices', (e) => {
+    const d = e.devices.find((x) => x.id === id);
+    if (!d) return;
+    setDevice(d);
+    const l = d.latest;
+    if (!l) return;
+    const point = d.kind === 'asic'
+      ? { ts: l.ts, power_w: l.power_w, hashrate_ths: l.hashrate_ths, max_chip_temperature_c: l.chip_temperatures_c?.length ? Math.max(...l.chip_temperatures_c) : null }
+      : { ts: l.ts, power_w: l.power_w, utilization_pct: l.utilization_pct, max_temperature_c: l.temperature_c };
+    setPoints((ps) => (ps.length && ps[ps.length - 1].ts >= l.ts ? ps : [...ps, point]));
+  });
   useLive<any>('command', (c) => {
     if (!device || c.site !== device.site) return;
     setCommands((list) => [c, ...list.filter((x) => x.id !== c.id)].slice(0, 200));

@@ -64,7 +64,25 @@ export function SitePage({ me, params }: PageProps) {
   }, [id, range]);
 
   useLive<{ site: string; devices: Device[] }>('devices', (e) => {
-    if (e.site === id) setDevices(e.devices);
+    if (e.site !== id) return;
+    setDevices(e.devices);
+    // the charts go on live: a point of the site's totals per update (the series' own fields)
+    const on = e.devices.filter((d) => d.online && d.latest);
+    const sum = (ds: Device[], f: (d: Device) => number) => ds.reduce((n, d) => n + f(d), 0);
+    const g = on.filter((d) => d.kind === 'gpu');
+    const a = on.filter((d) => d.kind === 'asic');
+    const temps = (ds: Device[]) => ds.map(tempOf).filter((x): x is number => x !== null);
+    const point = {
+      ts: new Date().toISOString(),
+      power_w: sum(on, (d) => d.latest!.power_w),
+      gpu_power_w: sum(g, (d) => d.latest!.power_w),
+      asic_power_w: sum(a, (d) => d.latest!.power_w),
+      hashrate_ths: sum(a, (d) => d.latest!.hashrate_ths ?? 0),
+      gpu_utilization_pct: g.length ? sum(g, (d) => d.latest!.utilization_pct ?? 0) / g.length : null,
+      gpu_max_temperature_c: temps(g).length ? Math.max(...temps(g)) : null,
+      asic_max_chip_temperature_c: temps(a).length ? Math.max(...temps(a)) : null,
+    };
+    setSeries((ps) => (ps ? [...ps.filter((p) => Date.parse(p.ts) >= Date.now() - RANGES[range]! * 1000), point] : ps));
   });
   // the desired state moves with claims and with the commands that carry them out
   useLive<{ claim: { site: string } }>('claim', (e) => {
@@ -101,7 +119,8 @@ export function SitePage({ me, params }: PageProps) {
   const asics = devices.filter((d) => d.kind === 'asic');
   const gpus = devices.filter((d) => d.kind === 'gpu');
   const asleep = asics.filter((d) => d.online && d.latest?.mining_state === 'sleeping').length;
-  const hashing = asics.filter((d) => d.online && (d.latest?.hashrate_ths ?? 0) > 0).length;
+  // by the state the miner reports (a sleeping miner's 5 s hashrate can lag behind it)
+  const hashing = asics.filter((d) => d.online && (d.latest?.mining_state === 'mining' || d.latest?.mining_state === 'ramping')).length;
   const divergent = new Map<string, string>((desired?.divergent ?? []).map((x: any) => [x.device_id, x.reason]));
   const t = (series ?? []).map((p) => secs(p.ts));
   const col = (k: string, scale = 1) => (series ?? []).map((p) => (p[k] === null || p[k] === undefined ? null : p[k] / scale));
@@ -113,7 +132,7 @@ export function SitePage({ me, params }: PageProps) {
       {error && <p class="error" role="alert" data-testid="error">{error}</p>}
       {notice && <p class="notice" data-testid="notice">{notice}</p>}
       <div class="totals">
-        <div><span>ASICs hashing</span><b data-testid="asics-hashing">{hashing} / {asics.length}</b></div>
+        <div><span>ASICs mining</span><b data-testid="asics-hashing">{hashing} / {asics.length}</b></div>
         <div><span>ASICs asleep</span><b data-testid="asics-asleep">{asleep} / {asics.length}</b></div>
         <div><span>GPUs busy</span><b>{gpus.filter((g) => g.latest?.workload_id).length} / {gpus.length}</b></div>
         <div><span>Power now</span><b>{kw(devices.reduce((n, d) => n + (d.online ? d.latest?.power_w ?? 0 : 0), 0))}</b></div>
