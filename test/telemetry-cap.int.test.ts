@@ -72,7 +72,8 @@ describePg('telemetry scan cap', (pg) => {
     const r = await get(`site=texas-1&from=${at(0)}&to=${at(120)}&bucket=1m`);
     expect(r.status).toBe(200);
     expect(r.body.points).toEqual([0, 60].map((s) => ({
-      ts: at(s), power_w: 2 * 700 + 3 * 3000, hashrate_ths: 3 * 270, gpu_utilization_pct: 50, gpus_reporting: 2, asics_reporting: 3,
+      ts: at(s), power_w: 2 * 700 + 3 * 3000, gpu_power_w: 2 * 700, asic_power_w: 3 * 3000, hashrate_ths: 3 * 270, gpu_utilization_pct: 50,
+      gpu_max_temperature_c: 60, asic_max_chip_temperature_c: 70, gpus_reporting: 2, asics_reporting: 3,
     })));
     const d = await get(`device=gpu-texas-1-0001&from=${at(0)}&to=${at(1000)}&bucket=5m`); // 1 × 1000 s: at the cap
     expect(d.status).toBe(200);

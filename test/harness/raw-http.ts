@@ -56,6 +56,15 @@ export function rawRequest(base: string, r: RawRequest): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const req = request({ host: u.hostname, port: u.port, method: r.method, path: requestTarget(r.path), headers, agent }, (res) => {
       const chunks: Buffer[] = [];
+      // a live stream (GET /api/v1/events) never ends: its first frames are the answer
+      if (String(res.headers['content-type'] ?? '').startsWith('text/event-stream') && r.method.toUpperCase() !== 'HEAD') {
+        res.once('data', (c: Buffer) => {
+          req.destroy();
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: c });
+        });
+        res.on('error', () => {});
+        return;
+      }
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
       res.on('error', reject);
