@@ -19,17 +19,18 @@ const NOT_CONSOLE = /^\/(api|metrics|health|ready|openapi\.json)(\/|$)/;
 export function consoleHandler(dir: string): ((c: Context) => Promise<Response | null>) | null {
   const indexFile = join(dir, 'index.html');
   if (!existsSync(indexFile)) return null;
-  const files = serveStatic({
-    root: dir,
-    onFound: (path, c) => c.header('cache-control', path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache'),
-  });
+  const files = serveStatic({ root: dir });
   return async (c) => {
     if ((c.req.method !== 'GET' && c.req.method !== 'HEAD') || NOT_CONSOLE.test(c.req.path)) return null;
     let found = true;
     const res = await files(c, async () => {
       found = false;
     });
-    if (found && res) return res;
+    if (found && res) {
+      // hashed names under /assets never change; anything else (index.html) is asked for again
+      res.headers.set('cache-control', c.req.path.startsWith('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache');
+      return res;
+    }
     // not a file: the app's own route (a path with a file extension is a missing file: 404)
     if (/\.[a-z0-9]{1,8}$/i.test(c.req.path)) return null;
     c.header('cache-control', 'no-cache');

@@ -3,6 +3,7 @@
  * provide/inject. Test files get their own database from it (see pg.ts).
  */
 import type { TestProject } from 'vitest/node';
+import { ensureWebBuilt } from '../../scripts/build-web.js';
 import { ensureAgentBinary } from './agent-binary.js';
 import { ensurePostgres, PostgresUnavailableError } from './postgres.js';
 
@@ -16,6 +17,9 @@ declare module 'vitest' {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // The end-to-end tests run the agent as it ships: dist/hcp-agent.
   ensureAgentBinary();
+  // The console's tests run npm start, which builds web/dist when stale: built once here, so test
+  // files starting npm start side by side never build it over each other.
+  await ensureWebBuilt();
   try {
     const server = await ensurePostgres();
     project.provide('pgAdminUrl', server.adminUrl);
