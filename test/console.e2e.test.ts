@@ -46,6 +46,11 @@ describe('web console', () => {
     }
     expect(await page.getByTestId('live-status').textContent()).toBe('live');
     await page.getByTestId('grid-table').getByText('ercot').waitFor();
+    // each site's decision and why (the engine decides every 10 s under npm start), and its break-even
+    for (const site of ['texas-1', 'texas-2', 'canada-1']) {
+      await page.waitForFunction((s) => !/no decision yet/.test(document.querySelector(`[data-testid="decision-${s}"]`)?.textContent ?? 'no decision yet'), site, { timeout: 30_000 });
+      await page.waitForFunction((s) => /break-even .*\$/.test(document.querySelector(`[data-testid="site-card-${s}"]`)?.textContent ?? ''), site, { timeout: 30_000 });
+    }
     await screenshot(page, 'fleet');
     await page.context().close();
   }, 90_000);
