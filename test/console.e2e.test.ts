@@ -79,6 +79,8 @@ describe('web console', () => {
     await page.getByTestId('device-asic-texas-1-00001').click();
     await page.getByTestId('device-page').waitFor();
     await page.waitForFunction(() => Number(document.querySelector('[data-testid="chart-device-power"]')?.getAttribute('data-points') ?? 0) >= 2, null, { timeout: 15_000 });
+    // the command that put it to sleep, with why
+    await page.getByTestId('device-commands').getByText('mining off by key:bootstrap-admin').first().waitFor({ timeout: 10_000 });
     await screenshot(page, 'device');
     await page.context().close();
   }, 120_000);
