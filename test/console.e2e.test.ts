@@ -121,4 +121,51 @@ describe('web console', () => {
     await page.context().close();
     await c.context().close();
   }, 60_000);
+  it('a customer key sees only its own workloads, submits one from the page and sees it move live', async () => {
+    const admin = { authorization: `Bearer ${stack.adminKey}`, 'content-type': 'application/json' };
+    const submitFor = async (customer: string) => {
+      const res = await fetch(`${stack.base}/api/v1/workloads`, {
+        method: 'POST', headers: admin,
+        body: JSON.stringify({ customer_id: customer, workload_type: 'ai_inference_batch', priority: 3, requirements: { gpu_type: 'h100', gpu_count: 1 } }),
+      });
+      expect(res.status).toBe(201);
+      return ((await res.json()) as { id: string }).id;
+    };
+    const theirs = await submitFor('cust-002');
+    const ours = await submitFor('cust-001');
+    const key = await stack.makeKey({ role: 'customer', name: 'console-workloads-customer', customer_id: 'cust-001' });
+    const page = await stack.newPage();
+    // signed in at /, a customer is taken to the first page it may see
+    await signIn(page, key, '/');
+    await page.getByTestId('workloads-page').waitFor();
+    await page.locator(`[data-workload="${ours}"]`).waitFor();
+    const customers = await page.getByTestId('workload-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-customer')));
+    expect(customers.length).toBeGreaterThan(0);
+    expect(new Set(customers)).toEqual(new Set(['cust-001']));
+    expect(await page.locator(`[data-workload="${theirs}"]`).count()).toBe(0);
+    expect(await page.getByTestId('submit-customer').count()).toBe(0);
+
+    // a submit from the page: it shows in the list, then placed on a site without a reload
+    const before = await page.getByTestId('workload-row').count();
+    await page.getByTestId('workload-submit').getByRole('button', { name: 'Submit' }).click();
+    await page.waitForFunction((n) => document.querySelectorAll('[data-testid="workload-row"]').length > n, before);
+    await page.getByTestId('workload-detail').waitFor();
+    const id = await page.getByTestId('workload-detail').locator('h3').textContent();
+    const row = page.locator(`[data-workload="${id}"]`);
+    await page.waitForFunction((wid) => {
+      const cells = document.querySelector(`[data-workload="${wid}"]`)?.querySelectorAll('td');
+      return !!cells && ['running', 'scheduled'].includes(cells[6]!.textContent ?? '') && (cells[7]!.textContent ?? '–') !== '–';
+    }, id, { timeout: 20_000 });
+    expect(await row.getAttribute('data-customer')).toBe('cust-001');
+    await page.getByTestId('workload-detail').getByText('Placement: gpu-').waitFor();
+    await screenshot(page, 'workloads');
+
+    // the operator's view has both customers
+    const op = await stack.newPage();
+    await signIn(op, stack.adminKey, '/workloads');
+    await op.locator(`[data-workload="${theirs}"]`).waitFor();
+    await op.locator(`[data-workload="${ours}"]`).waitFor();
+    await page.context().close();
+    await op.context().close();
+  }, 90_000);
 });

@@ -5,6 +5,7 @@ import type { Me } from '../api.js';
 import { DevicePage } from './Device.js';
 import { FleetPage } from './Fleet.js';
 import { SitePage } from './Site.js';
+import { WorkloadsPage } from './Workloads.js';
 
 export interface PageProps {
   me: Me;
@@ -22,4 +23,5 @@ export const PAGES: PageSpec[] = [
   { path: '/', nav: 'Fleet', perm: 'fleet.read', component: FleetPage },
   { path: '/sites/:id', perm: 'fleet.read', component: SitePage },
   { path: '/devices/:id', perm: 'fleet.read', component: DevicePage },
+  { path: '/workloads', nav: 'Workloads', perm: 'workloads.read', component: WorkloadsPage },
 ];
