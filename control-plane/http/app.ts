@@ -26,6 +26,7 @@ import { registerEconomicsRoutes } from './routes/economics.js';
 import { registerTelemetryRoutes } from './routes/telemetry.js';
 import { registerWorkloadRoutes } from './routes/workloads.js';
 import { registerEventRoutes } from './routes/events.js';
+import { registerAuditRoutes } from './routes/audit.js';
 import { consoleHandler } from './static.js';
 
 export function createHttpApp(deps: HttpDeps): Api {
@@ -76,6 +77,7 @@ export function createHttpApp(deps: HttpDeps): Api {
   registerMarketRoutes(app, deps);
   registerEconomicsRoutes(app, deps);
   registerEventRoutes(app, deps);
+  registerAuditRoutes(app, deps);
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer', description: 'an HCP API key (hcp_…)' });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',

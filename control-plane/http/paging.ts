@@ -7,7 +7,7 @@ import { z } from '@hono/zod-openapi';
 export const DEFAULT_PAGE = 1000;
 export const MAX_PAGE = 10_000;
 
-const encodeCursor = (id: string) => Buffer.from(id, 'utf8').toString('base64url');
+export const encodeCursor = (id: string) => Buffer.from(id, 'utf8').toString('base64url');
 
 /** the id a cursor names, or null when it is not one this API gave out */
 export function decodeCursor(cursor: string): string | null {

@@ -25,6 +25,7 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /api/v1/economics': 'fleet.read',
   'GET /api/v1/sites/:id/desired': 'fleet.read',
   'GET /api/v1/claims': 'fleet.read',
+  'GET /api/v1/audit': 'fleet.read',
 
   'POST /api/v1/sites/:id/mining': 'fleet.control',
   'POST /api/v1/curtail': 'fleet.control',

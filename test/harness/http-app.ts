@@ -30,21 +30,21 @@ const adminOnly: KeyRing = {
 };
 
 /** the REST app; send bearer() (harness/auth.ts) with each request */
-export function testHttpApp(o: { registry: Registry; db: Db; limits?: Partial<HttpDeps['limits']> }): Api {
+export function testHttpApp(o: { registry: Registry; db: Db; limits?: Partial<HttpDeps['limits']>; audit?: HttpDeps['audit']; ring?: KeyRing }): Api {
   return createHttpApp({
     registry: o.registry,
     db: o.db,
     readDb: o.db,
     metrics: createMetrics(),
     log: pino({ level: process.env.TEST_LOG ?? 'silent' }),
-    audit: unwired('audit'),
+    audit: o.audit ?? unwired('audit'),
     bus: unwired('bus'),
     ops: unwired('ops'),
     workloads: unwired('workloads'),
     limits: { telemetryMaxScanRows: 2_000_000, bodyLimitBytes: 1024 * 1024, ...o.limits },
     waiters: createWaitGate(10),
     claims: unwired('claims'),
-    security: { ring: adminOnly, limiter: createRateLimiter({ perSecond: 1e6, burst: 1e6 }), corsOrigins: [], keys: unwired('keys') },
+    security: { ring: o.ring ?? adminOnly, limiter: createRateLimiter({ perSecond: 1e6, burst: 1e6 }), corsOrigins: [], keys: unwired('keys') },
     readiness: async () => ({ database: await o.db.ping() }),
   });
 }
