@@ -19,6 +19,7 @@ import { loadTrip, saveTrip } from './grid/trip-store.js';
 import { openResultJournal, type ResultJournal } from './commands/result-journal.js';
 import { createGatewayClient } from './grpc/gateway-client.js';
 import { startAgentHttp } from './http/server.js';
+import { createDeviceMetrics } from './device-metrics.js';
 import { createAgentMetrics } from './metrics.js';
 import { createPublisher } from './mqtt/publisher.js';
 import { createForwarder } from './spool/forwarder.js';
@@ -77,6 +78,8 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
   const built = await buildDrivers(c, log, deps.drivers);
   const drivers = built.drivers;
   const inventory = drivers.flatMap((d) => d.inventory());
+  // the devices' readings on /metrics (DCGM and cgminer-exporter names), rendered on a scrape
+  const deviceMetrics = createDeviceMetrics({ inventory, hostname: hostname() });
   let reporting = { gpu: 0, asic: 0 };
   const gpuWorkload = new Map<string, string>();
 
@@ -235,6 +238,7 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
     host: c.httpHost,
     port: c.httpPort,
     metrics,
+    deviceMetrics,
     health: () => ({
       ok: true,
       site: c.site,
@@ -273,6 +277,7 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
         if (r.errors.length) log.debug({ driver: drivers[i]!.name, errors: r.errors.slice(0, 5), count: r.errors.length }, 'device reads failed');
       }
       reporting = { gpu: gpus.length, asic: asics.length };
+      deviceMetrics.update(gpus, asics);
       for (const g of gpus) gpuWorkload.set(g.deviceId, g.workloadId);
       metrics.devicesReporting.set({ kind: 'gpu' }, gpus.length);
       metrics.devicesReporting.set({ kind: 'asic' }, asics.length);

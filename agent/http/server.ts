@@ -1,5 +1,6 @@
 // The agent's local /health and /metrics, on node:http to keep the single binary small.
 import { createServer, type Server } from 'node:http';
+import type { DeviceMetrics } from '../device-metrics.js';
 import type { AgentMetrics } from '../metrics.js';
 
 export interface AgentHttp {
@@ -7,7 +8,7 @@ export interface AgentHttp {
   close(): Promise<void>;
 }
 
-export async function startAgentHttp(o: { host: string; port: number; metrics: AgentMetrics; health: () => Record<string, unknown> & { ok: boolean } }): Promise<AgentHttp> {
+export async function startAgentHttp(o: { host: string; port: number; metrics: AgentMetrics; deviceMetrics?: DeviceMetrics; health: () => Record<string, unknown> & { ok: boolean } }): Promise<AgentHttp> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/health') {
@@ -15,7 +16,8 @@ export async function startAgentHttp(o: { host: string; port: number; metrics: A
       res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(h));
     } else if (req.method === 'GET' && path === '/metrics') {
       o.metrics.registry.metrics().then(
-        (body) => res.writeHead(200, { 'content-type': o.metrics.registry.contentType }).end(body),
+        // the agent's own metrics, then the devices' readings (agent/device-metrics.ts)
+        (body) => res.writeHead(200, { 'content-type': o.metrics.registry.contentType }).end(o.deviceMetrics ? body + o.deviceMetrics.render() : body),
         () => res.writeHead(500).end(),
       );
     } else {
