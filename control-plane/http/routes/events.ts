@@ -26,9 +26,9 @@ export function registerEventRoutes(app: Api, deps: HttpDeps): void {
     (c) => {
       const { site } = c.req.valid('query');
       if (site && !deps.registry.site(site)) throw notFound('site', site);
+      if (!deps.live) return c.json(errorBody('unavailable', 'no_live_stream', 'this control plane has no live stream'), 503) as never;
       // HEAD: what a GET would answer, without opening a stream that would never end
       if (c.req.method === 'HEAD') return c.body(null, 200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' }) as never;
-      if (!deps.live) return c.json(errorBody('unavailable', 'no_live_stream', 'this control plane has no live stream'), 503) as never;
       const res = deps.live.open(principalOf(c), { site: site ?? null, signal: c.req.raw.signal });
       if (!res) {
         c.header('Retry-After', '5');
