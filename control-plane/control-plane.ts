@@ -319,7 +319,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     cleanup.push(() => grid.close());
     const unhear = [
       events.on('grid.frequency', (e) => grid.onFrequency(e.region, e.hz)),
-      events.on('agent.grid_trip', (e) => grid.onAgentTrip(e.siteId, e.fired.region, e.fired.hz)),
+      events.on('agent.grid_trip', (e) => grid.onAgentTrip(e.siteId, e.fired)),
     ];
     cleanup.push(async () => unhear.forEach((off) => off()));
     let economics: { dispatch: EconomicDispatch; controls: Awaited<ReturnType<typeof createSiteControls>> } | undefined;

@@ -2,6 +2,7 @@
 // the fleet page with its three sites and charts, and a control carried out live on the site page.
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { screenshot, signIn, startConsoleStack, type ConsoleStack } from './harness/console.js';
 
@@ -167,5 +168,40 @@ describe('web console', () => {
     await op.locator(`[data-workload="${ours}"]`).waitFor();
     await page.context().close();
     await op.context().close();
+  }, 90_000);
+
+  // last: the trip holds every Texas ASIC off until the frequency has held and the stages ran
+  it('59.6 Hz published on ercot appears on the grid-events page with each Texas agent\'s trip in ms', async () => {
+    const page = await stack.newPage();
+    await signIn(page, stack.adminKey, '/grid');
+    await page.getByTestId('grid-page').waitFor();
+    expect(await page.getByTestId('phase-ercot').textContent()).toBe('normal');
+    // the feeds' login, as mosquitto_pub would publish it
+    const feed = await mqtt.connectAsync(stack.mqttUrl, { username: 'feeds', password: stack.feedsKey, reconnectPeriod: 0 });
+    try {
+      await feed.publishAsync('hcp/v1/grid/ercot/frequency', JSON.stringify({ ts: new Date().toISOString(), hz: 59.6 }), { qos: 1 });
+    } finally {
+      await feed.endAsync();
+    }
+    // the newest event is ercot's, from this reading, with both Texas agents' own trips
+    const event = page.getByTestId('grid-event-0');
+    await event.waitFor({ timeout: 15_000 });
+    expect(await event.getAttribute('data-region')).toBe('ercot');
+    for (const site of ['texas-1', 'texas-2']) {
+      const row = event.getByTestId(`trip-${site}`);
+      await row.waitFor({ timeout: 15_000 });
+      expect(await row.locator('td').nth(1).textContent()).toBe('59.600 Hz');
+      expect(await event.getByTestId(`trip-ms-${site}`).textContent()).toMatch(/^\d+ ms$/);
+      // 50 ASICs per site, each drawing kilowatts before the trip
+      expect(await row.locator('td').nth(3).textContent()).toBe('50');
+      expect(Number.parseFloat((await row.locator('td').nth(4).textContent())!)).toBeGreaterThan(0);
+    }
+    expect(await event.getByTestId('trip-canada-1').count()).toBe(0);
+    // the control plane's own curtail of the region, on the event's timeline, and the phase live
+    await event.getByText('every ASIC of texas-1, texas-2 off').waitFor({ timeout: 15_000 });
+    await page.waitForFunction(() => document.querySelector('[data-testid="phase-ercot"]')?.textContent !== 'normal');
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="chart-frequency-ercot"]')?.getAttribute('data-points')) > 1);
+    await screenshot(page, 'grid-events');
+    await page.context().close();
   }, 90_000);
 });

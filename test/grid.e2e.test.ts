@@ -12,7 +12,7 @@ import { waitFor } from './harness/wait-for.js';
 import { bearer, makeKey } from './harness/auth.js';
 
 interface DeviceView { id: string; site: string; latest: { mining_state: string; hashrate_ths: number } | null }
-interface GridView { regions: Array<{ region: string; phase: string; last_hz: number | null; sites: string[] }>; events: Array<{ region: string; action: string }> }
+interface GridView { regions: Array<{ region: string; phase: string; last_hz: number | null; sites: string[] }>; events: Array<{ region: string; action: string }>; readings?: Record<string, Array<{ at: string; hz: number }>> }
 
 describePg('grid under-frequency response: control plane and hcp-agent binaries', (pg) => {
   let cp: Proc;
@@ -70,6 +70,13 @@ describePg('grid under-frequency response: control plane and hcp-agent binaries'
       return v.events.some((e) => e.action === 'curtail') && v.events.some((e) => e.action === 'agent_trip') ? v : null;
     }, { message: 'curtail and agent trip recorded' });
     expect(g.regions.find((r) => r.region === 'ercot')).toMatchObject({ phase: 'tripped', last_hz: 59.6, sites: expect.arrayContaining(['texas-1']) });
+    // the agent's trip as the grid-events page shows it: its own time from reading to sleep, the ASICs, the power they drew
+    const trip = g.events.find((e) => e.action === 'agent_trip') as unknown as { sites: string[]; hz: number; trip_ms: number; devices: number; shed_w: number };
+    expect(trip).toMatchObject({ sites: ['texas-1'], hz: 59.6, devices: 4 });
+    expect(trip.trip_ms).toBeGreaterThanOrEqual(0);
+    expect(trip.trip_ms).toBeLessThan(1_000);
+    expect(trip.shed_w).toBeGreaterThan(0);
+    expect(g.readings?.ercot?.at(-1)).toMatchObject({ hz: 59.6 });
     expect(await states('canada-1')).toEqual(['mining', 'mining', 'mining', 'mining']);
     // the control plane's side is a grid claim on every Texas ASIC, outranking the rest; the
     // agent's trip got there first, so the reconciler has nothing left to send

@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ArmGridTrip } from '../../proto/gen/hcp/v1/commands.js';
+import type { GridTripFired } from '../../proto/gen/hcp/v1/gateway.js';
 import type { Claim } from '../claims/model.js';
 import type { ClaimsService } from '../claims/service.js';
 import type { CommandBus } from '../commands/bus.js';
@@ -51,7 +52,16 @@ interface GridEvent {
   sites?: string[];
   commands?: number;
   detail?: string;
+  /** an agent's trip: from the reading's own time to the ASICs told to sleep, on the agent's clock */
+  trip_ms?: number;
+  /** an agent's trip: how many ASICs it put to sleep */
+  devices?: number;
+  /** an agent's trip: what those ASICs drew in their last samples before it, the power shed */
+  shed_w?: number;
 }
+
+/** readings kept per region for the grid-events timeline: at the feeds' 1/s, the last 10 minutes */
+const READINGS_KEPT = 600;
 
 export function createGridResponse(d: GridResponseDeps) {
   const now = d.now ?? Date.now;
@@ -63,6 +73,7 @@ export function createGridResponse(d: GridResponseDeps) {
     d.metrics.gridActions.inc({ action: e.action });
     d.audit.write({ actor: GRID_ACTOR, action: `grid.${e.action}`, subject: e.region, details: { ...e }, timeMs: e.at_ms });
   };
+  const readings = new Map<string, { at_ms: number; hz: number }[]>();
   const sitesIn = (region: string) => d.registry.sites().filter((s) => s.region === region).map((s) => s.id).sort();
   const gridClaims = (region: string): Claim[] => d.claims.list().filter((c) => c.source === 'grid' && d.registry.site(c.siteId)?.region === region);
   // per region, per site: the ASICs the trip took, in the order the stages hand them back
@@ -133,7 +144,12 @@ export function createGridResponse(d: GridResponseDeps) {
   return {
     /** a reading from the feed; the guard runs on the control plane's clock */
     onFrequency(region: string, hz: number): void {
-      run(guard.reading(region, hz, now()));
+      const at = now();
+      let kept = readings.get(region);
+      if (!kept) readings.set(region, (kept = []));
+      kept.push({ at_ms: at, hz });
+      if (kept.length > READINGS_KEPT) kept.splice(0, kept.length - READINGS_KEPT);
+      run(guard.reading(region, hz, at));
     },
     tripFor,
     /**
@@ -156,8 +172,22 @@ export function createGridResponse(d: GridResponseDeps) {
       }]);
       return rec!;
     },
-    onAgentTrip(siteId: string, region: string, hz: number): void {
-      record({ region, action: 'agent_trip', at_ms: now(), hz, sites: [siteId] });
+    /**
+     * An agent says its local trip fired. Its trip time is the agent's own (reading to sleep, one
+     * clock); the power shed is what the tripped ASICs drew in their last samples, which the
+     * registry still holds because their sleeping samples are not in yet.
+     */
+    onAgentTrip(siteId: string, fired: GridTripFired): void {
+      let shed = 0;
+      for (const id of fired.deviceIds) shed += d.registry.device(id)?.asic?.powerW ?? 0;
+      const signal = Number(fired.signalTsMs);
+      const applied = Number(fired.appliedAtMs);
+      record({
+        region: fired.region, action: 'agent_trip', at_ms: now(), hz: fired.hz, sites: [siteId],
+        trip_ms: signal > 0 && applied >= signal ? applied - signal : undefined,
+        devices: fired.deviceIds.length,
+        shed_w: Math.round(shed),
+      });
     },
     /** true while the region is under the grid response (its claims outrank every other) */
     holding: (region: string) => guard.holding(region),
@@ -186,6 +216,8 @@ export function createGridResponse(d: GridResponseDeps) {
           };
         }),
         events: [...events].reverse().slice(0, 50).map((e) => ({ ...e, at: new Date(e.at_ms).toISOString() })),
+        /** each region's recent readings, oldest first (the grid-events page's timeline) */
+        readings: Object.fromEntries([...readings].map(([r, xs]) => [r, xs.map((x) => ({ at: new Date(x.at_ms).toISOString(), hz: x.hz }))])),
       };
     },
     close(): Promise<void> {

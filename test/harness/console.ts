@@ -26,6 +26,10 @@ export interface ConsoleStack {
   /** the admin key npm start made (data/admin.key) */
   adminKey: string;
   dataDir: string;
+  /** mqtt://127.0.0.1:<port>, the embedded broker (log in as 'feeds' with feedsKey to publish readings) */
+  mqttUrl: string;
+  /** the feed key npm start made (data/feeds.token) */
+  feedsKey: string;
   proc: Proc;
   browser: Browser;
   /** a fresh browser context and page (its own sessionStorage), 1280×900 */
@@ -61,6 +65,8 @@ export async function startConsoleStack(env: Record<string, string> = {}): Promi
   const b = browser;
   return {
     base, adminKey, dataDir, proc, browser: b,
+    mqttUrl: `mqtt://127.0.0.1:${mqtt}`,
+    feedsKey: readFileSync(join(dataDir, 'feeds.token'), 'utf8').trim(),
     async newPage() {
       const ctx = await b.newContext({ viewport: { width: 1280, height: 900 }, baseURL: base });
       const page = await ctx.newPage();

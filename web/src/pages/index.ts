@@ -4,6 +4,7 @@ import type { FunctionComponent } from 'preact';
 import type { Me } from '../api.js';
 import { DevicePage } from './Device.js';
 import { FleetPage } from './Fleet.js';
+import { GridEventsPage } from './GridEvents.js';
 import { SitePage } from './Site.js';
 import { WorkloadsPage } from './Workloads.js';
 
@@ -24,4 +25,5 @@ export const PAGES: PageSpec[] = [
   { path: '/sites/:id', perm: 'fleet.read', component: SitePage },
   { path: '/devices/:id', perm: 'fleet.read', component: DevicePage },
   { path: '/workloads', nav: 'Workloads', perm: 'workloads.read', component: WorkloadsPage },
+  { path: '/grid', nav: 'Grid events', perm: 'fleet.read', component: GridEventsPage },
 ];
