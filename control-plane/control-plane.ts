@@ -247,7 +247,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     });
     cleanup.push(() => subscriber.close());
 
-    const audit = auditWithRequestIds(createAuditWriter({ db, metrics, log: log.child({ component: 'audit' }) }));
+    const audit = auditWithRequestIds(createAuditWriter({ db, metrics, log: log.child({ component: 'audit' }), onWritten: (entries) => events.emit('audit.written', { entries }) }));
     cleanup.push(() => audit.close());
     const keys = createKeyAdmin({ db, ring, registry, audit, log: log.child({ component: 'keys' }), maxSites: config.HCP_MAX_SITES });
     if (config.HCP_ADMIN_KEY) await keys.ensureAdmin(config.HCP_ADMIN_KEY);

@@ -10,6 +10,7 @@ import type { CommandResult } from '../proto/gen/hcp/v1/commands.js';
 import type { GridTripFired } from '../proto/gen/hcp/v1/gateway.js';
 import type { Claim } from './claims/model.js';
 import type { CommandRecord } from './commands/model.js';
+import type { WrittenAudit } from './db/audit-writer.js';
 import type { WorkloadRow } from './db/workload-store.js';
 import type { WorkloadState } from './scheduler/workload-state.js';
 
@@ -36,6 +37,8 @@ export interface ControlPlaneEvents {
   'command.changed': { record: CommandRecord };
   /** a claim was stated, released or expired */
   'claim.changed': { claim: Claim; change: 'set' | 'released' | 'expired'; /** learnt from the table: another replica made it (claims service reload) */ remote?: boolean };
+  /** audit entries are in the audit_log table (one write of the audit writer: db/audit-writer.ts) */
+  'audit.written': { entries: WrittenAudit[] };
   /** a site's telemetry batch was ingested (the registry holds the new readings) */
   'telemetry.ingested': { siteId: string };
   /**

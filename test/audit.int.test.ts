@@ -111,4 +111,26 @@ describePg('the audit log, read', (pg) => {
     expect(r.status).toBe(403);
     expect((await app.request('/api/v1/audit')).status).toBe(401);
   });
+
+  it("tells its listener of each write once the entries are in the table (the console's live audit event)", async () => {
+    const told: Array<{ action: string; site: string | null; found: boolean }> = [];
+    let wrote!: () => void;
+    const written = new Promise<void>((r) => (wrote = r));
+    const w = createAuditWriter({
+      db, log: pino({ level: 'silent' }),
+      onWritten: (entries) => void (async () => {
+        // read at once, as the console's re-read does: the entry must already be there
+        const rows = (await get('/api/v1/audit?actor=key:carol')).body.entries as Json[];
+        for (const e of entries) told.push({ action: e.action, site: e.site, found: rows.some((r) => r.subject === e.subject) });
+        wrote();
+      })(),
+    });
+    try {
+      w.write({ actor: 'key:carol', action: 'claim.set', subject: 'clm_carol', details: { site: 'texas-2', reason: 'ERCOT EEA' } });
+      await written;
+      expect(told).toEqual([{ action: 'claim.set', site: 'texas-2', found: true }]);
+    } finally {
+      await w.close();
+    }
+  });
 });

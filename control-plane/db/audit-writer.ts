@@ -21,7 +21,8 @@ export interface AuditWriter {
   close(): Promise<void>;
 }
 
-type Stamped = Omit<AuditEntry, 'details'> & { timeMs: number; details: string };
+/** site: details.site, kept apart for the listeners of onWritten (details is JSON text by then) */
+type Stamped = Omit<AuditEntry, 'details'> & { timeMs: number; details: string; site: string | null };
 
 // Serialized when written, not at flush: details that cannot become JSON (a cycle, a BigInt)
 // would otherwise throw inside the statement's parameters, where no SQLSTATE says it is the entry.
@@ -49,7 +50,15 @@ export interface AuditWriterOptions {
    */
   maxBuffered?: number;
   metrics?: AuditWriterMetrics;
+  /**
+   * called with the entries of each write once they are in the table, so a reader told of them
+   * finds them (the console's live `audit` event: http/live.ts)
+   */
+  onWritten?(entries: WrittenAudit[]): void;
 }
+
+/** an entry as written, its details not parsed back */
+export type WrittenAudit = Omit<AuditEntry, 'details' | 'timeMs'> & { timeMs: number; site: string | null };
 
 export function createAuditWriter(o: AuditWriterOptions): AuditWriter {
   // The rows as one JSON text, each entry's details spliced in as the JSON they already are: one
@@ -69,6 +78,7 @@ export function createAuditWriter(o: AuditWriterOptions): AuditWriter {
     identify: (e) => ({ actor: e.actor, action: e.action, subject: e.subject }),
     flushIntervalMs: o.flushMs ?? 50,
     maxBuffered: o.maxBuffered ?? 50_000,
+    onWritten: o.onWritten && ((rows) => o.onWritten!(rows.map(({ details: _, ...e }) => e))),
     metrics: {
       rejected: (n) => o.metrics?.dbRejectedRows.inc({ writer: 'audit_log' }, n),
       dropped: (n, why) => o.metrics?.dbDroppedRows?.inc({ writer: 'audit_log', why }, n),
@@ -77,7 +87,7 @@ export function createAuditWriter(o: AuditWriterOptions): AuditWriter {
   let closed = false;
   return {
     write(e) {
-      if (!closed) w.add({ ...e, timeMs: e.timeMs ?? Date.now(), details: json(e.details) });
+      if (!closed) w.add({ ...e, timeMs: e.timeMs ?? Date.now(), details: json(e.details), site: typeof e.details.site === 'string' ? e.details.site : null });
     },
     flush: () => w.flush(),
     async close() {

@@ -188,11 +188,12 @@ export async function getCommand<R extends StoredCommand = StoredCommand>(db: Pi
 
 export async function listCommands<R extends StoredCommand = StoredCommand>(
   db: Pick<Db, 'orm'>,
-  f: { site?: string; state?: string; workloadId?: string; limit: number },
+  f: { site?: string; state?: string; type?: string; workloadId?: string; limit: number },
 ): Promise<R[]> {
   const where: SQL[] = [];
   if (f.site !== undefined) where.push(eq(commands.siteId, f.site));
   if (f.state !== undefined) where.push(eq(commands.state, f.state));
+  if (f.type !== undefined) where.push(eq(commands.type, f.type));
   if (f.workloadId !== undefined) where.push(eq(commands.workloadId, f.workloadId));
   const rows = await db.orm
     .select()

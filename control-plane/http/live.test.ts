@@ -40,3 +40,40 @@ it('drops a stream whose client does not read, once its queue is full, and count
     live.close();
   }
 });
+
+it('says an audit write once, to the keys that may read the audit log, and not to a customer', async () => {
+  const events = new EventStream();
+  const live = createLiveStreams({ events, registry: new Registry({ staleAfterMs: 10_000 }), metrics: createMetrics(), log: pino({ level: 'silent' }), limits: { maxStreams: 10, queue: 20, heartbeatMs: 60_000 } });
+  const viewer = { ...admin, keyId: 'key_2', name: 'v', role: 'viewer' as const };
+  const customer = { ...admin, keyId: 'key_3', name: 'c', role: 'customer' as const, customerId: 'cust-001' };
+  const readers = [admin, viewer, customer].map((p) => live.open(p, { site: null })!.body!.getReader());
+  const heard = readers.map(() => '');
+  const reads = readers.map(async (r, i) => {
+    const dec = new TextDecoder();
+    for (;;) {
+      const { value, done } = await r.read();
+      if (done) return;
+      heard[i] += dec.decode(value);
+    }
+  });
+  try {
+    const at = Date.parse('2026-12-03T08:00:00Z');
+    events.emit('audit.written', { entries: [] });
+    events.emit('audit.written', {
+      entries: [
+        { actor: 'key:ops', action: 'claim.set', subject: 'clm-1', site: 'texas-2', timeMs: at - 5 },
+        { actor: 'system:reconciler', action: 'command.submitted', subject: 'cmd-1', site: 'texas-2', timeMs: at },
+        { actor: 'key:ops', action: 'key.created', subject: 'key_9', site: null, timeMs: at - 9 },
+      ],
+    });
+    await new Promise((r) => setImmediate(r));
+    const said = (s: string) => s.split('\n\n').filter((f) => f.includes('event: audit\n')).map((f) => JSON.parse(f.slice(f.indexOf('data: ') + 6)));
+    for (const s of [heard[0]!, heard[1]!]) {
+      expect(said(s)).toEqual([{ count: 3, actions: ['claim.set', 'command.submitted', 'key.created'], sites: ['texas-2'], at: new Date(at).toISOString() }]);
+    }
+    expect(said(heard[2]!)).toEqual([]);
+  } finally {
+    live.close();
+    await Promise.all(reads);
+  }
+});

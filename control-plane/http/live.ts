@@ -3,7 +3,7 @@
 // second, so a page stays live without polling every endpoint (docs/console.md).
 //
 // Who hears what is decided per event from the caller's role (auth/roles.ts): fleet events
-// (sites, commands, claims, grid, the summary) need fleet.read; workload events need
+// (sites, commands, claims, audit writes, grid, the summary) need fleet.read; workload events need
 // workloads.read, and a customer hears only its own customer's workloads. Every stream has a
 // bounded queue: a client that reads slower than events arrive (its queue is full) is dropped and
 // counted (hcp_console_stream_dropped_total{reason="slow_client"}), never buffered without end.
@@ -120,6 +120,17 @@ export function createLiveStreams(d: LiveDeps): LiveStreams {
     d.events.on('site.disconnected', (e) => say('site', fleet, () => ({ site: e.siteId, connected: false }))),
     d.events.on('command.changed', (e) => say('command', fleet, () => commandView(e.record))),
     d.events.on('claim.changed', (e) => say('claim', fleet, () => ({ change: e.change, claim: claimView(e.claim) }))),
+    // once per write of the audit writer (a batch each 50 ms), not per entry: a fleet-wide
+    // curtail writes two entries a site. The console reads the entries from GET /api/v1/audit.
+    d.events.on('audit.written', ({ entries }) => {
+      if (!entries.length) return;
+      say('audit', fleet, () => ({
+        count: entries.length,
+        actions: [...new Set(entries.map((x) => x.action))].slice(0, 50),
+        sites: [...new Set(entries.flatMap((x) => (x.site ? [x.site] : [])))].slice(0, 50),
+        at: new Date(entries.reduce((m, x) => Math.max(m, x.timeMs), 0)).toISOString(),
+      }));
+    }),
     d.events.on('grid.frequency', (e) => say('grid.frequency', fleet, () => ({ region: e.region, hz: e.hz, at: new Date().toISOString() }))),
     d.events.on('agent.grid_trip', (e) => say('grid.trip', fleet, () => ({ site: e.siteId, ...e.fired }))),
     d.events.on('workload.changed', (e) => {

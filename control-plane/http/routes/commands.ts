@@ -7,7 +7,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { notFound } from '../../errors.js';
 import { getCommand, listCommands } from '../../db/command-store.js';
-import { COMMAND_STATES, isFinal, type CommandRecord } from '../../commands/model.js';
+import { COMMAND_STATES, COMMAND_TYPES, isFinal, type CommandRecord } from '../../commands/model.js';
 import { commandView } from '../../commands/views.js';
 import { actorOf, type Api, type HttpDeps } from '../deps.js';
 import { claimView } from '../../claims/views.js';
@@ -130,6 +130,7 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
         query: z.object({
           site: z.string().min(1).max(63).optional(),
           state: z.enum(COMMAND_STATES).optional(),
+          type: z.enum(COMMAND_TYPES).optional(),
           workload_id: z.string().min(1).max(100).optional(),
           limit: z.coerce.number().int().min(1).max(1000).default(100),
         }),
@@ -140,7 +141,7 @@ export function registerCommandRoutes(app: Api, deps: HttpDeps): void {
       const q = c.req.valid('query');
       if (q.site && !deps.registry.site(q.site)) throw notFound('site', q.site);
       await deps.bus.flush();
-      const rows = await listCommands<CommandRecord>(deps.readDb, { site: q.site, state: q.state, workloadId: q.workload_id, limit: q.limit });
+      const rows = await listCommands<CommandRecord>(deps.readDb, { site: q.site, state: q.state, type: q.type, workloadId: q.workload_id, limit: q.limit });
       return c.json({ commands: rows.map((r) => commandView(deps.bus.get(r.id) ?? r)) }, 200);
     },
   );
