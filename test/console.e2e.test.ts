@@ -170,6 +170,62 @@ describe('web console', () => {
     await op.context().close();
   }, 90_000);
 
+  it("the Commands page shows texas-2's mining off live with its reason and its audit entry, and a site filter hides them", async () => {
+    const admin = { authorization: `Bearer ${stack.adminKey}`, 'content-type': 'application/json' };
+    const page = await stack.newPage();
+    await signIn(page, stack.adminKey, '/commands');
+    await page.getByTestId('commands-page').waitFor();
+    await page.getByTestId('commands-table').waitFor();
+    await page.getByTestId('audit-table').waitFor();
+    await page.waitForFunction(() => document.querySelector('[data-testid="live-status"]')?.textContent === 'live', null, { timeout: 15_000 });
+    // a mark on the window: a reload would lose it
+    await page.evaluate(() => ((window as unknown as { __noReload: boolean }).__noReload = true));
+
+    // from the API: texas-2's ASICs the other way from where they are (the engine may have put
+    // them to sleep), so the reconciler sends commands for the operator's claim
+    const reason = `commands page test ${Date.now()}`;
+    type Answer = { claim: { id: string }; commands: Array<{ id: string; site: string; details: { reason: string } }> };
+    const mining = async (enabled: boolean) => {
+      const res = await fetch(`${stack.base}/api/v1/sites/texas-2/mining`, { method: 'POST', headers: admin, body: JSON.stringify({ enabled, reason }) });
+      expect([200, 202]).toContain(res.status);
+      return (await res.json()) as Answer;
+    };
+    let answer = await mining(false);
+    if (answer.commands.length === 0) answer = await mining(true);
+    expect(answer.commands.length).toBeGreaterThan(0);
+    const cmd = answer.commands[0]!;
+    expect(cmd.details.reason).toBe(reason);
+
+    // the command shows with its reason, and moves to its outcome, with no reload
+    const row = page.locator(`[data-testid="command-row"][data-command="${cmd.id}"]`);
+    await row.waitFor({ timeout: 10_000 });
+    expect(await row.textContent()).toContain(reason);
+    expect(await row.getAttribute('data-site')).toBe('texas-2');
+    await page.waitForFunction((id) => document.querySelector(`[data-command="${id}"]`)?.getAttribute('data-state') === 'succeeded', cmd.id, { timeout: 20_000 });
+    // the audit log: the claim as the key that set it, with the reason, and the command submitted
+    const claimEntry = page.locator(`[data-testid="audit-row"][data-action="claim.set"][data-subject="${answer.claim.id}"]`);
+    await claimEntry.waitFor({ timeout: 10_000 });
+    expect(await claimEntry.textContent()).toContain('key:bootstrap-admin');
+    expect(await claimEntry.textContent()).toContain(reason);
+    await page.locator(`[data-testid="audit-row"][data-action="command.submitted"][data-subject="${cmd.id}"]`).waitFor({ timeout: 10_000 });
+    expect(await page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(true);
+    await screenshot(page, 'commands');
+
+    // filtered to canada-1: neither shows, every command row is canada-1's, and the address says so
+    await page.getByTestId('filter-site').selectOption('canada-1');
+    await page.waitForFunction(([id, claim]) => !document.querySelector(`[data-command="${id}"]`) && !document.querySelector(`[data-testid="audit-row"][data-subject="${claim}"]`), [cmd.id, answer.claim.id], { timeout: 10_000 });
+    const sites = await page.getByTestId('command-row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-site')));
+    expect(sites.filter((s) => s !== 'canada-1')).toEqual([]);
+    expect(new URL(page.url()).searchParams.get('site')).toBe('canada-1');
+    expect(await page.getByTestId('filter-site').inputValue()).toBe('canada-1');
+
+    // the kind filter is the API's: texas-2's set_mining commands hold it, its allocations do not
+    const list = async (q: string) => ((await (await fetch(`${stack.base}/api/v1/commands?${q}`, { headers: admin })).json()) as { commands: Array<{ id: string }> }).commands.map((c) => c.id);
+    expect(await list('site=texas-2&type=set_mining')).toContain(cmd.id);
+    expect(await list('site=texas-2&type=allocate')).not.toContain(cmd.id);
+    await page.context().close();
+  }, 90_000);
+
   // last: the trip holds every Texas ASIC off until the frequency has held and the stages ran
   it('59.6 Hz published on ercot appears on the grid-events page with each Texas agent\'s trip in ms', async () => {
     const page = await stack.newPage();

@@ -2,6 +2,7 @@
 // permission a key needs to see it (control-plane/auth/roles.ts). Add a page here (web/README.md).
 import type { FunctionComponent } from 'preact';
 import type { Me } from '../api.js';
+import { CommandsPage } from './Commands.js';
 import { DevicePage } from './Device.js';
 import { FleetPage } from './Fleet.js';
 import { GridEventsPage } from './GridEvents.js';
@@ -26,4 +27,5 @@ export const PAGES: PageSpec[] = [
   { path: '/devices/:id', perm: 'fleet.read', component: DevicePage },
   { path: '/workloads', nav: 'Workloads', perm: 'workloads.read', component: WorkloadsPage },
   { path: '/grid', nav: 'Grid events', perm: 'fleet.read', component: GridEventsPage },
+  { path: '/commands', nav: 'Commands', perm: 'fleet.read', component: CommandsPage },
 ];
