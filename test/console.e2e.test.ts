@@ -223,6 +223,19 @@ describe('web console', () => {
     const list = async (q: string) => ((await (await fetch(`${stack.base}/api/v1/commands?${q}`, { headers: admin })).json()) as { commands: Array<{ id: string }> }).commands.map((c) => c.id);
     expect(await list('site=texas-2&type=set_mining')).toContain(cmd.id);
     expect(await list('site=texas-2&type=allocate')).not.toContain(cmd.id);
+
+    // "Older" pages back with the cursor: texas-2 has more entries than a page of 3 (its agent's
+    // key, hello and online, then the claim and its commands)
+    const paged = await stack.newPage();
+    await signIn(paged, stack.adminKey, '/commands?site=texas-2&audit_limit=3');
+    await paged.getByTestId('audit-older').waitFor({ timeout: 10_000 });
+    expect(await paged.getByTestId('audit-row').count()).toBe(3);
+    await paged.getByTestId('audit-older').click();
+    await paged.waitForFunction(() => document.querySelectorAll('[data-testid="audit-row"]').length > 3, null, { timeout: 10_000 });
+    const ids = await paged.getByTestId('audit-row').evaluateAll((rows) => rows.map((r) => Number(r.getAttribute('data-audit'))));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids.length).toBeLessThanOrEqual(6);
+    await paged.context().close();
     await page.context().close();
   }, 90_000);
 

@@ -16,6 +16,8 @@ const KINDS = ['set_mining', 'curtail', 'allocate', 'release', 'arm_grid_trip'] 
 const FAMILIES = ['claim.', 'command.', 'economics.', 'grid.', 'key.', 'site.', 'workload.'];
 const COMMAND_LIMIT = 200;
 const AUDIT_PAGE = 100;
+/** the API's bounds (control-plane/http/routes/audit.ts) */
+const pageSize = (v: string) => (/^\d+$/.test(v) ? Math.min(1000, Math.max(1, Number(v))) : AUDIT_PAGE);
 
 interface Command {
   id: string; site: string; type: string; state: string; actor: string; workload_id: string | null;
@@ -25,8 +27,9 @@ interface Command {
 }
 interface AuditEntry { id: string; time: string; actor: string; action: string; subject: string | null; details: Record<string, unknown> }
 
-type Filters = { site: string; state: string; kind: string; actor: string; action: string; from: string; to: string };
-const KEYS: Array<keyof Filters> = ['site', 'state', 'kind', 'actor', 'action', 'from', 'to'];
+/** audit_limit: entries per audit page (no input; a link may set it) */
+type Filters = { site: string; state: string; kind: string; actor: string; action: string; from: string; to: string; audit_limit: string };
+const KEYS: Array<keyof Filters> = ['site', 'state', 'kind', 'actor', 'action', 'from', 'to', 'audit_limit'];
 
 const fromQuery = (): Filters => {
   const q = new URLSearchParams(location.search);
@@ -75,11 +78,12 @@ function targetOf(c: Command) {
   return <>{devices}{extra ? ` ${extra}` : ''}</>;
 }
 
-/** an entry's details in one line: its scalar fields, the rest as JSON (the full details on hover) */
+/** an entry's details in one line, the reason first: its fields, long lists counted (the full details on hover) */
 function summary(d: Record<string, unknown>): string {
   const s = Object.entries(d)
+    .sort(([a], [b]) => Number(b === 'reason') - Number(a === 'reason'))
     .filter(([k, v]) => k !== 'site' && k !== 'request_id' && v !== null && v !== '' && !(Array.isArray(v) && v.length === 0))
-    .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+    .map(([k, v]) => `${k}: ${Array.isArray(v) && v.length > 3 ? `${v.length} items` : typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
     .join(', ');
   return s.length > 200 ? `${s.slice(0, 199)}…` : s;
 }
@@ -102,7 +106,7 @@ export function CommandsPage(_: PageProps) {
         </select></label>
       </div>
       <CommandLog f={f} set={set} input={input} />
-      <AuditLog f={f} set={set} input={input} />
+      <AuditLog f={f} set={set} input={input} sites={sites} />
     </div>
   );
 }
@@ -183,12 +187,12 @@ function CommandLog({ f, set, input }: SectionProps) {
 
 const sortNewest = (l: Command[]) => l.sort((a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.created_at ? -1 : 0)).slice(0, COMMAND_LIMIT);
 
-function AuditLog({ f, set, input }: SectionProps) {
+function AuditLog({ f, set, input, sites }: SectionProps & { sites: string[] }) {
   /** the entries shown, newest first, and the cursor to the page after the last of them */
   const [log, setLog] = useState<{ entries: AuditEntry[]; cursor: string | null } | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-  const query = (c?: string) => `/api/v1/audit?${qs({ site: f.site, actor: f.actor, action: f.action, from: f.from, to: f.to, limit: AUDIT_PAGE, cursor: c })}`;
+  const query = (c?: string) => `/api/v1/audit?${qs({ site: f.site, actor: f.actor, action: f.action, from: f.from, to: f.to, limit: pageSize(f.audit_limit), cursor: c })}`;
   // gen moves when the filters do: an answer to older filters is dropped. top: only the newest
   // read of the first page counts.
   const gen = useRef(0);
@@ -212,7 +216,7 @@ function AuditLog({ f, set, input }: SectionProps) {
       });
     }, (e) => g === gen.current && setError(messageOf(e)));
   };
-  useEffect(() => read.current(true), [f.site, f.actor, f.action, f.from, f.to]);
+  useEffect(() => read.current(true), [f.site, f.actor, f.action, f.from, f.to, f.audit_limit]);
 
   // a burst of writes (a fleet-wide curtail) is one read
   const timer = useRef<number | null>(null);
@@ -269,7 +273,7 @@ function AuditLog({ f, set, input }: SectionProps) {
                 <td>{e.actor}</td>
                 <td>{e.action}</td>
                 <td><code>{e.subject ?? '–'}</code></td>
-                <td>{typeof e.details.site === 'string' ? e.details.site : ''}</td>
+                <td class="site">{typeof e.details.site === 'string' ? e.details.site : e.subject && sites.includes(e.subject) ? e.subject : ''}</td>
                 <td class="details" title={JSON.stringify(e.details, null, 1)}>{summary(e.details)}</td>
               </tr>
             ))}
