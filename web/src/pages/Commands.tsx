@@ -218,15 +218,19 @@ function AuditLog({ f, set, input, sites }: SectionProps & { sites: string[] }) 
   };
   useEffect(() => read.current(true), [f.site, f.actor, f.action, f.from, f.to, f.audit_limit]);
 
-  // a burst of writes (a fleet-wide curtail) is one read
+  // a burst of writes (a fleet-wide curtail) is one read. `audit` is said by the replica that
+  // wrote; a claim stated on another replica is heard here as `claim` (ha/replicas.ts), so an
+  // operator's action on any replica shows
   const timer = useRef<number | null>(null);
-  useLive('audit', () => {
+  const soon = () => {
     if (timer.current !== null) return;
     timer.current = window.setTimeout(() => {
       timer.current = null;
       read.current(false);
     }, 250);
-  });
+  };
+  useLive('audit', soon);
+  useLive('claim', soon);
   useEffect(() => () => void (timer.current !== null && clearTimeout(timer.current)), []);
 
   const older = async () => {
