@@ -211,6 +211,29 @@ describe('web console', () => {
     expect(await page.evaluate(() => (window as unknown as { __noReload?: boolean }).__noReload)).toBe(true);
     await screenshot(page, 'commands');
 
+    // kind and actor filters: allocations only hides the mining command; the admin's entries keep
+    // the claim and drop the reconciler's; cleared, both are back
+    await page.getByTestId('filter-kind').selectOption('allocate');
+    await row.waitFor({ state: 'detached', timeout: 10_000 });
+    await page.getByTestId('filter-kind').selectOption('');
+    await row.waitFor({ timeout: 10_000 });
+    const submitted = page.locator(`[data-testid="audit-row"][data-action="command.submitted"][data-subject="${cmd.id}"]`);
+    await page.getByTestId('filter-actor').fill('key:bootstrap-admin');
+    await page.getByTestId('filter-actor').press('Enter');
+    await submitted.waitFor({ state: 'detached', timeout: 10_000 });
+    await claimEntry.waitFor();
+    await page.getByTestId('filter-actor').fill('');
+    await page.getByTestId('filter-actor').press('Enter');
+    await submitted.waitFor({ timeout: 10_000 });
+    // the API's refusal is shown: from after to
+    await page.getByTestId('filter-from').fill('2030-01-02T00:00');
+    await page.getByTestId('filter-to').fill('2030-01-01T00:00');
+    expect(await page.getByTestId('audit-error').textContent({ timeout: 10_000 })).toMatch(/from: must not be after to/);
+    await page.getByTestId('filter-from').fill('');
+    await page.getByTestId('filter-to').fill('');
+    await claimEntry.waitFor({ timeout: 10_000 });
+    expect(await page.getByTestId('audit-error').count()).toBe(0);
+
     // filtered to canada-1: neither shows, every command row is canada-1's, and the address says so
     await page.getByTestId('filter-site').selectOption('canada-1');
     await page.waitForFunction(([id, claim]) => !document.querySelector(`[data-command="${id}"]`) && !document.querySelector(`[data-testid="audit-row"][data-subject="${claim}"]`), [cmd.id, answer.claim.id], { timeout: 10_000 });
