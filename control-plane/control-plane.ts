@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { listenHttp } from './http/listen.js';
 import { createFeedIngest } from './market/feed-ingest.js';
 import { PriceBook } from './market/price-book.js';
+import { createBacktestRunner } from './backtest/runner.js';
 import { createEconomicDispatch, type EconomicDispatch } from './dispatch/economic-dispatch.js';
 import { EventStream } from './events.js';
 import { createSiteControls } from './dispatch/site-controls.js';
@@ -364,8 +365,10 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       mode: (site) => operator.mode(site),
       limits: { maxStreams: config.HCP_EVENTS_MAX_STREAMS, queue: config.HCP_EVENTS_QUEUE, heartbeatMs: config.HCP_EVENTS_HEARTBEAT_MS },
     });
+    const backtests = createBacktestRunner();
+    cleanup.push(() => backtests.close());
     const app = createHttpApp({
-      live, webDir: config.HCP_WEB_DIR ?? join(import.meta.dirname, '..', 'web', 'dist'),
+      live, backtests, webDir: config.HCP_WEB_DIR ?? join(import.meta.dirname, '..', 'web', 'dist'),
       registry, db, readDb, metrics, log: log.child({ component: 'http' }), audit, bus, ops, workloads, market: { book }, grid, economics,
       limits: { telemetryMaxScanRows: config.HCP_TELEMETRY_MAX_SCAN_ROWS, bodyLimitBytes: config.HCP_HTTP_BODY_LIMIT_BYTES },
       waiters,

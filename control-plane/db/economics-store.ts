@@ -3,7 +3,7 @@
 // one per site (and device class): Drizzle's typed builder, no bulk path needed. The row types
 // are the stored shapes, defined here so db/ imports no domain module; the engine's types
 // (control-plane/economics/) have the same shape.
-import { and, count, desc, eq, gt, gte, isNull, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, gte, isNull, lt, sql, type SQL } from 'drizzle-orm';
 import type { Db } from './client.js';
 import { allocations, demandResponse, economicDecisions, profitabilityScores, siteControls } from './schema.js';
 
@@ -120,20 +120,67 @@ export async function insertDecisions(db: Db, rows: DecisionRow[]): Promise<void
   );
 }
 
-const since = (time: typeof economicDecisions.time | typeof profitabilityScores.time, site: SQL | undefined, fromMs: number) =>
-  and(gte(time, new Date(fromMs)), site);
+const since = (time: typeof economicDecisions.time | typeof profitabilityScores.time, site: SQL | undefined, fromMs: number, toMs?: number) =>
+  and(gte(time, new Date(fromMs)), toMs === undefined ? undefined : lt(time, new Date(toMs)), site);
 
-export async function recentDecisions(db: Db, q: { site?: string; fromMs: number; limit: number }): Promise<DecisionRow[]> {
+export async function recentDecisions(db: Db, q: { site?: string; fromMs: number; toMs?: number; limit: number }): Promise<DecisionRow[]> {
   const rows = await db.orm
     .select()
     .from(economicDecisions)
-    .where(since(economicDecisions.time, q.site === undefined ? undefined : eq(economicDecisions.siteId, q.site), q.fromMs))
+    .where(since(economicDecisions.time, q.site === undefined ? undefined : eq(economicDecisions.siteId, q.site), q.fromMs, q.toMs))
     .orderBy(desc(economicDecisions.time))
     .limit(q.limit);
   return rows.map((r) => ({
     timeMs: r.time.getTime(), siteId: r.siteId, rule: r.rule, summary: r.summary, expectedMarginUsdH: r.expectedMarginUsdH,
     explanation: parsed<unknown>(r.explanation), commands: r.commands ?? [],
   }));
+}
+
+/** what a decision's explanation holds for scoring it (economics/window-profit.ts DecisionSnapshot) */
+export interface DecisionScoreRow {
+  timeMs: number;
+  siteId: string;
+  btcUsd: number | null;
+  powerUsdKwh: number | null;
+  models: Array<{ model: string; count: number; mining: number }>;
+  expected: { asicRevenue: number; asicPowerCost: number } | null;
+}
+
+/**
+ * Decisions in [fromMs, toMs) oldest first, with only the parts of the explanation that score
+ * them: a week of one-minute decisions is ~10,000 rows a site, and the whole explanation would
+ * carry every rule count and model summary along.
+ */
+export async function decisionsToScore(db: Db, q: { site?: string; fromMs: number; toMs: number; limit: number }): Promise<DecisionScoreRow[]> {
+  const d = economicDecisions;
+  const rows = await db.orm
+    .select({
+      time: d.time,
+      siteId: d.siteId,
+      inputs: sql<unknown>`${d.explanation}->'inputs'`,
+      models: sql<unknown>`${d.explanation}->'models'`,
+      expected: sql<unknown>`${d.explanation}->'expectedUsdH'`,
+    })
+    .from(d)
+    .where(since(d.time, q.site === undefined ? undefined : eq(d.siteId, q.site), q.fromMs, q.toMs))
+    .orderBy(asc(d.time))
+    .limit(q.limit);
+  const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  return rows.map((r) => {
+    const inputs = (parsed<Record<string, unknown> | null>(r.inputs) ?? {}) as Record<string, unknown>;
+    const models = parsed<Array<Record<string, unknown>> | null>(r.models) ?? [];
+    const e = parsed<Record<string, unknown> | null>(r.expected);
+    const rev = num(e?.asicRevenue);
+    const cost = num(e?.asicPowerCost);
+    return {
+      timeMs: r.time.getTime(),
+      siteId: r.siteId,
+      btcUsd: num(inputs.btcUsd),
+      powerUsdKwh: num(inputs.powerUsdKwh),
+      models: models.map((m) => ({ model: String(m.model), count: num(m.count) ?? 0, mining: num(m.mining) ?? 0 })),
+      expected: rev === null || cost === null ? null : { asicRevenue: rev, asicPowerCost: cost },
+    };
+  });
 }
 
 /** one device class's economics at one site and instant (control-plane/economics/profitability.ts ProfitabilityRow) */
@@ -165,7 +212,7 @@ export async function insertProfitability(db: Db, rows: ProfitabilityScoreRow[])
   );
 }
 
-export async function profitabilityHistory(db: Db, q: { site?: string; fromMs: number; limit: number }): Promise<Record<string, unknown>[]> {
+export async function profitabilityHistory(db: Db, q: { site?: string; fromMs: number; toMs?: number; limit: number }): Promise<Record<string, unknown>[]> {
   const p = profitabilityScores;
   return db.orm
     .select({
@@ -173,7 +220,7 @@ export async function profitabilityHistory(db: Db, q: { site?: string; fromMs: n
       power_cost_usd_h: p.powerCostUsdH, margin_usd_h: p.marginUsdH, breakeven_usd_kwh: p.breakevenUsdKwh,
     })
     .from(p)
-    .where(since(p.time, q.site === undefined ? undefined : eq(p.siteId, q.site), q.fromMs))
+    .where(since(p.time, q.site === undefined ? undefined : eq(p.siteId, q.site), q.fromMs, q.toMs))
     .orderBy(desc(p.time))
     .limit(q.limit);
 }

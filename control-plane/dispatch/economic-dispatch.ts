@@ -257,6 +257,8 @@ export function createEconomicDispatch(d: EconomicDispatchDeps) {
       };
     },
     intervalMs: d.intervalMs,
+    /** the engine's configuration (a cgminer site narrows its power targets, nothing else) */
+    engine: base as Readonly<EngineConfig>,
     async close(): Promise<void> {
       clearInterval(timer);
       await running;

@@ -23,6 +23,7 @@ import { registerHealthRoutes } from './routes/health.js';
 import { registerKeyRoutes } from './routes/keys.js';
 import { registerMarketRoutes } from './routes/market.js';
 import { registerEconomicsRoutes } from './routes/economics.js';
+import { registerBacktestRoutes } from './routes/backtest.js';
 import { registerTelemetryRoutes } from './routes/telemetry.js';
 import { registerWorkloadRoutes } from './routes/workloads.js';
 import { registerEventRoutes } from './routes/events.js';
@@ -76,6 +77,7 @@ export function createHttpApp(deps: HttpDeps): Api {
   registerWorkloadRoutes(app, deps);
   registerMarketRoutes(app, deps);
   registerEconomicsRoutes(app, deps);
+  registerBacktestRoutes(app, deps);
   registerEventRoutes(app, deps);
   registerAuditRoutes(app, deps);
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer', description: 'an HCP API key (hcp_…)' });

@@ -26,6 +26,7 @@ import type { OperatorControls } from '../claims/operator.js';
 import type { Programs } from '../claims/programs.js';
 import type { Reconciler } from '../claims/reconciler.js';
 import type { LiveStreams } from './live.js';
+import type { BacktestRunner } from '../backtest/runner.js';
 
 export { principalOf };
 
@@ -65,6 +66,8 @@ export interface HttpDeps {
     reconciler: Pick<Reconciler, 'reconcileNow' | 'poke' | 'view'>;
     ramp: { of(siteId: string): number; set(siteId: string, kwPerMin: number | null, actor: string): Promise<void> };
   };
+  /** runs POST /api/v1/economics/backtest off the event loop; absent: 503 */
+  backtests?: BacktestRunner;
   /** the console's live stream (GET /api/v1/events); absent: 503 */
   live?: LiveStreams;
   /** the built web console served at / (web/dist); absent or not built: not served */

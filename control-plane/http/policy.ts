@@ -23,9 +23,13 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /api/v1/prices': 'fleet.read',
   'GET /api/v1/grid': 'fleet.read',
   'GET /api/v1/economics': 'fleet.read',
+  'GET /api/v1/economics/profit': 'fleet.read',
   'GET /api/v1/sites/:id/desired': 'fleet.read',
   'GET /api/v1/claims': 'fleet.read',
   'GET /api/v1/audit': 'fleet.read',
+
+  /** a computation on the caller's or seeded prices: it reads or changes nothing of the fleet */
+  'POST /api/v1/economics/backtest': 'fleet.read',
 
   'POST /api/v1/sites/:id/mining': 'fleet.control',
   'POST /api/v1/curtail': 'fleet.control',

@@ -30,7 +30,7 @@ const adminOnly: KeyRing = {
 };
 
 /** the REST app; send bearer() (harness/auth.ts) with each request */
-export function testHttpApp(o: { registry: Registry; db: Db; limits?: Partial<HttpDeps['limits']>; audit?: HttpDeps['audit']; ring?: KeyRing }): Api {
+export function testHttpApp(o: { registry: Registry; db: Db; limits?: Partial<HttpDeps['limits']>; audit?: HttpDeps['audit']; ring?: KeyRing; economics?: HttpDeps['economics']; backtests?: HttpDeps['backtests'] }): Api {
   return createHttpApp({
     registry: o.registry,
     db: o.db,
@@ -45,6 +45,8 @@ export function testHttpApp(o: { registry: Registry; db: Db; limits?: Partial<Ht
     waiters: createWaitGate(10),
     claims: unwired('claims'),
     security: { ring: o.ring ?? adminOnly, limiter: createRateLimiter({ perSecond: 1e6, burst: 1e6 }), corsOrigins: [], keys: unwired('keys') },
+    economics: o.economics,
+    backtests: o.backtests,
     readiness: async () => ({ database: await o.db.ping() }),
   });
 }

@@ -1,6 +1,9 @@
 // The economic engine's API and the site programs that outrank it:
 //   GET  /api/v1/economics                 current prices, per-site profitability, mode, schedule,
 //                                          demand response, the last decision explained, and history
+//                                          (decisions and profitability from `from` to `to`)
+//   GET  /api/v1/economics/profit          ASIC profit as decided over from/to, against always-on and
+//                                          the strike rule at the same prices (economics/window-profit.ts)
 //   PUT  /api/v1/sites/:id/mode            { mode: auto|manual, reason?, duration_s?, expires_at? }
 //                                          manual pins every ASIC by operator claims; auto releases them
 //   PUT  /api/v1/sites/:id/schedule        { windows: [{ from_hour, to_hour, mining: off|auto }] }
@@ -8,7 +11,8 @@
 //   POST /api/v1/sites/:id/demand-response { mw, from, to, program? }: a site cap claim while in force
 import { createRoute, z } from '@hono/zod-openapi';
 import { HcpError, notFound } from '../../errors.js';
-import { profitabilityHistory, recentDecisions } from '../../db/economics-store.js';
+import { decisionsToScore, profitabilityHistory, recentDecisions } from '../../db/economics-store.js';
+import { windowProfit, WINDOW_STRATEGIES, type WindowStrategy } from '../../economics/window-profit.js';
 import type { Api, HttpDeps } from '../deps.js';
 import { isoTime } from '../time.js';
 import { actorOf } from '../deps.js';
@@ -18,6 +22,18 @@ const Json = z.record(z.string(), z.unknown());
 const time = isoTime;
 const ok = (description: string) => ({ 200: { description, content: { 'application/json': { schema: Json } } } });
 const body = <T extends z.ZodTypeAny>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
+/** a week of one-minute decisions at three sites is ~30,000 rows; past this the window is refused */
+const MAX_SCORED_DECISIONS = 50_000;
+const MAX_PROFIT_SPAN_MS = 31 * 86_400_000;
+const round = (x: number) => Math.round(x * 1e4) / 1e4;
+
+/** from/to with their defaults (to: now, from: `defaultSpanMs` before to), refused when from is not before to */
+function windowOf(q: { from?: string; to?: string }, defaultSpanMs: number): { fromMs: number; toMs: number } {
+  const toMs = q.to ? Date.parse(q.to) : Date.now();
+  const fromMs = q.from ? Date.parse(q.from) : toMs - defaultSpanMs;
+  if (fromMs >= toMs) throw new HcpError('invalid_argument', 'from must be before to', 'validation_failed', { fields: [{ field: 'from', message: 'must be before to' }] });
+  return { fromMs, toMs };
+}
 
 export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
   const { readDb: db, registry } = deps;
@@ -50,17 +66,19 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
       method: 'get',
       path: '/api/v1/economics',
       summary: 'Prices, profitability per device class and site, and each decision explained',
-      request: { query: z.object({ site: z.string().min(1).max(63).optional(), from: time.optional(), limit: z.coerce.number().int().min(1).max(5000).optional() }) },
+      request: { query: z.object({ site: z.string().min(1).max(63).optional(), from: time.optional(), to: time.optional(), limit: z.coerce.number().int().min(1).max(5000).optional() }) },
       responses: ok('economics'),
     }),
     async (c) => {
       const q = c.req.valid('query');
       if (q.site) site(q.site);
       const e = econ();
-      const fromMs = q.from ? Date.parse(q.from) : Date.now() - 3600_000;
+      const { fromMs, toMs } = windowOf(q, 3600_000);
+      // without `to` the window is open: a decision written while this one is answered counts
+      const upTo = q.to ? toMs : undefined;
       const limit = q.limit ?? 100;
       const sites = registry.sites().filter((s) => !q.site || s.id === q.site).map((s) => s.id).sort();
-      const [decisions, profit] = await Promise.all([recentDecisions(db, { site: q.site, fromMs, limit }), profitabilityHistory(db, { site: q.site, fromMs, limit: limit * 4 })]);
+      const [decisions, profit] = await Promise.all([recentDecisions(db, { site: q.site, fromMs, toMs: upTo, limit }), profitabilityHistory(db, { site: q.site, fromMs, toMs: upTo, limit: limit * 4 })]);
       const latestProfit = new Map<string, Record<string, unknown>[]>();
       for (const r of profit) {
         const key = r.site_id as string;
@@ -86,6 +104,58 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
           time: r.time, site: r.site_id, device_class: r.device_class, revenue_usd_h: Number(r.revenue_usd_h), power_cost_usd_h: Number(r.power_cost_usd_h),
           margin_usd_h: Number(r.margin_usd_h), breakeven_usd_kwh: r.breakeven_usd_kwh === null ? null : Number(r.breakeven_usd_kwh),
         })),
+      }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/api/v1/economics/profit',
+      summary: 'ASIC profit as the engine decided over a window, against always-on and the strike rule at the same prices',
+      request: { query: z.object({ site: z.string().min(1).max(63).optional(), from: time.optional(), to: time.optional() }) },
+      responses: ok('cumulative profit per site'),
+    }),
+    async (c) => {
+      const q = c.req.valid('query');
+      if (q.site) site(q.site);
+      const e = econ();
+      const { fromMs, toMs } = windowOf(q, 86_400_000);
+      if (toMs - fromMs > MAX_PROFIT_SPAN_MS) {
+        throw new HcpError('invalid_argument', `from/to span more than ${MAX_PROFIT_SPAN_MS / 86_400_000} days`, 'validation_failed', { fields: [{ field: 'from', message: 'at most 31 days before to' }] });
+      }
+      const rows = await decisionsToScore(db, { site: q.site, fromMs, toMs, limit: MAX_SCORED_DECISIONS + 1 });
+      if (rows.length > MAX_SCORED_DECISIONS) {
+        throw new HcpError('invalid_argument', `the window holds more than ${MAX_SCORED_DECISIONS} decisions; narrow from/to${q.site ? '' : ' or name a site'}`, 'too_many_rows', {
+          fields: [{ field: 'from', message: 'narrow the window' }, { field: 'to', message: 'narrow the window' }],
+        });
+      }
+      const bySite = new Map<string, typeof rows>();
+      for (const r of rows) bySite.set(r.siteId, [...(bySite.get(r.siteId) ?? []), r]);
+      const ids = q.site ? [q.site] : [...new Set([...registry.sites().map((s) => s.id), ...bySite.keys()])].sort();
+      const total: Record<WindowStrategy, number> = { hcp: 0, always_on: 0, strike: 0 };
+      const opts = { toMs: Math.min(toMs, Date.now()), maxGapMs: 2 * e.dispatch.intervalMs, minOnS: e.dispatch.engine.minOnS, minOffS: e.dispatch.engine.minOffS, network: e.dispatch.engine.network };
+      const sites = ids.map((id) => {
+        const w = windowProfit(bySite.get(id) ?? [], opts);
+        for (const k of WINDOW_STRATEGIES) total[k] += w.totalUsd[k];
+        return {
+          id,
+          decisions: w.scored + w.unscored,
+          unscored_decisions: w.unscored,
+          total_usd: Object.fromEntries(WINDOW_STRATEGIES.map((k) => [k, round(w.totalUsd[k])])),
+          series: {
+            ts: w.tsMs.map((t) => new Date(t).toISOString()),
+            ...Object.fromEntries(WINDOW_STRATEGIES.map((k) => [`${k}_usd`, w.cumulativeUsd[k].map(round)])),
+          },
+        };
+      });
+      return c.json({
+        from: new Date(fromMs).toISOString(),
+        to: new Date(toMs).toISOString(),
+        interval_s: e.dispatch.intervalMs / 1000,
+        basis: 'ASIC revenue minus ASIC power, steady state (no start-up ramp); HCP as decided by the engine (a higher claim may have overridden it)',
+        total_usd: Object.fromEntries(WINDOW_STRATEGIES.map((k) => [k, round(total[k])])),
+        sites,
       }, 200);
     },
   );
