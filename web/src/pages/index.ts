@@ -4,6 +4,7 @@ import type { FunctionComponent } from 'preact';
 import type { Me } from '../api.js';
 import { CommandsPage } from './Commands.js';
 import { DevicePage } from './Device.js';
+import { EconomicsPage } from './Economics.js';
 import { FleetPage } from './Fleet.js';
 import { GridEventsPage } from './GridEvents.js';
 import { SitePage } from './Site.js';
@@ -25,6 +26,7 @@ export const PAGES: PageSpec[] = [
   { path: '/', nav: 'Fleet', perm: 'fleet.read', component: FleetPage },
   { path: '/sites/:id', perm: 'fleet.read', component: SitePage },
   { path: '/devices/:id', perm: 'fleet.read', component: DevicePage },
+  { path: '/economics', nav: 'Economics', perm: 'fleet.read', component: EconomicsPage },
   { path: '/workloads', nav: 'Workloads', perm: 'workloads.read', component: WorkloadsPage },
   { path: '/grid', nav: 'Grid events', perm: 'fleet.read', component: GridEventsPage },
   { path: '/commands', nav: 'Commands', perm: 'fleet.read', component: CommandsPage },
