@@ -83,7 +83,7 @@ export function Backtest() {
             {STRATEGY.map((k) => <div><span>{k.label}</span><b data-testid={`bt-profit-${k.key}`}>{usd(s.profit_usd[k.key])}</b><small>{ofOptimum(s.profit_usd[k.key])}</small></div>)}
             <div><span>optimum (perfect foresight)</span><b data-testid="bt-profit-optimum">{usd(s.profit_usd.optimum)}</b></div>
             <div><span>HCP over always-on</span><b data-testid="bt-gain">{usd(s.profit_usd.hcp - s.profit_usd.always_on)}</b></div>
-            <div><span>HCP decisions</span><b>{s.starts} starts, {s.stops} stops, {s.retargets} retargets</b></div>
+            <div><span>HCP's changes, per ASIC</span><b>{s.starts} starts, {s.stops} stops, {s.retargets} new targets</b></div>
           </div>
           <p class="hint" data-testid="bt-basis">{s.site}: {s.fleet}; {s.hours} h from {new Date(s.from).toUTCString()}, {s.steps} five-minute steps{s.unpriced_steps ? ` (${s.unpriced_steps} without a price)` : ''}. ASIC profit (mining revenue − ASIC power); the GPUs' {usd(s.gpu_usd)} is the same under every strategy.</p>
           <div class="charts">
@@ -91,15 +91,15 @@ export function Backtest() {
               title="Cumulative ASIC profit (USD)"
               testId="backtest-chart"
               data={[t, ...STRATEGY.map((k) => h.cumulative_usd[k.key] ?? []), h.cumulative_usd.optimum ?? []]}
-              series={[...STRATEGY.map((k) => ({ label: k.label, stroke: k.stroke, unit: 'USD' })), { label: 'optimum', stroke: '#2ca02c', dash: [6, 4], unit: 'USD' }]}
+              series={[...STRATEGY.map((k) => ({ label: k.label, stroke: k.stroke, unit: 'USD', digits: 2 })), { label: 'optimum', stroke: '#2ca02c', dash: [6, 4], unit: 'USD', digits: 2 }]}
             />
             <Chart
               title="Power price and stock break-even ($/kWh, hourly mean)"
               testId="backtest-price-chart"
               data={[t, h.power_usd_kwh, ...Object.values(h.breakeven_usd_kwh)]}
-              series={[{ label: 'power', stroke: '#333' }, ...Object.keys(h.breakeven_usd_kwh).map((m, i) => ({ label: `break-even ${m}`, stroke: MODEL_COLOURS[i % MODEL_COLOURS.length]!, dash: [4, 3] }))]}
+              series={[{ label: 'power', stroke: '#333', digits: 4 }, ...Object.keys(h.breakeven_usd_kwh).map((m, i) => ({ label: `break-even ${m}`, stroke: MODEL_COLOURS[i % MODEL_COLOURS.length]!, dash: [4, 3], digits: 4 }))]}
             />
-            <Chart title="Hashprice ($/PH/day)" testId="backtest-hashprice-chart" data={[t, h.hashprice_usd_ph_day]} series={[{ label: 'hashprice', stroke: '#c77d00' }]} />
+            <Chart title="Hashprice ($/PH/day)" testId="backtest-hashprice-chart" data={[t, h.hashprice_usd_ph_day]} series={[{ label: 'hashprice', stroke: '#c77d00', digits: 2 }]} />
             <Chart
               title="ASIC power each strategy drew (kW, hourly mean): the decisions"
               testId="backtest-kw-chart"

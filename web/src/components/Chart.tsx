@@ -11,6 +11,8 @@ export interface SeriesSpec {
   dash?: number[];
   /** the value's unit, shown in the legend */
   unit?: string;
+  /** decimals in the legend; default 1 */
+  digits?: number;
 }
 
 export function Chart(props: { title: string; data: Array<Array<number | null>>; series: SeriesSpec[]; height?: number; testId?: string; yMin?: number }) {
@@ -25,7 +27,7 @@ export function Chart(props: { title: string; data: Array<Array<number | null>>;
         width,
         height: props.height ?? 220,
         scales: { x: { time: true }, y: props.yMin !== undefined ? { range: (_u, _min, max) => [props.yMin!, Math.max(max, props.yMin! + 1) * 1.05] } : {} },
-        series: [{}, ...props.series.map((s) => ({ label: s.label, stroke: s.stroke, fill: s.fill, dash: s.dash, width: 2, value: (_u: uPlot, v: number | null) => (v === null ? '–' : `${v.toFixed(1)}${s.unit ? ` ${s.unit}` : ''}`) }))],
+        series: [{}, ...props.series.map((s) => ({ label: s.label, stroke: s.stroke, fill: s.fill, dash: s.dash, width: 2, value: (_u: uPlot, v: number | null) => (v === null ? '–' : `${v.toFixed(s.digits ?? 1)}${s.unit ? ` ${s.unit}` : ''}`) }))],
         axes: [{}, { size: 60 }],
       },
       props.data as uPlot.AlignedData,

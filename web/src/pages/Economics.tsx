@@ -116,9 +116,9 @@ export function EconomicsPage(_: PageProps) {
                 <>
                   <p class="decision" data-testid={`econ-explanation-${s.id}`}><b>{s.decision.rule}</b>: {s.decision.summary} <small>({ago(s.decision.at)}{s.decision.skipped_since ? `; skipped since: ${s.decision.skipped_since}` : ''})</small></p>
                   <p>Expected {x.expectedUsdH ? <>margin <b>{usd(x.expectedUsdH.margin)}/h</b>: ASIC revenue {usd(x.expectedUsdH.asicRevenue)} − power {usd(x.expectedUsdH.asicPowerCost)}, GPU revenue {usd(x.expectedUsdH.gpuRevenue)} − power {usd(x.expectedUsdH.gpuPowerCost)}</> : 'nothing: no price yet'}</p>
-                  <table data-testid={`econ-models-${s.id}`}>
-                    <thead><tr><th>Model</th><th>Mining</th><th>Break-even at stock</th><th>Break-even, best target</th><th>Best target</th></tr></thead>
-                    <tbody>{x.models.map((m) => <tr><td>{m.model}</td><td>{m.mining} / {m.count}</td><td>{m.breakevenUsdKwh === null ? '–' : `${usd(m.breakevenUsdKwh, 4)}/kWh`}</td><td>{m.effectiveBreakevenUsdKwh === null ? '–' : `${usd(m.effectiveBreakevenUsdKwh, 4)}/kWh`}</td><td>{m.bestPowerTargetW} W</td></tr>)}</tbody>
+                  <table class="compact" data-testid={`econ-models-${s.id}`}>
+                    <thead><tr><th>Model</th><th>Mining</th><th>Break-even, stock</th><th>Break-even, best target</th></tr></thead>
+                    <tbody>{x.models.map((m) => <tr><td>{m.model}</td><td>{m.mining} / {m.count}</td><td>{m.breakevenUsdKwh === null ? '–' : `${usd(m.breakevenUsdKwh, 4)}/kWh`}</td><td>{m.effectiveBreakevenUsdKwh === null ? '–' : `${usd(m.effectiveBreakevenUsdKwh, 4)}/kWh at ${m.bestPowerTargetW} W`}</td></tr>)}</tbody>
                   </table>
                 </>
               ) : <p data-testid={`econ-explanation-${s.id}`}>No decision yet.</p>}
@@ -163,7 +163,7 @@ export function EconomicsPage(_: PageProps) {
             title={`Cumulative ASIC profit at ${shown?.id ?? '–'} (USD)`}
             testId="profit-chart"
             data={[t, ...STRATEGY.map((k) => (shown?.series[`${k.key}_usd`] ?? []) as number[])]}
-            series={STRATEGY.map((k) => ({ label: k.label, stroke: k.stroke, unit: 'USD' }))}
+            series={STRATEGY.map((k) => ({ label: k.label, stroke: k.stroke, unit: 'USD', digits: 4 }))}
           />
         </>
       )}
