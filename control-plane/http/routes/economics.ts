@@ -31,7 +31,10 @@ const round = (x: number) => Math.round(x * 1e4) / 1e4;
 function windowOf(q: { from?: string; to?: string }, defaultSpanMs: number): { fromMs: number; toMs: number } {
   const toMs = q.to ? Date.parse(q.to) : Date.now();
   const fromMs = q.from ? Date.parse(q.from) : toMs - defaultSpanMs;
-  if (fromMs >= toMs) throw new HcpError('invalid_argument', 'from must be before to', 'validation_failed', { fields: [{ field: 'from', message: 'must be before to' }] });
+  if (fromMs >= toMs) {
+    const to = q.to ? 'to' : `to (now, ${new Date(toMs).toISOString()})`;
+    throw new HcpError('invalid_argument', `from must be before ${to}`, 'validation_failed', { fields: [{ field: 'from', message: `must be before ${to}` }] });
+  }
   return { fromMs, toMs };
 }
 

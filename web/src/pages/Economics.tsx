@@ -36,6 +36,8 @@ interface Profit {
   sites: Array<{ id: string; decisions: number; unscored_decisions: number; total_usd: Record<string, number>; series: Record<string, Array<string | number>> }>;
 }
 
+/** cents hide a short window's differences: small sums get four decimals */
+const money = (v: number) => usd(v, Math.abs(v) < 10 ? 4 : 2);
 const PRESETS: Record<string, number> = { '1h': 3600, '24h': 86400, '7d': 7 * 86400 };
 /** a datetime-local input's value for an instant, in the browser's zone */
 const localInput = (ms: number) => {
@@ -154,7 +156,7 @@ export function EconomicsPage(_: PageProps) {
             <thead><tr><th>Site</th>{STRATEGY.map((k) => <th>{k.label}</th>)}<th>HCP over always-on</th><th>HCP over strike</th><th>Decisions</th></tr></thead>
             <tbody>
               {[...profit.sites, { id: 'all sites', total_usd: profit.total_usd, decisions: profit.sites.reduce((n, s) => n + s.decisions, 0) }].map((s) => (
-                <tr><td>{s.id}</td>{STRATEGY.map((k) => <td>{usd(s.total_usd[k.key])}</td>)}<td>{usd(s.total_usd.hcp! - s.total_usd.always_on!)}</td><td>{usd(s.total_usd.hcp! - s.total_usd.strike!)}</td><td>{s.decisions}</td></tr>
+                <tr><td>{s.id}</td>{STRATEGY.map((k) => <td>{money(s.total_usd[k.key]!)}</td>)}<td>{money(s.total_usd.hcp! - s.total_usd.always_on!)}</td><td>{money(s.total_usd.hcp! - s.total_usd.strike!)}</td><td>{s.decisions}</td></tr>
               ))}
             </tbody>
           </table>
