@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatMarketCsv } from '../sim-hardware/market-csv.js';
+import { marketTicks } from '../sim-hardware/market.js';
 import { screenshot, signIn, startConsoleStack, type ConsoleStack } from './harness/console.js';
 
 describe('web console', () => {
@@ -87,6 +89,17 @@ describe('web console', () => {
     expect(hcp).toBeGreaterThan(alwaysOn!);
     expect(hcp).toBeGreaterThan(strike!);
     await screenshot(page, 'economics');
+    // uploaded prices: a bad file is refused naming its line, a good one is run for the site it prices
+    await page.getByTestId('bt-source-csv').check();
+    await page.getByTestId('bt-file').setInputFiles({ name: 'bad.csv', mimeType: 'text/csv', buffer: Buffer.from('ts,feed,site,price\n2026-01-05T00:00:00Z,power,ohio-2,cheap\n') });
+    await page.getByTestId('bt-run').click();
+    await page.getByTestId('bt-error').getByText(/line 2: price "cheap" is not a number/).waitFor({ timeout: 30_000 });
+    const start = Date.parse('2026-01-05T00:00:00Z');
+    const csv = formatMarketCsv(marketTicks({ seed: 7, startMs: start, sites: [{ id: 'ohio-2', utcOffsetHours: -5 }] }, start + 3 * 3600_000));
+    await page.getByTestId('bt-file').setInputFiles({ name: 'ohio.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+    await page.getByTestId('bt-run').click();
+    await page.getByTestId('bt-basis').getByText(/^ohio-2: .* 3 h from/).waitFor({ timeout: 30_000 });
+    expect(Number(await page.getByTestId('backtest-chart').getAttribute('data-points'))).toBe(3);
     await page.context().close();
   }, 120_000);
 

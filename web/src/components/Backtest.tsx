@@ -43,6 +43,8 @@ export function Backtest() {
   const run = async (e: Event) => {
     e.preventDefault();
     setError(null);
+    // the last report goes: beside a refusal it would read as this input's
+    setReport(null);
     setBusy(true);
     try {
       let body: unknown;
