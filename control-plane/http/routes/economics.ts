@@ -134,7 +134,11 @@ export function registerEconomicsRoutes(app: Api, deps: HttpDeps): void {
         });
       }
       const bySite = new Map<string, typeof rows>();
-      for (const r of rows) bySite.set(r.siteId, [...(bySite.get(r.siteId) ?? []), r]);
+      for (const r of rows) {
+        const list = bySite.get(r.siteId);
+        if (list) list.push(r);
+        else bySite.set(r.siteId, [r]);
+      }
       const ids = q.site ? [q.site] : [...new Set([...registry.sites().map((s) => s.id), ...bySite.keys()])].sort();
       const total: Record<WindowStrategy, number> = { hcp: 0, always_on: 0, strike: 0 };
       const opts = { toMs: Math.min(toMs, Date.now()), maxGapMs: 2 * e.dispatch.intervalMs, minOnS: e.dispatch.engine.minOnS, minOffS: e.dispatch.engine.minOffS, network: e.dispatch.engine.network };
