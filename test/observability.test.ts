@@ -25,13 +25,12 @@ function promtool(args: string[], input?: string) {
 
 /**
  * promtool check metrics findings that are not ours to fix: dcgm-exporter's own label names
- * (modelName) and its energy counter without _total, kept so DCGM dashboards work unchanged;
- * prom-client's default nodejs_active_*_total gauges. Anything else is a finding.
+ * (modelName) and its energy counter without _total, kept so DCGM dashboards work unchanged.
+ * Anything else is a finding.
  */
 const KNOWN_LINT = [
   /^DCGM_FI_DEV_[A-Z_]+ label names should be written in 'snake_case' not 'camelCase'$/,
   /^DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter metrics should have "_total" suffix$/,
-  /^nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/,
 ];
 
 function lint(scrape: string): string[] {
