@@ -167,6 +167,33 @@ describePg('telemetry ledger on PostgreSQL', (pg) => {
     expect(await rowsOf('copy-dup-a')).toBe(4);
   });
 
+  it('sends a COPY of many chunks whole, and one refused in a later chunk is written again by unnest', async () => {
+    // 1,201 ASIC rows and 1,203 GPU rows: several of the COPY's chunks (telemetry-writer.ts COPY_CHUNK_ROWS)
+    const big = (stream: string, seq: number): TelemetryBatchIn => ({
+      ...batch(stream, seq, 1203),
+      asics: Array.from({ length: 1201 }, (_, i) => asic(`asic-${stream}-${i}`, 1_800_000_000_000 + seq * 1000, 270, 3645)),
+    });
+    const asicsOf = async (stream: string) => (await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM asic_telemetry WHERE device_id LIKE ${`asic-${stream}-%`}`)[0]!.n;
+    const { w, committed, metrics } = open({ copy: true });
+    w.offer(big('chunks-a', 1));
+    await w.flush();
+    expect(committed).toMatchObject([{ stream: 'chunks-a', rows: 2404, stored: true }]);
+    expect(await asicsOf('chunks-a')).toBe(1201);
+    expect(await rowsOf('chunks-a')).toBe(1203);
+    expect((await metrics.ingestCopyRefused.get()).values[0]?.value ?? 0).toBe(0);
+    // the 1,101st ASIC row (the third chunk) stored already under another key: COPY is refused
+    // after its first chunks went, and the flush is written again by unnest, all but that row
+    const dup = asic('asic-chunks-a-1100', 1_800_000_001_000, 270, 3645);
+    const again = big('chunks-b', 1);
+    again.asics[1100] = dup;
+    w.offer(again);
+    await w.flush();
+    expect(committed.map((c) => `${c.stream}:${c.stored}`)).toEqual(['chunks-a:true', 'chunks-b:true']);
+    expect((await metrics.ingestCopyRefused.get()).values[0]?.value).toBe(1);
+    expect(await asicsOf('chunks-b')).toBe(1200);
+    expect(await rowsOf('chunks-b')).toBe(1203);
+  });
+
   it('ledgers a batch whose every sample was bad with 0 rows', async () => {
     const { w, committed } = open();
     w.offer({ ...batch('allbad', 1), gpus: [], asics: [] });

@@ -43,7 +43,7 @@ export interface DbTx extends Pick<Db, 'query' | 'exec'> {
    * refuses fails as CopyRefusedError, without the server's reason, and the transaction is
    * aborted: the caller writes the rows again another way to learn which row it was.
    */
-  copyIn?(copySql: string, body: string): Promise<void>;
+  copyIn?(copySql: string, body: string | Iterable<string>): Promise<void>;
 }
 
 /**
@@ -53,6 +53,29 @@ export interface DbTx extends Pick<Db, 'query' | 'exec'> {
  * before), so the server's error is not ours to read: a statement sent after the COPY finds the
  * transaction aborted (25P02), and that is how the refusal is known.
  */
+/**
+ * A COPY's rows chunk by chunk, each made only when the one before is on its way: the event loop
+ * serves others between chunks (a flush of 10,000 rows built and sent at once held it for some
+ * 20 ms, a REST call's whole budget gone behind one flush), and the socket's buffer is waited
+ * for when full, so a slow server does not pile the body up in memory.
+ */
+async function sendChunks(w: Writable, chunks: Iterable<string>): Promise<void> {
+  for (const chunk of chunks) {
+    // gone (the connection closed, or the server's error destroyed it): the caller hears why
+    if (w.destroyed) throw new Error('the COPY stream closed before its rows were sent');
+    if (!w.write(chunk)) await new Promise<void>((resolve) => {
+      const done = () => {
+        w.off('drain', done);
+        w.off('close', done);
+        resolve();
+      };
+      w.on('drain', done);
+      w.on('close', done);
+    });
+    else await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
 export class CopyRefusedError extends Error {
   readonly code = 'COPY_REFUSED';
   constructor(cause: unknown) {
@@ -378,7 +401,8 @@ async function transaction<T>(sql: postgres.Sql, fn: (tx: DbTx) => Promise<T>): 
             resolve();
           };
           w.once('error', reject);
-          w.end(body);
+          if (typeof body === 'string') return void w.end(body);
+          void sendChunks(w, body).then(() => w.end(), reject);
         });
         w.on('error', () => {}); // a late error is the probe's to report
       }, alive);

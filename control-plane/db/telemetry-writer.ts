@@ -224,26 +224,41 @@ const GPU_COPY = `COPY gpu_telemetry (time, site_id, device_id, utilization_pct,
 const ASIC_COPY = `COPY asic_telemetry (time, site_id, device_id, hashrate_5s_ths, hashrate_avg_ths, power_w, board_temperatures_c,
   chip_temperatures_c, max_chip_temperature_c, fan_rpm, accepted_shares, rejected_shares, hardware_errors, mining_state, power_target_w) FROM STDIN`;
 
-/** the same row GPU_SQL makes of a sample, as a COPY line */
-const gpuCopy = (rows: Row<GpuSample>[]) => {
+/** COPY lines per chunk of the COPY's body (client.ts copyIn: the event loop goes on between chunks) */
+const COPY_CHUNK_ROWS = 500;
+
+/** the same row GPU_SQL makes of a sample, as COPY lines, a chunk at a time */
+function* gpuCopy(rows: Row<GpuSample>[]): Generator<string> {
   const iso = isoTimes();
   let out = '';
+  let n = 0;
   for (const { site, s } of rows) {
+    if (n++ === COPY_CHUNK_ROWS) {
+      yield out;
+      out = '';
+      n = 1;
+    }
     out += `${iso(s.tsMs)}\t${copyText(site)}\t${copyText(s.deviceId)}\t${copyNum(s.utilizationPct)}\t${copyNum(s.memoryUsedMib)}\t${copyNum(s.memoryTotalMib)}\t${copyNum(s.temperatureC)}\t${copyNum(s.memoryTemperatureC)}\t${copyNum(s.powerW)}\t${copyNum(s.powerLimitW)}\t${copyNum(s.smClockMhz)}\t${GPU_STATE_NAME[s.state] ?? 'unknown'}\t${s.workloadId ? copyText(s.workloadId) : '\\N'}\t${copyNum(s.energyMj)}\t${copyNum(s.xidErrors)}\n`;
   }
-  return out;
-};
+  if (out) yield out;
+}
 
-/** the same row ASIC_SQL makes of a sample, as a COPY line */
-const asicCopy = (rows: Row<AsicSample>[]) => {
+/** the same row ASIC_SQL makes of a sample, as COPY lines, a chunk at a time */
+function* asicCopy(rows: Row<AsicSample>[]): Generator<string> {
   const iso = isoTimes();
   let out = '';
+  let n = 0;
   for (const { site, s } of rows) {
+    if (n++ === COPY_CHUNK_ROWS) {
+      yield out;
+      out = '';
+      n = 1;
+    }
     const maxChip = s.chipTemperaturesC.length ? copyNum(Math.max(...s.chipTemperaturesC)) : '\\N';
     out += `${iso(s.tsMs)}\t${copyText(site)}\t${copyText(s.deviceId)}\t${copyNum(s.hashrate5sThs)}\t${copyNum(s.hashrateAvgThs)}\t${copyNum(s.powerW)}\t${pgArray(s.boardTemperaturesC)}\t${pgArray(s.chipTemperaturesC)}\t${maxChip}\t${pgArray(s.fanRpm)}\t${copyNum(s.acceptedShares)}\t${copyNum(s.rejectedShares)}\t${copyNum(s.hardwareErrors)}\t${MINING_STATE_NAME[s.miningState] ?? 'unknown'}\t${s.powerTargetW ? copyNum(s.powerTargetW) : '\\N'}\n`;
   }
-  return out;
-};
+  if (out) yield out;
+}
 
 interface Entry {
   b: TelemetryBatchIn;
