@@ -103,10 +103,11 @@ describe('ingest', () => {
     const s = setup();
     s.publish(1);
     s.fill(true);
+    s.advance(2000);
     s.publish(2, [gpu('gpu-2', s.now(), 50, 400)]);
     expect(await s.rejected('backpressure')).toBe(1);
     expect(s.written).toHaveLength(1);
-    // the live view shows the live batch anyway
+    // the live view shows the live batch anyway (none was stored for 2 s)
     expect(s.registry.device('gpu-2')!.gpu).not.toBeNull();
     s.fill(false);
     s.publish(2, [gpu('gpu-2', s.now(), 50, 400)]);
@@ -141,6 +142,32 @@ describe('ingest', () => {
     expect(s.registry.device('gpu-1')!.gpu!.utilizationPct).toBe(33);
     expect(await s.rejected('backpressure')).toBe(4);
     expect(s.written.map((b) => b.seq)).toEqual([1]);
+  });
+
+  it('decodes a refused batch for the live view only when no live batch was stored for the site in the last 2 s', async () => {
+    const s = setup();
+    s.publish(1, [gpu('gpu-1', s.now(), 10, 300)]);
+    s.fill(true);
+    // a batch was stored just now: the refused one is not decoded
+    s.advance(1000);
+    s.publish(2, [gpu('gpu-1', s.now(), 20, 300)]);
+    expect(s.registry.device('gpu-1')!.gpu!.utilizationPct).toBe(10);
+    // one stored 1.5 s later keeps the view fresh: still nothing decoded
+    s.fill(false);
+    s.advance(500);
+    s.publish(2, [gpu('gpu-1', s.now(), 30, 300)]);
+    s.fill(true);
+    s.advance(1900);
+    s.publish(3, [gpu('gpu-1', s.now(), 40, 300)]);
+    expect(s.registry.device('gpu-1')!.gpu!.utilizationPct).toBe(30);
+    // a refused batch much larger than the one stored (the site's miners too) is decoded at once
+    s.publish(3, [gpu('gpu-1', s.now(), 40, 300)], [asic('asic-1', s.now(), 270, 3645)]);
+    expect(s.registry.device('asic-1')!.asic).not.toBeNull();
+    // 2 s without one stored or decoded: the refused live batch refreshes the view
+    s.advance(2000);
+    s.publish(3, [gpu('gpu-1', s.now(), 50, 300)], [asic('asic-1', s.now(), 270, 3645)]);
+    expect(s.registry.device('gpu-1')!.gpu!.utilizationPct).toBe(50);
+    expect(await s.rejected('backpressure')).toBe(4);
   });
 
   it('names a batch by its stream when it has one, by its agent session otherwise, and refuses a stream with NUL', async () => {
