@@ -16,10 +16,26 @@ export async function startAgentHttp(o: { host: string; port: number; metrics: A
       res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(h));
     } else if (req.method === 'GET' && path === '/metrics') {
       o.metrics.registry.metrics().then(
-        // the agent's own metrics, then the devices' readings (agent/device-metrics.ts)
-        (body) => res.writeHead(200, { 'content-type': o.metrics.registry.contentType }).end(o.deviceMetrics ? body + o.deviceMetrics.render() : body),
+        // the agent's own metrics, then the devices' readings chunk by chunk (agent/device-metrics.ts)
+        async (body) => {
+          res.writeHead(200, { 'content-type': o.metrics.registry.contentType });
+          res.write(body);
+          for (const chunk of o.deviceMetrics?.chunks() ?? []) {
+            if (res.destroyed) return;
+            if (!res.write(chunk)) await new Promise<void>((resolve) => {
+              const done = () => {
+                res.off('drain', done);
+                res.off('close', done);
+                resolve();
+              };
+              res.on('drain', done);
+              res.on('close', done);
+            });
+          }
+          res.end();
+        },
         () => res.writeHead(500).end(),
-      );
+      ).catch(() => res.destroy());
     } else {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'not_found', message: `no route ${req.method} ${path}` } }));
     }
