@@ -7,7 +7,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, messageOf } from '../api.js';
 import { useLive, useLiveValue } from '../live.js';
 import { Link } from '../router.js';
-import type { PageProps } from './index.js';
+import type { PageProps } from './page.js';
 
 // control-plane/commands/model.ts
 const STATES = ['pending', 'sent', 'acked', 'succeeded', 'failed', 'expired'] as const;

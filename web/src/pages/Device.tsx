@@ -6,7 +6,7 @@ import { Chart } from '../components/Chart.js';
 import { ago, num, secs } from '../format.js';
 import { liveSite, useLive } from '../live.js';
 import { Link } from '../router.js';
-import type { PageProps } from './index.js';
+import type { PageProps } from './page.js';
 
 const RANGES: Record<string, number> = { '15m': 15 * 60, '1h': 3600, '6h': 6 * 3600 };
 

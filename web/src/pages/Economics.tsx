@@ -10,7 +10,7 @@ import { ago, num, secs, usd } from '../format.js';
 import { useLive } from '../live.js';
 import { Link } from '../router.js';
 import type { FleetSummary } from './Fleet.js';
-import type { PageProps } from './index.js';
+import type { PageProps } from './page.js';
 
 interface ModelSummary { model: string; count: number; mining: number; breakevenUsdKwh: number | null; effectiveBreakevenUsdKwh: number | null; bestPowerTargetW: number }
 interface Explanation {

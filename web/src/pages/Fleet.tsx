@@ -7,7 +7,7 @@ import { Chart } from '../components/Chart.js';
 import { ago, kw, num, secs, usd } from '../format.js';
 import { useLive } from '../live.js';
 import { Link } from '../router.js';
-import type { PageProps } from './index.js';
+import type { PageProps } from './page.js';
 
 export interface SiteSummary {
   id: string; name: string; region: string; power_capacity_kw: number; online: boolean; last_seen: string | null;

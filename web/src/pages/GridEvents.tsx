@@ -10,7 +10,7 @@ import { api, messageOf } from '../api.js';
 import { Chart } from '../components/Chart.js';
 import { ago, kw, num, secs } from '../format.js';
 import { useLive } from '../live.js';
-import type { PageProps } from './index.js';
+import type { PageProps } from './page.js';
 
 interface GridAction {
   region: string; action: 'curtail' | 'restore' | 'restored' | 'agent_trip' | string; at: string;

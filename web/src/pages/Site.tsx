@@ -8,7 +8,7 @@ import { Confirm } from '../components/Confirm.js';
 import { ago, kw, num, secs } from '../format.js';
 import { liveSite, useLive } from '../live.js';
 import { Link } from '../router.js';
-import type { PageProps } from './index.js';
+import type { PageProps } from './page.js';
 
 const RANGES: Record<string, number> = { '15m': 15 * 60, '1h': 3600, '6h': 6 * 3600, '24h': 86400 };
 

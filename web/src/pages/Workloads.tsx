@@ -7,7 +7,7 @@ import { api, can, messageOf } from '../api.js';
 import { Confirm } from '../components/Confirm.js';
 import { ago } from '../format.js';
 import { useLive } from '../live.js';
-import type { PageProps } from './index.js';
+import type { PageProps } from './page.js';
 
 const TYPES = ['ai_inference_realtime', 'ai_inference_batch', 'ai_training'] as const;
 const FINAL = new Set(['completed', 'failed', 'cancelled']);

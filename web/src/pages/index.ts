@@ -1,7 +1,7 @@
 // Every page of the console: its path, its title in the nav (none: not in the nav), and the
 // permission a key needs to see it (control-plane/auth/roles.ts). Add a page here (web/README.md).
 import type { FunctionComponent } from 'preact';
-import type { Me } from '../api.js';
+import type { PageProps } from './page.js';
 import { CommandsPage } from './Commands.js';
 import { DevicePage } from './Device.js';
 import { EconomicsPage } from './Economics.js';
@@ -10,10 +10,7 @@ import { GridEventsPage } from './GridEvents.js';
 import { SitePage } from './Site.js';
 import { WorkloadsPage } from './Workloads.js';
 
-export interface PageProps {
-  me: Me;
-  params: Record<string, string>;
-}
+export type { PageProps } from './page.js';
 
 export interface PageSpec {
   path: string;
