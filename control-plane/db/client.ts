@@ -53,6 +53,14 @@ export interface DbTx extends Pick<Db, 'query' | 'exec'> {
  * before), so the server's error is not ours to read: a statement sent after the COPY finds the
  * transaction aborted (25P02), and that is how the refusal is known.
  */
+export class CopyRefusedError extends Error {
+  readonly code = 'COPY_REFUSED';
+  constructor(cause: unknown) {
+    super('the server refused the COPY; the transaction is aborted', { cause });
+    this.name = 'CopyRefusedError';
+  }
+}
+
 /**
  * A COPY's rows chunk by chunk, each made only when the one before is on its way: the event loop
  * serves others between chunks (a flush of 10,000 rows built and sent at once held it for some
@@ -73,14 +81,6 @@ async function sendChunks(w: Writable, chunks: Iterable<string>): Promise<void> 
       w.on('close', done);
     });
     else await new Promise<void>((resolve) => setImmediate(resolve));
-  }
-}
-
-export class CopyRefusedError extends Error {
-  readonly code = 'COPY_REFUSED';
-  constructor(cause: unknown) {
-    super('the server refused the COPY; the transaction is aborted', { cause });
-    this.name = 'CopyRefusedError';
   }
 }
 
