@@ -61,6 +61,9 @@ describePg('the console live stream', (pg) => {
     const fleet = c.events.find((e) => e.name === 'fleet')!.data;
     expect(fleet.sites.map((s: { id: string }) => s.id)).toContain('texas-1');
     expect(fleet.sites[0]).toHaveProperty('asic_power_w');
+    // the grid's state, not its 10 minutes of readings (GET /api/v1/grid has those), every second
+    expect(fleet.grid).toHaveProperty('regions');
+    expect(fleet.grid).not.toHaveProperty('readings');
     await waitFor(() => c.comments >= 2, { message: 'two heartbeats' });
   });
 

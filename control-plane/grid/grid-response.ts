@@ -192,7 +192,8 @@ export function createGridResponse(d: GridResponseDeps) {
     /** true while the region is under the grid response (its claims outrank every other) */
     holding: (region: string) => guard.holding(region),
     idle: () => chain,
-    view() {
+    /** the guard, each region and the log; with readings: each region's last 10 min of them (GET /api/v1/grid, not the fleet summary said every second) */
+    view(opts: { readings?: boolean } = {}) {
       const regions = [...new Set([...guard.regions(), ...d.registry.sites().map((s) => s.region)])].sort();
       return {
         trip_hz: d.guard.tripHz,
@@ -217,7 +218,7 @@ export function createGridResponse(d: GridResponseDeps) {
         }),
         events: [...events].reverse().slice(0, 50).map((e) => ({ ...e, at: new Date(e.at_ms).toISOString() })),
         /** each region's recent readings, oldest first (the grid-events page's timeline) */
-        readings: Object.fromEntries([...readings].map(([r, xs]) => [r, xs.map((x) => ({ at: new Date(x.at_ms).toISOString(), hz: x.hz }))])),
+        ...(opts.readings ? { readings: Object.fromEntries([...readings].map(([r, xs]) => [r, xs.map((x) => ({ at: new Date(x.at_ms).toISOString(), hz: x.hz }))])) } : {}),
       };
     },
     close(): Promise<void> {

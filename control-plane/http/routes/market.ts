@@ -53,7 +53,7 @@ export function registerMarketRoutes(app: Api, { readDb: db, registry, market, g
       summary: 'Grid frequency per region and the under-frequency response',
       responses: { 200: { description: 'grid', content: { 'application/json': { schema: Json } } } },
     }),
-    (c) => c.json(grid ? grid.view() : { regions: [], events: [] }, 200),
+    (c) => c.json(grid ? grid.view({ readings: true }) : { regions: [], events: [], readings: {} }, 200),
   );
 
   app.openapi(
