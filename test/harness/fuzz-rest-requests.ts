@@ -154,7 +154,7 @@ const TEMPLATES: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
   // hours kept small: a seeded backtest is about 6 ms of CPU an hour, on the backtest worker
   'POST /api/v1/economics/backtest': fc.oneof(
     fc.record({ seed: maybe(fc.oneof(fc.integer({ min: 0, max: 2 ** 31 }), trickyNumber)), hours: maybe(fc.integer({ min: -1, max: 6 })) }, { requiredKeys: ['seed'] }),
-    fc.record({ prices_csv: maybe(fc.oneof(fc.constant('ts,feed,site,price\n2025-06-01T00:00:00Z,power_usd_kwh,steady-1,0.05\n'), trickyString)) }),
+    fc.record({ prices_csv: maybe(fc.oneof(fc.constant(`ts,feed,site,price\n2025-06-01T00:00:00Z,power,${FUZZ_SITE},0.05\n2025-06-01T00:00:00Z,btc_usd,,90000\n2025-06-01T01:00:00Z,power,${FUZZ_SITE},0.06\n`), trickyString)) }),
   ),
   'POST /api/v1/sites': fc.record(
     {
