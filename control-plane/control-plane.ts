@@ -275,7 +275,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       return (registry.site(site)?.powerCapacityKw ?? 0) / 4;
     };
     const reconciler = createReconciler({
-      registry, bus, desiredOf: (site) => claims.desired(site), specsOf: (site) => claims.specOf(site).asics,
+      registry, bus, desiredOf: (site) => claims.desired(site), claimsDurable: (site) => claims.durable(site), specsOf: (site) => claims.specOf(site).asics,
       rampKwPerMin: rampOf, capacityKw: (site) => registry.site(site)?.powerCapacityKw ?? 0,
       sendDesired: (site, value) => streams.send(site, { body: { $case: 'desiredState', value } }),
       metrics: metrics.registry, log: log.child({ component: 'reconciler' }), intervalMs: config.HCP_RECONCILE_MS,

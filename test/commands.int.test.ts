@@ -122,6 +122,60 @@ describePg('commands', (pg) => {
     expect(got.body.acked_at).not.toBeNull();
   });
 
+  it('plans while the claim is written, but stores and sends nothing until it is in; a claim that cannot be written sends nothing', async () => {
+    // another session holds the claims table: the claim's INSERT waits on its lock
+    const holder = await sql.reserve();
+    const inFlight = async () => ((await get('/api/v1/sites/texas-1/desired')).body.in_flight as Json[]);
+    const claimInsertWaiting = () => waitFor(async () => (await sql`SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO claims%'`)[0]?.pid as number | undefined, { message: 'the claim INSERT waiting on the lock' });
+    const before = texas1.commands().length;
+    try {
+      await holder`BEGIN`;
+      await holder`LOCK TABLE claims IN EXCLUSIVE MODE`;
+      const asked = post('/api/v1/sites/texas-1/mining', { enabled: false, reason: 'held by a lock' });
+      await claimInsertWaiting();
+      // the reconciler has planned the command from the claim in memory ...
+      const [planned] = await waitFor(async () => {
+        const f = await inFlight();
+        return f.length ? f : null;
+      }, { message: 'the command planned' });
+      // ... and it is neither stored nor on the agent's stream while the claim is not durable
+      expect(await sql`SELECT id FROM commands WHERE id = ${planned!.command_id}`).toHaveLength(0);
+      expect(texas1.commands()).toHaveLength(before);
+      await holder`COMMIT`;
+      const r = await asked;
+      expect(r.status).toBe(202);
+      expect(r.body.commands.map((c: Json) => c.id)).toEqual([planned!.command_id]);
+      await waitFor(() => texas1.commands().some((c) => c.commandId === planned!.command_id), { message: 'sent once the claim is in' });
+      await release(r.body.claim.id);
+      await waitFor(async () => (await inFlight()).length === 0, { message: 'texas-1 mining again' });
+
+      // the claim's INSERT ends with its session: nothing of what it caused is stored or sent
+      const sentBefore = texas1.commands().length;
+      await holder`BEGIN`;
+      await holder`LOCK TABLE claims IN EXCLUSIVE MODE`;
+      const failing = post('/api/v1/sites/texas-1/mining', { enabled: false, reason: 'never written' });
+      const pid = await claimInsertWaiting();
+      const [doomed] = await waitFor(async () => {
+        const f = await inFlight();
+        return f.length ? f : null;
+      }, { message: 'the command planned' });
+      await sql`SELECT pg_terminate_backend(${pid})`;
+      const refused = await failing;
+      expect(refused.status).toBeGreaterThanOrEqual(500);
+      await holder`COMMIT`;
+      // the claim is taken out of memory again, and the planned command never reaches a table or a stream
+      expect((await get('/api/v1/claims?site=texas-1')).body.claims.filter((c: Json) => c.reason === 'never written')).toEqual([]);
+      await waitFor(async () => (await inFlight()).length === 0, { message: 'the planned command dropped' });
+      expect(await sql`SELECT id FROM commands WHERE id = ${doomed!.command_id}`).toHaveLength(0);
+      expect(await sql`SELECT id FROM claims WHERE reason = 'never written'`).toHaveLength(0);
+      expect(texas1.commands()).toHaveLength(sentBefore);
+      expect((await get('/api/v1/sites/texas-1/desired')).body.desired.asleep).toBe(0);
+    } finally {
+      await holder`ROLLBACK`.catch(() => {});
+      holder.release();
+    }
+  });
+
   it('refuses bad mining and curtail requests, naming the field', async () => {
     expect((await post('/api/v1/sites/atlantis/mining', { enabled: true })).status).toBe(404);
     const noEnabled = await post('/api/v1/sites/texas-1/mining', { power_target_w: -5 });

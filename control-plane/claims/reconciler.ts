@@ -40,9 +40,15 @@ export const RECONCILER_ACTOR = 'system:reconciler';
 
 export interface ReconcilerDeps {
   registry: Pick<Registry, 'devices' | 'sites'>;
-  bus: Pick<CommandBus, 'submit' | 'get' | 'watch'>;
+  bus: Pick<CommandBus, 'submit' | 'get' | 'watch'> & Partial<Pick<CommandBus, 'storeNow'>>;
   /** the site's resolved desired state now (claims/service.ts) */
   desiredOf: (siteId: string) => DesiredState;
+  /**
+   * The site's claims as the desired state has them, durable: a pending write of them, or null
+   * (claims/service.ts durable). A run's commands and desired state wait for it; if it fails,
+   * so does the run, and the claims' rollback pokes the site again.
+   */
+  claimsDurable?: (siteId: string) => Promise<unknown> | null;
   specsOf: (siteId: string) => readonly AsicSpec[];
   /** kW per minute; 0 = no limit */
   rampKwPerMin: (siteId: string) => number;
@@ -239,6 +245,7 @@ export function createReconciler(deps: ReconcilerDeps) {
     const t = now();
     r.claimChangesSeen = r.claimChanges;
     const desired = deps.desiredOf(siteId);
+    const durable = deps.claimsDurable?.(siteId) ?? null;
     const ramp = deps.rampKwPerMin(siteId);
     const capacity = deps.capacityKw(siteId);
     const key = JSON.stringify([desired.asics.map((a) => [a.deviceId, a.mining, a.powerTargetW, a.rule]), ramp, capacity]);
@@ -272,8 +279,9 @@ export function createReconciler(deps: ReconcilerDeps) {
       });
       // the desired state goes down the stream while the commands are stored: they, not it, are
       // what a curtail waits for, and the store is the longest wait of a run
-      const storing = deps.bus.submit(items);
-      pushDesired(siteId, r);
+      const storing = deps.bus.submit(items, { after: durable });
+      if (durable) void durable.then(() => pushDesired(siteId, r), () => {});
+      else pushDesired(siteId, r);
       try {
         const recs = await storing;
         for (const c of collectors.get(siteId) ?? []) c.push(...recs);
@@ -292,7 +300,8 @@ export function createReconciler(deps: ReconcilerDeps) {
         { site: siteId, commands: out.commands.map((c) => ({ kind: c.kind, mining: c.mining, powerTargetW: c.powerTargetW, source: c.rule, claim: c.claimId, devices: c.deviceIds.length })) },
         'reconciler sent mining commands',
       );
-    } else pushDesired(siteId, r);
+    } else if (durable) await durable.then(() => pushDesired(siteId, r));
+    else pushDesired(siteId, r);
     for (const dev of failures.keys()) r.failures.delete(dev);
     const newlyDivergent = out.divergent.filter((d) => !r.divergent.some((x) => x.deviceId === d.deviceId));
     if (newlyDivergent.length) log.warn({ site: siteId, devices: newlyDivergent }, 'devices divergent: not at their desired state after every retry');
@@ -374,12 +383,15 @@ export function createReconciler(deps: ReconcilerDeps) {
       try {
         // A run under way that read the site's latest claims is the one asked for: a fleet
         // curtail's claim changes start every site's run, and a second run each doubled the work.
-        await Promise.all(sites.map((s) => {
+        const runs = sites.map((s) => {
           const r = stateOf(s);
           // (the claim events are said synchronously when claims change, before any caller of this)
           if (!(r.running && r.claimChangesSeen === r.claimChanges && !r.again)) return poke(s);
           return r.running.then(() => (r.lastRunFailed ? poke(s) : undefined));
-        }));
+        });
+        // every run these sites start now has submitted (a run is synchronous up to its store)
+        deps.bus.storeNow?.();
+        await Promise.all(runs);
       } finally {
         for (const s of sites) {
           const set = collectors.get(s);

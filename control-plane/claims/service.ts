@@ -139,8 +139,26 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
   /** ids this replica ended lately: a reload that read them before they ended does not bring them back */
   const endedHere = new Map<string, number>();
 
+  // Claims being written: in memory and announced already, so the reconcilers plan while the
+  // row goes in; the commands they plan, and the desired state, wait for it (reconciler.ts
+  // claimsDurable). A failed write takes the claims out of memory again.
+  /** claim id → its write */
+  const writing = new Map<string, Promise<void>>();
+  /** site → the writes of its claims under way */
+  const siteWrites = new Map<string, Set<Promise<void>>>();
+  const durable = (siteId: string): Promise<unknown> | null => {
+    const w = siteWrites.get(siteId);
+    return w?.size ? Promise.all(w) : null;
+  };
+  /** waits for the writes of these claims; a claim whose write failed is no longer live */
+  const written = async (ids: string[]): Promise<void> => {
+    const w = ids.map((id) => writing.get(id)).filter((p) => p !== undefined);
+    if (w.length) await Promise.allSettled(w);
+  };
+
   /** ends live claims (stored first), audits and announces each */
   async function end(ids: string[], by: string, reason: string, change: 'released' | 'expired'): Promise<Claim[]> {
+    await written(ids);
     const claims = ids.map((id) => live.get(id)).filter((c): c is Claim => c !== undefined);
     if (!claims.length) return [];
     const at = now();
@@ -168,8 +186,22 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
       if (rep && live.has(rep)) ended.set(rep, c.id);
       for (const o of bySite.get(c.siteId)?.values() ?? []) if (covers(c, o)) ended.set(o.id, c.id);
     }
-    await insertClaims(d.db, made.map(toRow));
-    if (ended.size) await endClaims(d.db, [...ended.keys()], CLAIMS_ACTOR, 'replaced', at);
+    const endedIds = [...ended.keys()];
+    const write = (async () => {
+      await insertClaims(d.db, made.map(toRow));
+      if (endedIds.length) {
+        // a claim replaced while its own row was going in: that row first
+        await written(endedIds);
+        await endClaims(d.db, endedIds, CLAIMS_ACTOR, 'replaced', at);
+      }
+    })();
+    const sites = [...new Set([...made.map((c) => c.siteId), ...endedIds.map((id) => live.get(id)!.siteId)])];
+    for (const c of made) writing.set(c.id, write);
+    for (const s of sites) {
+      let w = siteWrites.get(s);
+      if (!w) siteWrites.set(s, (w = new Set()));
+      w.add(write);
+    }
     // memory first, in one step, then the announcements: a listener (the reconciler) resolves
     // at once, and must never see the old claims gone before the new ones are there
     const replaced = [...ended].map(([old, by]) => ({ o: live.get(old)!, by }));
@@ -177,6 +209,32 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
     for (const { o } of replaced) {
       endedHere.set(o.id, at);
       drop(o.id);
+    }
+    for (const { o } of replaced) announce(o, 'released');
+    for (const c of made) announce(c, 'set');
+    try {
+      await write;
+    } catch (err) {
+      // as the table has it: the new claims never were, the ones they replaced still stand
+      for (const c of made) {
+        if (!live.has(c.id)) continue;
+        drop(c.id);
+        announce(c, 'released');
+      }
+      for (const { o } of replaced) {
+        if (live.has(o.id) || endedHere.get(o.id) !== at) continue;
+        endedHere.delete(o.id);
+        put(o);
+        announce(o, 'set');
+      }
+      throw err;
+    } finally {
+      for (const c of made) writing.delete(c.id);
+      for (const s of sites) {
+        const w = siteWrites.get(s);
+        w?.delete(write);
+        if (w?.size === 0) siteWrites.delete(s);
+      }
     }
     for (const { o, by } of replaced) {
       d.audit.write({ actor: made.find((m) => m.id === by)!.actor, action: 'claim.replaced', subject: o.id, details: { site: o.siteId, source: o.source, by }, timeMs: at });
@@ -188,8 +246,6 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
         timeMs: at,
       });
     }
-    for (const { o } of replaced) announce(o, 'released');
-    for (const c of made) announce(c, 'set');
     return made;
   }
 
@@ -242,7 +298,8 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
       const c = fromRow(r);
       if (c) added.push(c);
     }
-    const gone = [...before].filter((id) => !inTable.has(id) && live.has(id)).map((id) => live.get(id)!);
+    // (a claim whose row is still going in is not gone)
+    const gone = [...before].filter((id) => !inTable.has(id) && live.has(id) && !writing.has(id)).map((id) => live.get(id)!);
     for (const c of added) put(c);
     for (const c of gone) drop(c.id);
     for (const c of gone) announce(c, 'released', true);
@@ -253,6 +310,7 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
   const api: ClaimsApi & {
     reload: typeof reload;
     setMany: typeof setMany;
+    durable: typeof durable;
     specOf: typeof specOf;
     get(id: string): Claim | undefined;
     close(): Promise<void>;
@@ -260,6 +318,7 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
     set: async (c) => (await setMany([c]))[0]!,
     reload,
     setMany,
+    durable,
     async release(id, actor, reason) {
       const [c] = await end([id], actor, reason, 'released');
       return c ?? null;

@@ -27,7 +27,7 @@ import { MAX_NOTICE_BYTES, type Notice, type Notifier } from './notify.js';
 export interface ReplicaLinksDeps {
   notifier: Notifier;
   leadership: Pick<Leadership, 'leading' | 'onChange'>;
-  claims: Pick<ClaimsService, 'reload'>;
+  claims: Pick<ClaimsService, 'reload'> & Partial<Pick<ClaimsService, 'durable'>>;
   reconciler: Pick<Reconciler, 'reconcileNow'>;
   bus: Pick<CommandBus, 'follow'>;
   events: EventStream;
@@ -59,15 +59,17 @@ export function createReplicaLinks(d: ReplicaLinksDeps) {
   const askTimeoutMs = d.askTimeoutMs ?? 5000;
   let closed = false;
 
-  // claims: said once per turn of the event loop, for every site changed in it
+  // claims: said once per turn of the event loop, for every site changed in it, once their rows
+  // are in (a claim is announced here while its row goes in: the others would re-read too soon)
   let changedSites: Set<string> | null = null;
   const offClaims = d.events.on('claim.changed', (e) => {
     if (e.remote || closed) return;
     if (!changedSites) {
       changedSites = new Set();
-      setImmediate(() => {
+      setImmediate(async () => {
         const sites = [...(changedSites ?? [])];
         changedSites = null;
+        await Promise.allSettled(sites.map((s) => d.claims.durable?.(s)));
         for (const part of chunks(sites)) void d.notifier.publish({ k: 'claims', sites: part }).catch((err) => log.warn({ err }, 'could not tell the other replicas of changed claims'));
       });
     }
