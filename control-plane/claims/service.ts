@@ -88,7 +88,19 @@ export async function createClaimsService(d: ClaimsServiceDeps) {
   }
   d.log.info({ live: live.size }, 'claims loaded');
 
+  // A site's spec is asked for three times in one synchronous stretch of a curtail (the claim's
+  // check, the desired state, the reconciler's plan), for every site: it is kept until the
+  // stretch ends. Nothing changes the registry within one (its changes are their own callbacks).
+  const specs = new Map<string, SiteSpec>();
   function specOf(siteId: string): SiteSpec {
+    let spec = specs.get(siteId);
+    if (!spec) {
+      if (specs.size === 0) queueMicrotask(() => specs.clear());
+      specs.set(siteId, (spec = specNow(siteId)));
+    }
+    return spec;
+  }
+  function specNow(siteId: string): SiteSpec {
     const s = d.registry.site(siteId);
     const devices = d.registry.devices({ site: siteId });
     const asics: AsicSpec[] = devices.filter((x) => x.kind === 'asic').map((x) => asicSpecOf(x.id, x.model, x.ratedPowerW, x.ratedHashrateThs)).sort((a, b) => (a.id < b.id ? -1 : 1));
