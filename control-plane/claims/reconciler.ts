@@ -119,6 +119,8 @@ interface SiteRun {
   claimChangesSeen: number;
   /** the last run's outcome: a caller who joined a run that failed asks for another */
   lastRunFailed: boolean;
+  /** the run under way itself, without the runs asked for during it */
+  current: Promise<void> | null;
 }
 
 export function observedState(s: MiningState): ObservedMiningState {
@@ -194,7 +196,7 @@ export function createReconciler(deps: ReconcilerDeps) {
       r = {
         progress: new Map(), starts: [], inflight: new Map(), failures: new Map(), desiredKey: null, version: 0, message: null,
         sentVersion: null, heldVersion: null, atMs: null, observed: new Map(), held: [], divergent: [], running: null, again: false,
-        claimChanges: 0, claimChangesSeen: 0, lastRunFailed: false,
+        claimChanges: 0, claimChangesSeen: 0, lastRunFailed: false, current: null,
       };
       runs.set(siteId, r);
     }
@@ -328,14 +330,17 @@ export function createReconciler(deps: ReconcilerDeps) {
       do {
         r.again = false;
         if (!leader.leading()) break;
-        try {
-          await runOnce(siteId, r);
-          r.lastRunFailed = false;
-        } catch (err) {
-          r.lastRunFailed = true;
-          runErrors.inc();
-          log.error({ err, site: siteId }, 'reconciler run failed');
-        }
+        r.current = runOnce(siteId, r).then(
+          () => {
+            r.lastRunFailed = false;
+          },
+          (err: unknown) => {
+            r.lastRunFailed = true;
+            runErrors.inc();
+            log.error({ err, site: siteId }, 'reconciler run failed');
+          },
+        );
+        await r.current;
       } while (r.again && !closed);
     }).finally(() => {
       r.running = null;
@@ -403,8 +408,10 @@ export function createReconciler(deps: ReconcilerDeps) {
         const runs = sites.map((s) => {
           const r = stateOf(s);
           // (the claim events are said synchronously when claims change, before any caller of this)
-          if (!(r.running && r.claimChangesSeen === r.claimChanges && !r.again)) return poke(s);
-          return r.running.then(() => (r.lastRunFailed ? poke(s) : undefined));
+          if (!(r.running && r.current && r.claimChangesSeen === r.claimChanges && !r.again)) return poke(s);
+          // that run, not the ones its commands' results ask for after it (a fleet's results
+          // arrive while its runs finish, and the REST answer waited for a second run a site)
+          return r.current.then(() => (r.lastRunFailed ? poke(s) : undefined));
         });
         // every run these sites start now has submitted (a run is synchronous up to its store)
         deps.bus.storeNow?.();
