@@ -66,264 +66,349 @@ export interface SimS21 extends CgminerMiner {
 
 type Phase = 'sleeping' | 'starting' | 'mining';
 
+/** the four sensors on a board read differently (inlet side cooler than outlet); one copy for every miner */
+const PCB_SENSOR_OFFSET: readonly number[] = [-4, -2, 1, 3];
+const CHIP_SENSOR_OFFSET: readonly number[] = [-3, -1, 2, 4];
+/** sub-steps the 5 s window holds at first; at the agent's 1 s tick it needs 6 */
+const WINDOW_INITIAL = 8;
+
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
+function fanSpeedFor(m: S21Model, hottestChipC: number): number {
+  // Stock fan control: minimum 15 % to keep the control board cool, full speed by 80 °C chips.
+  const pct = clamp(0.15 + ((hottestChipC - 45) / 35) * 0.85, 0.15, 1);
+  return pct * m.maxFanRpm;
+}
+
+function hottest(temps: readonly number[]): number {
+  let max = -Infinity;
+  for (let i = 0; i < temps.length; i++) max = Math.max(max, temps[i]!);
+  return max;
+}
+
+/** the hottest of a board's sensors as cgminer reports them (whole degrees) */
+function hottestSensor(c: number, offsets: readonly number[]): number {
+  let max = -Infinity;
+  for (let i = 0; i < offsets.length; i++) max = Math.max(max, Math.round(c + offsets[i]!));
+  return max;
+}
+
+/** n doubles, in an array V8 stores unboxed (a double array, not one of tagged numbers) */
+const doubles = (n: number, f: (i: number) => number = () => 0): number[] => {
+  const xs = new Array<number>(n).fill(0.5);
+  for (let i = 0; i < n; i++) xs[i] = f(i);
+  return xs;
+};
+
 export function createS21(opts: S21Options): SimS21 {
-  const m = S21_MODELS[opts.model];
-  const ambientC = opts.ambientC ?? 25;
-  const startupS = opts.startupSeconds ?? DEFAULT_STARTUP_SECONDS;
-  const difficulty = opts.poolDifficulty ?? DEFAULT_POOL_DIFFICULTY;
-  const rng = opts.rng.fork('dynamics');
-  const fixed = opts.rng.fork('fixed');
-  const minerId = fixed.hex(16);
-  // Manufacturing spread: boards differ by ±1 % in hashrate and a degree or two in temperature;
-  // the four sensors on a board read differently (inlet side cooler than outlet).
-  const chainFactor = Array.from({ length: m.boards }, () => 1 + (fixed.next() - 0.5) * 0.02);
-  const chainTempOffset = Array.from({ length: m.boards }, () => (fixed.next() - 0.5) * 3);
-  const pcbSensorOffset = [-4, -2, 1, 3];
-  const chipSensorOffset = [-3, -1, 2, 4];
-  const fanFactor = Array.from({ length: m.fans }, () => 1 + (fixed.next() - 0.5) * 0.04);
+  return new S21(opts);
+}
 
-  let phase: Phase = opts.initialState === 'sleeping' ? 'sleeping' : 'mining';
-  const warm = phase === 'mining' ? 1 : 0;
-  // The continuous state in one object: a double kept in a closure's variable is a new heap
-  // number at every assignment (five per sub-step, at 5,000 ASICs a second), a double field of an
-  // object is updated in place.
-  const st = {
-    sinceStartS: 0,
-    powerW: warm ? m.ratedPowerW : m.standbyW,
-    elapsedS: 0,
-    totalGh: 0,
-    ema30m: warm ? m.ratedThs * 1000 : 0,
-  };
-  let powerTargetW: number | null = null;
-  const pcbC = Array.from({ length: m.boards }, (_, i) => ambientC + warm * PCB_RISE_C + chainTempOffset[i]!);
-  const chipC = Array.from({ length: m.boards }, (_, i) => ambientC + warm * CHIP_RISE_C + chainTempOffset[i]!);
-  const fanRpm = Array.from({ length: m.fans }, () => fanSpeedFor(Math.max(...chipC)));
-  const chainRateGhs = Array.from({ length: m.boards }, () => 0);
-  const chainHw = Array.from({ length: m.boards }, () => 0);
-  // The last 5 s of sub-steps, oldest first, for "GHS 5s": two parallel arrays of doubles from
-  // windowHead on (stored unboxed, where an object per sub-step was 5,000 ASICs × 6 objects a
-  // second of garbage in the agent); the consumed head is cut off now and then.
-  const windowDt: number[] = [];
-  const windowGhs: number[] = [];
-  let windowHead = 0;
-  let accepted = 0;
-  let rejected = 0;
-  let bestShare = 0;
-  let lastShareAtS: number | null = null;
+/**
+ * A class, not closures over the state: a site's agent simulates 5,000 of these. As a closure
+ * each miner was ~20 function objects, a context and an object literal with accessors (kept as a
+ * dictionary), ~4 KB of heap per miner that a class's prototype holds once (bench:agent,
+ * bench/heap-summary.ts: 19 of 49 MB of the agent's heap at 5,000 ASICs).
+ */
+class S21 implements SimS21 {
+  readonly id: string;
+  readonly model: S21Model;
+  readonly minerId: string;
+  private readonly ambientC: number;
+  private readonly startupS: number;
+  private readonly difficulty: number;
+  private readonly poolUrl: string | undefined;
+  private readonly poolUser: string | undefined;
+  private readonly reportsPower: boolean;
+  private readonly rng: Rng;
+  // Manufacturing spread: boards differ by ±1 % in hashrate and a degree or two in temperature.
+  private readonly chainFactor: number[];
+  private readonly chainTempOffset: number[];
+  private readonly fanFactor: number[];
+  private phase: Phase;
+  // The continuous state as double fields, updated in place (a double in a closure's variable
+  // was a new heap number at every assignment).
+  private sinceStartS = 0;
+  private powerW: number;
+  private elapsedS = 0;
+  private totalGh = 0;
+  private ema30m: number;
+  private powerTarget: number | null = null;
+  private readonly pcbC: number[];
+  private readonly chipC: number[];
+  private readonly fanRpm: number[];
+  private readonly chainRateGhs: number[];
+  private readonly chainHw: number[];
+  // The last 5 s of sub-steps, oldest first from winStart, for "GHS 5s": a ring of two parallel
+  // double arrays. Pushing onto arrays and cutting their head off every 64 sub-steps held ~1.3 KB
+  // per miner and reallocated them as they grew.
+  private winDt: number[] = doubles(WINDOW_INITIAL);
+  private winGhs: number[] = doubles(WINDOW_INITIAL);
+  private winStart = 0;
+  private winLen = 0;
+  private accepted = 0;
+  private rejected = 0;
+  private bestShare = 0;
+  private lastShareAtS: number | null = null;
 
-  const fansRpm = (): number[] => fanRpm.map((f, i) => Math.round(f * fanFactor[i]!));
-  const hottest = (temps: readonly number[]): number => {
-    let max = -Infinity;
-    for (const t of temps) max = Math.max(max, t);
-    return max;
-  };
-
-  function fanSpeedFor(hottestChipC: number): number {
-    // Stock fan control: minimum 15 % to keep the control board cool, full speed by 80 °C chips.
-    const pct = clamp(0.15 + ((hottestChipC - 45) / 35) * 0.85, 0.15, 1);
-    return pct * m.maxFanRpm;
+  constructor(opts: S21Options) {
+    const m = S21_MODELS[opts.model];
+    this.id = opts.id;
+    this.model = m;
+    this.ambientC = opts.ambientC ?? 25;
+    this.startupS = opts.startupSeconds ?? DEFAULT_STARTUP_SECONDS;
+    this.difficulty = opts.poolDifficulty ?? DEFAULT_POOL_DIFFICULTY;
+    this.poolUrl = opts.poolUrl;
+    this.poolUser = opts.poolUser;
+    this.reportsPower = opts.reportsPower ?? false;
+    this.rng = opts.rng.fork('dynamics');
+    const fixed = opts.rng.fork('fixed');
+    // the draws in this order: a miner's serial and spread depend only on the seed and its id
+    this.minerId = fixed.hex(16);
+    this.chainFactor = doubles(m.boards, () => 1 + (fixed.next() - 0.5) * 0.02);
+    this.chainTempOffset = doubles(m.boards, () => (fixed.next() - 0.5) * 3);
+    this.fanFactor = doubles(m.fans, () => 1 + (fixed.next() - 0.5) * 0.04);
+    this.phase = opts.initialState === 'sleeping' ? 'sleeping' : 'mining';
+    const warm = this.phase === 'mining' ? 1 : 0;
+    this.powerW = warm ? m.ratedPowerW : m.standbyW;
+    this.ema30m = warm ? m.ratedThs * 1000 : 0;
+    this.pcbC = doubles(m.boards, (i) => this.ambientC + warm * PCB_RISE_C + this.chainTempOffset[i]!);
+    this.chipC = doubles(m.boards, (i) => this.ambientC + warm * CHIP_RISE_C + this.chainTempOffset[i]!);
+    const fan0 = fanSpeedFor(m, hottest(this.chipC));
+    this.fanRpm = doubles(m.fans, () => fan0);
+    this.chainRateGhs = doubles(m.boards);
+    this.chainHw = doubles(m.boards);
   }
 
-  const targetW = (): number => powerTargetW ?? m.ratedPowerW;
-  const hashFraction = (): number => hashFractionForPower(m, targetW());
-
-  function rampFraction(): number {
-    if (phase === 'sleeping') return 0;
-    if (phase === 'mining') return 1;
-    return clamp((st.sinceStartS - INIT_FRACTION * startupS) / ((1 - INIT_FRACTION) * startupS), 0, 1);
+  get miningState(): MiningState {
+    return this.phase === 'sleeping'
+      ? MiningState.MINING_STATE_SLEEPING
+      : this.phase === 'starting'
+        ? MiningState.MINING_STATE_RAMPING
+        : MiningState.MINING_STATE_MINING;
   }
 
-  function substep(dt: number): void {
-    st.elapsedS += dt;
-    if (phase === 'starting') {
-      st.sinceStartS += dt;
-      if (st.sinceStartS >= startupS) phase = 'mining';
+  get powerTargetW(): number | null {
+    return this.powerTarget;
+  }
+
+  setMining(on: boolean): void {
+    if (on && this.phase === 'sleeping') {
+      this.phase = this.startupS > 0 ? 'starting' : 'mining';
+      this.sinceStartS = 0;
+    } else if (!on) {
+      this.phase = 'sleeping';
     }
-    const ramp = rampFraction();
-    const hf = hashFraction();
+  }
+
+  reboot(): void {
+    this.phase = this.startupS > 0 ? 'starting' : 'mining';
+    this.sinceStartS = 0;
+  }
+
+  setPowerTarget(watts: number | null): void {
+    if (watts !== null && !Number.isFinite(watts)) throw new RangeError(`power target must be finite, got ${watts}`);
+    this.powerTarget = watts === null ? null : clampPowerTarget(this.model, watts);
+  }
+
+  step(dtSeconds: number): void {
+    // Sub-steps of at most 1 s keep the ramp, share draws and 5 s window accurate when the
+    // fleet is stepped rarely; the lags are exact for any step size.
+    let left = dtSeconds;
+    while (left > 1e-9) {
+      const dt = Math.min(left, MAX_SUBSTEP_S);
+      this.substep(dt);
+      left -= dt;
+    }
+  }
+
+  private targetW(): number {
+    return this.powerTarget ?? this.model.ratedPowerW;
+  }
+
+  private hashFraction(): number {
+    return hashFractionForPower(this.model, this.targetW());
+  }
+
+  private rampFraction(): number {
+    if (this.phase === 'sleeping') return 0;
+    if (this.phase === 'mining') return 1;
+    return clamp((this.sinceStartS - INIT_FRACTION * this.startupS) / ((1 - INIT_FRACTION) * this.startupS), 0, 1);
+  }
+
+  private substep(dt: number): void {
+    const m = this.model;
+    const rng = this.rng;
+    this.elapsedS += dt;
+    if (this.phase === 'starting') {
+      this.sinceStartS += dt;
+      if (this.sinceStartS >= this.startupS) this.phase = 'mining';
+    }
+    const ramp = this.rampFraction();
+    const hf = this.hashFraction();
 
     let rate = 0;
     for (let i = 0; i < m.boards; i++) {
-      const r = ramp > 0 ? (m.ratedThs * 1000 / m.boards) * chainFactor[i]! * hf * ramp * (1 + rng.normal() * 0.004) : 0;
-      chainRateGhs[i] = r;
+      const r = ramp > 0 ? (m.ratedThs * 1000 / m.boards) * this.chainFactor[i]! * hf * ramp * (1 + rng.normal() * 0.004) : 0;
+      this.chainRateGhs[i] = r;
       rate += r;
     }
 
     // Power follows hashrate: hashing power scales with the ramp on top of standby.
-    const hashingW = (targetW() - m.standbyW) * ramp;
-    st.powerW = firstOrderLag(st.powerW, m.standbyW + hashingW * (1 + rng.normal() * 0.002), dt, POWER_TAU_S);
+    const hashingW = (this.targetW() - m.standbyW) * ramp;
+    this.powerW = firstOrderLag(this.powerW, m.standbyW + hashingW * (1 + rng.normal() * 0.002), dt, POWER_TAU_S);
 
-    const load = (st.powerW - m.standbyW) / (m.ratedPowerW - m.standbyW);
+    const load = (this.powerW - m.standbyW) / (m.ratedPowerW - m.standbyW);
     for (let i = 0; i < m.boards; i++) {
-      pcbC[i] = firstOrderLag(pcbC[i]!, ambientC + PCB_RISE_C * load + chainTempOffset[i]!, dt, PCB_TAU_S);
-      chipC[i] = firstOrderLag(chipC[i]!, ambientC + CHIP_RISE_C * load + chainTempOffset[i]!, dt, CHIP_TAU_S);
+      this.pcbC[i] = firstOrderLag(this.pcbC[i]!, this.ambientC + PCB_RISE_C * load + this.chainTempOffset[i]!, dt, PCB_TAU_S);
+      this.chipC[i] = firstOrderLag(this.chipC[i]!, this.ambientC + CHIP_RISE_C * load + this.chainTempOffset[i]!, dt, CHIP_TAU_S);
     }
-    const fanTarget = fanSpeedFor(hottest(chipC));
-    for (let i = 0; i < fanRpm.length; i++) fanRpm[i] = firstOrderLag(fanRpm[i]!, fanTarget, dt, FAN_TAU_S);
+    const fanTarget = fanSpeedFor(m, hottest(this.chipC));
+    for (let i = 0; i < this.fanRpm.length; i++) this.fanRpm[i] = firstOrderLag(this.fanRpm[i]!, fanTarget, dt, FAN_TAU_S);
 
     const gh = rate * dt;
-    st.totalGh += gh;
-    windowDt.push(dt);
-    windowGhs.push(rate);
-    let covered = windowCovered();
-    while (windowDt.length - windowHead > 1 && covered - windowDt[windowHead]! >= WINDOW_5S) covered -= windowDt[windowHead++]!;
-    if (windowHead >= 64) {
-      windowDt.splice(0, windowHead);
-      windowGhs.splice(0, windowHead);
-      windowHead = 0;
+    this.totalGh += gh;
+    this.windowPush(dt, rate);
+    let covered = this.windowCovered();
+    while (this.winLen > 1 && covered - this.winDt[this.winStart]! >= WINDOW_5S) {
+      covered -= this.winDt[this.winStart]!;
+      this.winStart = (this.winStart + 1) % this.winDt.length;
+      this.winLen--;
     }
-    st.ema30m = firstOrderLag(st.ema30m, rate, dt, WINDOW_30M);
+    this.ema30m = firstOrderLag(this.ema30m, rate, dt, WINDOW_30M);
 
     // A share is a hash below target; at difficulty D one hash in D·2^32 qualifies, so shares
     // arrive as a Poisson process with rate H / (D · 2^32).
-    const shares = rng.poisson((gh * 1e9) / (difficulty * TWO_POW_32));
+    const shares = rng.poisson((gh * 1e9) / (this.difficulty * TWO_POW_32));
     for (let s = 0; s < shares; s++) {
-      if (rng.chance(REJECT_PROBABILITY)) rejected++;
-      else accepted++;
+      if (rng.chance(REJECT_PROBABILITY)) this.rejected++;
+      else this.accepted++;
     }
     if (shares > 0) {
-      lastShareAtS = st.elapsedS;
+      this.lastShareAtS = this.elapsedS;
       // A share's own difficulty is D/U for uniform U, so the best of n is D over the least of
       // n uniforms, which is distributed as 1 − V^(1/n).
       const minU = 1 - Math.pow(rng.next(), 1 / shares);
-      bestShare = Math.max(bestShare, Math.floor(difficulty / Math.max(minU, 1e-12)));
+      this.bestShare = Math.max(this.bestShare, Math.floor(this.difficulty / Math.max(minU, 1e-12)));
     }
     for (let i = 0; i < m.boards; i++) {
-      chainHw[i]! += rng.poisson((chainRateGhs[i]! / 1000) * HW_ERRORS_PER_TH_S * dt);
+      this.chainHw[i]! += rng.poisson((this.chainRateGhs[i]! / 1000) * HW_ERRORS_PER_TH_S * dt);
     }
+  }
+
+  /** a sub-step onto the window's end; the ring doubles when full (sub-steps shorter than 1 s) */
+  private windowPush(dt: number, ghs: number): void {
+    const cap = this.winDt.length;
+    if (this.winLen === cap) {
+      const dts = doubles(cap * 2);
+      const rates = doubles(cap * 2);
+      for (let i = 0; i < cap; i++) {
+        dts[i] = this.winDt[(this.winStart + i) % cap]!;
+        rates[i] = this.winGhs[(this.winStart + i) % cap]!;
+      }
+      this.winDt = dts;
+      this.winGhs = rates;
+      this.winStart = 0;
+    }
+    const at = (this.winStart + this.winLen) % this.winDt.length;
+    this.winDt[at] = dt;
+    this.winGhs[at] = ghs;
+    this.winLen++;
   }
 
   /** the window's span, summed oldest first */
-  function windowCovered(): number {
+  private windowCovered(): number {
+    const cap = this.winDt.length;
     let covered = 0;
-    for (let i = windowHead; i < windowDt.length; i++) covered += windowDt[i]!;
+    for (let i = 0; i < this.winLen; i++) covered += this.winDt[(this.winStart + i) % cap]!;
     return covered;
   }
 
-  function ghs5s(): number {
-    const covered = windowCovered();
+  private ghs5s(): number {
+    const covered = this.windowCovered();
     if (covered <= 0) return 0;
     // The oldest segment may reach past 5 s; count only its part inside the window.
     const excess = Math.max(0, covered - WINDOW_5S);
+    const cap = this.winDt.length;
     let gh = 0;
-    for (let i = windowHead; i < windowDt.length; i++) gh += windowGhs[i]! * (i === windowHead ? windowDt[i]! - excess : windowDt[i]!);
+    for (let i = 0; i < this.winLen; i++) {
+      const k = (this.winStart + i) % cap;
+      gh += this.winGhs[k]! * (i === 0 ? this.winDt[k]! - excess : this.winDt[k]!);
+    }
     return gh / Math.min(covered, WINDOW_5S);
   }
 
-  const round2 = (x: number): number => Math.round(x * 100) / 100;
-  /** the hottest of a board's sensors as cgminer reports them (whole degrees) */
-  const hottestSensor = (c: number, offsets: readonly number[]): number => {
-    let max = -Infinity;
-    for (const o of offsets) max = Math.max(max, Math.round(c + o));
-    return max;
-  };
-  const sumHw = (): number => {
-    let n = 0;
-    for (const h of chainHw) n += h;
-    return n;
-  };
+  private fansRpm(): number[] {
+    return this.fanRpm.map((f, i) => Math.round(f * this.fanFactor[i]!));
+  }
 
-  const miner: SimS21 = {
-    id: opts.id,
-    model: m,
-    minerId,
-    get miningState() {
-      return phase === 'sleeping'
-        ? MiningState.MINING_STATE_SLEEPING
-        : phase === 'starting'
-          ? MiningState.MINING_STATE_RAMPING
-          : MiningState.MINING_STATE_MINING;
-    },
-    get powerTargetW() {
-      return powerTargetW;
-    },
-    setMining(on) {
-      if (on && phase === 'sleeping') {
-        phase = startupS > 0 ? 'starting' : 'mining';
-        st.sinceStartS = 0;
-      } else if (!on) {
-        phase = 'sleeping';
-      }
-    },
-    reboot() {
-      phase = startupS > 0 ? 'starting' : 'mining';
-      st.sinceStartS = 0;
-    },
-    setPowerTarget(watts) {
-      if (watts !== null && !Number.isFinite(watts)) throw new RangeError(`power target must be finite, got ${watts}`);
-      powerTargetW = watts === null ? null : clampPowerTarget(m, watts);
-    },
-    step(dtSeconds) {
-      // Sub-steps of at most 1 s keep the ramp, share draws and 5 s window accurate when the
-      // fleet is stepped rarely; the lags are exact for any step size.
-      let left = dtSeconds;
-      while (left > 1e-9) {
-        const dt = Math.min(left, MAX_SUBSTEP_S);
-        substep(dt);
-        left -= dt;
-      }
-    },
-    reading(nowMs) {
-      // What cgminerStatus() reports, read straight from the state: a site's agent reads every
-      // ASIC every second, and the whole status (chains, pool, sensor lists) was garbage at once.
-      const boards = chainRateGhs.length;
-      const boardTemperaturesC = new Array<number>(boards);
-      const chipTemperaturesC = new Array<number>(boards);
-      for (let i = 0; i < boards; i++) {
-        boardTemperaturesC[i] = hottestSensor(pcbC[i]!, pcbSensorOffset);
-        chipTemperaturesC[i] = hottestSensor(chipC[i]!, chipSensorOffset);
-      }
-      return {
-        deviceId: opts.id,
-        tsMs: nowMs,
-        hashrate5sThs: round2(ghs5s()) / 1000,
-        hashrateAvgThs: round2(st.elapsedS > 0 ? st.totalGh / st.elapsedS : 0) / 1000,
-        powerW: Math.round(st.powerW * 10) / 10,
-        boardTemperaturesC,
-        chipTemperaturesC,
-        fanRpm: fansRpm(),
-        acceptedShares: accepted,
-        rejectedShares: rejected,
-        hardwareErrors: sumHw(),
-        miningState: miner.miningState,
-        powerTargetW: powerTargetW ?? 0,
-      };
-    },
-    cgminerStatus(): CgminerStatus {
-      const hf = hashFraction();
-      return {
-        type: m.name,
-        minerId,
-        elapsedS: Math.floor(st.elapsedS),
-        ghs5s: round2(ghs5s()),
-        ghsAv: round2(st.elapsedS > 0 ? st.totalGh / st.elapsedS : 0),
-        ghs30m: round2(st.ema30m),
-        rateIdealGhs: round2(m.ratedThs * 1000 * hf),
-        accepted,
-        rejected,
-        hardwareErrors: sumHw(),
-        bestShare,
-        lastShareAgeS: lastShareAtS === null ? null : Math.floor(st.elapsedS - lastShareAtS),
-        // Antminer miner-mode: 1 sleep; 3 low power when running below stock power; 0 normal.
-        mode: phase === 'sleeping' ? 1 : powerTargetW !== null && powerTargetW < m.ratedPowerW ? 3 : 0,
-        // Hashrate is proportional to chip clock, so the clock scales with the hash fraction.
-        frequencyMhz: Math.round(m.stockFrequencyMhz * hf),
-        fansRpm: fansRpm(),
-        chains: chainRateGhs.map((r, i) => ({
-          rateGhs: round2(r),
-          chips: m.chipsPerBoard,
-          hardwareErrors: chainHw[i]!,
-          pcbTempsC: pcbSensorOffset.map((o) => Math.round(pcbC[i]! + o)),
-          chipTempsC: chipSensorOffset.map((o) => Math.round(chipC[i]! + o)),
-        })),
-        pool: {
-          url: opts.poolUrl ?? 'stratum+tcp://pool.example:3333',
-          user: opts.poolUser ?? `hcp.${opts.id}`,
-          difficulty,
-        },
-        ...(opts.reportsPower ? { powerW: Math.round(st.powerW) } : {}),
-      };
-    },
-  };
-  return miner;
+  private sumHw(): number {
+    let n = 0;
+    for (const h of this.chainHw) n += h;
+    return n;
+  }
+
+  reading(nowMs: number): AsicSample {
+    // What cgminerStatus() reports, read straight from the state: a site's agent reads every
+    // ASIC every second, and the whole status (chains, pool, sensor lists) was garbage at once.
+    const boards = this.chainRateGhs.length;
+    const boardTemperaturesC = new Array<number>(boards);
+    const chipTemperaturesC = new Array<number>(boards);
+    for (let i = 0; i < boards; i++) {
+      boardTemperaturesC[i] = hottestSensor(this.pcbC[i]!, PCB_SENSOR_OFFSET);
+      chipTemperaturesC[i] = hottestSensor(this.chipC[i]!, CHIP_SENSOR_OFFSET);
+    }
+    return {
+      deviceId: this.id,
+      tsMs: nowMs,
+      hashrate5sThs: round2(this.ghs5s()) / 1000,
+      hashrateAvgThs: round2(this.elapsedS > 0 ? this.totalGh / this.elapsedS : 0) / 1000,
+      powerW: Math.round(this.powerW * 10) / 10,
+      boardTemperaturesC,
+      chipTemperaturesC,
+      fanRpm: this.fansRpm(),
+      acceptedShares: this.accepted,
+      rejectedShares: this.rejected,
+      hardwareErrors: this.sumHw(),
+      miningState: this.miningState,
+      powerTargetW: this.powerTarget ?? 0,
+    };
+  }
+
+  cgminerStatus(): CgminerStatus {
+    const m = this.model;
+    const hf = this.hashFraction();
+    return {
+      type: m.name,
+      minerId: this.minerId,
+      elapsedS: Math.floor(this.elapsedS),
+      ghs5s: round2(this.ghs5s()),
+      ghsAv: round2(this.elapsedS > 0 ? this.totalGh / this.elapsedS : 0),
+      ghs30m: round2(this.ema30m),
+      rateIdealGhs: round2(m.ratedThs * 1000 * hf),
+      accepted: this.accepted,
+      rejected: this.rejected,
+      hardwareErrors: this.sumHw(),
+      bestShare: this.bestShare,
+      lastShareAgeS: this.lastShareAtS === null ? null : Math.floor(this.elapsedS - this.lastShareAtS),
+      // Antminer miner-mode: 1 sleep; 3 low power when running below stock power; 0 normal.
+      mode: this.phase === 'sleeping' ? 1 : this.powerTarget !== null && this.powerTarget < m.ratedPowerW ? 3 : 0,
+      // Hashrate is proportional to chip clock, so the clock scales with the hash fraction.
+      frequencyMhz: Math.round(m.stockFrequencyMhz * hf),
+      fansRpm: this.fansRpm(),
+      chains: this.chainRateGhs.map((r, i) => ({
+        rateGhs: round2(r),
+        chips: m.chipsPerBoard,
+        hardwareErrors: this.chainHw[i]!,
+        pcbTempsC: PCB_SENSOR_OFFSET.map((o) => Math.round(this.pcbC[i]! + o)),
+        chipTempsC: CHIP_SENSOR_OFFSET.map((o) => Math.round(this.chipC[i]! + o)),
+      })),
+      pool: {
+        url: this.poolUrl ?? 'stratum+tcp://pool.example:3333',
+        user: this.poolUser ?? `hcp.${this.id}`,
+        difficulty: this.difficulty,
+      },
+      ...(this.reportsPower ? { powerW: Math.round(this.powerW) } : {}),
+    };
+  }
 }
