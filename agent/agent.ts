@@ -21,6 +21,7 @@ import { createGatewayClient } from './grpc/gateway-client.js';
 import { startAgentHttp } from './http/server.js';
 import { createDeviceMetrics } from './device-metrics.js';
 import { createAgentMetrics } from './metrics.js';
+import { encodeTelemetryBatch } from './telemetry-encoding.js';
 import { createPublisher } from './mqtt/publisher.js';
 import { createForwarder } from './spool/forwarder.js';
 import { openSpool } from './spool/spool.js';
@@ -282,7 +283,7 @@ export async function createAgent(c: AgentConfig, log: Logger, deps: AgentDeps):
       metrics.devicesReporting.set({ kind: 'gpu' }, gpus.length);
       metrics.devicesReporting.set({ kind: 'asic' }, asics.length);
       const seq = spool.state().nextSeq;
-      const batch = TelemetryBatch.encode({ siteId: c.site, seq, sentAtMs: Date.now(), agentSession: session, gpus, asics, stream: spool.stream }, writer).finish();
+      const batch = encodeTelemetryBatch({ siteId: c.site, seq, sentAtMs: Date.now(), agentSession: session, gpus, asics, stream: spool.stream }, writer);
       try {
         // on disk first; a batch the spool could not take (disk full) is not sent: its seq
         // would be handed out again

@@ -107,13 +107,16 @@ function copyAsic(s: AsicSample, v: Float64Array, o: number): void {
   v[o + A.rejected] = Number(s.rejectedShares);
   v[o + A.hw] = Number(s.hardwareErrors);
   v[o + A.state] = st;
-  const lists = [s.boardTemperaturesC, s.chipTemperaturesC, s.fanRpm];
-  for (let k = 0; k < 3; k++) {
-    const xs = lists[k]!;
-    const n = Math.min(xs.length, MAX_PER);
-    v[o + A.boards + k] = n;
-    for (let i = 0; i < n; i++) v[o + A.lists + k * MAX_PER + i] = xs[i]!;
-  }
+  copyList(s.boardTemperaturesC, v, o, 0);
+  copyList(s.chipTemperaturesC, v, o, 1);
+  copyList(s.fanRpm, v, o, 2);
+}
+
+/** list k of a row (0 boards, 1 chips, 2 fans): its length, then its values */
+function copyList(xs: readonly number[], v: Float64Array, o: number, k: number): void {
+  const n = Math.min(xs.length, MAX_PER);
+  v[o + A.boards + k] = n;
+  for (let i = 0; i < n; i++) v[o + A.lists + k * MAX_PER + i] = xs[i]!;
 }
 
 /** the i-th value of list k (0 boards, 1 chips, 2 fans) of a row, and how many it has */
