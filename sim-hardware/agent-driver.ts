@@ -37,6 +37,12 @@ export function createSimDriver(fleet: SimFleet): CommandableDriver {
     })),
   ];
   let closed = false;
+  // One sample object per ASIC, rewritten at every read: the agent reads 5,000 of them a second,
+  // and fresh ones (2 MB a tick) were still alive at the scavenges in the middle of the tick, so
+  // with the small young generation the agent runs (agent/heap-flags.ts) each was promoted and
+  // became old-generation garbage, 2 MB a second of it. A reading's ASIC samples are therefore
+  // valid until the next read() (DeviceDriver.read).
+  const asicSamples = fleet.asics.map((a) => a.reading(0));
 
   const gpuState = (g: SimH100): DeviceState => ({ deviceId: g.id, state: gpuStateName(g.state), workloadId: g.workloadId, powerTargetW: 0 });
   // powerTargetW 0 = stock, as in AsicSample.
@@ -78,7 +84,7 @@ export function createSimDriver(fleet: SimFleet): CommandableDriver {
       fleet.step();
       return {
         gpus: fleet.gpus.map((g) => g.reading(nowMs)),
-        asics: fleet.asics.map((a) => a.reading(nowMs)),
+        asics: fleet.asics.map((a, i) => a.readInto(asicSamples[i]!, nowMs)),
         errors: [],
       };
     },

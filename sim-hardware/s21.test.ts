@@ -145,4 +145,18 @@ describe('S21 dynamics', () => {
     expect(m.powerTargetW).toBe(3000);
     expect(m.reading(0).powerW).toBeGreaterThan(2900);
   });
+
+  it('readInto rewrites an earlier reading in place with what reading() would return', () => {
+    const m = miner({ initialState: 'sleeping', startupSeconds: 60 });
+    const kept = m.reading(1_000);
+    const lists = [kept.boardTemperaturesC, kept.chipTemperaturesC, kept.fanRpm];
+    m.setMining(true);
+    run(m, 90, 0.5);
+    const fresh = m.reading(2_000);
+    expect(m.readInto(kept, 2_000)).toBe(kept);
+    expect(kept).toEqual(fresh);
+    expect(kept.miningState).toBe(MiningState.MINING_STATE_MINING);
+    expect([kept.boardTemperaturesC, kept.chipTemperaturesC, kept.fanRpm]).toEqual(lists);
+    expect(kept.boardTemperaturesC).toBe(lists[0]);
+  });
 });

@@ -62,6 +62,8 @@ export interface SimS21 extends CgminerMiner {
   reboot(): void;
   step(dtSeconds: number): void;
   reading(nowMs: number): AsicSample;
+  /** the reading written into a sample made by an earlier reading() (the same miner's) */
+  readInto(sample: AsicSample, nowMs: number): AsicSample;
 }
 
 type Phase = 'sleeping' | 'starting' | 'mining';
@@ -352,27 +354,29 @@ class S21 implements SimS21 {
     // What cgminerStatus() reports, read straight from the state: a site's agent reads every
     // ASIC every second, and the whole status (chains, pool, sensor lists) was garbage at once.
     const boards = this.chainRateGhs.length;
-    const boardTemperaturesC = new Array<number>(boards);
-    const chipTemperaturesC = new Array<number>(boards);
-    for (let i = 0; i < boards; i++) {
-      boardTemperaturesC[i] = hottestSensor(this.pcbC[i]!, PCB_SENSOR_OFFSET);
-      chipTemperaturesC[i] = hottestSensor(this.chipC[i]!, CHIP_SENSOR_OFFSET);
+    return this.readInto({
+      deviceId: this.id, tsMs: 0, hashrate5sThs: 0, hashrateAvgThs: 0, powerW: 0,
+      boardTemperaturesC: new Array<number>(boards).fill(0), chipTemperaturesC: new Array<number>(boards).fill(0), fanRpm: new Array<number>(this.fanRpm.length).fill(0),
+      acceptedShares: 0, rejectedShares: 0, hardwareErrors: 0, miningState: MiningState.MINING_STATE_UNSPECIFIED, powerTargetW: 0,
+    }, nowMs);
+  }
+
+  readInto(r: AsicSample, nowMs: number): AsicSample {
+    for (let i = 0; i < r.boardTemperaturesC.length; i++) {
+      r.boardTemperaturesC[i] = hottestSensor(this.pcbC[i]!, PCB_SENSOR_OFFSET);
+      r.chipTemperaturesC[i] = hottestSensor(this.chipC[i]!, CHIP_SENSOR_OFFSET);
     }
-    return {
-      deviceId: this.id,
-      tsMs: nowMs,
-      hashrate5sThs: round2(this.ghs5s()) / 1000,
-      hashrateAvgThs: round2(this.elapsedS > 0 ? this.totalGh / this.elapsedS : 0) / 1000,
-      powerW: Math.round(this.powerW * 10) / 10,
-      boardTemperaturesC,
-      chipTemperaturesC,
-      fanRpm: this.fansRpm(),
-      acceptedShares: this.accepted,
-      rejectedShares: this.rejected,
-      hardwareErrors: this.sumHw(),
-      miningState: this.miningState,
-      powerTargetW: this.powerTarget ?? 0,
-    };
+    for (let i = 0; i < r.fanRpm.length; i++) r.fanRpm[i] = Math.round(this.fanRpm[i]! * this.fanFactor[i]!);
+    r.tsMs = nowMs;
+    r.hashrate5sThs = round2(this.ghs5s()) / 1000;
+    r.hashrateAvgThs = round2(this.elapsedS > 0 ? this.totalGh / this.elapsedS : 0) / 1000;
+    r.powerW = Math.round(this.powerW * 10) / 10;
+    r.acceptedShares = this.accepted;
+    r.rejectedShares = this.rejected;
+    r.hardwareErrors = this.sumHw();
+    r.miningState = this.miningState;
+    r.powerTargetW = this.powerTarget ?? 0;
+    return r;
   }
 
   cgminerStatus(): CgminerStatus {

@@ -22,7 +22,12 @@ export interface DeviceDriver {
   readonly name: string;
   /** the devices this driver owns; stable for the driver's lifetime */
   inventory(): Device[];
-  /** reads every device once; a device that cannot be read is an entry in `errors`, never a throw */
+  /**
+   * Reads every device once; a device that cannot be read is an entry in `errors`, never a throw.
+   * The samples are the caller's until the driver's next read(), which may write new readings
+   * into the same objects (the sim driver does: sim-hardware/agent-driver.ts); a caller that
+   * keeps one longer copies it.
+   */
   read(nowMs: number): Promise<DriverReading>;
   /** idempotent */
   close(): Promise<void>;
