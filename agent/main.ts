@@ -1,19 +1,12 @@
 // Agent process: configuration, wiring and signals only. The simulator's drivers are registered
 // here (agent/main-sim.ts), the one place the agent reaches sim-hardware/.
-import { setFlagsFromString } from 'node:v8';
+// first: V8 flags that must be set before the agent allocates (agent/heap-flags.ts)
+import './heap-flags.js';
 import { createAgent } from './agent.js';
 import { ConfigError, parseAgentArgs, USAGE } from './config.js';
 import { createLogger } from './log.js';
 import { simDriverRegistry } from './main-sim.js';
 import { AGENT_VERSION } from './version.js';
-
-// No allocation-site pretenuring (a V8 flag, read at every GC, so it may be set now; Node 20's
-// single executable takes no execArgv): in the first seconds, while the young generation is 1 MB,
-// a scavenge in the middle of a sampling tick finds every sample of the tick alive, V8 decides
-// that site's objects live long and from then on allocates every device's sample of every tick
-// in the old generation. At 5,000 ASICs that was 2 MB/s of garbage there and an old generation
-// growing 40 → 110 MB between collections (bench:agent, docs in README "Capacity").
-setFlagsFromString('--no-allocation-site-pretenuring');
 
 let parsed;
 try {
