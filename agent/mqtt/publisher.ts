@@ -85,7 +85,11 @@ export function createPublisher(o: {
     publishBatch(payload) {
       if (closing || !client.connected) return false;
       // a failed publish needs nothing here: the batch stays in the spool until committed
-      client.publish(topic, Buffer.from(payload), { qos: 1 }, () => undefined);
+      // A view, not a copy: every payload here is the caller's own fresh bytes (the tick's
+      // encoding, a record read back from the spool) and nothing writes to it afterwards. The
+      // copy was another 0.6 MB malloc'd and copied every second at 5,000 ASICs, held until V8
+      // collected its wrapper.
+      client.publish(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), { qos: 1 }, () => undefined);
       o.metrics.batchesPublished.inc();
       return true;
     },
