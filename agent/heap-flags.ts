@@ -15,11 +15,13 @@ import { setFlagsFromString } from 'node:v8';
 setFlagsFromString('--no-allocation-site-pretenuring');
 
 // The young generation stays at its initial 1 MB per semi-space: V8 grows it by this factor when
-// much survives a scavenge, and the agent's start (5,000 simulated miners built at once) had it
-// at the 16 MB maximum within seconds, 32 MB of RSS for the agent's life. A sampling tick keeps
+// much survives a scavenge (the start builds 5,000 simulated miners at once; a tick's samples
+// lived through scavenges), and it sat at the 16 MB maximum, 32 MB of RSS for the agent's life,
+// never shrunk while the agent allocates megabytes a second. A sampling tick keeps
 // little alive now (agent/telemetry-encoding.ts, sim-hardware/agent-driver.ts), so the small
 // young generation costs a few scavenges a tick and little promotion: at 5,000 ASICs RSS p50
-// 123 → 98 MB, CPU 3.6 → 3.2 % of a core (README "Capacity", "The agent's memory").
+// 127 → 98 MB, CPU 3.4 → 3.2 % of a core (the built binary, one 40 s run each; README "The
+// agent's memory").
 setFlagsFromString('--semi-space-growth-factor=1');
 
 // The old generation may grow to 1.3 × what the last full collection left alive before the
