@@ -192,4 +192,48 @@ describe('reconciler', () => {
     expect(s.desiredCalls()).toBeGreaterThanOrEqual(3);
     expect(s.rec.view(SITE).held).toEqual(IDS.map((deviceId) => ({ deviceId, why: 'backoff' })));
   });
+
+  it('holds the commands and the desired state of claims whose write is under way; a failed write sends neither', async () => {
+    let write: { promise: Promise<void>; resolve: () => void; reject: (e: Error) => void } | null = null;
+    const pending = () => {
+      let resolve!: () => void;
+      let reject!: (e: Error) => void;
+      const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      return { promise, resolve, reject };
+    };
+    const afters: Array<Promise<unknown> | null | undefined> = [];
+    const s = setup({ claimsDurable: () => write?.promise ?? null });
+    const submit = s.bus.submit;
+    s.bus.submit = (items, opts?: { after?: Promise<unknown> | null }) => {
+      afters.push(opts?.after);
+      return submit(items);
+    };
+    await s.rec.poke(SITE);
+    expect(s.sent).toHaveLength(1);
+
+    // the claim is in memory, its row is going in: the command is submitted with the write as its
+    // `after`, and the desired state waits for it
+    write = pending();
+    s.setClaims([s.off()]);
+    const run = s.rec.claimsChanged(SITE);
+    expect(afters).toEqual([write.promise]);
+    await new Promise((r) => setImmediate(r));
+    expect(s.sent).toHaveLength(1);
+    write.resolve();
+    await run;
+    expect(s.sent).toHaveLength(2);
+    expect(s.sent[1]!.asics.every((a) => !a.mining)).toBe(true);
+
+    // a write that fails (here, of the claim's end): the run fails, the changed desired state is
+    // not pushed
+    const errors = async () => (await s.metrics.getSingleMetric('hcp_reconciler_run_errors_total')!.get()).values[0]?.value ?? 0;
+    const before = await errors();
+    write = pending();
+    s.setClaims([]);
+    const failing = s.rec.claimsChanged(SITE);
+    write.reject(new Error('the claims table is gone'));
+    await failing;
+    expect(await errors()).toBe(before + 1);
+    expect(s.sent).toHaveLength(2);
+  });
 });

@@ -249,7 +249,6 @@ export function createReconciler(deps: ReconcilerDeps) {
     const t = now();
     r.claimChangesSeen = r.claimChanges;
     const desired = deps.desiredOf(siteId);
-    const durable = deps.claimsDurable?.(siteId) ?? null;
     const ramp = deps.rampKwPerMin(siteId);
     const capacity = deps.capacityKw(siteId);
     const key = JSON.stringify([desired.asics.map((a) => [a.deviceId, a.mining, a.powerTargetW, a.rule]), ramp, capacity]);
@@ -266,6 +265,9 @@ export function createReconciler(deps: ReconcilerDeps) {
       nowMs: t, desired, specs: new Map(deps.specsOf(siteId).map((s) => [s.id, s])), observed, pending: [...r.inflight.values()],
       progress: r.progress, starts: r.starts, rampKwPerMin: ramp, capacityKw: capacity, siteDrawKw: drawKw, timings, failures, windowMs,
     });
+    // asked for here, where it is used at once (a pending write left unused would be a rejection
+    // nobody hears); still the write of the claims desiredOf read: all of this is synchronous
+    const durable = deps.claimsDurable?.(siteId) ?? null;
     if (out.commands.length) {
       const items: NewCommand[] = out.commands.map((c) => ({
         id: `cmd-${randomUUID()}`,
