@@ -161,7 +161,8 @@ describePg('commands', (pg) => {
       }, { message: 'the command planned' });
       await sql`SELECT pg_terminate_backend(${pid})`;
       const refused = await failing;
-      expect(refused.status).toBeGreaterThanOrEqual(500);
+      expect(refused.status).toBe(503);
+      expect(refused.body.error).toMatchObject({ code: 'unavailable', reason: 'database_unavailable' });
       await holder`COMMIT`;
       // the claim is taken out of memory again, and the planned command never reaches a table or a stream
       expect((await get('/api/v1/claims?site=texas-1')).body.claims.filter((c: Json) => c.reason === 'never written')).toEqual([]);
