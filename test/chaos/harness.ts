@@ -34,7 +34,7 @@ import { TEST_ADMIN_KEY } from '../harness/auth.js';
 import { INGEST_USER, type Mosquitto } from '../harness/mosquitto.js';
 import { freePort } from '../harness/ports.js';
 import { startTs, type Proc } from '../harness/processes.js';
-import { waitFor } from '../harness/wait-for.js';
+import { waitFor, within } from '../harness/wait-for.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -282,7 +282,7 @@ export function compareRows(streams: ReadonlyMap<string, ReadonlyMap<number, See
 export async function settleRows(databaseUrl: string, tap: TelemetryTap, timeoutMs: number): Promise<RowCheck & { settle_s: number }> {
   const frozen: TelemetryTap = { ...tap, streams: new Map([...tap.streams].map(([k, v]) => [k, new Map(v)])) };
   const t0 = Date.now();
-  let last: RowCheck = await checkRows(databaseUrl, frozen);
+  let last: RowCheck = await within(checkRows(databaseUrl, frozen), 60_000, 'the stored rows, before settling');
   await waitFor(
     async () => {
       last = await checkRows(databaseUrl, frozen);
@@ -516,7 +516,8 @@ export const logged = (p: Proc, msg: string, pred: (l: Record<string, unknown>) 
 
 /** the metric's value in a Prometheus text page (0 when absent) */
 export async function metricOf(url: string, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(url)).text();
+  // a control plane that stops answering fails the read here, not the whole test at its timeout
+  const text = await (await fetch(url, { signal: AbortSignal.timeout(15_000) })).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
   return line ? Number(line.split(' ').pop()) : 0;
 }

@@ -12,7 +12,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMosquitto, type Mosquitto } from '../harness/mosquitto.js';
 import { usePgDatabase } from '../harness/pg.js';
-import { waitFor } from '../harness/wait-for.js';
+import { waitFor, within } from '../harness/wait-for.js';
 import {
   chaosScale, chaosSites, checkRows, hold, metricOf, reportChaos, settleRows, siteCredential, startAgent, startChaosControlPlane, startTap,
   type AgentHandle, type ControlPlaneHandle, type TelemetryTap,
@@ -61,7 +61,7 @@ describe('chaos: the telemetry writer is throttled by a lock', () => {
   it('refuses what does not fit while writes wait, keeps the buffer bounded, and stores every sample once the lock goes', async () => {
     const metrics = `${cp.http}/metrics`;
     const sql = postgres(pg.url, { max: 2, onnotice: () => {} });
-    const rows = async () => Number((await sql`SELECT (SELECT count(*) FROM asic_telemetry) + (SELECT count(*) FROM gpu_telemetry) AS n`)[0]!.n);
+    const rows = async () => Number((await within(sql`SELECT (SELECT count(*) FROM asic_telemetry) + (SELECT count(*) FROM gpu_telemetry) AS n`, 20_000, 'count the stored rows'))[0]!.n);
     try {
       await waitFor(async () => (await sql`SELECT DISTINCT site_id FROM asic_telemetry`).length === SITES.length, {
         timeoutMs: 60_000, intervalMs: 500, message: 'rows from every site before the throttle',
@@ -70,9 +70,9 @@ describe('chaos: the telemetry writer is throttled by a lock', () => {
       const resentBefore = tap.repeats();
 
       // the throttle: SHARE conflicts with the INSERTs' ROW EXCLUSIVE, reads still go on
-      const holder = await sql.reserve();
-      await holder`BEGIN`;
-      await holder`LOCK TABLE asic_telemetry, gpu_telemetry IN SHARE MODE`;
+      const holder = await within(sql.reserve(), 20_000, 'a connection to hold the lock on');
+      await within(holder`BEGIN`, 20_000, 'BEGIN the holder');
+      await within(holder`LOCK TABLE asic_telemetry, gpu_telemetry IN SHARE MODE`, 20_000, 'LOCK the telemetry tables');
       const started = Date.now();
       let rowsAtLock = 0;
       let bufferedMax = 0;
@@ -91,11 +91,10 @@ describe('chaos: the telemetry writer is throttled by a lock', () => {
         // nothing landed meanwhile, so nothing could be acknowledged
         expect(await rows()).toBe(rowsAtLock);
       } finally {
-        await holder`ROLLBACK`;
-        holder.release();
+        await within(holder`ROLLBACK`, 20_000, 'ROLLBACK the holder').finally(() => holder.release());
       }
       const released = Date.now();
-      const atRelease = await checkRows(pg.url, tap);
+      const atRelease = await within(checkRows(pg.url, tap), 60_000, 'the rows stored at release');
       const check = await settleRows(pg.url, tap, 150_000);
       const refused = (await metricOf(metrics, 'hcp_ingest_rejected_total', '{reason="backpressure"}')) - refusedBefore;
       const resent = tap.repeats() - resentBefore;
@@ -119,9 +118,25 @@ describe('chaos: the telemetry writer is throttled by a lock', () => {
       expect(check.batches_missing).toBe(0);
       expect(check.rows_duplicated).toBe(0);
       expect(check.rows_present).toBe(check.rows_expected);
+    } catch (err) {
+      // a hang or a miss says where: what the sessions wait on, and what the control plane last logged
+      await diagnose(pg.url, cp).catch((e: unknown) => console.error('diagnose failed', e));
+      throw err;
     } finally {
-      await sql.end();
+      await sql.end({ timeout: 5 });
     }
   // its waits add up to about 4 minutes at most (60 s for rows, the throttle, 10 + 10 s, 150 s to settle)
   }, 300_000 + THROTTLE_S * 1000);
 });
+
+async function diagnose(url: string, cp: ControlPlaneHandle): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const sessions = await within(sql`SELECT pid, state, wait_event_type, wait_event, now() - query_start AS for, left(query, 120) AS query
+      FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`, 10_000, 'pg_stat_activity');
+    console.error('sessions:', JSON.stringify(sessions, null, 1));
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+  console.error(`control plane (${cp.proc().child.exitCode === null ? 'running' : `exited ${cp.proc().child.exitCode}`}), last lines:\n${cp.proc().output().split('\n').slice(-60).join('\n')}`);
+}

@@ -78,3 +78,22 @@ export async function waitFor<T>(
     await sleep(Math.min(intervalMs, left));
   }
 }
+
+/**
+ * `work`, or a WaitForTimeoutError naming `message` if it has not settled within `timeoutMs`.
+ * For the one-shot awaits of a long test (a query, a fetch, a lock) that would otherwise hang
+ * it past its own timeout without saying where.
+ */
+export async function within<T>(work: Promise<T>, timeoutMs: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new WaitForTimeoutError(`${message}: not done after ${timeoutMs} ms`, undefined, undefined)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
