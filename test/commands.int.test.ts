@@ -17,6 +17,7 @@ import { asic, gpu } from './harness/samples.js';
 import { device, openAgentStream, type TestAgentStream } from './harness/grpc-agent.js';
 import { describePg } from './harness/pg.js';
 import { waitFor } from './harness/wait-for.js';
+import { lockHolder } from './harness/lock-holder.js';
 import { bearer, TEST_ADMIN_KEY } from './harness/auth.js';
 import { Metadata } from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
@@ -124,13 +125,12 @@ describePg('commands', (pg) => {
 
   it('plans while the claim is written, but stores and sends nothing until it is in; a claim that cannot be written sends nothing', async () => {
     // another session holds the claims table: the claim's INSERT waits on its lock
-    const holder = await sql.reserve();
+    const holder = lockHolder(pg.url);
     const inFlight = async () => ((await get('/api/v1/sites/texas-1/desired')).body.in_flight as Json[]);
     const claimInsertWaiting = () => waitFor(async () => (await sql`SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO claims%'`)[0]?.pid as number | undefined, { message: 'the claim INSERT waiting on the lock' });
     const before = texas1.commands().length;
     try {
-      await holder`BEGIN`;
-      await holder`LOCK TABLE claims IN EXCLUSIVE MODE`;
+      await holder.lock('LOCK TABLE claims IN EXCLUSIVE MODE');
       const asked = post('/api/v1/sites/texas-1/mining', { enabled: false, reason: 'held by a lock' });
       await claimInsertWaiting();
       // the reconciler has planned the command from the claim in memory ...
@@ -141,7 +141,7 @@ describePg('commands', (pg) => {
       // ... and it is neither stored nor on the agent's stream while the claim is not durable
       expect(await sql`SELECT id FROM commands WHERE id = ${planned!.command_id}`).toHaveLength(0);
       expect(texas1.commands()).toHaveLength(before);
-      await holder`COMMIT`;
+      await holder.commit();
       const r = await asked;
       expect(r.status).toBe(202);
       expect(r.body.commands.map((c: Json) => c.id)).toEqual([planned!.command_id]);
@@ -151,8 +151,7 @@ describePg('commands', (pg) => {
 
       // the claim's INSERT ends with its session: nothing of what it caused is stored or sent
       const sentBefore = texas1.commands().length;
-      await holder`BEGIN`;
-      await holder`LOCK TABLE claims IN EXCLUSIVE MODE`;
+      await holder.lock('LOCK TABLE claims IN EXCLUSIVE MODE');
       const failing = post('/api/v1/sites/texas-1/mining', { enabled: false, reason: 'never written' });
       const pid = await claimInsertWaiting();
       const [doomed] = await waitFor(async () => {
@@ -163,7 +162,7 @@ describePg('commands', (pg) => {
       const refused = await failing;
       expect(refused.status).toBe(503);
       expect(refused.body.error).toMatchObject({ code: 'unavailable', reason: 'database_unavailable' });
-      await holder`COMMIT`;
+      await holder.commit();
       // the claim is taken out of memory again, and the planned command never reaches a table or a stream
       expect((await get('/api/v1/claims?site=texas-1')).body.claims.filter((c: Json) => c.reason === 'never written')).toEqual([]);
       await waitFor(async () => (await inFlight()).length === 0, { message: 'the planned command dropped' });
@@ -172,8 +171,7 @@ describePg('commands', (pg) => {
       expect(texas1.commands()).toHaveLength(sentBefore);
       expect((await get('/api/v1/sites/texas-1/desired')).body.desired.asleep).toBe(0);
     } finally {
-      await holder`ROLLBACK`.catch(() => {});
-      holder.release();
+      await holder.end();
     }
   });
 

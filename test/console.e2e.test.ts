@@ -266,6 +266,12 @@ describe('web console', () => {
     await row.waitFor({ timeout: 10_000 });
     const submitted = page.locator(`[data-testid="audit-row"][data-action="command.submitted"][data-subject="${cmd.id}"]`);
     await page.getByTestId('filter-actor').fill('key:bootstrap-admin');
+    // the list renders again before Enter (a new entry, heard live): what is typed stays typed
+    const key = await fetch(`${stack.base}/api/v1/keys`, { method: 'POST', headers: admin, body: JSON.stringify({ role: 'viewer', name: 'typed-filter-probe' }) });
+    expect(key.status).toBe(201);
+    const { id: keyId } = (await key.json()) as { id: string };
+    await page.locator(`[data-testid="audit-row"][data-action="key.created"][data-subject="${keyId}"]`).waitFor({ timeout: 10_000 });
+    expect(await page.getByTestId('filter-actor').inputValue()).toBe('key:bootstrap-admin');
     await page.getByTestId('filter-actor').press('Enter');
     await submitted.waitFor({ state: 'detached', timeout: 10_000 });
     await claimEntry.waitFor();

@@ -12,6 +12,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMosquitto, type Mosquitto } from '../harness/mosquitto.js';
 import { usePgDatabase } from '../harness/pg.js';
+import { lockHolder } from '../harness/lock-holder.js';
 import { waitFor, within } from '../harness/wait-for.js';
 import {
   chaosScale, chaosSites, checkRows, hold, metricOf, reportChaos, settleRows, siteCredential, startAgent, startChaosControlPlane, startTap,
@@ -70,9 +71,8 @@ describe('chaos: the telemetry writer is throttled by a lock', () => {
       const resentBefore = tap.repeats();
 
       // the throttle: SHARE conflicts with the INSERTs' ROW EXCLUSIVE, reads still go on
-      const holder = await within(sql.reserve(), 20_000, 'a connection to hold the lock on');
-      await within(holder`BEGIN`, 20_000, 'BEGIN the holder');
-      await within(holder`LOCK TABLE asic_telemetry, gpu_telemetry IN SHARE MODE`, 20_000, 'LOCK the telemetry tables');
+      const holder = lockHolder(pg.url);
+      await holder.lock('LOCK TABLE asic_telemetry, gpu_telemetry IN SHARE MODE');
       const started = Date.now();
       let rowsAtLock = 0;
       let bufferedMax = 0;
@@ -91,7 +91,7 @@ describe('chaos: the telemetry writer is throttled by a lock', () => {
         // nothing landed meanwhile, so nothing could be acknowledged
         expect(await rows()).toBe(rowsAtLock);
       } finally {
-        await within(holder`ROLLBACK`, 20_000, 'ROLLBACK the holder').finally(() => holder.release());
+        await holder.rollback().finally(() => holder.end());
       }
       const released = Date.now();
       const atRelease = await within(checkRows(pg.url, tap), 60_000, 'the rows stored at release');

@@ -250,7 +250,6 @@ function AuditLog({ f, set, input, sites }: SectionProps & { sites: string[] }) 
       setBusy(false);
     }
   };
-  const text = (k: 'actor' | 'action') => (e: Event) => set(k, input(e).trim());
   const time = (k: 'from' | 'to') => (e: Event) => {
     const v = input(e);
     set(k, v ? new Date(v).toISOString() : '');
@@ -260,8 +259,8 @@ function AuditLog({ f, set, input, sites }: SectionProps & { sites: string[] }) 
     <section data-testid="audit">
       <h3>Audit log</h3>
       <div class="filters">
-        <label>Actor <input data-testid="filter-actor" placeholder="key:ops" value={f.actor} onChange={text('actor')} /></label>
-        <label>Action <input data-testid="filter-action" list="audit-families" placeholder="claim. or claim.set" value={f.action} onChange={text('action')} /></label>
+        <label>Actor <TextFilter testid="filter-actor" placeholder="key:ops" value={f.actor} commit={(v) => set('actor', v)} /></label>
+        <label>Action <TextFilter testid="filter-action" list="audit-families" placeholder="claim. or claim.set" value={f.action} commit={(v) => set('action', v)} /></label>
         <datalist id="audit-families">{FAMILIES.map((a) => <option value={a} />)}</datalist>
         <label>From <input data-testid="filter-from" type="datetime-local" value={localInput(f.from)} onChange={time('from')} /></label>
         <label>To <input data-testid="filter-to" type="datetime-local" value={localInput(f.to)} onChange={time('to')} /></label>
@@ -287,5 +286,20 @@ function AuditLog({ f, set, input, sites }: SectionProps & { sites: string[] }) 
       )}
       {log?.cursor && <p><button data-testid="audit-older" disabled={busy} onClick={older}>{busy ? 'Reading…' : 'Older'}</button></p>}
     </section>
+  );
+}
+
+/**
+ * A text filter that applies on Enter or leaving the field. What is typed is its own state until
+ * then: a controlled input's value is put back on every render, and this page renders on every
+ * live event, which would wipe out half-typed text.
+ */
+function TextFilter({ value, commit, testid, ...attrs }: { value: string; commit: (v: string) => void; testid: string; placeholder: string; list?: string }) {
+  const [draft, setDraft] = useState(value);
+  useEffect(() => setDraft(value), [value]);
+  return (
+    <input type="text" {...attrs} data-testid={testid} value={draft}
+      onInput={(e) => setDraft((e.target as HTMLInputElement).value)}
+      onChange={(e) => commit((e.target as HTMLInputElement).value.trim())} />
   );
 }
