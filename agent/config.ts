@@ -4,74 +4,84 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
+// zod's mini build, not the chained one: the chained build is 0.6 MB of the agent's bundled
+// source and builds its whole API at load; the mini build is 30 KB of what is used (README "The
+// agent's memory"). Its messages are in no language until a locale is configured.
+import * as z from 'zod/mini';
+import en from 'zod/v4/locales/en.js';
 import { isValidSiteId } from '../proto/topics.js';
 
 /** 50 GiB: ~24 h of a 5,000-device site (see spoolMaxBytes) */
 export const DEFAULT_SPOOL_MAX_BYTES = 50 * 1024 ** 3;
 
-const hostPort = z
-  .string()
-  .refine((v) => /^[^\s:]+:\d{1,5}$/.test(v) && Number(v.split(':').pop()) <= 65535, 'must be host:port with a port up to 65535');
+z.config(en());
+
+const hostPort = z.string().check(
+  z.refine((v) => /^[^\s:]+:\d{1,5}$/.test(v) && Number(v.split(':').pop()) <= 65535, 'must be host:port with a port up to 65535'),
+);
+
+/** a number from a flag, an environment variable or the file: a whole one within [min, max] */
+const whole = (min: number, max: number) => z.coerce.number().check(z.int(), z.minimum(min), z.maximum(max));
+const text = () => z.string().check(z.minLength(1));
 
 export const AgentConfigSchema = z
   .object({
-    site: z.string().refine(isValidSiteId, 'must be lowercase letters, digits and dashes (e.g. texas-1)'),
+    site: z.string().check(z.refine(isValidSiteId, 'must be lowercase letters, digits and dashes (e.g. texas-1)')),
     /**
      * the gRPC AgentGateway: host:port, or several replicas' host:port,host:port… (the agent
      * dials the first and moves to the next on every reconnect: agent/grpc/gateway-client.ts)
      */
-    controlPlane: z
-      .string()
-      .refine((v) => v.split(',').every((a) => hostPort.safeParse(a.trim()).success), 'must be host:port (or host:port,host:port… for several replicas) with ports up to 65535')
-      .default('127.0.0.1:50051'),
-    mqtt: z.string().regex(/^mqtts?:\/\//, 'must be an mqtt:// or mqtts:// URL').default('mqtt://127.0.0.1:1883'),
+    controlPlane: z._default(
+      z.string().check(z.refine((v) => v.split(',').every((a) => hostPort.safeParse(a.trim()).success), 'must be host:port (or host:port,host:port… for several replicas) with ports up to 65535')),
+      '127.0.0.1:50051',
+    ),
+    mqtt: z._default(z.string().check(z.regex(/^mqtts?:\/\//, 'must be an mqtt:// or mqtts:// URL')), 'mqtt://127.0.0.1:1883'),
     /**
      * the site's credential (npm run keys -- create --role agent --site <id>): gRPC
      * `authorization: Bearer` metadata, and the MQTT login (user = site id, password = token).
      * From HCP_AGENT_TOKEN, the --config file or --token-file; never a flag (ps shows flags).
      */
-    token: z.string().regex(/^hcp_[A-Za-z0-9_-]{20,200}$/, 'must be an HCP key (hcp_…)').optional(),
-    tokenFile: z.string().min(1).optional(),
+    token: z.optional(z.string().check(z.regex(/^hcp_[A-Za-z0-9_-]{20,200}$/, 'must be an HCP key (hcp_…)'))),
+    tokenFile: z.optional(text()),
     /** gRPC over TLS; on by itself when --ca-file or --cert-file is given (MQTT: the mqtts:// URL decides) */
-    tls: z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]).default(false),
+    tls: z._default(z.union([z.boolean(), z.pipe(z.enum(['true', 'false']), z.transform((v) => v === 'true'))]), false),
     /** PEM CA the agent trusts for the control plane's TLS (gRPC and mqtts) */
-    caFile: z.string().min(1).optional(),
+    caFile: z.optional(text()),
     /** PEM client certificate and key, for a control plane that asks for client certificates (mTLS) */
-    certFile: z.string().min(1).optional(),
-    keyFile: z.string().min(1).optional(),
-    simGpus: z.coerce.number().int().min(0).max(10_000).default(0),
-    simAsics: z.coerce.number().int().min(0).max(20_000).default(0),
-    asicModel: z.enum(['s21', 's21-pro', 's21-xp']).default('s21-xp'),
+    certFile: z.optional(text()),
+    keyFile: z.optional(text()),
+    simGpus: z._default(whole(0, 10_000), 0),
+    simAsics: z._default(whole(0, 20_000), 0),
+    asicModel: z._default(z.enum(['s21', 's21-pro', 's21-xp']), 's21-xp'),
     /** how the agent reads its ASICs: in-process, or the cgminer API over TCP */
-    asicDriver: z.enum(['sim', 'cgminer']).default('sim'),
+    asicDriver: z._default(z.enum(['sim', 'cgminer']), 'sim'),
     /** real miners for the cgminer driver: host:port,host:port… (else the simulated ones) */
-    asicEndpoints: z.string().optional(),
-    simApiHost: z.string().min(1).default('127.0.0.1'),
+    asicEndpoints: z.optional(z.string()),
+    simApiHost: z._default(text(), '127.0.0.1'),
     /** first port of the simulated miners' cgminer API; 0 = random ports */
-    simApiPortBase: z.coerce.number().int().min(0).max(65535).default(0),
-    seed: z.coerce.number().int().default(1),
+    simApiPortBase: z._default(whole(0, 65535), 0),
+    seed: z._default(z.coerce.number().check(z.int()), 1),
     /** sim clock speed: 1 = real time */
-    simSpeed: z.coerce.number().positive().max(10_000).default(1),
+    simSpeed: z._default(z.coerce.number().check(z.positive(), z.maximum(10_000)), 1),
     /** S21 start-up time in sim seconds */
-    simStartupS: z.coerce.number().min(0).max(3600).default(240),
-    sampleIntervalMs: z.coerce.number().int().min(100).max(60_000).default(1000),
+    simStartupS: z._default(z.coerce.number().check(z.minimum(0), z.maximum(3600)), 240),
+    sampleIntervalMs: z._default(whole(100, 60_000), 1000),
     /**
      * the telemetry spool's bound on disk (agent/spool/spool.ts); at it the oldest segment goes.
      * 50 GiB: a 5,000-ASIC site's batch, as the simulator encodes it, is 600,628 bytes (4,500
      * ASICs + 500 GPUs: 585,188), 48.3 GiB a day at one batch a second, so 50 GiB holds ~24.8 h.
      */
-    spoolMaxBytes: z.coerce.number().int().min(8192).max(2 ** 50).default(DEFAULT_SPOOL_MAX_BYTES),
+    spoolMaxBytes: z._default(whole(8192, 2 ** 50), DEFAULT_SPOOL_MAX_BYTES),
     /** a spool segment is closed at this size; trimming and the bound free whole segments */
-    spoolSegmentBytes: z.coerce.number().int().min(4096).max(1024 * 1024 * 1024).default(8 * 1024 * 1024),
+    spoolSegmentBytes: z._default(whole(4096, 1024 * 1024 * 1024), 8 * 1024 * 1024),
     /** fsync cadence of the spool; 0 = every append (a power loss then loses no batch) */
-    spoolFsyncMs: z.coerce.number().int().min(0).max(60_000).default(1000),
+    spoolFsyncMs: z._default(whole(0, 60_000), 1000),
     /** a batch not committed this long after its last send is sent again */
-    resendAfterMs: z.coerce.number().int().min(100).max(3_600_000).default(15_000),
+    resendAfterMs: z._default(whole(100, 3_600_000), 15_000),
     /** re-sent batches awaiting their commit at a time */
-    resendWindow: z.coerce.number().int().min(1).max(10_000).default(20),
-    httpHost: z.string().min(1).default('127.0.0.1'),
-    httpPort: z.coerce.number().int().min(0).max(65535).default(0),
+    resendWindow: z._default(whole(1, 10_000), 20),
+    httpHost: z._default(text(), '127.0.0.1'),
+    httpPort: z._default(whole(0, 65535), 0),
     /**
      * where the agent keeps what must survive a restart: the telemetry spool, the command journal,
      * the grid trip settings and the desired state. Always on; when not given (--state-dir or
@@ -80,23 +90,25 @@ export const AgentConfigSchema = z
      * never share one. A systemd unit with WorkingDirectory=/var/lib/hcp-agent gets
      * /var/lib/hcp-agent/data/agents/<site>.
      */
-    stateDir: z.string().min(1).optional(),
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    stateDir: z.optional(text()),
+    logLevel: z._default(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
   })
-  .superRefine((c, ctx) => {
-    if (c.asicEndpoints !== undefined) {
-      if (c.asicDriver !== 'cgminer') ctx.addIssue({ code: 'custom', path: ['asicEndpoints'], message: 'needs --asic-driver cgminer' });
-      for (const e of c.asicEndpoints.split(',')) {
-        if (!hostPort.safeParse(e.trim()).success) ctx.addIssue({ code: 'custom', path: ['asicEndpoints'], message: `${JSON.stringify(e)} is not host:port` });
+  .check(
+    z.superRefine((c, ctx) => {
+      if (c.asicEndpoints !== undefined) {
+        if (c.asicDriver !== 'cgminer') ctx.addIssue({ code: 'custom', path: ['asicEndpoints'], message: 'needs --asic-driver cgminer' });
+        for (const e of c.asicEndpoints.split(',')) {
+          if (!hostPort.safeParse(e.trim()).success) ctx.addIssue({ code: 'custom', path: ['asicEndpoints'], message: `${JSON.stringify(e)} is not host:port` });
+        }
       }
-    }
-    if (c.token && c.tokenFile) ctx.addIssue({ code: 'custom', path: ['tokenFile'], message: 'give the token one way: HCP_AGENT_TOKEN or --token-file' });
-    if (!c.certFile !== !c.keyFile) ctx.addIssue({ code: 'custom', path: ['certFile'], message: 'give --cert-file and --key-file together' });
-    if (c.spoolMaxBytes < 2 * c.spoolSegmentBytes) ctx.addIssue({ code: 'custom', path: ['spoolMaxBytes'], message: 'must be at least two --spool-segment-bytes' });
-    if (c.simGpus + c.simAsics === 0 && !c.asicEndpoints) {
-      ctx.addIssue({ code: 'custom', path: ['simGpus'], message: 'the agent has no devices: give --sim-gpus, --sim-asics or --asic-endpoints' });
-    }
-  });
+      if (c.token && c.tokenFile) ctx.addIssue({ code: 'custom', path: ['tokenFile'], message: 'give the token one way: HCP_AGENT_TOKEN or --token-file' });
+      if (!c.certFile !== !c.keyFile) ctx.addIssue({ code: 'custom', path: ['certFile'], message: 'give --cert-file and --key-file together' });
+      if (c.spoolMaxBytes < 2 * c.spoolSegmentBytes) ctx.addIssue({ code: 'custom', path: ['spoolMaxBytes'], message: 'must be at least two --spool-segment-bytes' });
+      if (c.simGpus + c.simAsics === 0 && !c.asicEndpoints) {
+        ctx.addIssue({ code: 'custom', path: ['simGpus'], message: 'the agent has no devices: give --sim-gpus, --sim-asics or --asic-endpoints' });
+      }
+    }),
+  );
 
 /** the parsed configuration; stateDir is always set (defaultStateDir) */
 export type AgentConfig = z.infer<typeof AgentConfigSchema> & { stateDir: string };
