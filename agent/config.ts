@@ -198,7 +198,7 @@ export class ConfigError extends Error {
 }
 
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-const envName = (key: string) => `HCP_AGENT_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+export const envName = (key: string) => `HCP_AGENT_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 
 export type ParsedArgs = { help: true } | { version: true } | { config: AgentConfig };
 

@@ -9,6 +9,8 @@
 // another process (bench/cgminer-fleet.ts) over TCP at a 5 s cadence; its read time per cycle is
 // the agent's own hcp_agent_read_seconds histogram over the measured window (read_s_p99 is the
 // upper bound of the bucket holding the 99th percentile, read_s_max that of the highest used).
+// sim-5000-asics-as-unit is the first configuration again, with the environment
+// deploy/systemd/hcp-agent.service gives the agent.
 // heap_used_mb, heap_total_mb, new_space_mb and external_mb are the agent's own V8 figures at the
 // end of the window (its /metrics). Prints one JSON line last: { bench: "agent", configs: [{ name,
 // devices, rss_p50_mb, rss_max_mb, cpu_pct, samples_per_s, … }] }.
@@ -21,6 +23,7 @@ import { makeKey } from '../test/harness/auth.js';
 import { AGENT_BINARY, AGENT_BUNDLE, ensureAgentBinary } from '../test/harness/agent-binary.js';
 import { createTestDatabase, type TestDatabase } from '../test/harness/postgres.js';
 import { ROOT, startBinary, startTs, type Proc } from '../test/harness/processes.js';
+import { unitEnvironment } from '../test/harness/systemd-unit.js';
 import { waitFor } from '../test/harness/wait-for.js';
 import { pct, round1 } from './stats.js';
 
@@ -31,9 +34,12 @@ interface Config {
   /** miners in another process, polled over the cgminer TCP API */
   cgminer?: number;
   intervalMs: number;
+  /** with the environment deploy/systemd/hcp-agent.service gives it (UV_THREADPOOL_SIZE, MALLOC_ARENA_MAX) */
+  unit?: boolean;
 }
 const CONFIGS: Config[] = [
   { name: 'sim-5000-asics', gpus: 0, asics: 5000, intervalMs: 1000 },
+  { name: 'sim-5000-asics-as-unit', gpus: 0, asics: 5000, intervalMs: 1000, unit: true },
   { name: 'sim-1000-asics-100-gpus', gpus: 100, asics: 1000, intervalMs: 1000 },
   { name: 'cgminer-miners', gpus: 0, asics: 0, cgminer: 5000, intervalMs: 5000 },
 ];
@@ -56,6 +62,9 @@ if (!(Number.isInteger(SECONDS) && SECONDS >= 5 && SECONDS <= 3600) || !(Number.
   console.error(`${USAGE}\n  seconds: 5–3600; warmup-s: 0–600; cgminer-miners: 1–20000; only: names from the list`);
   process.exit(2);
 }
+
+/** the unit's environment but its state dir (each configuration has its own, a flag) */
+const { HCP_AGENT_STATE_DIR: _state, ...unitEnv } = unitEnvironment();
 
 console.error('building dist/hcp-agent when stale …');
 ensureAgentBinary();
@@ -147,7 +156,7 @@ for (const c of chosen.map((x) => (x.cgminer ? { ...x, cgminer: MINERS } : x))) 
   // array of its own: 30 of 92 MB at 5,000 ASICs).
   const agent = snapDir
     ? startBinary(`agent-${site}`, process.execPath, ['--require', join(ROOT, 'bench/heap-snapshot-preload.cjs'), AGENT_BUNDLE, ...args], { HCP_AGENT_TOKEN: undefined, HCP_HEAP_SNAPSHOT_DIR: snapDir })
-    : startBinary(`agent-${site}`, AGENT_BINARY, args, { HCP_AGENT_TOKEN: undefined });
+    : startBinary(`agent-${site}`, AGENT_BINARY, args, { HCP_AGENT_TOKEN: undefined, ...(c.unit ? unitEnv : {}) });
   children.push(agent);
   const started = await agent.waitForLog((l) => l.msg === 'agent started', 'agent started', 180_000).catch(() => null);
   if (!started) {

@@ -26,7 +26,8 @@ describe('hcp-agent single executable', () => {
 
   it('rejects a bad configuration, naming the problem, with a non-zero exit', () => {
     const r = run(['--site', 'Bad Site']);
-    expect(r.status).not.toBe(0);
+    // 2, which the systemd unit does not restart on (RestartPreventExitStatus=2)
+    expect(r.status).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/--site: must be lowercase/);
   });

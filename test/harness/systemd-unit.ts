@@ -1,0 +1,57 @@
+// deploy/systemd/hcp-agent.service read as systemd would for the parts a test or a bench runs
+// the agent with: the [Service] section's Environment= lines and ExecStart=. Only the forms the
+// unit uses: one KEY=VALUE per Environment= line, no quoting, ${VAR} in ExecStart.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from './processes.js';
+
+export const AGENT_UNIT = join(ROOT, 'deploy/systemd/hcp-agent.service');
+export const AGENT_ENV_EXAMPLE = join(ROOT, 'deploy/systemd/agent.env.example');
+
+/** `[Service]` key → its values, in order (a key may repeat) */
+export function serviceSection(file = AGENT_UNIT): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let section = '';
+  for (const raw of readFileSync(file, 'utf8').split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#') || line.startsWith(';')) continue;
+    const s = /^\[(.+)\]$/.exec(line);
+    if (s) {
+      section = s[1]!;
+      continue;
+    }
+    if (section !== 'Service') continue;
+    const at = line.indexOf('=');
+    const key = line.slice(0, at);
+    out.set(key, [...(out.get(key) ?? []), line.slice(at + 1)]);
+  }
+  return out;
+}
+
+/** the environment the unit's Environment= lines give the agent */
+export function unitEnvironment(file = AGENT_UNIT): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const v of serviceSection(file).get('Environment') ?? []) {
+    const at = v.indexOf('=');
+    env[v.slice(0, at)] = v.slice(at + 1);
+  }
+  return env;
+}
+
+/** ExecStart= as argv, with ${VAR} taken from vars */
+export function unitCommand(vars: Record<string, string>, file = AGENT_UNIT): string[] {
+  const [exec] = serviceSection(file).get('ExecStart') ?? [];
+  if (!exec) throw new Error(`${file}: no ExecStart=`);
+  return exec.split(/\s+/).map((w) => w.replace(/\$\{(\w+)\}/g, (_, k: string) => {
+    if (!(k in vars)) throw new Error(`${file}: ExecStart uses \${${k}}, not given`);
+    return vars[k]!;
+  }));
+}
+
+/** an EnvironmentFile's KEY=VALUE lines */
+export function envFile(file = AGENT_ENV_EXAMPLE): Record<string, string> {
+  return Object.fromEntries(readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).map((l) => {
+    const at = l.indexOf('=');
+    return [l.slice(0, at), l.slice(at + 1)];
+  }));
+}
