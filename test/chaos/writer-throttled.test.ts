@@ -70,9 +70,14 @@ describe('chaos: the telemetry writer is throttled by a lock', () => {
       const refusedBefore = await metricOf(metrics, 'hcp_ingest_rejected_total', '{reason="backpressure"}');
       const resentBefore = tap.repeats();
 
-      // the throttle: SHARE conflicts with the INSERTs' ROW EXCLUSIVE, reads still go on
+      // the throttle: SHARE conflicts with the INSERTs' ROW EXCLUSIVE, reads still go on. In the
+      // order a flush writes them (telemetry-writer.ts: GPUs, then ASICs): the other order
+      // deadlocked with a flush between its two COPYs, and PostgreSQL ended the LOCK.
       const holder = lockHolder(pg.url);
-      await holder.lock('LOCK TABLE asic_telemetry, gpu_telemetry IN SHARE MODE');
+      await holder.lock('LOCK TABLE gpu_telemetry, asic_telemetry IN SHARE MODE').catch(async (err: unknown) => {
+        await holder.end();
+        throw err;
+      });
       const started = Date.now();
       let rowsAtLock = 0;
       let bufferedMax = 0;
