@@ -1,4 +1,4 @@
-// npm run bench:curtail -- --agents 1000 [--rounds 30] [--devices 4]
+// npm run bench:curtail -- --agents 1000 [--rounds 30] [--devices 4] [--sample-ms 1000]
 //
 // Holds N light agent streams open against a real control-plane process (real gRPC, each agent
 // on its own HTTP/2 connection, and its own MQTT login reporting its ASICs as they change: a
@@ -30,11 +30,11 @@ import { topics } from '../proto/topics.js';
 import { asic } from '../test/harness/samples.js';
 import { pct, round1 } from './stats.js';
 
-const USAGE = 'usage: npm run bench:curtail -- [--agents 1000] [--rounds 30] [--devices 4]\n  agents: 1–20000; rounds: 1–1000; devices: 1–1000 per agent';
-let values: { agents: string; rounds: string; devices: string };
+const USAGE = 'usage: npm run bench:curtail -- [--agents 1000] [--rounds 30] [--devices 4] [--sample-ms 1000]\n  agents: 1–20000; rounds: 1–1000; devices: 1–1000 per agent; sample-ms: 200–60000, each agent\'s telemetry cadence';
+let values: { agents: string; rounds: string; devices: string; 'sample-ms': string };
 try {
   ({ values } = parseArgs({
-    options: { agents: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '30' }, devices: { type: 'string', default: '4' } },
+    options: { agents: { type: 'string', default: '1000' }, rounds: { type: 'string', default: '30' }, devices: { type: 'string', default: '4' }, 'sample-ms': { type: 'string', default: '1000' } },
     strict: true,
   }) as never);
 } catch (err) {
@@ -44,8 +44,10 @@ try {
 const N = Number(values.agents);
 const ROUNDS = Number(values.rounds);
 const DEVICES = Number(values.devices);
+/** how often each agent reports (a cgminer-polled site: every 5 s) */
+const SAMPLE_MS = Number(values['sample-ms']);
 const within = (x: number, hi: number) => Number.isInteger(x) && x >= 1 && x <= hi;
-if (!(within(N, 20_000) && within(ROUNDS, 1000) && within(DEVICES, 1000))) {
+if (!(within(N, 20_000) && within(ROUNDS, 1000) && within(DEVICES, 1000) && within(SAMPLE_MS, 60_000) && SAMPLE_MS >= 200)) {
   console.error(USAGE);
   process.exit(2);
 }
@@ -107,8 +109,8 @@ function lightAgent(i: number, token: string): LightAgent {
     a.mining = [...on.values()].filter(Boolean).length;
     mq.publish(topics.telemetry(site), Buffer.from(TelemetryBatch.encode({ siteId: site, seq: ++seq, sentAtMs: t, agentSession: `s-${i}`, gpus: [], asics }).finish()), { qos: 1 });
   };
-  // once a second, as a sampling agent would (a batch that beats the Hello is dropped as unknown)
-  const sampling = setInterval(() => mq.connected && report(), 1000);
+  // every --sample-ms, as a sampling agent would (a batch that beats the Hello is dropped as unknown)
+  const sampling = setInterval(() => mq.connected && report(), SAMPLE_MS);
   const a: LightAgent = { site, acks, results: 0, mining: DEVICES, close: () => { clearInterval(sampling); stream.cancel(); client.close(); mq.end(true); } };
   stream.on('data', (m: ControlMessage) => {
     if (m.body?.$case !== 'command') return;
@@ -270,6 +272,7 @@ console.log(JSON.stringify({
   bench: 'curtail',
   agents: N,
   rounds: ROUNDS,
+  sample_ms: SAMPLE_MS,
   database: process.env.DATABASE_URL ? 'postgres' : 'pglite',
   p50_ms: round1(pct(ackMs, 50)),
   p99_ms: round1(pct(ackMs, 99)),
