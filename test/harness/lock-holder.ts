@@ -1,7 +1,9 @@
 // A PostgreSQL session of a test's own that holds table locks, to make the control plane's
-// statements wait. Its own one-connection client rather than sql.reserve() on a shared pool: a
-// reserve queued behind a busy connection was seen never to settle (control-plane/db/client.ts
-// reserveWithin), and a test that hangs there says nothing about where.
+// statements wait. Its own one-connection client rather than sql.reserve() on a shared pool:
+// a pool with a reserved connection never ends (sql.end() waits for it, porsager/postgres#925),
+// so a LOCK that failed before its release hung test/chaos/writer-throttled.test.ts to its
+// timeout; and a reserve queued behind a busy connection was seen never to settle
+// (control-plane/db/client.ts reserveWithin). Every step has a deadline that names it.
 import postgres from 'postgres';
 import { within } from './wait-for.js';
 
