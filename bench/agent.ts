@@ -63,8 +63,8 @@ if (!(Number.isInteger(SECONDS) && SECONDS >= 5 && SECONDS <= 3600) || !(Number.
   process.exit(2);
 }
 
-/** the unit's environment but its state dir (each configuration has its own, a flag) */
-const { HCP_AGENT_STATE_DIR: _state, ...unitEnv } = unitEnvironment();
+/** the unit's environment (its HCP_AGENT_STATE_DIR loses to each configuration's --state-dir) */
+const unitEnv = unitEnvironment();
 
 console.error('building dist/hcp-agent when stale …');
 ensureAgentBinary();

@@ -8,6 +8,12 @@ import { ROOT } from './processes.js';
 export const AGENT_UNIT = join(ROOT, 'deploy/systemd/hcp-agent.service');
 export const AGENT_ENV_EXAMPLE = join(ROOT, 'deploy/systemd/agent.env.example');
 
+/** `KEY=VALUE` at its first `=` */
+const keyValue = (line: string): [string, string] => {
+  const at = line.indexOf('=');
+  return [line.slice(0, at), line.slice(at + 1)];
+};
+
 /** `[Service]` key → its values, in order (a key may repeat) */
 export function serviceSection(file = AGENT_UNIT): Map<string, string[]> {
   const out = new Map<string, string[]>();
@@ -21,21 +27,15 @@ export function serviceSection(file = AGENT_UNIT): Map<string, string[]> {
       continue;
     }
     if (section !== 'Service') continue;
-    const at = line.indexOf('=');
-    const key = line.slice(0, at);
-    out.set(key, [...(out.get(key) ?? []), line.slice(at + 1)]);
+    const [key, value] = keyValue(line);
+    out.set(key, [...(out.get(key) ?? []), value]);
   }
   return out;
 }
 
 /** the environment the unit's Environment= lines give the agent */
 export function unitEnvironment(file = AGENT_UNIT): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const v of serviceSection(file).get('Environment') ?? []) {
-    const at = v.indexOf('=');
-    env[v.slice(0, at)] = v.slice(at + 1);
-  }
-  return env;
+  return Object.fromEntries((serviceSection(file).get('Environment') ?? []).map(keyValue));
 }
 
 /** ExecStart= as argv, with ${VAR} taken from vars */
@@ -50,8 +50,5 @@ export function unitCommand(vars: Record<string, string>, file = AGENT_UNIT): st
 
 /** an EnvironmentFile's KEY=VALUE lines */
 export function envFile(file = AGENT_ENV_EXAMPLE): Record<string, string> {
-  return Object.fromEntries(readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).map((l) => {
-    const at = l.indexOf('=');
-    return [l.slice(0, at), l.slice(at + 1)];
-  }));
+  return Object.fromEntries(readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')).map(keyValue));
 }
