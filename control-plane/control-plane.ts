@@ -120,6 +120,11 @@ function externalBroker(config: ControlPlaneConfig, url: string) {
 
 /** how long one shutdown step may take before the next one runs (see unwind) */
 const SHUTDOWN_STEP_MS = 3000;
+/**
+ * connections of the control path's pool: a claims write and a commands insert at once, and room
+ * for a fenced claims transaction (which waits for an idle connection) beside them
+ */
+const CONTROL_CONNECTIONS = 3;
 
 /**
  * o.events: the event stream to build on (a test listening from the first event); a new one otherwise.
@@ -259,14 +264,23 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     // The command bus sends down the agents' open streams and hears their answers as events; the
     // gateway, made last, fills the streams and says the events.
     const streams = createAgentStreams();
+    // The control path (claims and the commands they cause: a curtail, a grid trip) writes on
+    // connections of its own. On the main pool its statements were queued behind ingest's COPYs
+    // and the audit writer's batches (postgres.js pipelines onto a busy connection when none is
+    // idle), and each of ten connections prepared them in turn, a round trip more the first
+    // time; a fleet curtail's two inserts go through here, ready. PGlite is one connection: shared.
+    const controlDb = db.kind === 'postgres'
+      ? await createDb({ url: config.DATABASE_URL, dataDir: config.HCP_DATA_DIR, maxConnections: CONTROL_CONNECTIONS, applicationName: 'hcp-control' })
+      : db;
+    if (controlDb !== db) cleanup.push(() => controlDb.close());
     const bus = await createCommandBus({
-      db, audit, metrics, log: log.child({ component: 'commands' }), send: streams.send, events,
+      db, storeDb: controlDb, audit, metrics, log: log.child({ component: 'commands' }), send: streams.send, events,
       hasStream: (site) => streams.open.has(site), streamSites: streams.connectedSites, leader: leadership, notifier,
     });
     cleanup.push(() => bus.close());
     // Claims: what every part wants the ASICs to do, resolved per site (claims/model.ts); the
     // site's reconciler closes the gap between that and what telemetry reports.
-    const claims = await createClaimsService({ db, registry, audit, events, log: log.child({ component: 'claims' }) });
+    const claims = await createClaimsService({ db: controlDb, registry, audit, events, log: log.child({ component: 'claims' }) });
     cleanup.push(() => claims.close());
     const rampOf = (site: string): number => {
       const own = controls.get(site).rampKwPerMin;
@@ -380,8 +394,9 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       security: { ring, limiter, corsOrigins: config.HCP_CORS_ORIGINS, keys },
       leadership: () => leadership.status(),
       readiness: async () => ({
-        // both pools: REST's reads answer 503 while theirs cannot reach the database
-        database: (await db.ping()) && (readDb === db || (await readDb.ping())),
+        // every pool: REST's reads answer 503 while theirs cannot reach the database, and a
+        // control plane that cannot store a command is not ready
+        database: (await db.ping()) && (readDb === db || (await readDb.ping())) && (controlDb === db || (await controlDb.ping())),
         broker: subscriber.connected(),
       }),
     });

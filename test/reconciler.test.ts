@@ -216,6 +216,9 @@ describe('reconciler', () => {
     write = pending();
     s.setClaims([s.off()]);
     const run = s.rec.claimsChanged(SITE);
+    // the run starts on the next turn, once the claims' write is on its way
+    expect(afters).toEqual([]);
+    await new Promise((r) => setImmediate(r));
     expect(afters).toEqual([write.promise]);
     await new Promise((r) => setImmediate(r));
     expect(s.sent).toHaveLength(1);

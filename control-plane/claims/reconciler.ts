@@ -284,7 +284,10 @@ export function createReconciler(deps: ReconcilerDeps) {
         ours.set(it.id, siteId);
       });
       // the desired state goes down the stream while the commands are stored: they, not it, are
-      // what a curtail waits for, and the store is the longest wait of a run
+      // what a curtail waits for, and the store is the longest wait of a run. It goes first: the
+      // agent's converger (agent/desired/converger.ts) holds its ASICs to the desired state it
+      // has, and when it was sent after the commands, the converger undid a grid release's
+      // restarts (test/grid.e2e.test.ts).
       const storing = deps.bus.submit(items, { after: durable });
       if (durable) void durable.then(() => pushDesired(siteId, r), () => {});
       else pushDesired(siteId, r);
@@ -321,7 +324,7 @@ export function createReconciler(deps: ReconcilerDeps) {
 
   /** reconciles the site now (or once more after the run in progress); resolves when done */
   const leader = deps.leader ?? ALWAYS_LEADING;
-  const poke = (siteId: string): Promise<void> => {
+  const poke = (siteId: string, nextTurn = false): Promise<void> => {
     if (closed || !leader.leading()) return Promise.resolve();
     const r = stateOf(siteId);
     if (r.running) {
@@ -329,6 +332,7 @@ export function createReconciler(deps: ReconcilerDeps) {
       return r.running;
     }
     r.running = leader.fenced(async () => {
+      if (nextTurn) await new Promise((res) => setImmediate(res));
       do {
         r.again = false;
         if (!leader.leading()) break;
@@ -394,7 +398,12 @@ export function createReconciler(deps: ReconcilerDeps) {
      */
     claimsChanged(siteId: string): Promise<void> {
       stateOf(siteId).claimChanges++;
-      return poke(siteId);
+      // on the next turn of the event loop: the claims' write, begun just before they were said,
+      // is on the wire by then (a prepared statement, which postgres.js writes from a microtask:
+      // db/client.ts QueryOptions), so PostgreSQL stores them while the runs plan. Run at once,
+      // a fleet curtail's 1,000 plans (30–70 ms) came before the claims' INSERT was even sent,
+      // and the commands' store waited for both.
+      return poke(siteId, true);
     },
     async reconcileNow(siteIds: string[]): Promise<CommandRecord[]> {
       const got: CommandRecord[] = [];

@@ -49,6 +49,8 @@ export interface NewCommand {
 
 export interface CommandBusDeps {
   db: Db;
+  /** where new commands are inserted: the control path's own connections (default db) */
+  storeDb?: Db;
   audit: AuditWriter;
   metrics: Metrics;
   log: Logger;
@@ -359,7 +361,7 @@ export async function createCommandBus(d: CommandBusDeps) {
       if (!parts.length) return;
     }
     try {
-      await insertCommands(d.db, parts.flatMap((p) => p.recs), fence);
+      await insertCommands(d.storeDb ?? d.db, parts.flatMap((p) => p.recs), fence);
       const wired = parts.map((p) => wire(p.recs));
       await new Promise((r) => setImmediate(r));
       parts.forEach((p, i) => p.resolve(wired[i]!));

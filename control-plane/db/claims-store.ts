@@ -43,6 +43,7 @@ export async function insertClaims(db: Db, rows: readonly ClaimRow[]): Promise<v
      SELECT r.id, r.s, r.src, r.dv, r.w, r.rs, r.a, to_timestamp(r.c / 1000.0), to_timestamp(r.e / 1000.0)
      FROM json_to_recordset($1::text::json) AS r(id text, s text, src text, dv text[], w jsonb, rs text, a text, c float8, e float8)`,
     [JSON.stringify(rows.map((r) => ({ id: r.id, s: r.siteId, src: r.source, dv: r.deviceIds, w: r.want, rs: r.reason, a: r.actor, c: r.createdAtMs, e: r.expiresAtMs })))],
+    { prepare: true },
   ));
 }
 
@@ -52,6 +53,7 @@ export async function endClaims(db: Db, ids: readonly string[], by: string, reas
   const ended = await fenced(db, (tx) => tx.query<{ id: string }>(
     `UPDATE claims SET ended_at = to_timestamp($2 / 1000.0), ended_by = $3, end_reason = $4 WHERE id = ANY($1::text[]) AND ended_at IS NULL RETURNING id`,
     [[...ids], atMs, by, reason],
+    { prepare: true },
   ));
   return ended.map((r) => r.id);
 }

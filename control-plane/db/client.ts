@@ -19,7 +19,7 @@ export interface Db {
   readonly kind: 'postgres' | 'pglite';
   readonly orm: Drizzle;
   /** one statement with $n parameters; arrays are bound as one parameter each */
-  query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
+  query<T = Record<string, unknown>>(text: string, params?: unknown[], opts?: QueryOptions): Promise<T[]>;
   /** several statements, no parameters */
   exec(text: string): Promise<void>;
   /** runs fn in one transaction on one connection */
@@ -28,6 +28,20 @@ export interface Db {
   /** false while the handle knows the database does not answer (its health circuit is open) */
   available(): boolean;
   close(): Promise<void>;
+}
+
+export interface QueryOptions {
+  /**
+   * PostgreSQL only: a named prepared statement, kept per connection, for a hot statement of
+   * fixed text. postgres.js does not prepare `unsafe` text by default, and then sends every
+   * statement with parameters as Parse/Describe first (a small write it holds for a
+   * setImmediate), waits for the parameter types, and only then sends Bind/Execute: two round
+   * trips, each behind whatever the event loop is doing. Prepared, the second time on a
+   * connection is one write and one round trip. Not for text that varies (each text is a
+   * statement kept on every connection). Behind PgBouncer in transaction mode this needs
+   * max_prepared_statements (PgBouncer 1.21+).
+   */
+  prepare?: boolean;
 }
 
 /** a transaction's handle */
@@ -230,9 +244,9 @@ function createPostgresDb(url: string, opts: DbOptions): Db {
       };
     },
   });
-  const query = async <T>(text: string, params: unknown[] = []) => {
+  const query = async <T>(text: string, params: unknown[] = [], opts: QueryOptions = {}) => {
     circuit.check();
-    return (await observed(sql.unsafe(text, params as never[]))) as unknown as T[];
+    return (await observed(sql.unsafe(text, params as never[], { prepare: opts.prepare === true }))) as unknown as T[];
   };
   return {
     kind: 'postgres',
@@ -384,7 +398,8 @@ async function transaction<T>(sql: postgres.Sql, fn: (tx: DbTx) => Promise<T>): 
       },
     } as never), () => handle === undefined || alive());
     const on: Pick<Db, 'query' | 'exec'> = {
-      query: async <R>(text: string, params: unknown[] = []) => (await whileAlive(() => reserved.unsafe(text, params as never[]), alive)) as unknown as R[],
+      query: async <R>(text: string, params: unknown[] = [], opts: QueryOptions = {}) =>
+        (await whileAlive(() => reserved.unsafe(text, params as never[], { prepare: opts.prepare === true }), alive)) as unknown as R[],
       exec: async (text: string) => {
         await whileAlive(() => reserved.unsafe(text), alive);
       },

@@ -102,7 +102,7 @@ async function insertStatement(db: Pick<Db, 'query'>, recs: StoredCommand[], fen
      SELECT r.id, r.s, r.t, r.p, r.st, r.a, r.w, to_timestamp(r.c / 1000.0), to_timestamp(r.d / 1000.0), r.dt
      FROM json_to_recordset($1::text::json) AS r(id text, s text, t text, p jsonb, st text, a text, w text, c float8, d float8, dt jsonb)`;
   if (!fence) {
-    await db.query(insert, [rows]);
+    await db.query(insert, [rows], { prepare: true });
     return null;
   }
   const [row] = await db.query<{ token: string | null }>(
@@ -110,6 +110,7 @@ async function insertStatement(db: Pick<Db, 'query'>, recs: StoredCommand[], fen
      ins AS (${insert} WHERE (SELECT token FROM lease) = $3::bigint RETURNING 1)
      SELECT (SELECT token::text FROM lease) AS token, (SELECT count(*) FROM ins) AS n`,
     [rows, fence.name, fence.token],
+    { prepare: true },
   );
   return row?.token ?? null;
 }
@@ -135,6 +136,7 @@ export async function updateCommandStates(db: Pick<Db, 'query'>, recs: StoredCom
      WHERE commands.id = r.id AND commands.state NOT IN ('succeeded', 'failed', 'expired') AND commands.attempts <= r.at
      RETURNING commands.id`,
     [JSON.stringify(recs.map((r) => ({ id: r.id, st: r.state, sa: r.sentAtMs, aa: r.ackedAtMs, fa: r.finishedAtMs, at: r.attempts, rc: r.reasonCode, msg: r.message, dv: r.devices })))],
+    { prepare: true },
   );
   return rows.map((r) => r.id);
 }
