@@ -69,6 +69,7 @@ export function createAuditWriter(o: AuditWriterOptions): AuditWriter {
       `INSERT INTO audit_log (time, actor, action, subject, details)
        SELECT to_timestamp(r.t / 1000.0), r.a, r.ac, r.s, r.d FROM json_to_recordset($1::text::json) AS r(t float8, a text, ac text, s text, d jsonb)`,
       [rows],
+      { prepare: true },
     );
   };
   const w = createBatchWriter<Stamped>({

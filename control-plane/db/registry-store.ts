@@ -109,6 +109,7 @@ export async function saveChanges(db: Db, changes: StatusChange[]): Promise<void
       `UPDATE resources SET online = r.o = 1, last_seen_at = to_timestamp(r.t / 1000.0), updated_at = now()
        FROM unnest($1::text[], $2::int2[], $3::float8[]) AS r(id, o, t) WHERE resources.id = r.id`,
       [devices.map((d) => d.id), devices.map((d) => (d.online ? 1 : 0)), devices.map((d) => d.lastSeenMs)],
+      { prepare: true },
     );
   }
 }

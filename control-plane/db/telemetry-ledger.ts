@@ -36,7 +36,7 @@ export async function ledgerWatermarks(db: Pick<Db, 'query'>, asks: readonly Wat
   if (asks.length === 0) return [];
   const rows = await db.query<{ i: number; w: number }>(WATERMARK_SQL, [
     asks.map((a) => a.site), asks.map((a) => a.stream), asks.map((a) => Math.max(0, Math.floor(a.from))),
-  ]);
+  ], { prepare: true });
   const out = asks.map((a) => Math.max(0, a.from - 1));
   for (const r of rows) out[Number(r.i) - 1] = Math.max(0, Number(r.w));
   return out;

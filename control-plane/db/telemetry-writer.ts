@@ -369,7 +369,7 @@ export function createTelemetryWriter(o: TelemetryWriterOptions): TelemetryWrite
       const fresh = new Set(
         (await tx.query<{ site_id: string; stream: string; seq: number }>(LEDGER_SQL, [
           sorted.map((e) => e.b.site), sorted.map((e) => e.b.stream), sorted.map((e) => e.b.seq), sorted.map((e) => e.rows),
-        ])).map((r) => batchKey(r.site_id, r.stream, Number(r.seq))),
+        ], { prepare: true })).map((r) => batchKey(r.site_id, r.stream, Number(r.seq))),
       );
       const stored = sorted.filter((e) => fresh.has(e.key));
       const gpus: Row<GpuSample>[] = stored.flatMap((e) => e.b.gpus.map((s) => ({ site: e.b.site, s, entry: e })));
