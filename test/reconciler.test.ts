@@ -199,6 +199,9 @@ describe('reconciler', () => {
       let resolve!: () => void;
       let reject!: (e: Error) => void;
       const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      // the claims service awaits its own write (claims/service.ts setMany): a rejection before a
+      // run asks for it (the run starts a turn after the change) is handled there
+      promise.catch(() => {});
       return { promise, resolve, reject };
     };
     const afters: Array<Promise<unknown> | null | undefined> = [];
