@@ -324,6 +324,37 @@ describePg('dead letters on PostgreSQL', (pg) => {
       }
     });
 
+    it('calls a submit\'s beforeSend once its commands are stored and right before they go out; not when what it waits for failed', async () => {
+      // the reconciler sends a site's desired state from here (claims/reconciler.ts pushDue): the
+      // agent must hold it before the commands that carry it out
+      const order: string[] = [];
+      const tracked: Db = {
+        ...db,
+        query: async (text, params, opts) => {
+          const rows = await db.query(text, params, opts);
+          if (/INSERT INTO commands/.test(text)) order.push('stored');
+          return rows as never;
+        },
+      };
+      const own = await createCommandBus({
+        db: tracked, audit, metrics, log: capture().log, flushMs: 20,
+        send: (_site, m) => (m.body?.$case === 'command' && order.push(`wire:${m.body.value.commandId}`), true),
+      });
+      const failed = Promise.reject(new Error('the claims write failed'));
+      failed.catch(() => {});
+      try {
+        const results = await Promise.allSettled([
+          own.submit([curtail('before-1')], { beforeSend: () => order.push('before:before-1') }),
+          own.submit([curtail('before-2')], { after: failed, beforeSend: () => order.push('before:before-2') }),
+        ]);
+        expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+        expect(order).toEqual(['stored', 'before:before-1', 'wire:before-1']);
+        expect(await count(db, `SELECT count(*)::int AS n FROM commands WHERE id IN ('before-1', 'before-2')`)).toBe(1);
+      } finally {
+        await own.close();
+      }
+    });
+
     it('writes the other commands\' states when the database refuses one, and later commands still complete', async () => {
       // a state this database refuses for its content, as it would a NUL that got past the checks
       await db.exec(`ALTER TABLE commands ADD CONSTRAINT test_poison CHECK (message IS NULL OR message NOT LIKE '%poison%')`);

@@ -28,8 +28,11 @@ function fakeBus() {
     hold(p: Promise<void> | null) {
       gate = p;
     },
-    async submit(items: NewCommand[]): Promise<CommandRecord[]> {
+    /** as the bus does: stored once `after` is, and `beforeSend` right before they would go out */
+    async submit(items: NewCommand[], opts: { after?: Promise<unknown> | null; beforeSend?: () => void } = {}): Promise<CommandRecord[]> {
       if (gate) await gate;
+      if (opts.after) await opts.after;
+      opts.beforeSend?.();
       return items.map((c) => {
         const r: CommandRecord = {
           id: c.id, siteId: c.siteId, payload: c.payload, state: 'pending', actor: c.actor, workloadId: null, createdAtMs: 0, deadlineMs: c.deadlineMs,
@@ -207,9 +210,9 @@ describe('reconciler', () => {
     const afters: Array<Promise<unknown> | null | undefined> = [];
     const s = setup({ claimsDurable: () => write?.promise ?? null });
     const submit = s.bus.submit;
-    s.bus.submit = (items, opts?: { after?: Promise<unknown> | null }) => {
-      afters.push(opts?.after);
-      return submit(items);
+    s.bus.submit = (items, opts = {}) => {
+      afters.push(opts.after);
+      return submit(items, opts);
     };
     await s.rec.poke(SITE);
     expect(s.sent).toHaveLength(1);

@@ -334,11 +334,14 @@ export async function createCommandBus(d: CommandBusDeps) {
   type Storing = {
     recs: CommandRecord[];
     after: Promise<unknown> | null;
+    /** called right before these commands go down their streams (submit's beforeSend) */
+    before: (() => void) | null;
     resolve: (wired: Set<CommandRecord>) => void;
     reject: (err: unknown) => void;
   };
   /** held, and sent down their sites' streams where there is one; gives those sent */
-  const wire = (recs: CommandRecord[]): Set<CommandRecord> => {
+  const wire = (recs: CommandRecord[], before: (() => void) | null): Set<CommandRecord> => {
+    before?.();
     const sent = new Set<CommandRecord>();
     for (const r of recs) {
       live.set(r.id, r);
@@ -362,13 +365,13 @@ export async function createCommandBus(d: CommandBusDeps) {
     }
     try {
       await insertCommands(d.storeDb ?? d.db, parts.flatMap((p) => p.recs), fence);
-      const wired = parts.map((p) => wire(p.recs));
+      const wired = parts.map((p) => wire(p.recs, p.before));
       await new Promise((r) => setImmediate(r));
       parts.forEach((p, i) => p.resolve(wired[i]!));
     } catch (err) {
       if (parts.length > 1 && err instanceof CommandsRejectedError) {
         // one after another: a thousand statements at once would queue past the pool's timeout
-        for (const p of parts) await insertCommands(d.db, p.recs, fence).then(() => p.resolve(wire(p.recs)), p.reject);
+        for (const p of parts) await insertCommands(d.db, p.recs, fence).then(() => p.resolve(wire(p.recs, p.before)), p.reject);
       } else for (const p of parts) p.reject(err);
     }
   };
@@ -379,7 +382,7 @@ export async function createCommandBus(d: CommandBusDeps) {
     const p = storeTogether(mine, fence).finally(() => stores.delete(p));
     stores.add(p);
   };
-  const store = (recs: CommandRecord[], after: Promise<unknown> | null): Promise<Set<CommandRecord>> => {
+  const store = (recs: CommandRecord[], after: Promise<unknown> | null, before: (() => void) | null): Promise<Set<CommandRecord>> => {
     const fence = currentFence();
     return new Promise<Set<CommandRecord>>((resolve, reject) => {
       let parts = storing.get(fence);
@@ -388,7 +391,7 @@ export async function createCommandBus(d: CommandBusDeps) {
         storing.set(fence, mine);
         setImmediate(() => startStore(fence, mine));
       }
-      parts.push({ recs, after, resolve, reject });
+      parts.push({ recs, after, before, resolve, reject });
     });
   };
 
@@ -396,9 +399,10 @@ export async function createCommandBus(d: CommandBusDeps) {
     /**
      * Stores the commands (awaited; with the other submits of the same tick, or until
      * storeNow), then sends those whose site is connected. With `after`, not stored until it
-     * resolves; refused with its error if it rejects.
+     * resolves; refused with its error if it rejects. `beforeSend` is called once they are
+     * stored, right before they go down the streams: what the agent must have first goes there.
      */
-    async submit(items: NewCommand[], opts: { after?: Promise<unknown> | null } = {}): Promise<CommandRecord[]> {
+    async submit(items: NewCommand[], opts: { after?: Promise<unknown> | null; beforeSend?: () => void } = {}): Promise<CommandRecord[]> {
       if (closed) throw new Error('command bus is closed');
       const now = Date.now();
       const recs: CommandRecord[] = items.map((c) => ({
@@ -409,7 +413,7 @@ export async function createCommandBus(d: CommandBusDeps) {
       let wired: Set<CommandRecord>;
       try {
         // a singleton loop's commands are fenced: a deposed leader's are refused (FencedError)
-        wired = await store(recs, opts.after ?? null);
+        wired = await store(recs, opts.after ?? null, opts.beforeSend ?? null);
       } catch (err) {
         if (err instanceof FencedError) d.log.error({ err, commands: recs.length }, 'commands refused: this replica no longer leads');
         if (!(err instanceof CommandsRejectedError)) throw err;
