@@ -80,6 +80,12 @@ const mqttUrl = ready!.mqtt as string;
 
 interface LightAgent {
   site: string;
+  /** why its stream last ended (it is opened again, as a real agent's is); null if it never did */
+  ended: string | null;
+  /** its stream is open and the control plane has answered its Hello */
+  streamUp: boolean;
+  reconnects: number;
+  mqttUp(): boolean;
   acks: Map<string, number>;
   results: number;
   /** ASICs mining, as last reported */
@@ -87,6 +93,8 @@ interface LightAgent {
   close(): void;
 }
 
+/** the agents' MQTT errors by message (mqtt.js reconnects after each) */
+const mqttErrors = new Map<string, number>();
 const siteOf = (i: number) => `bench-${String(i).padStart(5, '0')}`;
 function lightAgent(i: number, token: string): LightAgent {
   const site = siteOf(i);
@@ -95,11 +103,10 @@ function lightAgent(i: number, token: string): LightAgent {
   const client = new AgentGatewayClient(grpc, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, 'hcp.bench.agent': i });
   const md = new Metadata();
   md.set('authorization', `Bearer ${token}`);
-  const stream = client.connect(md);
   const acks = new Map<string, number>();
   const ids = Array.from({ length: DEVICES }, (_, k) => `asic-${site}-${String(k + 1).padStart(5, '0')}`);
   const mq = mqtt.connect(mqttUrl, { username: site, password: token, clientId: `hcp-agent-${site}-bench`, reconnectPeriod: 1000 });
-  mq.on('error', (e) => console.error('mqtt', site, e.message));
+  mq.on('error', (e) => mqttErrors.set(e.message, (mqttErrors.get(e.message) ?? 0) + 1));
   const on = new Map(ids.map((id) => [id, true]));
   let seq = 0;
   // what a real agent does after a command: sample, and publish the new states
@@ -111,8 +118,20 @@ function lightAgent(i: number, token: string): LightAgent {
   };
   // every --sample-ms, as a sampling agent would (a batch that beats the Hello is dropped as unknown)
   const sampling = setInterval(() => mq.connected && report(), SAMPLE_MS);
-  const a: LightAgent = { site, acks, results: 0, mining: DEVICES, close: () => { clearInterval(sampling); stream.cancel(); client.close(); mq.end(true); } };
-  stream.on('data', (m: ControlMessage) => {
+  let closing = false;
+  let stream: ReturnType<typeof client.connect>;
+  const a: LightAgent = {
+    site, acks, results: 0, mining: DEVICES, ended: null, streamUp: false, reconnects: 0, mqttUp: () => mq.connected,
+    close: () => {
+      closing = true;
+      clearInterval(sampling);
+      stream.cancel();
+      client.close();
+      mq.end(true);
+    },
+  };
+  const onData = (m: ControlMessage) => {
+    if (m.body?.$case === 'helloAck') a.streamUp = true;
     if (m.body?.$case !== 'command') return;
     // when this agent has the command: taken first, since the bench is a thousand agents on one
     // thread and whatever one does before this delays the next one's reading
@@ -135,20 +154,38 @@ function lightAgent(i: number, token: string): LightAgent {
       a.results++;
       report();
     });
-  });
-  stream.on('error', () => {});
-  stream.write({
-    body: {
-      $case: 'hello',
-      value: {
-        siteId: site, agentVersion: 'bench', agentSession: `s-${i}`, hostname: 'bench',
-        devices: Array.from({ length: DEVICES }, (_, k) => ({
-          id: `asic-${site}-${String(k + 1).padStart(5, '0')}`, kind: DeviceKind.DEVICE_KIND_ASIC, model: 'Antminer S21 XP', endpoint: '', serial: '',
-          ratedPowerW: 3645, ratedHashrateThs: 270, memoryTotalMib: 0, driver: 'bench',
-        })),
+  };
+  // As a real agent does (agent/grpc/gateway-client.ts): a stream that ends or fails is opened again
+  // after a second or two, with a new Hello. While thousands of agents log in at once, a
+  // control plane busy with the ones before resets some connections.
+  const open = () => {
+    const s = (stream = client.connect(md));
+    let again = false;
+    const lost = (why: string) => {
+      a.streamUp = false;
+      a.ended = why;
+      if (again || closing) return;
+      again = true;
+      a.reconnects++;
+      setTimeout(() => !closing && open(), 1000 + Math.random() * 1000);
+    };
+    s.on('data', onData);
+    s.on('error', (e: Error & { details?: string }) => lost(e.details || e.message));
+    s.on('end', () => lost('ended by the server'));
+    s.write({
+      body: {
+        $case: 'hello',
+        value: {
+          siteId: site, agentVersion: 'bench', agentSession: `s-${i}`, hostname: 'bench',
+          devices: Array.from({ length: DEVICES }, (_, k) => ({
+            id: `asic-${site}-${String(k + 1).padStart(5, '0')}`, kind: DeviceKind.DEVICE_KIND_ASIC, model: 'Antminer S21 XP', endpoint: '', serial: '',
+            ratedPowerW: 3645, ratedHashrateThs: 270, memoryTotalMib: 0, driver: 'bench',
+          })),
+        },
       },
-    },
-  });
+    });
+  };
+  open();
   return a;
 }
 
@@ -169,12 +206,26 @@ for (;;) {
   const s = await status();
   if (s.fleet.sites_online >= N && s.fleet.devices_online >= N * DEVICES) break;
   if (performance.now() - t0 > CONNECT_MS) {
-    await fail(`only ${s.fleet.sites_online} of ${N} agents online after ${CONNECT_MS / 1000} s\n${cp.lines.filter((l) => Number(l.level) >= 40).slice(0, 5).map((l) => JSON.stringify(l).slice(0, 600)).join('\n')}`);
+    // what kept them out: the agents' side (streams the control plane ended, MQTT sessions not
+    // up) and the control plane's warnings, counted by message
+    const why = new Map<string, number>();
+    for (const a of agents) {
+      const k = !a.streamUp ? `stream: ${(a.ended ?? 'no HelloAck yet').replace(/\(\d{4}-[^)]*\)/g, '(…)')}` : a.mqttUp() ? null : 'mqtt: not connected';
+      if (k) why.set(k, (why.get(k) ?? 0) + 1);
+    }
+    const warned = new Map<string, number>();
+    for (const l of cp.lines) {
+      if (Number(l.level) < 40) continue;
+      const k = `${String(l.msg)}${l.reason ? ` (${String(l.reason)})` : ''}`;
+      warned.set(k, (warned.get(k) ?? 0) + 1);
+    }
+    const list = (m: Map<string, number>) => [...m].sort((x, y) => y[1] - x[1]).slice(0, 12).map(([k, n]) => `  ${n} × ${k.slice(0, 300)}`).join('\n');
+    await fail(`only ${s.fleet.sites_online} of ${N} agents online after ${CONNECT_MS / 1000} s (${s.fleet.devices_online} of ${N * DEVICES} devices)\nagents:\n${list(why)}\nMQTT errors the agents saw:\n${list(mqttErrors)}\ncontrol plane warnings and errors:\n${list(warned)}`);
   }
   await new Promise((r) => setTimeout(r, 200));
 }
 const connectS = (performance.now() - t0) / 1000;
-console.error(`${N} agents connected in ${connectS.toFixed(1)} s; ${ROUNDS} rounds of fleet-wide curtail`);
+console.error(`${N} agents connected in ${connectS.toFixed(1)} s (${agents.reduce((n, a) => n + a.reconnects, 0)} streams opened again); ${ROUNDS} rounds of fleet-wide curtail`);
 
 // Final states as a command client sees them.
 const finalAt = new Map<string, { at: number; state: CommandState }>();
@@ -283,5 +334,7 @@ console.log(JSON.stringify({
   all_results_p99_ms: round1(pct(resultMs, 99)),
   idle_get_p50_ms: round1(pct(restMs, 50)),
   connect_s: round1(connectS),
+  /** agent streams opened again while the fleet connected and during the rounds */
+  stream_reconnects: agents.reduce((n, a) => n + a.reconnects, 0),
 }));
 process.exit(0);
