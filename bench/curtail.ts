@@ -131,7 +131,10 @@ function lightAgent(i: number, token: string): LightAgent {
     },
   };
   const onData = (m: ControlMessage) => {
-    if (m.body?.$case === 'helloAck') a.streamUp = true;
+    if (m.body?.$case === 'helloAck') {
+      a.streamUp = true;
+      attempt = 0;
+    }
     if (m.body?.$case !== 'command') return;
     // when this agent has the command: taken first, since the bench is a thousand agents on one
     // thread and whatever one does before this delays the next one's reading
@@ -155,9 +158,11 @@ function lightAgent(i: number, token: string): LightAgent {
       report();
     });
   };
-  // As a real agent does (agent/grpc/gateway-client.ts): a stream that ends or fails is opened again
-  // after a second or two, with a new Hello. While thousands of agents log in at once, a
-  // control plane busy with the ones before resets some connections.
+  // As a real agent does (agent/grpc/gateway-client.ts): a stream that ends or fails is opened
+  // again with a new Hello, after a capped exponential backoff with full jitter (0.5 s doubling
+  // to 15 s, back to the start at a HelloAck). While thousands of agents log in at once, a
+  // control plane busy with the ones before resets some connections and fails some Hellos.
+  let attempt = 0;
   const open = () => {
     const s = (stream = client.connect(md));
     let again = false;
@@ -167,7 +172,9 @@ function lightAgent(i: number, token: string): LightAgent {
       if (again || closing) return;
       again = true;
       a.reconnects++;
-      setTimeout(() => !closing && open(), 1000 + Math.random() * 1000);
+      const ceiling = Math.min(15_000, 500 * 2 ** attempt);
+      attempt = Math.min(attempt + 1, 16);
+      setTimeout(() => !closing && open(), Math.random() * ceiling);
     };
     s.on('data', onData);
     s.on('error', (e: Error & { details?: string }) => lost(e.details || e.message));
@@ -201,7 +208,20 @@ for (let i = 0; i < N; i++) {
   // first batch queue behind the ones already reporting
   if (i % 100 === 99) await new Promise((r) => setTimeout(r, N > 1000 ? 200 : 20));
 }
-const status = async () => (await (await fetch(`${http}/api/v1/status`, { headers: bearer(ADMIN) })).json()) as { fleet: { sites_online: number; devices_online: number } };
+type Status = { fleet: { sites_online: number; devices_online: number } };
+/** the fleet as REST sees it; a connection reset is asked again (a control plane that exited ends the bench with its output) */
+const status = async (): Promise<Status> => {
+  for (let tries = 1; ; tries++) {
+    try {
+      return (await (await fetch(`${http}/api/v1/status`, { headers: bearer(ADMIN) })).json()) as Status;
+    } catch (err) {
+      if (cp.child.exitCode !== null || cp.child.signalCode !== null) await fail(`the control plane exited (${cp.child.exitCode ?? cp.child.signalCode})\n${cp.output().slice(-4000)}`);
+      if (tries >= 10) throw err;
+      console.error(`GET /api/v1/status: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}; asking again`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+};
 for (;;) {
   const s = await status();
   if (s.fleet.sites_online >= N && s.fleet.devices_online >= N * DEVICES) break;

@@ -351,7 +351,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     const gateway = createAgentGateway({
       events, streams, gridTripFor: grid.tripFor, registry, tracker, db, metrics, log: log.child({ component: 'agent-gateway' }),
       heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
-      ring, maxDevicesPerSite: config.HCP_MAX_DEVICES_PER_SITE, maxSites: config.HCP_MAX_SITES, commits,
+      ring, maxDevicesPerSite: config.HCP_MAX_DEVICES_PER_SITE, maxSites: config.HCP_MAX_SITES, commits, audit,
     });
     const fleet = createFleetService({ registry, ops, bus, operator, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters });
     const grpc = await startGrpcServer({

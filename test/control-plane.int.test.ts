@@ -223,9 +223,10 @@ describePg('control plane on PostgreSQL', (pg) => {
     await waitFor(async () => (await site()).online === true, { message: 'texas-2 back online' });
     const actions = await waitFor(async () => {
       const a = (await sql`SELECT action FROM audit_log WHERE subject = 'texas-2' ORDER BY id`).map((r) => r.action as string);
-      return a.filter((x) => x === 'site.online').length === 2 ? a : null;
-    }, { message: 'audit of both transitions' });
-    // the retained status may bring the site online a moment before the hello is audited
+      return a.filter((x) => x === 'site.online').length === 2 && a.filter((x) => x === 'agent.hello').length === 2 ? a : null;
+    }, { message: 'audit of both transitions and both hellos' });
+    // the retained status may bring the site online a moment before the hello is audited (in the
+    // audit writer's batches, as the transitions are)
     expect(actions.filter((a) => a.startsWith('site.'))).toEqual(['site.online', 'site.offline', 'site.online']);
     expect(actions.filter((a) => a === 'agent.hello')).toHaveLength(2);
     const offline = await sql`SELECT count(*)::int AS n FROM resources WHERE id = 'gpu-texas-2-0001' AND last_seen_at IS NOT NULL`;
