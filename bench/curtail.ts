@@ -289,10 +289,14 @@ for (let r = 0; r < ROUNDS + 2; r++) {
     firstAck = Infinity;
     lastResult = 0;
     let missing = 0;
+    let unacked = 0;
+    let unfinished = 0;
     for (const a of agents) {
       const id = bySite.get(a.site)!;
       const t = a.acks.get(id);
       const f = finalAt.get(id);
+      if (t === undefined) unacked++;
+      if (f === undefined) unfinished++;
       if (t === undefined || f === undefined) {
         missing++;
         continue;
@@ -306,7 +310,7 @@ for (let r = 0; r < ROUNDS + 2; r++) {
     }
     if (missing === 0) break;
     if (performance.now() > deadline) {
-      await fail(`round ${r}: ${missing} agents without an ack or a final state after 30 s`);
+      await fail(`round ${r}: ${missing} agents without an ack or a final state after 30 s (${unacked} without the command, ${unfinished} whose final state the watcher has not seen)`);
     }
     await new Promise((res) => setTimeout(res, 5));
   }
