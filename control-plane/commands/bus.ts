@@ -349,6 +349,8 @@ export async function createCommandBus(d: CommandBusDeps) {
     }
     return sent;
   };
+  /** new commands go in on the control path's connections; alone after a refusal too */
+  const storeDb = d.storeDb ?? d.db;
   const storing = new Map<Fence | null, Storing[]>();
   /** statements under way, waited for by close() */
   const stores = new Set<Promise<void>>();
@@ -364,14 +366,14 @@ export async function createCommandBus(d: CommandBusDeps) {
       if (!parts.length) return;
     }
     try {
-      await insertCommands(d.storeDb ?? d.db, parts.flatMap((p) => p.recs), fence);
+      await insertCommands(storeDb, parts.flatMap((p) => p.recs), fence);
       const wired = parts.map((p) => wire(p.recs, p.before));
       await new Promise((r) => setImmediate(r));
       parts.forEach((p, i) => p.resolve(wired[i]!));
     } catch (err) {
       if (parts.length > 1 && err instanceof CommandsRejectedError) {
         // one after another: a thousand statements at once would queue past the pool's timeout
-        for (const p of parts) await insertCommands(d.db, p.recs, fence).then(() => p.resolve(wire(p.recs, p.before)), p.reject);
+        for (const p of parts) await insertCommands(storeDb, p.recs, fence).then(() => p.resolve(wire(p.recs, p.before)), p.reject);
       } else for (const p of parts) p.reject(err);
     }
   };
