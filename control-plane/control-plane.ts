@@ -175,7 +175,10 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     cleanup.push(() => ring.close());
     const limiter = createRateLimiter({ perSecond: config.HCP_RATE_LIMIT_PER_S, burst: config.HCP_RATE_LIMIT_BURST });
     const waiters = createWaitGate(config.HCP_MAX_WAITERS);
-    const tracker = createRegistryTracker({ registry, db, log: log.child({ component: 'registry' }), metrics, intervalMs: 1000 });
+    // Before the tracker and everything else that audits: it closes after them, and flushes what they wrote.
+    const audit = auditWithRequestIds(createAuditWriter({ db, metrics, log: log.child({ component: 'audit' }), onWritten: (entries) => events.emit('audit.written', { entries }) }));
+    cleanup.push(() => audit.close());
+    const tracker = createRegistryTracker({ registry, db, log: log.child({ component: 'registry' }), metrics, intervalMs: 1000, audit });
     cleanup.push(() => tracker.close());
 
     let broker: Broker | null = null;
@@ -253,8 +256,6 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
     });
     cleanup.push(() => subscriber.close());
 
-    const audit = auditWithRequestIds(createAuditWriter({ db, metrics, log: log.child({ component: 'audit' }), onWritten: (entries) => events.emit('audit.written', { entries }) }));
-    cleanup.push(() => audit.close());
     const keys = createKeyAdmin({ db, ring, registry, audit, log: log.child({ component: 'keys' }), maxSites: config.HCP_MAX_SITES });
     if (config.HCP_ADMIN_KEY) await keys.ensureAdmin(config.HCP_ADMIN_KEY);
     else await keys.ensureSomeAdmin(config.HCP_DATA_DIR);

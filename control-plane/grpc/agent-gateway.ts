@@ -28,7 +28,8 @@ import type { Db } from '../db/client.js';
 import type { AuditWriter } from '../db/audit-writer.js';
 import type { CommitNotifier } from '../ingest/commit-notifier.js';
 import type { EventStream } from '../events.js';
-import { audit, insertSite, saveHello } from '../db/registry-store.js';
+import { createHelloWriter, HelloRefusedError } from '../db/hello-writer.js';
+import { audit, insertSite } from '../db/registry-store.js';
 import type { KeyRing } from '../auth/key-ring.js';
 import type { Principal } from '../auth/roles.js';
 import { principalOfMetadata } from './auth.js';
@@ -125,6 +126,8 @@ export function createAgentGateway(deps: GatewayDeps) {
   // A stream that has not heartbeated for this long belongs to an agent that is gone (a crashed
   // host behind NAT can leave a half-open TCP connection for minutes); a new agent may take over.
   const staleMs = deps.heartbeatMs * 3;
+  // Hellos arriving together (a fleet reconnecting after a restart) share one statement
+  const saveHello = createHelloWriter(deps.db);
 
   const reject = (stream: Stream, code: status, reason: string, details: string) => {
     metrics.agentMessagesRejected.inc({ reason });
@@ -202,7 +205,7 @@ export function createAgentGateway(deps: GatewayDeps) {
         previous.stream.emit('error', grpcError(status.ABORTED, 'superseded', 'a newer stream for this site connected'));
       }
       const { site: s, devices } = registry.hello(h, Date.now());
-      await saveHello(deps.db, s, devices);
+      await saveHello({ site: s, devices });
       const said = { session, version: h.agentVersion, hostname: h.hostname, devices: devices.length };
       if (deps.audit) deps.audit.write({ actor: `agent:${site}`, action: 'agent.hello', subject: site, details: said });
       else await audit(deps.db, `agent:${site}`, 'agent.hello', site, said);
@@ -230,6 +233,10 @@ export function createAgentGateway(deps: GatewayDeps) {
         if (site) return metrics.agentMessagesRejected.inc({ reason: 'duplicate_hello' });
         clearTimeout(helloTimer);
         onHello(body.value, principal).catch((err) => {
+          if (err instanceof HelloRefusedError) {
+            log.warn({ site: body.value.siteId, sqlState: err.sqlState, err: err.message }, 'hello refused by the database');
+            return reject(stream, status.INVALID_ARGUMENT, 'hello_refused', `the database refused this Hello's rows: ${err.message}`);
+          }
           log.error({ err }, 'hello failed');
           reject(stream, status.UNAVAILABLE, 'hello_failed', 'the control plane could not register the agent; retry');
         });

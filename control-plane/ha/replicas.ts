@@ -9,7 +9,7 @@
 //   that sent, and the asker follows them (bus.follow) so its caller can answer with them or wait
 //   for them. With no leader answering within askTimeoutMs the asker answers with none: the
 //   claims are stored, and the leader's next reconcile (a new leader's first) carries them out.
-// - inventory: a replica that accepted an agent's Hello says which site; the others add the
+// - inventory: a replica that accepted agents' Hellos says which sites (once per turn); the others add the
 //   sites and devices they do not know yet from the table (a device known keeps its live state).
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -94,21 +94,44 @@ export function createReplicaLinks(d: ReplicaLinksDeps) {
   };
 
   // inventory: what the table knows that the registry does not
+  // A notice that comes while a read runs asks for another read after it: the running one may
+  // have read the tables before that Hello's rows were in.
   let learning: Promise<void> | null = null;
+  let learnAgain = false;
   const learn = (): Promise<void> => {
     const { db, registry } = d;
     if (!db || !registry || closed) return Promise.resolve();
-    return (learning ??= (async () => {
-      for (const f of await loadSites(db)) {
-        if (!registry.site(f.id)) registry.addSite({ id: f.id, name: f.name, region: f.region, powerCapacityKw: f.powerCapacityKw });
-      }
-      for (const dev of await loadDevices(db)) if (!registry.device(dev.id) && registry.site(dev.siteId)) registry.addDevice(dev);
+    if (learning) {
+      learnAgain = true;
+      return learning;
+    }
+    return (learning = (async () => {
+      do {
+        learnAgain = false;
+        for (const f of await loadSites(db)) {
+          if (!registry.site(f.id)) registry.addSite({ id: f.id, name: f.name, region: f.region, powerCapacityKw: f.powerCapacityKw });
+        }
+        for (const dev of await loadDevices(db)) if (!registry.device(dev.id) && registry.site(dev.siteId)) registry.addDevice(dev);
+      } while (learnAgain && !closed);
     })().catch((err) => log.warn({ err }, 'could not learn the inventory of other replicas')).finally(() => {
       learning = null;
     }));
   };
+  // said once per turn for every site whose Hello came in it (a fleet reconnecting is thousands
+  // in a few seconds; each notice makes every other replica re-read the inventory)
+  let openedSites: Set<string> | null = null;
   const offOpened = d.events.on('site.opened', (e) => {
-    if (!closed) void d.notifier.publish({ k: 'inventory', site: e.siteId }).catch((err) => log.warn({ err }, 'could not tell the other replicas of a hello'));
+    if (closed) return;
+    if (!openedSites) {
+      openedSites = new Set();
+      setImmediate(() => {
+        const sites = [...(openedSites ?? [])];
+        openedSites = null;
+        if (closed) return;
+        for (const part of chunks(sites)) void d.notifier.publish({ k: 'inventory', sites: part }).catch((err) => log.warn({ err }, 'could not tell the other replicas of a hello'));
+      });
+    }
+    openedSites.add(e.siteId);
   });
 
   // reconcile on the leader's behalf

@@ -2,7 +2,8 @@
 // (ControlMessage.telemetry_committed, proto/hcp/v1/gateway.proto): the stream's contiguous
 // committed seq (watermarks.ts), below which the agent may delete its spool.
 // - At connect, right after the HelloAck: read from the ledger, starting at the Hello's
-//   SpoolState.first_seq (below it the agent holds nothing: gone) or at what is known already.
+//   SpoolState.first_seq (below it the agent holds nothing: gone) or at what is known already;
+//   streams opening together share the statement (db/coalescer.ts).
 // - Whenever it rises: at once for this replica's own commits, at most once per minIntervalMs per
 //   site (a coalesced send carries the latest value).
 // - Commits by other replicas (MQTT shared subscriptions spread ingest over them) are read with
@@ -11,7 +12,8 @@
 import type { Logger } from 'pino';
 import type { SpoolState, TelemetryCommitted } from '../../proto/gen/hcp/v1/gateway.js';
 import type { Db } from '../db/client.js';
-import { ledgerWatermarks } from '../db/telemetry-ledger.js';
+import { createCoalescer } from '../db/coalescer.js';
+import { ledgerWatermarks, type WatermarkAsk } from '../db/telemetry-ledger.js';
 import type { Watermarks } from './watermarks.js';
 
 export interface CommitNotifierDeps {
@@ -57,6 +59,8 @@ export function createCommitNotifier(d: CommitNotifierDeps): CommitNotifier {
   const now = d.now ?? Date.now;
   const minIntervalMs = d.minIntervalMs ?? 250;
   const held = new Map<string, Held>();
+  // the streams opening together (a fleet reconnecting) are read in one statement
+  const readAtConnect = createCoalescer<WatermarkAsk, number>({ maxItems: 2000, run: (asks) => ledgerWatermarks(d.db, asks) });
   let lastWarn = -Infinity;
   // rate-limited: an agent can trigger these
   const warn = (err: unknown, what: string, ctx: Record<string, unknown> = {}) => {
@@ -134,8 +138,7 @@ export function createCommitNotifier(d: CommitNotifierDeps): CommitNotifier {
       const known = d.watermarks.get(o.site, o.stream);
       const from = known > 0 ? known + 1 : o.spool && o.spool.firstSeq > 0 ? o.spool.firstSeq : 0;
       try {
-        const [w] = await ledgerWatermarks(d.db, [{ site: o.site, stream: o.stream, from }]);
-        d.watermarks.raise(o.site, o.stream, w!);
+        d.watermarks.raise(o.site, o.stream, await readAtConnect({ site: o.site, stream: o.stream, from }));
       } catch (err) {
         // the periodic read tries again; the agent hears what is known meanwhile
         warn(err, 'telemetry ledger read failed at connect; will retry');

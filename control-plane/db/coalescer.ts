@@ -1,0 +1,63 @@
+// Many callers' small writes as one statement: each call waits for its own outcome, but the
+// calls that arrive while a batch is in flight go together in the next one. One batch runs at a
+// time, so a burst (5,000 agents reconnecting after a restart) costs a handful of statements
+// instead of one per caller per step, and the pool stays free for everything else.
+//
+// No timer: the first call of an idle coalescer starts its batch on the next turn of the event
+// loop (so calls made in the same turn share it), and a busy one starts the next batch the
+// moment the last one ends. Latency when idle is one turn; under load the batch grows instead
+// of the queue of statements.
+
+export interface CoalescerOptions<T, R> {
+  /**
+   * runs one batch; returns one outcome per item, in order: a value, or an Error for that item
+   * alone (its caller's promise rejects with it). Throwing rejects every caller of the batch.
+   */
+  run(items: T[]): Promise<(R | Error)[]>;
+  /** the most items in one batch; the rest wait for the next (default 5,000) */
+  maxItems?: number;
+}
+
+export type Coalescer<T, R> = (item: T) => Promise<R>;
+
+export function createCoalescer<T, R>(o: CoalescerOptions<T, R>): Coalescer<T, R> {
+  const maxItems = Math.max(1, o.maxItems ?? 5000);
+  type Waiting = { item: T; resolve(r: R): void; reject(e: unknown): void };
+  let queue: Waiting[] = [];
+  let busy = false;
+
+  const next = () => {
+    if (queue.length === 0) {
+      busy = false;
+      return;
+    }
+    const batch = queue.length <= maxItems ? queue : queue.slice(0, maxItems);
+    queue = queue.length <= maxItems ? [] : queue.slice(maxItems);
+    const items = batch.map((w) => w.item);
+    void Promise.resolve()
+      .then(() => o.run(items))
+      .then(
+        (out) => {
+          for (let i = 0; i < batch.length; i++) {
+            const r = out[i];
+            if (r instanceof Error) batch[i]!.reject(r);
+            else if (i >= out.length) batch[i]!.reject(new Error('the batch gave no outcome for this item'));
+            else batch[i]!.resolve(r as R);
+          }
+        },
+        (err: unknown) => {
+          for (const w of batch) w.reject(err);
+        },
+      )
+      .finally(next);
+  };
+
+  return (item) =>
+    new Promise<R>((resolve, reject) => {
+      queue.push({ item, resolve, reject });
+      if (!busy) {
+        busy = true;
+        setImmediate(next);
+      }
+    });
+}
