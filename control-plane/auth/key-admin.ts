@@ -76,7 +76,7 @@ function isTimeZone(tz: string): boolean {
 
 export function createKeyAdmin(d: { db: Db; ring: KeyRing; registry: Registry; audit: AuditWriter; log: Logger; maxSites: number }): KeyAdmin {
   const addSite = async (s: NewSite, by: string): Promise<SiteInfo> => {
-    if (d.registry.sites().length >= d.maxSites) {
+    if (d.registry.siteCount() >= d.maxSites) {
       throw new HcpError('conflict', `the control plane keeps at most ${d.maxSites} sites (HCP_MAX_SITES)`, 'site_limit');
     }
     const info: SiteInfo = { id: s.id, name: s.name ?? s.id, region: s.region ?? 'unassigned', powerCapacityKw: s.powerCapacityKw ?? 0 };

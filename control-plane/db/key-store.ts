@@ -93,6 +93,22 @@ export async function loadLiveKeys(db: Pick<Db, 'orm'>): Promise<LiveKey[]> {
   return rows.map((r) => ({ ...r, role: r.role as KeyRole }));
 }
 
+/**
+ * the keys made or revoked since a version (keysVersion's): a small read after this process's
+ * own change. Not enough alone: a version is drawn at insert, so a key with a lower one may
+ * commit later; the ring's poll reads every key when the version moves.
+ */
+export async function keysChangedSince(db: Pick<Db, 'orm'>, version: string): Promise<(LiveKey & { revoked: boolean })[]> {
+  const rows = await db.orm
+    .select({
+      id: apiKeys.id, name: apiKeys.name, role: apiKeys.role, customerId: apiKeys.customerId, siteId: apiKeys.siteId,
+      secretSha256: apiKeys.secretSha256, revoked: sql<boolean>`${apiKeys.revokedAt} IS NOT NULL`,
+    })
+    .from(apiKeys)
+    .where(sql`${apiKeys.version} > ${version}::bigint`);
+  return rows.map((r) => ({ ...r, role: r.role as KeyRole }));
+}
+
 /** moves whenever a key is made or revoked */
 export async function keysVersion(db: Pick<Db, 'orm'>): Promise<string> {
   const [r] = await db.orm.select({ v: sql<string | null>`max(${apiKeys.version})::text` }).from(apiKeys);

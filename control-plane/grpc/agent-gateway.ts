@@ -180,7 +180,7 @@ export function createAgentGateway(deps: GatewayDeps) {
       }
       if (!registry.site(h.siteId)) {
         if (!deps.autoRegisterSites) return reject(stream, status.NOT_FOUND, 'unknown_site', `site ${h.siteId} is not registered`);
-        if (registry.sites().length >= deps.maxSites) return reject(stream, status.RESOURCE_EXHAUSTED, 'site_limit', `the control plane keeps at most ${deps.maxSites} sites`);
+        if (registry.siteCount() >= deps.maxSites) return reject(stream, status.RESOURCE_EXHAUSTED, 'site_limit', `the control plane keeps at most ${deps.maxSites} sites`);
         await insertSite(deps.db, { id: h.siteId, name: h.siteId, region: 'unassigned', powerCapacityKw: 0, timezone: 'UTC' });
         registry.addSite({ id: h.siteId, name: h.siteId, region: 'unassigned', powerCapacityKw: 0 });
         await audit(deps.db, `agent:${h.siteId}`, 'site.registered', h.siteId, { hostname: h.hostname, key: p.name });

@@ -69,6 +69,7 @@ const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id 
 
 export class Registry {
   private readonly sitesById = new Map<string, SiteState>();
+  private sortedSites: SiteState[] | null = null;
   private readonly devicesById = new Map<string, DeviceState>();
   // per-site index: the command path, the scheduler and the engine ask for one site's devices
   // many times a second, and a fleet has far more devices than any one site
@@ -99,6 +100,7 @@ export class Registry {
       mqttOnlineSession: null,
     };
     this.sitesById.set(s.id, s);
+    this.sortedSites = null;
     return s;
   }
 
@@ -114,7 +116,21 @@ export class Registry {
   }
 
   sites(): SiteState[] {
-    return [...this.sitesById.values()].sort(byId);
+    // sorted once per change of the set of sites (rare), copied per call (callers may sort or
+    // splice what they get)
+    return (this.sortedSites ??= [...this.sitesById.values()].sort(byId)).slice();
+  }
+
+  siteCount(): number {
+    return this.sitesById.size;
+  }
+
+  /** sites and devices online, counted in place (the tracker's gauges, after every sweep) */
+  onlineCounts(): { sites: number; gpu: number; asic: number } {
+    const n = { sites: 0, gpu: 0, asic: 0 };
+    for (const s of this.sitesById.values()) if (s.online) n.sites++;
+    for (const d of this.devicesById.values()) if (d.online) n[d.kind]++;
+    return n;
   }
 
   device(id: string): DeviceState | undefined {

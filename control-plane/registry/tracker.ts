@@ -24,6 +24,8 @@ export function createRegistryTracker(o: {
    * were 5,000 statements in a row on the main pool.
    */
   audit?: Pick<AuditWriter, 'write'>;
+  /** the least time between two sweeps that pokes start (default 100 ms) */
+  pokeGapMs?: number;
 }): RegistryTracker {
   const now = o.now ?? Date.now;
   let running: Promise<void> | null = null;
@@ -36,13 +38,10 @@ export function createRegistryTracker(o: {
       if (c.type !== 'site') continue;
       o.log.info({ site: c.site.id, online: c.site.online, session: c.site.agentSession }, c.site.online ? 'site online' : 'site offline');
     }
-    let sitesOnline = 0;
-    const devicesOnline = { gpu: 0, asic: 0 };
-    for (const s of o.registry.sites()) if (s.online) sitesOnline++;
-    for (const d of o.registry.devices()) if (d.online) devicesOnline[d.kind]++;
-    o.metrics.sitesOnline.set(sitesOnline);
-    o.metrics.devicesOnline.set({ kind: 'gpu' }, devicesOnline.gpu);
-    o.metrics.devicesOnline.set({ kind: 'asic' }, devicesOnline.asic);
+    const online = o.registry.onlineCounts();
+    o.metrics.sitesOnline.set(online.sites);
+    o.metrics.devicesOnline.set({ kind: 'gpu' }, online.gpu);
+    o.metrics.devicesOnline.set({ kind: 'asic' }, online.asic);
     if (changes.length === 0) return;
     try {
       await saveChanges(o.db, changes);
@@ -76,15 +75,29 @@ export function createRegistryTracker(o: {
   const timer = setInterval(() => void sweep(), o.intervalMs);
   timer.unref();
 
+  // Pokes are coalesced: one sweep at most every pokeGapMs, the first at once. A sweep walks
+  // every site and device; a fleet reconnecting pokes once per Hello, and 5,000 Hellos each
+  // sweeping 20,000 devices took the control plane's thread.
+  const pokeGapMs = o.pokeGapMs ?? 100;
+  let lastPokeSweep = -Infinity;
+  let pokeTimer: NodeJS.Timeout | null = null;
+  const pokeSweep = () => {
+    pokeTimer = null;
+    lastPokeSweep = performance.now();
+    if (!closed) void sweep();
+  };
+
   return {
     poke: () => {
-      if (!closed) setImmediate(() => void sweep());
+      if (closed || pokeTimer) return;
+      pokeTimer = setTimeout(pokeSweep, Math.max(0, lastPokeSweep + pokeGapMs - performance.now()));
     },
     sweep,
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(timer);
+      if (pokeTimer) clearTimeout(pokeTimer);
       await running;
     },
   };
