@@ -49,6 +49,7 @@ import { auditWithRequestIds } from './request-context.js';
 import { createSubscriber } from './mqtt/subscriber.js';
 import { Registry } from './registry/registry.js';
 import { createRegistryTracker } from './registry/tracker.js';
+import { parseTopic } from '../proto/topics.js';
 import { DEFAULT_POLICY } from './scheduler/placement.js';
 import { createScheduler } from './scheduler/scheduler.js';
 import { createWorkloadService, type WorkloadService } from './workloads/service.js';
@@ -251,7 +252,10 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
         }
         ingest.handle(topic, payload);
         // A last will (site offline) should show at once, not at the next sweep.
-        if (topic.endsWith('/status')) tracker.poke();
+        if (topic.endsWith('/status')) {
+          const t = parseTopic(topic);
+          if (t) tracker.poke(t.site);
+        }
       },
     });
     cleanup.push(() => subscriber.close());

@@ -47,7 +47,7 @@ describePg('registry tracker on PostgreSQL', (pg) => {
           siteId: id, agentVersion: '1', agentSession: `s-${id}`, hostname: 'h',
           devices: [{ id: `asic-${id}-1`, kind: DeviceKind.DEVICE_KIND_ASIC, model: 'S21', endpoint: '', serial: '', ratedPowerW: 3500, ratedHashrateThs: 200, memoryTotalMib: 0, driver: 'sim' }],
         }, Date.now());
-        tracker.poke();
+        tracker.poke(id);
         // Hellos arrive one by one over about half a second, as a fleet's do
         if (i % 2 === 1) await new Promise((r) => setTimeout(r, 1));
       }

@@ -220,7 +220,7 @@ export function createAgentGateway(deps: GatewayDeps) {
         send: (value) => stream.write({ body: { $case: 'telemetryCommitted', value } }),
       });
       log.info({ site, session, version: h.agentVersion, devices: devices.length }, 'agent connected');
-      deps.tracker.poke();
+      deps.tracker.poke(site);
       events.emit('site.opened', { siteId: site });
       events.emit('site.connected', { siteId: site });
     };
@@ -278,7 +278,7 @@ export function createAgentGateway(deps: GatewayDeps) {
       registry.streamClosed(site, session);
       if (cur?.stream === stream) events.emit('site.disconnected', { siteId: site });
       log.info({ site, session }, 'agent stream closed');
-      deps.tracker.poke();
+      deps.tracker.poke(site);
       site = null;
     };
     stream.on('end', () => {

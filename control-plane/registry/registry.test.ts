@@ -84,3 +84,20 @@ describe('Registry', () => {
   });
 });
 
+
+describe('Registry.sweep over some sites', () => {
+  it('recomputes only the sites asked for and their devices, and leaves the others to a whole sweep', () => {
+    const r = new Registry({ staleAfterMs: 10_000 });
+    for (const id of ['texas-1', 'texas-2']) {
+      r.addSite({ id, name: id, region: 'ercot', powerCapacityKw: 1 });
+      r.hello({ ...hello('a'), siteId: id, devices: [{ ...hello('a').devices[0]!, id: `gpu-${id}-0001` }] }, 0);
+      r.status({ ...status('online', 'a'), site: id }, 0);
+    }
+    const changed = r.sweep(1, ['texas-2']);
+    expect(changed.map((c) => (c.type === 'site' ? c.site.id : c.device.id))).toEqual(['texas-2']);
+    expect(r.site('texas-1')!.online).toBe(false);
+    expect(r.sweep(2).map((c) => (c.type === 'site' ? c.site.id : c.device.id))).toEqual(['texas-1']);
+    // devices are online once sampled (no telemetry here)
+    expect(r.onlineCounts()).toEqual({ sites: 2, gpu: 0, asic: 0 });
+  });
+});

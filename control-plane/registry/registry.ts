@@ -236,11 +236,15 @@ export class Registry {
     if (site) site.lastSeenMs = nowMs;
   }
 
-  /** recomputes online flags; returns what changed */
-  sweep(nowMs: number): RegistryChange[] {
+  /**
+   * recomputes online flags; returns what changed. With `only`, just those sites and their
+   * devices (what a Hello or a closed stream can have changed); without, every one (staleness).
+   */
+  sweep(nowMs: number, only?: Iterable<string>): RegistryChange[] {
     const changes: RegistryChange[] = [];
     const fresh = (t: number | null) => t !== null && nowMs - t <= this.opts.staleAfterMs;
-    for (const site of this.sitesById.values()) {
+    const sites = only ? [...only].flatMap((id) => this.sitesById.get(id) ?? []) : this.sitesById.values();
+    for (const site of sites) {
       const connected = site.streamSession !== null || site.mqttOnlineSession !== null;
       const online = connected && fresh(site.lastSeenMs);
       if (online !== site.online) {
@@ -248,7 +252,8 @@ export class Registry {
         changes.push({ type: 'site', site });
       }
     }
-    for (const d of this.devicesById.values()) {
+    const devices = only ? [...only].flatMap((id) => [...(this.devicesBySite.get(id)?.values() ?? [])]) : this.devicesById.values();
+    for (const d of devices) {
       const online = (this.sitesById.get(d.siteId)?.online ?? false) && fresh(d.lastSeenMs);
       if (online !== d.online) {
         d.online = online;

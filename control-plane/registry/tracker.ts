@@ -9,8 +9,8 @@ import type { Metrics } from '../metrics.js';
 import type { Registry } from './registry.js';
 
 export interface RegistryTracker {
-  /** sweep soon (a stream closed, a last will arrived) */
-  poke(): void;
+  /** sweep soon (a stream closed, a last will arrived): that site's, or with none every site */
+  poke(site?: string): void;
   /** sweep now and wait for the writes */
   sweep(): Promise<void>;
   close(): Promise<void>;
@@ -29,19 +29,25 @@ export function createRegistryTracker(o: {
 }): RegistryTracker {
   const now = o.now ?? Date.now;
   let running: Promise<void> | null = null;
-  let again = false;
+  /** what the sweep after the running one covers: some sites, every one ('all'), or none */
+  let again: Set<string> | 'all' | null = null;
   let closed = false;
+  const merge = (into: Set<string> | 'all' | null, more: Set<string> | 'all'): Set<string> | 'all' =>
+    into === 'all' || more === 'all' ? 'all' : new Set([...(into ?? []), ...more]);
 
-  const runSweep = async () => {
-    const changes = o.registry.sweep(now());
+  const runSweep = async (only: Set<string> | 'all') => {
+    const changes = o.registry.sweep(now(), only === 'all' ? undefined : only);
     for (const c of changes) {
       if (c.type !== 'site') continue;
       o.log.info({ site: c.site.id, online: c.site.online, session: c.site.agentSession }, c.site.online ? 'site online' : 'site offline');
     }
-    const online = o.registry.onlineCounts();
-    o.metrics.sitesOnline.set(online.sites);
-    o.metrics.devicesOnline.set({ kind: 'gpu' }, online.gpu);
-    o.metrics.devicesOnline.set({ kind: 'asic' }, online.asic);
+    // counted when something moved, and at every whole sweep (a device replaced by a Hello)
+    if (changes.length > 0 || only === 'all') {
+      const online = o.registry.onlineCounts();
+      o.metrics.sitesOnline.set(online.sites);
+      o.metrics.devicesOnline.set({ kind: 'gpu' }, online.gpu);
+      o.metrics.devicesOnline.set({ kind: 'asic' }, online.asic);
+    }
     if (changes.length === 0) return;
     try {
       await saveChanges(o.db, changes);
@@ -57,40 +63,44 @@ export function createRegistryTracker(o: {
     }
   };
 
-  const sweep = (): Promise<void> => {
+  const sweepOf = (only: Set<string> | 'all'): Promise<void> => {
     if (running) {
-      again = true;
+      again = merge(again, only);
       return running;
     }
-    running = runSweep().finally(() => {
+    running = runSweep(only).finally(() => {
       running = null;
-      if (again && !closed) {
-        again = false;
-        void sweep();
-      }
+      const next = again;
+      again = null;
+      if (next && !closed) void sweepOf(next);
     });
     return running;
   };
+  const sweep = () => sweepOf('all');
 
   const timer = setInterval(() => void sweep(), o.intervalMs);
   timer.unref();
 
-  // Pokes are coalesced: one sweep at most every pokeGapMs, the first at once. A sweep walks
-  // every site and device; a fleet reconnecting pokes once per Hello, and 5,000 Hellos each
-  // sweeping 20,000 devices took the control plane's thread.
+  // Pokes are coalesced: one sweep at most every pokeGapMs, the first at once, over the sites
+  // poked. A fleet reconnecting pokes once per Hello, and 5,000 Hellos each sweeping 20,000
+  // devices took the control plane's thread.
   const pokeGapMs = o.pokeGapMs ?? 100;
   let lastPokeSweep = -Infinity;
   let pokeTimer: NodeJS.Timeout | null = null;
+  let poked: Set<string> | 'all' | null = null;
   const pokeSweep = () => {
     pokeTimer = null;
     lastPokeSweep = performance.now();
-    if (!closed) void sweep();
+    const only = poked;
+    poked = null;
+    if (!closed && only) void sweepOf(only);
   };
 
   return {
-    poke: () => {
-      if (closed || pokeTimer) return;
-      pokeTimer = setTimeout(pokeSweep, Math.max(0, lastPokeSweep + pokeGapMs - performance.now()));
+    poke: (site) => {
+      if (closed) return;
+      poked = merge(poked, site === undefined ? 'all' : new Set([site]));
+      pokeTimer ??= setTimeout(pokeSweep, Math.max(0, lastPokeSweep + pokeGapMs - performance.now()));
     },
     sweep,
     async close() {
