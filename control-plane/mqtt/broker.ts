@@ -7,6 +7,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type Client } from 'aedes';
+import { createEmitter } from './emitter.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../metrics.js';
 import { ownerOf } from './acl.js';
@@ -118,6 +119,7 @@ export async function createBroker(o: BrokerOptions): Promise<Broker> {
   const broker = await Aedes.createBroker({
     id: 'hcp-control-plane',
     persistence: store,
+    mq: createEmitter(),
     authenticate: login.handler,
     ...authorizer,
   });
