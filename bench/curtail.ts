@@ -196,6 +196,25 @@ function lightAgent(i: number, token: string): LightAgent {
   return a;
 }
 
+// Final states as a command client sees them. Watched before the agents connect: opened after
+// 5,000 of them, its connection waited behind theirs in the accept queue, and saw nothing.
+const finalAt = new Map<string, { at: number; state: CommandState }>();
+const fleet = new FleetClient(grpc, credentials.createInsecure());
+const adminMd = new Metadata();
+adminMd.set('authorization', `Bearer ${ADMIN}`);
+const watch = fleet.watchCommands({ site: '' }, adminMd);
+let watchEvents = 0;
+watch.on('data', (v: CommandView) => {
+  watchEvents++;
+  if (v.state === CommandState.COMMAND_STATE_SUCCEEDED || v.state === CommandState.COMMAND_STATE_FAILED || v.state === CommandState.COMMAND_STATE_EXPIRED) {
+    finalAt.set(v.id, { at: performance.now(), state: v.state });
+  }
+});
+/** why the watch ended, if it did: a round that times out says so */
+let watchEnded: string | null = null;
+watch.on('error', (e: Error) => void (watchEnded ??= e.message));
+watch.on('end', () => void (watchEnded ??= 'ended by the server'));
+
 const tokens: string[] = [];
 for (let i = 0; i < N; i++) tokens.push(await makeKey(http, { role: 'agent', site: siteOf(i) }, ADMIN));
 const t0 = performance.now();
@@ -249,19 +268,6 @@ for (;;) {
 const connectS = (performance.now() - t0) / 1000;
 console.error(`${N} agents connected in ${connectS.toFixed(1)} s (${agents.reduce((n, a) => n + a.reconnects, 0)} streams opened again); ${ROUNDS} rounds of fleet-wide curtail`);
 
-// Final states as a command client sees them.
-const finalAt = new Map<string, { at: number; state: CommandState }>();
-const fleet = new FleetClient(grpc, credentials.createInsecure());
-const adminMd = new Metadata();
-adminMd.set('authorization', `Bearer ${ADMIN}`);
-const watch = fleet.watchCommands({ site: '' }, adminMd);
-watch.on('data', (v: CommandView) => {
-  if (v.state === CommandState.COMMAND_STATE_SUCCEEDED || v.state === CommandState.COMMAND_STATE_FAILED || v.state === CommandState.COMMAND_STATE_EXPIRED) {
-    finalAt.set(v.id, { at: performance.now(), state: v.state });
-  }
-});
-watch.on('error', () => {});
-await new Promise((r) => setTimeout(r, 200));
 
 const ackMs: number[] = [];
 /** to the first agent's ack: the spread between it and the last is the fan-out over 1,000 streams */
@@ -312,7 +318,10 @@ for (let r = 0; r < ROUNDS + 2; r++) {
     }
     if (missing === 0) break;
     if (performance.now() > deadline) {
-      await fail(`round ${r}: ${missing} agents without an ack or a final state after 30 s (${unacked} without the command, ${unfinished} whose final state the watcher has not seen)`);
+      // what the control plane says of one command the watcher has not seen finish
+      const unseen = ours.find((c) => !finalAt.has(c.id));
+      const asked = unseen ? await fetch(`${http}/api/v1/commands/${unseen.id}`, { headers: bearer(ADMIN) }).then((x) => x.text()).catch((e: Error) => e.message) : '';
+      await fail(`round ${r}: ${missing} agents without an ack or a final state after 30 s (${unacked} without the command, ${unfinished} whose final state the watcher has not seen; the watch: ${watchEnded ?? 'open'}, ${watchEvents} events and ${finalAt.size} final states seen in all)${unseen ? `\nGET /api/v1/commands/${unseen.id}: ${asked.slice(0, 600)}` : ''}`);
     }
     await new Promise((res) => setTimeout(res, 5));
   }
