@@ -29,6 +29,16 @@ describe('createCoalescer', () => {
     await expect(f('c')).resolves.toBe('c');
   });
 
+  it('ends a batch before the item that would take it past maxWeight, and takes a heavy item alone', async () => {
+    const batches: number[][] = [];
+    const f = createCoalescer<number, number>({
+      weight: (x) => x, maxWeight: 10,
+      run: async (xs) => (batches.push(xs), xs),
+    });
+    await Promise.all([4, 5, 3, 30, 2].map((x) => f(x)));
+    expect(batches).toEqual([[4, 5], [3], [30], [2]]);
+  });
+
   it('rejects a caller the run gave no outcome for', async () => {
     const f = createCoalescer<number, number>({ run: async () => [] });
     await expect(f(1)).rejects.toThrow(/no outcome/);

@@ -16,6 +16,12 @@ export interface CoalescerOptions<T, R> {
   run(items: T[]): Promise<(R | Error)[]>;
   /** the most items in one batch; the rest wait for the next (default 5,000) */
   maxItems?: number;
+  /**
+   * what an item weighs (a Hello: its devices), and the most one batch may weigh: a batch takes
+   * items while the sum stays within it, and always at least one
+   */
+  weight?(item: T): number;
+  maxWeight?: number;
 }
 
 export type Coalescer<T, R> = (item: T) => Promise<R>;
@@ -31,8 +37,19 @@ export function createCoalescer<T, R>(o: CoalescerOptions<T, R>): Coalescer<T, R
       busy = false;
       return;
     }
-    const batch = queue.length <= maxItems ? queue : queue.slice(0, maxItems);
-    queue = queue.length <= maxItems ? [] : queue.slice(maxItems);
+    let take = Math.min(queue.length, maxItems);
+    if (o.weight && o.maxWeight !== undefined) {
+      let sum = 0;
+      for (let i = 0; i < take; i++) {
+        sum += o.weight(queue[i]!.item);
+        if (sum > o.maxWeight && i > 0) {
+          take = i;
+          break;
+        }
+      }
+    }
+    const batch = take === queue.length ? queue : queue.slice(0, take);
+    queue = take === queue.length ? [] : queue.slice(take);
     const items = batch.map((w) => w.item);
     void Promise.resolve()
       .then(() => o.run(items))

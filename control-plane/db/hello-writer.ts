@@ -21,9 +21,12 @@ export class HelloRefusedError extends Error {
 
 export type HelloWriter = (h: HelloRow) => Promise<void>;
 
-export function createHelloWriter(db: Pick<Db, 'query'>, opts: { maxHellos?: number } = {}): HelloWriter {
+export function createHelloWriter(db: Pick<Db, 'query'>, opts: { maxHellos?: number; maxDevices?: number } = {}): HelloWriter {
   return createCoalescer<HelloRow, void>({
     maxItems: opts.maxHellos ?? 2000,
+    // a statement's arrays hold at most this many devices (a Hello may announce 20,000)
+    weight: (h) => 1 + h.devices.length,
+    maxWeight: opts.maxDevices ?? 50_000,
     async run(hellos) {
       const out: (void | Error)[] = hellos.map(() => undefined);
       const at = new Map(hellos.map((h, i) => [h, i]));
