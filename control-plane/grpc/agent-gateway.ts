@@ -206,6 +206,8 @@ export function createAgentGateway(deps: GatewayDeps) {
       }
       const { site: s, devices } = registry.hello(h, Date.now());
       await saveHello({ site: s, devices });
+      // the stream may have ended while its rows were written (closed() let go of the site)
+      if (site !== s.id) return;
       const said = { session, version: h.agentVersion, hostname: h.hostname, devices: devices.length };
       if (deps.audit) deps.audit.write({ actor: `agent:${site}`, action: 'agent.hello', subject: site, details: said });
       else await audit(deps.db, `agent:${site}`, 'agent.hello', site, said);

@@ -121,7 +121,7 @@ export function createReplicaLinks(d: ReplicaLinksDeps) {
   // in a few seconds; each notice makes every other replica re-read the inventory)
   let openedSites: Set<string> | null = null;
   const offOpened = d.events.on('site.opened', (e) => {
-    if (closed) return;
+    if (closed || typeof e.siteId !== 'string') return;
     if (!openedSites) {
       openedSites = new Set();
       setImmediate(() => {
