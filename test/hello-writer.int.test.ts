@@ -106,6 +106,18 @@ function helloWriterTests(db: () => Db) {
     expect((await db().query<{ s: string }>(`SELECT agent_session AS s FROM facilities WHERE id = $1`, [a.site.id]))[0]!.s).toBe('second');
   });
 
+  it('judges a site said twice in one batch by its last Hello alone: an earlier one the database would refuse shares the last one’s outcome', async () => {
+    const save = createHelloWriter(db());
+    const a = await helloFor(db(), 2, { model: 'S21\u0000' });
+    const again: HelloRow = { site: { ...a.site, agentSession: 'fixed' }, devices: a.devices.map((d) => ({ ...d, model: 'S21 XP' })) };
+    // another site's refused Hello splits the batch, so the two no longer share a statement
+    const other = await helloFor(db(), 1, { model: 'S21\u0000' });
+    const out = await Promise.allSettled([save(a), save(other), save(again)]);
+    expect(out.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    const rows = await db().query<{ model: string }>(`SELECT model FROM resources WHERE facility_id = $1`, [a.site.id]);
+    expect(rows.map((r) => r.model)).toEqual(['S21 XP', 'S21 XP']);
+  });
+
   it('leaves a device with the site that owns it when another site’s Hello names it', async () => {
     const save = createHelloWriter(db());
     const owner = await helloFor(db(), 1);

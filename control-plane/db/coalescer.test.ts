@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createCoalescer } from './coalescer.js';
+import { BatchTimeoutError, createCoalescer } from './coalescer.js';
 
 describe('createCoalescer', () => {
   it('runs the calls of one turn as one batch, at most maxItems at a time, each caller getting its own outcome', async () => {
@@ -37,6 +37,16 @@ describe('createCoalescer', () => {
     });
     await Promise.all([4, 5, 3, 30, 2].map((x) => f(x)));
     expect(batches).toEqual([[4, 5], [3], [30], [2]]);
+  });
+
+  it('fails the callers of a batch that never settles once timeoutMs passes, and runs the next batch', async () => {
+    let calls = 0;
+    const f = createCoalescer<string, string>({
+      timeoutMs: 50,
+      run: (xs) => (++calls === 1 ? new Promise<string[]>(() => {}) : Promise.resolve(xs)),
+    });
+    await expect(f('stuck')).rejects.toBeInstanceOf(BatchTimeoutError);
+    await expect(f('next')).resolves.toBe('next');
   });
 
   it('rejects a caller the run gave no outcome for', async () => {

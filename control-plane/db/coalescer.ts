@@ -22,6 +22,20 @@ export interface CoalescerOptions<T, R> {
    */
   weight?(item: T): number;
   maxWeight?: number;
+  /**
+   * a batch not settled by then fails its callers with BatchTimeoutError and the next batch
+   * starts (its late outcome is ignored): one statement that never returns must not hold up
+   * every caller after it
+   */
+  timeoutMs?: number;
+}
+
+export class BatchTimeoutError extends Error {
+  readonly code = 'batch_timeout';
+  constructor(ms: number) {
+    super(`the batch did not finish within ${ms} ms`);
+    this.name = 'BatchTimeoutError';
+  }
 }
 
 export type Coalescer<T, R> = (item: T) => Promise<R>;
@@ -51,8 +65,15 @@ export function createCoalescer<T, R>(o: CoalescerOptions<T, R>): Coalescer<T, R
     const batch = take === queue.length ? queue : queue.slice(0, take);
     queue = take === queue.length ? [] : queue.slice(take);
     const items = batch.map((w) => w.item);
-    void Promise.resolve()
-      .then(() => o.run(items))
+    let timer: NodeJS.Timeout | undefined;
+    const ran = Promise.resolve().then(() => o.run(items));
+    const bounded = o.timeoutMs === undefined ? ran : Promise.race([
+      ran,
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new BatchTimeoutError(o.timeoutMs!)), o.timeoutMs))),
+    ]);
+    ran.catch(() => {});
+    void bounded
+      .finally(() => clearTimeout(timer))
       .then(
         (out) => {
           for (let i = 0; i < batch.length; i++) {

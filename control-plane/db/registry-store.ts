@@ -57,6 +57,8 @@ export async function insertSite(db: Db, s: { id: string; name: string; region: 
     .onConflictDoNothing();
 }
 
+const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
 export interface HelloRow {
   site: Pick<SiteRow, 'id' | 'lastSeenMs' | 'agentVersion' | 'agentSession' | 'agentHostname'>;
   devices: Omit<DeviceRow, 'lastSeenMs'>[];
@@ -92,8 +94,10 @@ export async function saveHellos(db: Pick<Db, 'query'>, hellos: readonly HelloRo
     sites.set(h.site.id, h.site);
     for (const d of h.devices) devices.set(d.id, d);
   }
-  const ss = [...sites.values()];
-  const ds = [...devices.values()];
+  // in id order, as saveChanges: two statements locking the same rows in different orders
+  // (a Hello batch and a sweep) would deadlock
+  const ss = [...sites.values()].sort(byId);
+  const ds = [...devices.values()].sort(byId);
   await db.query(SAVE_HELLOS_SQL, [
     ss.map((x) => x.id), ss.map((x) => x.agentVersion ?? ''), ss.map((x) => x.agentSession ?? ''), ss.map((x) => x.agentHostname ?? ''),
     ss.map((x) => x.lastSeenMs ?? 0),
@@ -104,8 +108,8 @@ export async function saveHellos(db: Pick<Db, 'query'>, hellos: readonly HelloRo
 }
 
 export async function saveChanges(db: Db, changes: StatusChange[]): Promise<void> {
-  const sites = changes.flatMap((c) => (c.type === 'site' ? [c.site] : []));
-  const devices = changes.flatMap((c) => (c.type === 'device' ? [c.device] : []));
+  const sites = changes.flatMap((c) => (c.type === 'site' ? [c.site] : [])).sort(byId);
+  const devices = changes.flatMap((c) => (c.type === 'device' ? [c.device] : [])).sort(byId);
   if (sites.length > 0) {
     // one statement for every site's transition (a restart brings thousands back in one sweep)
     await db.query(

@@ -115,6 +115,8 @@ export function createReplicaLinks(d: ReplicaLinksDeps) {
       } while (learnAgain && !closed);
     })().catch((err) => log.warn({ err }, 'could not learn the inventory of other replicas')).finally(() => {
       learning = null;
+      // a notice that came during a read that failed, or after the loop's last check
+      if (learnAgain && !closed) void learn();
     }));
   };
   // said once per turn for every site whose Hello came in it (a fleet reconnecting is thousands

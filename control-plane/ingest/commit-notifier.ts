@@ -60,7 +60,7 @@ export function createCommitNotifier(d: CommitNotifierDeps): CommitNotifier {
   const minIntervalMs = d.minIntervalMs ?? 250;
   const held = new Map<string, Held>();
   // the streams opening together (a fleet reconnecting) are read in one statement
-  const readAtConnect = createCoalescer<WatermarkAsk, number>({ maxItems: 2000, run: (asks) => ledgerWatermarks(d.db, asks) });
+  const readAtConnect = createCoalescer<WatermarkAsk, number>({ maxItems: 2000, timeoutMs: 15_000, run: (asks) => ledgerWatermarks(d.db, asks) });
   let lastWarn = -Infinity;
   // rate-limited: an agent can trigger these
   const warn = (err: unknown, what: string, ctx: Record<string, unknown> = {}) => {

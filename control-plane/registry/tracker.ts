@@ -33,8 +33,13 @@ export function createRegistryTracker(o: {
   let again: Set<string> | 'all' | null = null;
   let closed = false;
   let online = o.registry.onlineCounts();
-  const merge = (into: Set<string> | 'all' | null, more: Set<string> | 'all'): Set<string> | 'all' =>
-    into === 'all' || more === 'all' ? 'all' : new Set([...(into ?? []), ...more]);
+  /** `more` added to `into`, in place when it is a set */
+  const merge = (into: Set<string> | 'all' | null, more: Set<string> | 'all'): Set<string> | 'all' => {
+    if (into === 'all' || more === 'all') return 'all';
+    if (!into) return more;
+    for (const s of more) into.add(s);
+    return into;
+  };
 
   const runSweep = async (only: Set<string> | 'all') => {
     const changes = o.registry.sweep(now(), only === 'all' ? undefined : only);
