@@ -83,6 +83,13 @@ export const ControlPlaneConfigSchema = z.object({
   /** the console's live stream (GET /api/v1/events): open streams at most, events queued per stream before a slow one is dropped, and the heartbeat */
   HCP_EVENTS_MAX_STREAMS: z.coerce.number().int().min(1).default(200),
   HCP_EVENTS_QUEUE: z.coerce.number().int().min(10).default(2000),
+  /**
+   * command states queued for one WatchCommands stream before a watcher that reads too slowly is
+   * ended (RESOURCE_EXHAUSTED, reason slow_client); a curtail of the whole fleet queues a few per site in one turn
+   */
+  HCP_WATCH_QUEUE: z.coerce.number().int().min(10).default(50_000),
+  /** how long a watcher ended as too slow may take to read its status before its stream is reset */
+  HCP_WATCH_GRACE_MS: z.coerce.number().int().min(100).default(10_000),
   HCP_EVENTS_HEARTBEAT_MS: ms.default(15000),
   /** the built console (web/dist); the console is not served when it has no index.html */
   HCP_WEB_DIR: z.string().min(1).optional(),

@@ -358,7 +358,7 @@ export async function createControlPlane(config: ControlPlaneConfig, log: Logger
       heartbeatMs: config.HCP_HEARTBEAT_MS, autoRegisterSites: config.HCP_AUTO_REGISTER_SITES,
       ring, maxDevicesPerSite: config.HCP_MAX_DEVICES_PER_SITE, maxSites: config.HCP_MAX_SITES, commits, audit,
     });
-    const fleet = createFleetService({ registry, ops, bus, operator, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters });
+    const fleet = createFleetService({ registry, ops, bus, operator, log: log.child({ component: 'fleet-api' }), ring, limiter, waiters, metrics, watchQueue: config.HCP_WATCH_QUEUE, watchGraceMs: config.HCP_WATCH_GRACE_MS });
     const grpc = await startGrpcServer({
       host: config.HCP_GRPC_HOST,
       port: config.HCP_GRPC_PORT,

@@ -26,6 +26,17 @@ export function createMetrics() {
       help: 'Events queued to live streams of the console',
       registers: [registry],
     }),
+    commandWatchStreams: new Gauge({
+      name: 'hcp_command_watch_streams',
+      help: 'Open hcp.v1.Fleet/WatchCommands streams',
+      registers: [registry],
+    }),
+    commandWatchDropped: new Counter({
+      name: 'hcp_command_watch_dropped_total',
+      help: 'WatchCommands streams ended by the control plane, by reason (slow_client: more states queued for it than HCP_WATCH_QUEUE)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     ingestSamples: new Counter({
       name: 'hcp_ingest_samples_total',
       help: 'Device samples written to the telemetry tables',

@@ -1,6 +1,7 @@
 // hcp.v1.Fleet: the gRPC API for command clients. Same operations as REST, same checks; typed
 // errors become gRPC statuses with the reason in the hcp-reason trailer.
 import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import http2 from 'node:http2';
 import type { Logger } from 'pino';
 import { CommandState, FleetService, type CommandsReply, type CommandView, type FleetServer } from '../../proto/gen/hcp/v1/fleet.js';
 import type { CommandBus } from '../commands/bus.js';
@@ -58,6 +59,7 @@ function badRequest(request: unknown): HcpError | null {
 }
 
 import type { OperatorControls } from '../claims/operator.js';
+import type { Metrics } from '../metrics.js';
 
 export interface FleetServiceDeps {
   registry: Registry;
@@ -69,6 +71,22 @@ export interface FleetServiceDeps {
   ring: KeyRing;
   limiter: RateLimiter;
   waiters: WaitGate;
+  metrics?: Pick<Metrics, 'commandWatchStreams' | 'commandWatchDropped'>;
+  /** states queued for one WatchCommands stream before it is ended as too slow (HCP_WATCH_QUEUE) */
+  watchQueue?: number;
+  /** how long a watcher ended as too slow has to read its status before its stream is reset */
+  watchGraceMs?: number;
+}
+
+/**
+ * Resets a server stream's HTTP/2 stream (RST_STREAM CANCEL). grpc-js gives a handler no way to
+ * abort a call whose status is queued behind unread data, so this reaches its stream through the
+ * call's internals (grpc-js 1.14: call.call.stream); test/watch-commands.int.test.ts fails if
+ * that path moves.
+ */
+function resetStream(call: object): void {
+  const stream = (call as { call?: { stream?: { destroyed?: boolean; close?: (code: number) => void } } }).call?.stream;
+  if (stream && !stream.destroyed) stream.close?.(http2.constants.NGHTTP2_CANCEL);
 }
 
 export function createFleetService(d: FleetServiceDeps) {
@@ -141,18 +159,46 @@ export function createFleetService(d: FleetServiceDeps) {
       if (bad) return refuse(bad);
       const site = call.request.site;
       if (site && !d.registry.site(site)) return refuse(new HcpError('not_found', `site ${site} not found`, 'unknown_site'));
-      const release = d.waiters.enter();
-      if (!release) return refuse(new HcpError('rate_limited', 'too many open command watchers (HCP_MAX_WAITERS)', 'too_many_waiters'));
+      const entered = d.waiters.enter();
+      if (!entered) return refuse(new HcpError('rate_limited', 'too many open command watchers (HCP_MAX_WAITERS)', 'too_many_waiters'));
+      const release = entered;
+      // What the client has not read waits in the call's buffer (HTTP/2 flow control holds it
+      // there): a watcher that reads more slowly than states come is ended, not buffered without
+      // end. Its status (RESOURCE_EXHAUSTED, slow_client) follows what was queued, so a client
+      // that reads again hears why, and may watch again and read what it missed from
+      // GET /api/v1/commands; one that still has not read it after watchGraceMs has its stream
+      // reset. Its place under HCP_MAX_WAITERS is held until the stream is gone.
+      const watchQueue = d.watchQueue ?? 50_000;
+      let listening = true;
+      let closed = false;
+      let grace: NodeJS.Timeout | undefined;
       const stop = d.bus.watch((r) => {
-        if (!site || r.siteId === site) call.write(toCommandView(r));
+        if (!listening || (site && r.siteId !== site)) return;
+        if (call.writableLength < watchQueue) {
+          call.write(toCommandView(r));
+          return;
+        }
+        listening = false;
+        stop();
+        d.metrics?.commandWatchDropped.inc({ reason: 'slow_client' });
+        d.log.warn({ queued: call.writableLength, site: site || undefined }, 'WatchCommands stream ended: the client reads too slowly');
+        call.emit('error', grpcError(status.RESOURCE_EXHAUSTED, 'slow_client', `more than ${watchQueue} command states were queued for this stream unread; watch again and read what was missed from GET /api/v1/commands`));
+        grace = setTimeout(() => resetStream(call), d.watchGraceMs ?? 10_000);
+        grace.unref();
       });
-      const done = () => {
+      d.metrics?.commandWatchStreams.inc();
+      const gone = () => {
+        if (closed) return;
+        closed = true;
+        listening = false;
+        clearTimeout(grace);
         stop();
         release();
+        d.metrics?.commandWatchStreams.dec();
       };
-      call.on('cancelled', done);
-      call.on('close', done);
-      call.on('error', done);
+      call.on('cancelled', gone);
+      call.on('close', gone);
+      call.on('finish', gone);
     },
   };
   return { service: FleetService, impl, isFinal };
