@@ -321,7 +321,9 @@ for (let r = 0; r < ROUNDS + 2; r++) {
       // what the control plane says of one command the watcher has not seen finish
       const unseen = ours.find((c) => !finalAt.has(c.id));
       const asked = unseen ? await fetch(`${http}/api/v1/commands/${unseen.id}`, { headers: bearer(ADMIN) }).then((x) => x.text()).catch((e: Error) => e.message) : '';
-      await fail(`round ${r}: ${missing} agents without an ack or a final state after 30 s (${unacked} without the command, ${unfinished} whose final state the watcher has not seen; the watch: ${watchEnded ?? 'open'}, ${watchEvents} events and ${finalAt.size} final states seen in all)${unseen ? `\nGET /api/v1/commands/${unseen.id}: ${asked.slice(0, 600)}` : ''}`);
+      // and of its command watchers
+      const watchers = await fetch(`${http}/metrics`).then((x) => x.text()).then((t) => t.split('\n').filter((l) => l.startsWith('hcp_command_watch')).join(', ')).catch((e: Error) => e.message);
+      await fail(`round ${r}: ${missing} agents without an ack or a final state after 30 s (${unacked} without the command, ${unfinished} whose final state the watcher has not seen; the watch: ${watchEnded ?? 'open'}, ${watchEvents} events and ${finalAt.size} final states seen in all; the control plane: ${watchers})${unseen ? `\nGET /api/v1/commands/${unseen.id}: ${asked.slice(0, 600)}` : ''}`);
     }
     await new Promise((res) => setTimeout(res, 5));
   }

@@ -34,6 +34,9 @@ export function createPublisher(o: {
   /** after every (re)connect: the forwarder re-sends what the broker missed */
   onConnect?: () => void;
   metrics: AgentMetrics;
+  /** reconnect backoff: capped exponential with full jitter, from minBackoffMs doubling to maxBackoffMs */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
 }): Publisher {
   const status = (state: 'online' | 'offline') =>
     encodeStatus({ site: o.site, state, session: o.session, ts: new Date().toISOString(), agent_version: o.version });
@@ -45,7 +48,10 @@ export function createPublisher(o: {
     password: o.login?.password,
     ...(o.tls ?? {}),
     clean: true,
-    reconnectPeriod: 1000,
+    // Reconnects are this publisher's own (below): mqtt.js retries every reconnectPeriod, the
+    // same for every agent, so a fleet that lost its broker came back in lockstep, thousands of
+    // logins in the same second, every second, until the broker could take them.
+    reconnectPeriod: 0,
     connectTimeout: 5000,
     keepalive: 15,
     // The broker publishes this if the agent vanishes without DISCONNECT (MQTT 3.1.1 §3.1.2.5).
@@ -69,18 +75,35 @@ export function createPublisher(o: {
     });
   const topic = topics.telemetry(o.site);
 
+  // Capped exponential backoff with full jitter (as agent/grpc/gateway-client.ts): a delay drawn
+  // from [0, min(max, min·2^attempt)], the attempt count reset by a CONNACK.
+  const minBackoff = o.minBackoffMs ?? 500;
+  const maxBackoff = o.maxBackoffMs ?? 15_000;
+  let attempt = 0;
+  let retry: NodeJS.Timeout | null = null;
+  let closing: Promise<void> | null = null;
+  client.on('close', () => {
+    o.metrics.mqttConnected.set(0);
+    if (closing || retry) return;
+    const delay = Math.round(Math.random() * Math.min(maxBackoff, minBackoff * 2 ** attempt));
+    attempt = Math.min(attempt + 1, 16);
+    o.log.warn({ url: withoutPassword(o.url), retryInMs: delay }, 'mqtt offline; spooling telemetry');
+    retry = setTimeout(() => {
+      retry = null;
+      if (!closing) client.reconnect();
+    }, delay);
+  });
+
   client.on('connect', () => {
+    attempt = 0;
     o.metrics.mqttConnected.set(1);
     o.log.info({ url: withoutPassword(o.url) }, 'mqtt connected');
     client.publish(topics.status(o.site), status('online'), { qos: 1, retain: true });
     for (const t of listeners.keys()) subscribe(t);
     o.onConnect?.();
   });
-  client.on('close', () => o.metrics.mqttConnected.set(0));
-  client.on('offline', () => o.log.warn({ url: withoutPassword(o.url) }, 'mqtt offline; spooling telemetry'));
   client.on('error', (err) => o.log.warn({ err: err.message }, 'mqtt error'));
 
-  let closing: Promise<void> | null = null;
   return {
     publishBatch(payload) {
       if (closing || !client.connected) return false;
@@ -104,6 +127,8 @@ export function createPublisher(o: {
     connected: () => client.connected,
     close() {
       closing ??= (async () => {
+        if (retry) clearTimeout(retry);
+        retry = null;
         if (client.connected) {
           await client.publishAsync(topics.status(o.site), status('offline'), { qos: 1, retain: true }).catch(() => undefined);
         }
