@@ -159,9 +159,8 @@ export function createFleetService(d: FleetServiceDeps) {
       if (bad) return refuse(bad);
       const site = call.request.site;
       if (site && !d.registry.site(site)) return refuse(new HcpError('not_found', `site ${site} not found`, 'unknown_site'));
-      const entered = d.waiters.enter();
-      if (!entered) return refuse(new HcpError('rate_limited', 'too many open command watchers (HCP_MAX_WAITERS)', 'too_many_waiters'));
-      const release = entered;
+      const release = d.waiters.enter();
+      if (!release) return refuse(new HcpError('rate_limited', 'too many open command watchers (HCP_MAX_WAITERS)', 'too_many_waiters'));
       // What the client has not read waits in the call's buffer (HTTP/2 flow control holds it
       // there): a watcher that reads more slowly than states come is ended, not buffered without
       // end. Its status (RESOURCE_EXHAUSTED, slow_client) follows what was queued, so a client
